@@ -1,0 +1,38 @@
+//! The canonical instance record of imds: its types, validation and RFC 7396 merge-patch.
+//!
+//! This crate owns [`Instance`], the one record every dialect renders from, and everything needed
+//! to turn an admin's JSON document into one: [`Instance::parse`] walks the document by hand and
+//! reports *every* problem at once as an [`Invalid`] listing [`FieldError`]s with field paths
+//! (`"network.interfaces[0].mac"`). Identifiers and validated strings are newtypes
+//! ([`InstanceId`], [`MacAddr`], [`RoleName`]) checked once in `TryFrom`/`FromStr`.
+//!
+//! It must not do I/O: no files, no sockets, no async, no clock. The store keeps
+//! [`Instance::to_bytes`] and reads it back with [`Instance::from_bytes`]; the server keeps the
+//! in-memory view; dialects render. [`merge_patch`] is the admin API's PATCH semantics.
+#![forbid(unsafe_code)]
+
+mod addr;
+mod dialects;
+mod error;
+mod id;
+mod instance;
+mod limits;
+mod merge_patch;
+mod network;
+mod parse;
+mod settings;
+mod ssh;
+mod text;
+mod user_data;
+
+pub use addr::{Ipv4Cidr, Ipv6Cidr, MacAddr, MacAddrError};
+pub use dialects::{Dialects, DIALECT_NAMES};
+pub use error::{FieldError, Invalid};
+pub use id::{InstanceId, InstanceIdError, RoleName, RoleNameError};
+pub use instance::{split_claim, Account, Instance};
+pub use limits::Limits;
+pub use merge_patch::merge_patch;
+pub use network::{Interface, InterfaceRole, Network, Route};
+pub use settings::{EndpointMode, ImdsSettings, TagsMode, TokenMode};
+pub use ssh::SshKey;
+pub use user_data::{UserData, UserDataError};

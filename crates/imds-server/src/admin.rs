@@ -1,0 +1,114 @@
+//! The admin API (control plane): REST + JSON under `/v1`, never reachable by guests.
+//!
+//! Endpoints:
+//! - `PUT /v1/instances/{id}`: create (201) or replace (200) an instance
+//! - `GET /v1/instances/{id}`: read one instance
+//! - `PATCH /v1/instances/{id}`: RFC 7396 merge-patch (`application/merge-patch+json`)
+//! - `DELETE /v1/instances/{id}`: delete (204)
+//! - `GET /v1/instances?limit=&after=`: list, paged by id
+//! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
+//! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded
+//!
+//! Every response carrying a record has an `ETag` (its store revision) and `If-Match` is
+//! honoured. Errors are `{"error": {"code", "message", "field"}}` and change nothing. A write
+//! returns only once the view guests read contains it (bounded by `write_visibility_timeout`).
+//! TCP listeners require a bearer token ([`auth`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::StatusCode;
+use imds_store::Store;
+use serde_json::json;
+
+use crate::view::View;
+
+pub mod auth;
+pub mod error;
+pub mod instances;
+pub mod openapi;
+
+pub use auth::Token;
+pub use error::AdminError;
+
+/// The admin plane's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// TCP address to listen on, if any (requires `token` unless `allow_no_token`).
+    pub listen: Option<SocketAddr>,
+    /// Unix socket to listen on, if any (created with mode 0600).
+    pub socket: Option<PathBuf>,
+    /// The bearer token TCP clients must send.
+    pub token: Option<Token>,
+    /// How long a write waits for the guest view to contain it before answering anyway.
+    pub write_visibility_timeout: Duration,
+}
+
+impl Default for Config {
+    /// A Unix socket at `/run/imds/admin.sock`, no TCP listener, 5 s visibility wait.
+    fn default() -> Self {
+        Self {
+            listen: None,
+            socket: Some(PathBuf::from("/run/imds/admin.sock")),
+            token: None,
+            write_visibility_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the admin handlers share.
+#[derive(Debug, Clone)]
+pub struct AdminState {
+    /// The source of truth.
+    pub store: Arc<dyn Store>,
+    /// The guest view (to wait for writes to become visible, and for readiness).
+    pub view: View,
+    /// Record size limits.
+    pub limits: imds_model::Limits,
+    /// How long a write waits for visibility.
+    pub write_visibility_timeout: Duration,
+}
+
+/// The admin router. `token`: when set, TCP clients must present it.
+pub fn router(state: AdminState, token: Option<Token>) -> Router {
+    let api = Router::new()
+        .route("/v1/instances", get(instances::list))
+        .route(
+            "/v1/instances/{id}",
+            get(instances::get).put(instances::put).patch(instances::patch).delete(instances::delete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
+    Router::new()
+        .merge(api)
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|uri: http::Uri| async move { AdminError::NoRoute(uri.path().to_owned()) })
+        .method_not_allowed_fallback(|| async { AdminError::MethodNotAllowed })
+        .with_state(state)
+}
+
+/// `GET /healthz`: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "The process is up")))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the view guests read has been loaded from the store.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Serving from a loaded view"),
+    (status = 503, description = "Still loading the view")))]
+pub async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.view.is_ready() {
+        let rev = state.view.load().rev().0;
+        (StatusCode::OK, Json(json!({"status": "ready", "revision": rev}))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response()
+    }
+}

@@ -1,0 +1,174 @@
+//! Admin errors and their one mapping to HTTP: a 4xx/5xx with
+//! `{"error": {"code", "message", "field"}}`, plus `details` when several fields are at fault.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::StatusCode;
+use imds_model::{split_claim, FieldError, Invalid};
+use imds_store::StoreError;
+use serde::Serialize;
+
+/// Why an admin request failed. Every variant leaves the store unchanged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The body is not JSON.
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// The record is invalid; every problem is listed.
+    #[error("{0}")]
+    Invalid(Invalid),
+    /// A query parameter or header is malformed.
+    #[error("{message}")]
+    BadRequest {
+        /// The field (parameter or header) at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No such record.
+    #[error("instance {0} does not exist")]
+    NotFound(String),
+    /// No such endpoint.
+    #[error("no endpoint {0}")]
+    NoRoute(String),
+    /// The method is not supported on this path.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// `If-Match` / `If-None-Match` did not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// An address of the record belongs to another instance.
+    #[error("{kind} {value} is already used by instance {holder}")]
+    AddressConflict {
+        /// `ipv4`, `ipv6` or `mac`.
+        kind: String,
+        /// The contested address.
+        value: String,
+        /// The instance that has it.
+        holder: String,
+    },
+    /// The body is larger than allowed.
+    #[error("request body exceeds {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body's media type is not accepted.
+    #[error("content type must be {expected}")]
+    UnsupportedMediaType {
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    /// The store failed.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for AdminError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { key } => AdminError::NotFound(key.id),
+            StoreError::AlreadyExists { key, actual } => {
+                AdminError::PreconditionFailed(format!("instance {} already exists (revision {actual})", key.id))
+            }
+            StoreError::RevisionMismatch { key, expected, actual } => AdminError::PreconditionFailed(format!(
+                "instance {} is at revision {actual}, not {expected}",
+                key.id
+            )),
+            StoreError::ClaimConflict { claim, holder } => {
+                let (kind, value) = split_claim(&claim).unwrap_or(("address", claim.as_str()));
+                AdminError::AddressConflict { kind: kind.to_owned(), value: value.to_owned(), holder: holder.id }
+            }
+            StoreError::TooLarge { size, limit } => {
+                AdminError::Invalid(Invalid { errors: vec![FieldError { field: String::new(), message: format!("record of {size} bytes exceeds the store's limit of {limit} bytes") }] })
+            }
+            other => AdminError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The JSON error body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, e.g. `invalid_instance`, `conflict`, `not_found`.
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+    /// The field at fault (a path like `network.interfaces[0].mac`; empty for the whole body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Every problem, when the body had several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub details: Vec<FieldError>,
+    /// The instance that holds a contested address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicting_instance: Option<String>,
+}
+
+impl AdminError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AdminError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_instance"),
+            AdminError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            AdminError::NotFound(_) | AdminError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            AdminError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            AdminError::AddressConflict { .. } => (StatusCode::CONFLICT, "address_conflict"),
+            AdminError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            AdminError::UnsupportedMediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        }
+    }
+
+    fn detail(&self) -> ErrorDetail {
+        let (_, code) = self.status_and_code();
+        let mut detail =
+            ErrorDetail { code, message: self.to_string(), field: None, details: Vec::new(), conflicting_instance: None };
+        match self {
+            AdminError::InvalidJson(_) | AdminError::BodyTooLarge { .. } => detail.field = Some(String::new()),
+            AdminError::Invalid(invalid) => {
+                detail.field = invalid.errors.first().map(|e| e.field.clone());
+                detail.details = invalid.errors.clone();
+            }
+            AdminError::BadRequest { field, .. } => detail.field = Some(field.clone()),
+            AdminError::NotFound(_) => detail.field = Some("id".into()),
+            AdminError::AddressConflict { kind, holder, .. } => {
+                detail.field = Some(kind.clone());
+                detail.conflicting_instance = Some(holder.clone());
+            }
+            AdminError::PreconditionFailed(_) => detail.field = Some("If-Match".into()),
+            AdminError::UnsupportedMediaType { .. } => detail.field = Some("Content-Type".into()),
+            AdminError::Unauthorized => detail.field = Some("Authorization".into()),
+            AdminError::NoRoute(_) | AdminError::MethodNotAllowed | AdminError::Unavailable(_) => {}
+        }
+        detail
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "admin request failed");
+        }
+        let mut response = (status, Json(ErrorBody { error: self.detail() })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

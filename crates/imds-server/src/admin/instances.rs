@@ -1,0 +1,274 @@
+//! `/v1/instances`: create, replace, read, merge-patch, delete and list instance records.
+//!
+//! Each handler parses its request into a typed write or read, makes one store call, waits
+//! for the guest view to contain a write, and renders the record with its `ETag`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use imds_model::{merge_patch, FieldError, Instance, InstanceId, Invalid};
+use imds_store::{Expect, Key, Put, Record, Revision, StoreError};
+use serde::{Deserialize, Serialize};
+
+use super::error::AdminError;
+use super::AdminState;
+use crate::view::INSTANCES;
+
+/// A page of instances.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct InstanceList {
+    /// The instances of this page, ascending by id.
+    #[schema(value_type = Vec<Object>)]
+    pub instances: Vec<serde_json::Value>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}
+
+/// Query parameters of the list endpoint.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<String>,
+    /// Return instances whose id sorts after this one.
+    pub after: Option<String>,
+}
+
+const MEDIA_MERGE_PATCH: &str = "application/merge-patch+json";
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+/// PATCH without `If-Match` retries this often when a concurrent write wins the race.
+const PATCH_ATTEMPTS: usize = 8;
+
+/// `PUT /v1/instances/{id}`
+#[utoipa::path(put, path = "/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id"),
+           ("If-Match" = Option<String>, Header, description = "Replace only if the current ETag matches"),
+           ("If-None-Match" = Option<String>, Header, description = "`*`: create only")),
+    request_body(content = super::openapi::InstanceSchema, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = super::openapi::InstanceSchema),
+        (status = 200, description = "Replaced", body = super::openapi::InstanceSchema),
+        (status = 400, description = "Invalid record", body = super::error::ErrorBody),
+        (status = 409, description = "An address belongs to another instance", body = super::error::ErrorBody),
+        (status = 412, description = "Precondition failed", body = super::error::ErrorBody),
+        (status = 413, description = "Body too large", body = super::error::ErrorBody)))]
+pub async fn put(State(state): State<AdminState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, AdminError> {
+    let id = parse_id(&id)?;
+    let mut doc = read_json(&state, body).await?;
+    match doc.as_object_mut() {
+        Some(object) => match object.get("id") {
+            None => {
+                object.insert("id".into(), serde_json::Value::String(id.as_str().to_owned()));
+            }
+            Some(serde_json::Value::String(body_id)) if body_id == id.as_str() => {}
+            Some(other) => {
+                return Err(AdminError::BadRequest {
+                    field: "id".into(),
+                    message: format!("body id {other} does not match the id in the path ({id})"),
+                })
+            }
+        },
+        None => return Err(invalid("", "expected a JSON object")),
+    }
+    let instance = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
+    let expect = precondition(&headers)?;
+    let (record, created) = write(&state, &instance, expect).await?;
+    tracing::info!(action = "put", id = %id, rev = %record.rev, created, "instance written");
+    Ok(render(if created { StatusCode::CREATED } else { StatusCode::OK }, &instance, record.rev))
+}
+
+/// `GET /v1/instances/{id}`
+#[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id")),
+    responses((status = 200, description = "The instance", body = super::openapi::InstanceSchema),
+              (status = 404, description = "No such instance", body = super::error::ErrorBody)))]
+pub async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, AdminError> {
+    let id = parse_id(&id)?;
+    let (instance, rev) = load(&state, &id).await?;
+    Ok(render(StatusCode::OK, &instance, rev))
+}
+
+/// `PATCH /v1/instances/{id}`
+#[utoipa::path(patch, path = "/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id"),
+           ("If-Match" = Option<String>, Header, description = "Patch only if the current ETag matches")),
+    request_body(content = Object, content_type = "application/merge-patch+json",
+                 description = "RFC 7396 merge patch: members replace, `null` deletes, objects merge"),
+    responses((status = 200, description = "Patched", body = super::openapi::InstanceSchema),
+              (status = 400, description = "The patched record is invalid", body = super::error::ErrorBody),
+              (status = 404, description = "No such instance", body = super::error::ErrorBody),
+              (status = 409, description = "An address belongs to another instance", body = super::error::ErrorBody),
+              (status = 412, description = "Precondition failed", body = super::error::ErrorBody),
+              (status = 415, description = "Not a merge patch", body = super::error::ErrorBody)))]
+pub async fn patch(State(state): State<AdminState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, AdminError> {
+    let id = parse_id(&id)?;
+    let media = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = media.split(';').next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case(MEDIA_MERGE_PATCH) && !media.eq_ignore_ascii_case("application/json") {
+        return Err(AdminError::UnsupportedMediaType { expected: MEDIA_MERGE_PATCH });
+    }
+    let patch = read_json(&state, body).await?;
+    let wanted = match precondition(&headers)? {
+        Expect::Revision(rev) => Some(rev),
+        Expect::Any | Expect::Present => None,
+        Expect::Absent => {
+            return Err(AdminError::BadRequest { field: "If-None-Match".into(), message: "a patch needs an existing instance".into() })
+        }
+    };
+    for _ in 0..PATCH_ATTEMPTS {
+        let (current, rev) = load(&state, &id).await?;
+        if let Some(wanted) = wanted.filter(|wanted| *wanted != rev) {
+            return Err(AdminError::PreconditionFailed(format!("instance {id} is at revision {rev}, not {wanted}")));
+        }
+        let mut doc = current.to_json();
+        merge_patch(&mut doc, &patch);
+        if doc.get("id") != Some(&serde_json::Value::String(id.as_str().to_owned())) {
+            return Err(invalid("id", "the id of an instance cannot be changed or removed"));
+        }
+        let patched = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
+        match write(&state, &patched, Expect::Revision(rev)).await {
+            Ok((record, _)) => {
+                tracing::info!(action = "patch", id = %id, rev = %record.rev, "instance patched");
+                return Ok(render(StatusCode::OK, &patched, record.rev));
+            }
+            // Someone else wrote in between: without If-Match, patch the newer version.
+            Err(AdminError::PreconditionFailed(_)) if wanted.is_none() => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(AdminError::Unavailable(format!("instance {id} kept changing; patch abandoned after {PATCH_ATTEMPTS} attempts")))
+}
+
+/// `DELETE /v1/instances/{id}`
+#[utoipa::path(delete, path = "/v1/instances/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id"),
+           ("If-Match" = Option<String>, Header, description = "Delete only if the current ETag matches")),
+    responses((status = 204, description = "Deleted"),
+              (status = 404, description = "No such instance", body = super::error::ErrorBody),
+              (status = 412, description = "Precondition failed", body = super::error::ErrorBody)))]
+pub async fn delete(State(state): State<AdminState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AdminError> {
+    let id = parse_id(&id)?;
+    let expect = match precondition(&headers)? {
+        Expect::Absent => {
+            return Err(AdminError::BadRequest { field: "If-None-Match".into(), message: "cannot delete an absent instance".into() })
+        }
+        Expect::Any => Expect::Present,
+        other => other,
+    };
+    let key = Key::new(INSTANCES, id.as_str());
+    let rev = state.store.delete(&key, expect).await.map_err(|error| match error {
+        StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_)) => {
+            AdminError::PreconditionFailed(format!("instance {id} does not exist"))
+        }
+        other => AdminError::from(other),
+    })?;
+    wait_visible(&state, rev).await;
+    tracing::info!(action = "delete", id = %id, rev = %rev, "instance deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/instances?limit=&after=`
+#[utoipa::path(get, path = "/v1/instances", tag = "instances", params(ListQuery),
+    responses((status = 200, description = "A page of instances", body = InstanceList),
+              (status = 400, description = "Bad query", body = super::error::ErrorBody)))]
+pub async fn list(State(state): State<AdminState>, Query(query): Query<ListQuery>) -> Result<Json<InstanceList>, AdminError> {
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| AdminError::BadRequest {
+            field: "limit".into(),
+            message: format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+        })?,
+    };
+    let page = state.store.list(INSTANCES, query.after.as_deref(), limit).await?;
+    let instances = page.records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(InstanceList { instances: instances.iter().map(|(i, _)| i.to_json()).collect(), next_after: page.next_after }))
+}
+
+fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
+    InstanceId::try_from(id).map_err(|error| invalid("id", &error.to_string()))
+}
+
+fn invalid(field: &str, message: &str) -> AdminError {
+    AdminError::Invalid(Invalid { errors: vec![FieldError { field: field.into(), message: message.into() }] })
+}
+
+async fn read_json(state: &AdminState, body: Body) -> Result<serde_json::Value, AdminError> {
+    // Room for a maximal record with its user-data in base64 (4/3) and JSON escaping.
+    let limit = state.limits.max_record.saturating_mul(2);
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AdminError::BodyTooLarge { limit })?;
+    serde_json::from_slice(&bytes).map_err(|error| AdminError::InvalidJson(error.to_string()))
+}
+
+/// `If-Match: "<rev>"` / `If-Match: *` / `If-None-Match: *` as a store precondition.
+fn precondition(headers: &HeaderMap) -> Result<Expect, AdminError> {
+    if let Some(value) = headers.get(IF_MATCH) {
+        let text = value.to_str().unwrap_or("").trim();
+        if text == "*" {
+            return Ok(Expect::Present);
+        }
+        let rev = parse_etag(text).ok_or_else(|| AdminError::BadRequest {
+            field: "If-Match".into(),
+            message: format!("If-Match must be an ETag this API returned, like \"42\", or *; got {text:?}"),
+        })?;
+        return Ok(Expect::Revision(rev));
+    }
+    if let Some(value) = headers.get(IF_NONE_MATCH) {
+        if value.to_str().unwrap_or("").trim() == "*" {
+            return Ok(Expect::Absent);
+        }
+        return Err(AdminError::BadRequest { field: "If-None-Match".into(), message: "only If-None-Match: * is supported".into() });
+    }
+    Ok(Expect::Any)
+}
+
+fn parse_etag(text: &str) -> Option<Revision> {
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    text.strip_prefix('"')?.strip_suffix('"')?.parse().ok().map(Revision)
+}
+
+fn etag(rev: Revision) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{rev}\"")).expect("a decimal number in quotes is a valid header value")
+}
+
+async fn load(state: &AdminState, id: &InstanceId) -> Result<(Instance, Revision), AdminError> {
+    let record = state.store.get(&Key::new(INSTANCES, id.as_str())).await?.ok_or_else(|| AdminError::NotFound(id.to_string()))?;
+    decode(&record)
+}
+
+fn decode(record: &Record) -> Result<(Instance, Revision), AdminError> {
+    let instance = Instance::from_bytes(&record.value)
+        .map_err(|error| AdminError::Unavailable(format!("stored record {} is unreadable: {error}", record.key)))?;
+    Ok((instance, record.rev))
+}
+
+async fn write(state: &AdminState, instance: &Instance, expect: Expect) -> Result<(Record, bool), AdminError> {
+    let key = Key::new(INSTANCES, instance.id.as_str());
+    let put = Put { key: key.clone(), node: None, claims: instance.claims(), value: instance.to_bytes(), expect };
+    let written = state.store.put(put.clone()).await.map_err(|error| match error {
+        StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_) | Expect::Present) => {
+            AdminError::PreconditionFailed(format!("instance {} does not exist", instance.id))
+        }
+        other => AdminError::from(other),
+    })?;
+    wait_visible(state, written.rev).await;
+    let record = Record { key, node: None, claims: put.claims, value: put.value, rev: written.rev };
+    Ok((record, written.created))
+}
+
+/// Read-your-writes: answer only once guests can read what was written (bounded wait).
+async fn wait_visible(state: &AdminState, rev: Revision) {
+    if !state.view.wait_for(rev, state.write_visibility_timeout).await {
+        tracing::warn!(%rev, timeout = ?state.write_visibility_timeout, "write is durable but not yet visible to guests");
+    }
+}
+
+fn render(status: StatusCode, instance: &Instance, rev: Revision) -> Response {
+    let mut response = (status, Json(instance.to_json())).into_response();
+    response.headers_mut().insert(ETAG, etag(rev));
+    response
+}

@@ -1,0 +1,180 @@
+//! Accept loops: one bounded, gracefully stoppable HTTP/1.1 server per bound socket.
+//!
+//! Both planes serve an axum `Router` through [`serve_tcp`] or [`serve_unix`]. Every request
+//! carries the connection's [`Peer`] as an extension (the guest plane identifies callers by
+//! it). Connections are bounded by a semaphore, idle and header-read times are bounded, accept
+//! errors back off, and on shutdown the listener stops accepting while in-flight requests drain.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client: its address and the local address it reached.
+    Tcp {
+        /// The client's address.
+        remote: SocketAddr,
+        /// The local address the client connected to.
+        local: SocketAddr,
+    },
+    /// A client of a Unix socket (only the admin plane listens on those).
+    Unix,
+}
+
+/// Limits every accept loop applies.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections served at once; further clients wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 4096 connections, 10 s to send headers.
+    fn default() -> Self {
+        Self { max_connections: 4096, header_read_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Serves `router` on a bound TCP listener until `shutdown`, then drains in-flight requests.
+pub async fn serve_tcp(listener: TcpListener, router: Router, limits: Limits, shutdown: CancellationToken) {
+    let local = listener.local_addr().ok();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let tracker = TaskTracker::new();
+    let mut failures = 0u32;
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, "accept failed");
+                backoff(failures, &shutdown).await;
+                continue;
+            }
+        };
+        failures = 0;
+        let _ = stream.set_nodelay(true);
+        let peer = Peer::Tcp { remote, local: local.unwrap_or(remote) };
+        tracker.spawn(serve_connection(TokioIo::new(stream), router.clone(), peer, limits.clone(), shutdown.clone(), permit));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Serves `router` on a bound Unix listener until `shutdown`, then drains and removes the socket.
+pub async fn serve_unix(listener: UnixListener, path: PathBuf, router: Router, limits: Limits, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let tracker = TaskTracker::new();
+    let mut failures = 0u32;
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, "accept failed");
+                backoff(failures, &shutdown).await;
+                continue;
+            }
+        };
+        failures = 0;
+        tracker.spawn(serve_connection(TokioIo::new(stream), router.clone(), Peer::Unix, limits.clone(), shutdown.clone(), permit));
+    }
+    tracker.close();
+    tracker.wait().await;
+    remove_socket(&path);
+}
+
+/// Binds a Unix socket at `path` with mode 0600, replacing a stale socket file.
+pub fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn remove_socket(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path) {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), %error, "could not remove the admin socket");
+        }
+    }
+}
+
+async fn serve_connection<S>(
+    io: TokioIo<S>,
+    router: Router,
+    peer: Peer,
+    limits: Limits,
+    shutdown: CancellationToken,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+        request.extensions_mut().insert(peer);
+        let router = router.clone();
+        async move { Ok::<_, Infallible>(router.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {})) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+async fn backoff(failures: u32, shutdown: &CancellationToken) {
+    // Running out of file descriptors makes accept fail in a tight loop: wait it out.
+    let delay = Duration::from_millis(10u64.saturating_mul(1 << failures.min(7)));
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(delay) => {}
+    }
+}

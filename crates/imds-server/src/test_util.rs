@@ -1,0 +1,95 @@
+//! Shared fixtures for tests: a whole daemon on loopback, and clients for both planes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use imds_store::memory::MemoryStore;
+use imds_store::{Scope, Store};
+
+use crate::admin::{self, Token};
+use crate::client::{Client, Endpoint};
+use crate::server::{self, Running};
+use crate::{guest, listener};
+
+/// A daemon listening on 127.0.0.1 (guest and admin on ephemeral ports).
+#[derive(Debug)]
+pub struct TestServer {
+    /// The running daemon.
+    pub running: Running,
+    /// Its store.
+    pub store: Arc<dyn Store>,
+    /// The bound guest address.
+    pub guest_addr: SocketAddr,
+    /// The bound admin address.
+    pub admin_addr: SocketAddr,
+    /// The admin token.
+    pub token: Option<String>,
+}
+
+impl TestServer {
+    /// Starts a daemon over a fresh in-memory store, without an admin token.
+    pub async fn start() -> Self {
+        Self::with_store(Arc::new(MemoryStore::new()), None).await
+    }
+
+    /// Starts a daemon over `store`; with `token`, admin TCP clients must send it.
+    pub async fn with_store(store: Arc<dyn Store>, token: Option<&str>) -> Self {
+        Self::with_config(store, token, imds_model::Limits::default(), None).await
+    }
+
+    /// Starts a daemon with explicit limits and an optional admin Unix socket.
+    pub async fn with_config(
+        store: Arc<dyn Store>,
+        token: Option<&str>,
+        limits: imds_model::Limits,
+        socket: Option<std::path::PathBuf>,
+    ) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let config = server::Config {
+            guest: guest::Config { listen: vec![loopback] },
+            admin: admin::Config {
+                listen: Some(loopback),
+                socket,
+                token: token.map(Token::new),
+                write_visibility_timeout: Duration::from_secs(5),
+            },
+            limits,
+            connections: listener::Limits::default(),
+            scope: Scope::All,
+        };
+        let running = server::start(config, Arc::clone(&store)).await.expect("test server starts");
+        let guest_addr = running.guest_addrs[0];
+        let admin_addr = running.admin_addr.expect("admin listener");
+        let server = Self { running, store, guest_addr, admin_addr, token: token.map(str::to_owned) };
+        server.wait_ready().await;
+        server
+    }
+
+    /// A client of the admin API carrying the token.
+    pub fn admin(&self) -> Client {
+        Client::new(Endpoint::Tcp(self.admin_addr)).with_token(self.token.clone())
+    }
+
+    /// A client of the guest plane whose requests come from `source` (a 127.x.y.z address).
+    pub fn guest_from(&self, source: &str) -> Client {
+        let source: IpAddr = source.parse().expect("a literal address");
+        Client::from_source(self.guest_addr, source)
+    }
+
+    async fn wait_ready(&self) {
+        let ready = self.running.view.wait_for(imds_store::Revision(0), Duration::from_secs(10)).await;
+        assert!(ready, "the view did not load within 10 s");
+    }
+
+    /// Creates an instance through the admin API and checks it was created.
+    pub async fn create(&self, doc: serde_json::Value) {
+        let id = doc["id"].as_str().expect("fixture has an id").to_owned();
+        let response = self
+            .admin()
+            .send(http::Method::PUT, &format!("/v1/instances/{id}"), &[("content-type", "application/json")], doc.to_string())
+            .await
+            .expect("admin API answers");
+        assert_eq!(response.status, http::StatusCode::CREATED, "creating {id}: {}", response.text());
+    }
+}

@@ -1,0 +1,99 @@
+//! The guest plane over real sockets: every caller sees only its own instance.
+
+use http::{Method, StatusCode};
+use imds_server::test_util::TestServer;
+use serde_json::json;
+
+const NOT_FOUND_PAGE_LEN: usize = 339;
+
+#[tokio::test]
+async fn each_caller_sees_only_its_own_instance() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-aaa", "hostname": "alpha", "ipv4": ["127.0.0.21"], "user_data": "alpha-data"})).await;
+    server.create(json!({"id": "i-bbb", "hostname": "bravo", "ipv4": ["127.0.0.22"], "user_data": "bravo-data"})).await;
+
+    for (source, id, host, data) in [("127.0.0.21", "i-aaa", "alpha", "alpha-data"), ("127.0.0.22", "i-bbb", "bravo", "bravo-data")] {
+        let guest = server.guest_from(source);
+        let id_response = guest.get("/latest/meta-data/instance-id").await.unwrap();
+        assert_eq!((id_response.status, id_response.text().as_str()), (StatusCode::OK, id), "{source}");
+        assert_eq!(guest.get("/latest/meta-data/hostname").await.unwrap().text(), host);
+        assert_eq!(guest.get("/latest/meta-data/local-ipv4").await.unwrap().text(), source);
+        let user_data = guest.get("/latest/user-data").await.unwrap();
+        assert_eq!(user_data.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(user_data.text(), data);
+    }
+
+    let stranger = server.guest_from("127.0.0.23");
+    for path in ["/latest/meta-data/instance-id", "/latest/user-data", "/latest/meta-data/", "/"] {
+        let response = stranger.get(path).await.unwrap();
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{path}");
+        let body = response.text();
+        assert!(body.contains("127.0.0.23"), "{body}");
+        assert!(!body.contains("i-aaa") && !body.contains("i-bbb") && !body.contains("data"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn listings_and_errors_follow_ec2_wire_rules() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-ccc", "ipv4": ["127.0.0.24"]})).await;
+    let guest = server.guest_from("127.0.0.24");
+
+    let listing = guest.get("/latest/meta-data/").await.unwrap();
+    assert_eq!(listing.status, StatusCode::OK);
+    assert_eq!(listing.header("content-type"), Some("text/plain"));
+    assert_eq!(listing.header("server"), Some("EC2ws"));
+    assert!(!listing.text().ends_with('\n'));
+    for leaf in listing.text().lines() {
+        let response = guest.get(&format!("/latest/meta-data/{leaf}")).await.unwrap();
+        assert_eq!(response.status, StatusCode::OK, "listed leaf {leaf} must answer");
+        assert_eq!(response.header("content-length"), Some(response.body.len().to_string().as_str()));
+    }
+
+    // No user-data: 404 with EC2's page, and not listed.
+    let missing = guest.get("/latest/user-data").await.unwrap();
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.header("content-type"), Some("text/html"));
+    assert_eq!(missing.body.len(), NOT_FOUND_PAGE_LEN);
+    assert!(missing.text().contains("404 - Not Found"));
+    assert_eq!(guest.get("/latest/").await.unwrap().text(), "dynamic\nmeta-data");
+
+    let head = guest.send(Method::HEAD, "/latest/meta-data/instance-id", &[], "").await.unwrap();
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("content-length"), Some("5"));
+    assert!(head.body.is_empty());
+
+    let post = guest.send(Method::POST, "/latest/meta-data/", &[], "x").await.unwrap();
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.header("allow"), Some("GET, HEAD"));
+}
+
+#[tokio::test]
+async fn user_data_with_every_byte_value_reaches_the_guest_unchanged() {
+    use base64::Engine as _;
+    let server = TestServer::start().await;
+    let bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    server.create(json!({"id": "i-bin", "ipv4": ["127.0.0.25"], "user_data": {"base64": encoded}})).await;
+    let response = server.guest_from("127.0.0.25").get("/latest/user-data").await.unwrap();
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.body.as_ref(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn ipv6_callers_are_identified() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-v6", "ipv6": ["::1"]})).await;
+    // The guest listener is IPv4 here; a v6 listener on [::1] serves the same view.
+    let loopback6: std::net::SocketAddr = "[::1]:0".parse().unwrap();
+    let listener = tokio::net::TcpListener::bind(loopback6).await.expect("IPv6 loopback is available");
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let router = imds_server::guest::router(server.running.view.clone());
+    let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
+    let guest = imds_server::client::Client::from_source(addr, "::1".parse().unwrap());
+    let response = guest.get("/latest/meta-data/instance-id").await.unwrap();
+    assert_eq!((response.status, response.text().as_str()), (StatusCode::OK, "i-v6"));
+    shutdown.cancel();
+    task.await.unwrap();
+}

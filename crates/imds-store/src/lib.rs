@@ -1,0 +1,306 @@
+//! The durable source of truth of imds, behind one narrow trait.
+//!
+//! A [`Store`] holds revisioned records (opaque bytes under a [`Key`]) and a change feed.
+//! Every write commits at a new [`Revision`], strictly increasing in commit order, and the
+//! feed yields every committed change of a [`Scope`] after a given revision, so a reader that
+//! remembers the last revision it applied resumes without missing or repeating a change.
+//!
+//! The store knows nothing of instances: the server encodes records (canonical JSON) and
+//! declares the *claims* a record holds (an IP address, a MAC). A claim is unique across the
+//! store; a write that would take a claim held by another record fails with
+//! [`StoreError::ClaimConflict`] and changes nothing. This is how "two instances never share
+//! an address" holds atomically on every backend (etcd: one `Txn` over claim keys).
+//!
+//! Backends: [`memory::MemoryStore`] here (tests, `--dev` without a data directory), SQLite in
+//! `imds-store-sqlite`, etcd later. Every backend passes [`conformance`] (feature `test-util`).
+//!
+//! This crate does no network I/O and knows no HTTP.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use futures::stream::BoxStream;
+
+pub mod memory;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+#[cfg(feature = "test-util")]
+pub mod unreliable;
+
+/// A store-wide revision: strictly increasing in commit order; `0` means "before any write".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Revision(pub u64);
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Which records a record belongs to: its kind of data and its id within that kind.
+///
+/// Collections are fixed names chosen by the server (`"instances"`, later `"mmds"`,
+/// `"secrets"`...). Both parts are non-empty and contain no `/` (backends build paths from them).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// The kind of record, e.g. `"instances"`.
+    pub collection: String,
+    /// The record's id within its collection.
+    pub id: String,
+}
+
+impl Key {
+    /// A key from its two parts.
+    pub fn new(collection: impl Into<String>, id: impl Into<String>) -> Self {
+        Self { collection: collection.into(), id: id.into() }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.collection, self.id)
+    }
+}
+
+/// Which part of the store a reader follows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Every record (a single-box deployment).
+    All,
+    /// Only records placed on one serving node (scale-out: each hypervisor follows its own).
+    Node(String),
+}
+
+impl Scope {
+    /// Whether a record placed on `node` belongs to this scope.
+    pub fn contains(&self, node: Option<&str>) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Node(want) => node == Some(want.as_str()),
+        }
+    }
+}
+
+/// A record as stored: its value, placement, claims and the revision that last wrote it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Where the record lives.
+    pub key: Key,
+    /// The serving node the record is placed on; `None` means every node's (single box).
+    pub node: Option<String>,
+    /// The unique claims the record holds (e.g. `"ipv4/10.0.0.1"`), sorted, without repeats.
+    pub claims: Vec<String>,
+    /// The encoded record; the store never looks inside.
+    pub value: Vec<u8>,
+    /// The revision of the write that produced this version (the admin API's ETag).
+    pub rev: Revision,
+}
+
+impl fmt::Debug for Record {
+    // The value may hold user-data or secrets and is long: show only its size.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Record")
+            .field("key", &self.key)
+            .field("node", &self.node)
+            .field("claims", &self.claims)
+            .field("value_len", &self.value.len())
+            .field("rev", &self.rev)
+            .finish()
+    }
+}
+
+/// What must be true of a key's current version for a write to go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// The key must not exist (create only).
+    Absent,
+    /// The key must exist, at any revision.
+    Present,
+    /// The key must exist and have been last written at exactly this revision (`If-Match`).
+    Revision(Revision),
+}
+
+/// One write: a whole record under a key.
+#[derive(Debug, Clone)]
+pub struct Put {
+    /// Where to write.
+    pub key: Key,
+    /// The serving node the record is placed on.
+    pub node: Option<String>,
+    /// The unique claims the new version holds; claims of the old version not listed are released.
+    pub claims: Vec<String>,
+    /// The encoded record.
+    pub value: Vec<u8>,
+    /// The precondition.
+    pub expect: Expect,
+}
+
+/// The outcome of a successful put.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The revision the write committed at.
+    pub rev: Revision,
+    /// Whether the key did not exist before.
+    pub created: bool,
+}
+
+/// One page of a collection, in ascending id order.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The records of the page.
+    pub records: Vec<Record>,
+    /// The id to pass as `after` for the next page; `None` when this is the last page.
+    pub next_after: Option<String>,
+}
+
+/// A consistent view of a scope at exactly one revision.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The store's revision the snapshot was taken at (`Revision(0)` for an empty store).
+    pub rev: Revision,
+    /// Every record in scope, in any order.
+    pub records: Vec<Record>,
+}
+
+/// One change in the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A record was created or replaced; the new version.
+    Put(Record),
+    /// A record was deleted.
+    Delete {
+        /// The deleted record's key.
+        key: Key,
+        /// The node it was placed on.
+        node: Option<String>,
+    },
+}
+
+/// An item of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// Every change of the scope committed at `rev` (one transaction).
+    Changes {
+        /// The revision the changes committed at.
+        rev: Revision,
+        /// The changes, in scope.
+        changes: Vec<Change>,
+    },
+    /// Nothing in scope changed up to and including `rev`; readers may advance their resume point.
+    Progress {
+        /// The revision the reader has now seen everything up to.
+        rev: Revision,
+    },
+}
+
+impl FeedEvent {
+    /// The revision a reader has seen everything up to after applying this event.
+    pub fn rev(&self) -> Revision {
+        match self {
+            FeedEvent::Changes { rev, .. } | FeedEvent::Progress { rev } => *rev,
+        }
+    }
+}
+
+/// The change feed: events in revision order. An `Err` item ends the stream; the reader then
+/// re-subscribes from its last revision ([`StoreError::Unavailable`]) or re-snapshots
+/// ([`StoreError::Compacted`]).
+pub type Feed = BoxStream<'static, Result<FeedEvent, StoreError>>;
+
+/// What went wrong in a store call.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key does not exist (a delete, or a put expecting a present key).
+    #[error("{key} does not exist")]
+    NotFound {
+        /// The key asked for.
+        key: Key,
+    },
+    /// The key exists but a create-only write expected it absent.
+    #[error("{key} already exists at revision {actual}")]
+    AlreadyExists {
+        /// The key asked for.
+        key: Key,
+        /// Its current revision.
+        actual: Revision,
+    },
+    /// The key's revision is not the expected one.
+    #[error("{key} is at revision {actual}, not {expected}")]
+    RevisionMismatch {
+        /// The key asked for.
+        key: Key,
+        /// The revision the write expected.
+        expected: Revision,
+        /// The key's current revision.
+        actual: Revision,
+    },
+    /// A claim of the write is held by another record.
+    #[error("claim {claim} is held by {holder}")]
+    ClaimConflict {
+        /// The contested claim.
+        claim: String,
+        /// The record that holds it.
+        holder: Key,
+    },
+    /// The resume point is older than the oldest change the store still keeps.
+    #[error("revision {after} is compacted; the oldest resumable revision is {oldest}")]
+    Compacted {
+        /// The revision the reader asked to resume after.
+        after: Revision,
+        /// The oldest revision one may resume after.
+        oldest: Revision,
+    },
+    /// The record is larger than the backend accepts.
+    #[error("record of {size} bytes exceeds the store's limit of {limit} bytes")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The backend's limit.
+        limit: usize,
+    },
+    /// The backend cannot be reached or failed; the call may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The durable source of truth: revisioned records and their change feed.
+///
+/// Every method is atomic: a write commits its record, its claims and its change-log entry
+/// together or not at all. Writes are durable when the call returns `Ok`.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The current version of one record.
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError>;
+
+    /// Up to `limit` records of a collection with ids greater than `after`, ascending by id.
+    async fn list(&self, collection: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError>;
+
+    /// Creates or replaces a record, subject to its precondition and claims.
+    async fn put(&self, put: Put) -> Result<Written, StoreError>;
+
+    /// Deletes a record, subject to its precondition; returns the revision of the delete.
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError>;
+
+    /// Every record in scope at one consistent revision.
+    async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError>;
+
+    /// The changes in scope committed after `after`, then live changes as they commit.
+    ///
+    /// Fails (at once or as the stream's first item) with [`StoreError::Compacted`] when
+    /// `after` is older than the oldest kept change. A backend may send
+    /// [`FeedEvent::Progress`] at any time; it must send one when the store's revision moves
+    /// past changes that are all out of scope, at least when the feed is otherwise idle.
+    async fn subscribe(&self, scope: &Scope, after: Revision) -> Result<Feed, StoreError>;
+
+    /// Forgets change-log entries up to and including `through`; resuming after an older
+    /// revision then fails with [`StoreError::Compacted`]. Records are untouched.
+    async fn compact(&self, through: Revision) -> Result<(), StoreError>;
+
+    /// The store's current revision (that of its latest commit).
+    async fn revision(&self) -> Result<Revision, StoreError>;
+}

@@ -1,0 +1,196 @@
+//! `imds serve`: load the configuration, open the store, run until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use imds_store::Store;
+use imds_store_sqlite::{SqliteOptions, SqliteStore};
+
+use crate::config::{Config, LogFormat, RawConfig, StoreConfig};
+use crate::dev;
+
+/// Flags of `imds serve`; each overrides the config file and the environment.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file (env IMDS_CONFIG).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Development mode: guest on 127.0.0.1:1338 and [::1]:1338, admin on 127.0.0.1:8998
+    /// without a token, SQLite under ./.imds-dev, and a demo instance for 127.0.0.1 and ::1.
+    #[arg(long)]
+    pub dev: bool,
+    /// Guest plane address (repeatable), e.g. 169.254.169.254:80.
+    #[arg(long, value_name = "ADDR")]
+    pub guest_listen: Vec<String>,
+    /// Admin API TCP address ("" for none).
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// Admin API Unix socket ("" for none).
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: Option<String>,
+    /// File holding the admin API's bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<String>,
+    /// Store backend: sqlite or memory.
+    #[arg(long, value_name = "BACKEND")]
+    pub store: Option<String>,
+    /// SQLite file.
+    #[arg(long, value_name = "FILE")]
+    pub store_path: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or imds_server=debug.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+impl ServeArgs {
+    fn overlay(&self, raw: &mut RawConfig) {
+        if !self.guest_listen.is_empty() {
+            raw.guest.listen = Some(self.guest_listen.clone());
+        }
+        let pairs: [(&Option<String>, &mut Option<String>); 6] = [
+            (&self.admin_listen, &mut raw.admin.listen),
+            (&self.admin_socket, &mut raw.admin.socket),
+            (&self.store, &mut raw.store.backend),
+            (&self.store_path, &mut raw.store.path),
+            (&self.log_format, &mut raw.log.format),
+            (&self.log_level, &mut raw.log.level),
+        ];
+        for (flag, slot) in pairs {
+            if let Some(value) = flag {
+                *slot = Some(value.clone());
+            }
+        }
+        if let Some(file) = &self.admin_token_file {
+            raw.admin.token_file = Some(file.clone());
+            raw.admin.token = None;
+        }
+    }
+}
+
+/// Builds the configuration from file, environment (through `lookup`) and flags.
+pub fn load(args: &ServeArgs, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, Vec<String>> {
+    let mut problems = Vec::new();
+    let file = args.config.clone().or_else(|| lookup("IMDS_CONFIG").map(PathBuf::from));
+    let mut raw = match &file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => RawConfig::parse_toml(&text).unwrap_or_else(|error| {
+                problems.push(format!("{}: {}", path.display(), error.trim_end()));
+                RawConfig::default()
+            }),
+            Err(error) => {
+                problems.push(format!("cannot read config file {}: {error}", path.display()));
+                RawConfig::default()
+            }
+        },
+        None => RawConfig::default(),
+    };
+    raw.overlay_env(lookup, &mut problems);
+    args.overlay(&mut raw);
+    Config::resolve(&raw, args.dev, problems)
+}
+
+/// Runs the daemon; exit 2 on invalid configuration, 1 on a failure to start.
+pub async fn run(args: ServeArgs) -> ExitCode {
+    let config = match load(&args, &|key| std::env::var(key).ok()) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("imds: invalid configuration:");
+            for problem in problems {
+                eprintln!("  - {problem}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    match serve(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("imds: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config {
+        StoreConfig::Memory => Arc::new(imds_store::memory::MemoryStore::new()),
+        StoreConfig::Sqlite { path, retain_changes } => {
+            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+            }
+            let options = SqliteOptions { retain_changes: *retain_changes, ..SqliteOptions::default() };
+            let store = SqliteStore::open(path, options).with_context(|| format!("opening the store {}", path.display()))?;
+            Arc::new(store)
+        }
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let store = open_store(&config.store).await?;
+    if config.dev {
+        dev::ensure_demo_instance(&*store).await.context("creating the demo instance")?;
+    }
+    let running = imds_server::server::start(config.server.clone(), store).await.context("starting the listeners")?;
+    announce(&config, &running);
+    let shutdown = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    running.wait().await;
+    Ok(())
+}
+
+/// Prints where the service listens (stdout, one address per line: scripts may read it).
+fn announce(config: &Config, running: &imds_server::server::Running) {
+    println!("imds is serving");
+    for addr in &running.guest_addrs {
+        println!("  guest plane: http://{addr}");
+    }
+    if let Some(addr) = running.admin_addr {
+        let auth = if config.server.admin.token.is_some() { "bearer token required" } else { "NO TOKEN: loopback development only" };
+        println!("  admin API:   http://{addr} ({auth})");
+    }
+    if let Some(path) = &running.admin_socket {
+        println!("  admin API:   unix:{}", path.display());
+    }
+    match &config.store {
+        StoreConfig::Sqlite { path, .. } => println!("  store:       sqlite {}", path.display()),
+        StoreConfig::Memory => println!("  store:       memory (nothing survives a restart)"),
+    }
+    if config.dev {
+        if config.server.admin.token.is_none() {
+            tracing::warn!("--dev: the admin API accepts requests without a token on loopback");
+        }
+        dev::print_tour(running);
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; stop imds with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,343 @@
+//! Configuration: a TOML file, overlaid by `IMDS_*` environment variables, overlaid by flags.
+//!
+//! Two stages: [`RawConfig`] (every field optional, straight from TOML, env and flags) and
+//! [`Config`] (typed, validated). [`Config::resolve`] reports every problem at once. The
+//! environment is read through a lookup function so tests pass a map and never touch the
+//! process environment.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use imds_server::admin::{self, Token};
+use imds_server::{guest, listener, server};
+use imds_store::Scope;
+use serde::Deserialize;
+
+/// The configuration file's shape; every field optional.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[guest]`
+    #[serde(default)]
+    pub guest: RawGuest,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: RawAdmin,
+    /// `[store]`
+    #[serde(default)]
+    pub store: RawStore,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: RawLimits,
+    /// `[log]`
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[guest]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuest {
+    /// Addresses the guest plane listens on.
+    pub listen: Option<Vec<String>>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// TCP address of the admin API; `""` for none.
+    pub listen: Option<String>,
+    /// Unix socket path of the admin API; `""` for none.
+    pub socket: Option<String>,
+    /// Bearer token TCP clients must send.
+    pub token: Option<String>,
+    /// File holding the bearer token.
+    pub token_file: Option<String>,
+    /// How long a write waits for guests to see it, in milliseconds.
+    pub write_visibility_timeout_ms: Option<u64>,
+}
+
+/// `[store]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite` or `memory`.
+    pub backend: Option<String>,
+    /// The SQLite file.
+    pub path: Option<String>,
+    /// Change-log rows kept for resuming readers.
+    pub retain_changes: Option<u64>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Largest user-data (and vendor-data), bytes.
+    pub max_user_data: Option<usize>,
+    /// Largest encoded instance record, bytes.
+    pub max_record: Option<usize>,
+    /// Connections served at once per listener.
+    pub max_connections: Option<usize>,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` or `json`.
+    pub format: Option<String>,
+    /// A tracing filter, e.g. `info` or `imds_server=debug`.
+    pub level: Option<String>,
+}
+
+/// The environment variables read, each overriding the file key named beside it.
+pub const ENV_KEYS: &[(&str, &str)] = &[
+    ("IMDS_GUEST_LISTEN", "guest.listen (comma-separated)"),
+    ("IMDS_ADMIN_LISTEN", "admin.listen"),
+    ("IMDS_ADMIN_SOCKET", "admin.socket"),
+    ("IMDS_ADMIN_TOKEN", "admin.token"),
+    ("IMDS_ADMIN_TOKEN_FILE", "admin.token_file"),
+    ("IMDS_STORE_BACKEND", "store.backend"),
+    ("IMDS_STORE_PATH", "store.path"),
+    ("IMDS_STORE_RETAIN_CHANGES", "store.retain_changes"),
+    ("IMDS_LIMITS_MAX_USER_DATA", "limits.max_user_data"),
+    ("IMDS_LIMITS_MAX_RECORD", "limits.max_record"),
+    ("IMDS_LOG_FORMAT", "log.format"),
+    ("IMDS_LOG_LEVEL", "log.level"),
+];
+
+impl RawConfig {
+    /// Parses a TOML document.
+    pub fn parse_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|error| error.to_string())
+    }
+
+    /// Overlays `IMDS_*` variables found by `lookup`; malformed numbers are reported in `problems`.
+    pub fn overlay_env(&mut self, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+        let mut number = |key: &str, slot: &mut Option<u64>| {
+            if let Some(value) = lookup(key) {
+                match value.trim().parse() {
+                    Ok(n) => *slot = Some(n),
+                    Err(_) => problems.push(format!("{key}: {value:?} is not a whole number")),
+                }
+            }
+        };
+        let mut retain = self.store.retain_changes;
+        number("IMDS_STORE_RETAIN_CHANGES", &mut retain);
+        self.store.retain_changes = retain;
+        let mut user_data = self.limits.max_user_data.map(|n| n as u64);
+        number("IMDS_LIMITS_MAX_USER_DATA", &mut user_data);
+        self.limits.max_user_data = user_data.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let mut record = self.limits.max_record.map(|n| n as u64);
+        number("IMDS_LIMITS_MAX_RECORD", &mut record);
+        self.limits.max_record = record.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+
+        if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
+            self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+        }
+        let strings: [(&str, &mut Option<String>); 8] = [
+            ("IMDS_ADMIN_LISTEN", &mut self.admin.listen),
+            ("IMDS_ADMIN_SOCKET", &mut self.admin.socket),
+            ("IMDS_ADMIN_TOKEN", &mut self.admin.token),
+            ("IMDS_ADMIN_TOKEN_FILE", &mut self.admin.token_file),
+            ("IMDS_STORE_BACKEND", &mut self.store.backend),
+            ("IMDS_STORE_PATH", &mut self.store.path),
+            ("IMDS_LOG_FORMAT", &mut self.log.format),
+            ("IMDS_LOG_LEVEL", &mut self.log.level),
+        ];
+        for (key, slot) in strings {
+            if let Some(value) = lookup(key) {
+                *slot = Some(value);
+            }
+        }
+    }
+}
+
+/// Where instance records live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// A SQLite file.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// Change-log rows kept.
+        retain_changes: u64,
+    },
+    /// In memory: gone when the process exits.
+    Memory,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The daemon's planes.
+    pub server: server::Config,
+    /// The store.
+    pub store: StoreConfig,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+    /// `--dev`: demo instance, loopback defaults, no admin token needed.
+    pub dev: bool,
+}
+
+/// Defaults in production: where cloud images and operators expect things.
+const DEFAULT_STORE_PATH: &str = "/var/lib/imds/imds.db";
+/// `--dev` data directory, under the current directory.
+pub const DEV_DATA_DIR: &str = ".imds-dev";
+
+impl Config {
+    /// Validates `raw` for `dev` mode or production, adding to the `problems` found while
+    /// reading it; reports every problem at once.
+    pub fn resolve(raw: &RawConfig, dev: bool, mut problems: Vec<String>) -> Result<Config, Vec<String>> {
+        let guest_listen = match &raw.guest.listen {
+            Some(list) => list.iter().filter_map(|text| parse_addr("guest.listen", text, &mut problems)).collect(),
+            None if dev => vec![SocketAddr::from(([127, 0, 0, 1], 1338)), "[::1]:1338".parse().expect("a valid literal")],
+            None => guest::Config::default().listen,
+        };
+        if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
+            problems.push("guest.listen: give at least one address, e.g. \"169.254.169.254:80\"".into());
+        }
+
+        let admin_listen = match raw.admin.listen.as_deref() {
+            Some("") => None,
+            Some(text) => parse_addr("admin.listen", text, &mut problems),
+            None if dev => Some(SocketAddr::from(([127, 0, 0, 1], 8998))),
+            None => None,
+        };
+        let admin_socket = match raw.admin.socket.as_deref() {
+            Some("") => None,
+            Some(path) => Some(PathBuf::from(path)),
+            None if dev => None,
+            None => admin::Config::default().socket,
+        };
+        if admin_listen.is_none() && admin_socket.is_none() {
+            problems.push("admin: neither admin.listen nor admin.socket is set; the admin API would be unreachable".into());
+        }
+        let token = match (&raw.admin.token, &raw.admin.token_file) {
+            (Some(_), Some(_)) => {
+                problems.push("admin.token and admin.token_file are both set; keep one".into());
+                None
+            }
+            (Some(token), None) => Some(Token::new(token)),
+            (None, Some(file)) => match std::fs::read_to_string(file) {
+                Ok(text) => Some(Token::new(&text)),
+                Err(error) => {
+                    problems.push(format!("admin.token_file: cannot read {file}: {error}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if token.as_ref().is_some_and(Token::is_empty) {
+            problems.push("admin.token: the token is empty".into());
+        }
+        if let Some(addr) = admin_listen {
+            if token.is_none() && !(dev && addr.ip().is_loopback()) {
+                problems.push(format!(
+                    "admin.listen: the admin API on TCP {addr} needs a bearer token (admin.token, admin.token_file or IMDS_ADMIN_TOKEN); only --dev on a loopback address may run without one"
+                ));
+            }
+            if guest_listen.iter().any(|guest: &SocketAddr| guest.port() == addr.port() && (guest.ip() == addr.ip() || guest.ip().is_unspecified() || addr.ip().is_unspecified())) {
+                problems.push(format!("admin.listen: {addr} overlaps a guest listener; guests must never reach the admin API"));
+            }
+        }
+
+        let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {
+            "sqlite" => StoreConfig::Sqlite {
+                path: raw.store.path.as_ref().map(PathBuf::from).unwrap_or_else(|| {
+                    if dev {
+                        Path::new(DEV_DATA_DIR).join("imds.db")
+                    } else {
+                        PathBuf::from(DEFAULT_STORE_PATH)
+                    }
+                }),
+                retain_changes: raw.store.retain_changes.unwrap_or(100_000),
+            },
+            "memory" => StoreConfig::Memory,
+            other => {
+                problems.push(format!("store.backend: {other:?} is not a backend; use \"sqlite\" or \"memory\""));
+                StoreConfig::Memory
+            }
+        };
+        if raw.store.retain_changes == Some(0) {
+            problems.push("store.retain_changes: keep at least 1 change".into());
+        }
+
+        let defaults = imds_model::Limits::default();
+        let limits = imds_model::Limits {
+            max_user_data: raw.limits.max_user_data.unwrap_or(defaults.max_user_data),
+            max_record: raw.limits.max_record.unwrap_or(defaults.max_record),
+        };
+        if limits.max_user_data == 0 {
+            problems.push("limits.max_user_data: must be at least 1 byte".into());
+        }
+        if limits.max_record < 1024 {
+            problems.push("limits.max_record: must be at least 1024 bytes".into());
+        }
+        let mut connections = listener::Limits::default();
+        if let Some(max) = raw.limits.max_connections {
+            if max == 0 {
+                problems.push("limits.max_connections: must be at least 1".into());
+            }
+            connections.max_connections = max.max(1);
+        }
+
+        let log_format = match raw.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                problems.push(format!("log.format: {other:?} is not a format; use \"text\" or \"json\""));
+                LogFormat::Text
+            }
+        };
+        let log_level = raw.log.level.clone().unwrap_or_else(|| "info".into());
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_level) {
+            problems.push(format!("log.level: {log_level:?} is not a filter: {error}"));
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let write_visibility_timeout = raw.admin.write_visibility_timeout_ms.map(Duration::from_millis).unwrap_or(admin::Config::default().write_visibility_timeout);
+        Ok(Config {
+            server: server::Config {
+                guest: guest::Config { listen: guest_listen },
+                admin: admin::Config { listen: admin_listen, socket: admin_socket, token, write_visibility_timeout },
+                limits,
+                connections,
+                scope: Scope::All,
+            },
+            store,
+            log_format,
+            log_level,
+            dev,
+        })
+    }
+}
+
+fn parse_addr(field: &str, text: &str, problems: &mut Vec<String>) -> Option<SocketAddr> {
+    match text.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!("{field}: {text:?} is not an address with a port, like \"127.0.0.1:8998\" or \"[::1]:1338\""));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

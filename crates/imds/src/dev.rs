@@ -1,0 +1,71 @@
+//! `--dev`: a demo instance for the loopback addresses and the curl lines to try.
+
+use imds_model::{Instance, Limits};
+use imds_server::server::Running;
+use imds_server::view::INSTANCES;
+use imds_store::{Expect, Key, Put, Store, StoreError};
+use serde_json::json;
+
+/// The demo instance's id.
+pub const DEMO_ID: &str = "i-0123456789abcdef0";
+
+/// The demo instance: what a small EC2 VM in us-east-1 looks like, bound to 127.0.0.1 and ::1.
+pub fn demo_instance() -> Instance {
+    let doc = json!({
+        "id": DEMO_ID,
+        "name": "imds-demo",
+        "hostname": "imds-demo",
+        "domain": "ec2.internal",
+        "ipv4": ["127.0.0.1"],
+        "ipv6": ["::1"],
+        "mac": ["02:00:00:00:00:01"],
+        "region": "us-east-1",
+        "zone": "us-east-1a",
+        "instance_type": "t3.micro",
+        "image_id": "ami-0abcdef1234567890",
+        "launch_index": 0,
+        "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRoaXMtaXMtdGhlLWRlbW8ta2V5LW9mLWltZHMtZGV2 demo@imds"],
+        "tags": {"Name": "imds-demo", "env": "dev"},
+        "user_data": "#cloud-config\nhostname: imds-demo\n"
+    });
+    Instance::parse(&doc, &Limits::default()).expect("the demo instance is valid")
+}
+
+/// Creates the demo instance unless it exists; leaves it alone when an address is taken.
+pub async fn ensure_demo_instance(store: &dyn Store) -> Result<(), StoreError> {
+    let instance = demo_instance();
+    let put = Put {
+        key: Key::new(INSTANCES, DEMO_ID),
+        node: None,
+        claims: instance.claims(),
+        value: instance.to_bytes(),
+        expect: Expect::Absent,
+    };
+    match store.put(put).await {
+        Ok(written) => {
+            tracing::info!(id = DEMO_ID, rev = %written.rev, "created the demo instance");
+            Ok(())
+        }
+        Err(StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(StoreError::ClaimConflict { claim, holder }) => {
+            tracing::warn!(%claim, %holder, "not creating the demo instance: another instance has its address");
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Prints the commands to try against a `--dev` server.
+pub fn print_tour(running: &Running) {
+    let Some(guest) = running.guest_addrs.iter().find(|a| a.is_ipv4()).or(running.guest_addrs.first()) else { return };
+    println!();
+    println!("Try:");
+    println!("  curl http://{guest}/latest/meta-data/");
+    println!("  curl http://{guest}/latest/meta-data/instance-id");
+    println!("  curl http://{guest}/latest/user-data");
+    if let Some(admin) = running.admin_addr {
+        println!("  curl http://{admin}/v1/instances/{DEMO_ID}");
+        println!("  curl -X PATCH -H 'Content-Type: application/merge-patch+json' -d '{{\"hostname\":\"renamed\"}}' http://{admin}/v1/instances/{DEMO_ID}");
+        println!("  IMDS_ADMIN=http://{admin} imds instance ls");
+    }
+}

@@ -1,0 +1,57 @@
+//! `imds serve`: the dev mode of the README and configuration errors.
+
+use std::process::Command;
+
+use http::StatusCode;
+use imds_server::client::Client;
+
+use super::support::{binary, temp_dir, Daemon};
+
+#[tokio::test]
+async fn dev_mode_serves_the_demo_instance_to_loopback() {
+    let (_guard, dir) = temp_dir();
+    let daemon = Daemon::start(&dir, &["--dev"], &[]);
+    assert_eq!(daemon.guest.to_string(), "127.0.0.1:1338");
+    assert_eq!(daemon.admin.to_string(), "127.0.0.1:8998");
+    assert!(daemon.stdout.iter().any(|l| l.contains("[::1]:1338")), "{:#?}", daemon.stdout);
+    assert!(dir.join(".imds-dev/imds.db").exists(), "dev data lives under ./.imds-dev");
+
+    let v4 = Client::from_source(daemon.guest, "127.0.0.1".parse().unwrap());
+    let id = v4.get("/latest/meta-data/instance-id").await.unwrap();
+    assert_eq!((id.status, id.text().as_str()), (StatusCode::OK, "i-0123456789abcdef0"));
+    assert!(v4.get("/latest/user-data").await.unwrap().text().starts_with("#cloud-config"));
+    let v6 = Client::from_source("[::1]:1338".parse().unwrap(), "::1".parse().unwrap());
+    assert_eq!(v6.get("/latest/meta-data/instance-id").await.unwrap().text(), "i-0123456789abcdef0");
+
+    // No token needed on loopback in --dev; the demo exists once even after a restart.
+    let admin = Client::new(imds_server::client::Endpoint::Tcp(daemon.admin));
+    let list = admin.get("/v1/instances").await.unwrap();
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json()["instances"].as_array().unwrap().len(), 1);
+    drop(daemon);
+    let again = Daemon::start(&dir, &["--dev"], &[]);
+    let admin = Client::new(imds_server::client::Endpoint::Tcp(again.admin));
+    assert_eq!(admin.get("/v1/instances").await.unwrap().json()["instances"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn invalid_configuration_lists_every_problem_and_exits_2() {
+    let (_guard, dir) = temp_dir();
+    let config = dir.join("bad.toml");
+    std::fs::write(&config, "[guest]\nlisten = [\"nowhere\"]\n[admin]\nlisten = \"0.0.0.0:8998\"\n[store]\nbackend = \"floppy\"\n[log]\nformat = \"xml\"\n").unwrap();
+    let output = Command::new(binary()).args(["serve", "--config", config.to_str().unwrap()]).env_remove("IMDS_ADMIN_TOKEN").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in ["guest.listen", "\"nowhere\"", "admin.listen", "bearer token", "store.backend", "floppy", "log.format"] {
+        assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
+    }
+
+    std::fs::write(&config, "[guest]\nlisten = [\"127.0.0.1:0\"]\nunknown_key = 1\n").unwrap();
+    let output = Command::new(binary()).args(["serve", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown_key"));
+
+    let output = Command::new(binary()).args(["serve", "--config", "/nonexistent/imds.toml"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/imds.toml"));
+}
