@@ -25,14 +25,10 @@ pub fn respond(instance: &Instance, request: &GuestRequest) -> GuestResponse {
         "" => Some(text("latest")),
         "/latest" => Some(text(version_listing(instance))),
         "/latest/meta-data" => Some(text(meta_data_listing(instance))),
-        "/latest/user-data" => instance
-            .user_data
-            .as_ref()
-            .map(|data| GuestResponse::new(StatusCode::OK, wire::OCTET_STREAM, Bytes::copy_from_slice(data.as_bytes()))),
-        _ => path
-            .strip_prefix("/latest/meta-data/")
-            .and_then(|leaf| meta_data_leaf(instance, leaf))
-            .map(text),
+        "/latest/user-data" => instance.user_data.as_ref().map(|data| {
+            GuestResponse::new(StatusCode::OK, wire::OCTET_STREAM, Bytes::copy_from_slice(data.as_bytes()))
+        }),
+        _ => path.strip_prefix("/latest/meta-data/").and_then(|leaf| meta_data_leaf(instance, leaf)).map(text),
     };
     found.unwrap_or_else(not_found)
 }

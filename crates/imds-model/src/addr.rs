@@ -73,9 +73,7 @@ impl FromStr for MacAddr {
         } else {
             Self::parse_groups(s, None, 12)
         };
-        octets.map(Self).ok_or_else(|| MacAddrError {
-            input: s.to_owned(),
-        })
+        octets.map(Self).ok_or_else(|| MacAddrError { input: s.to_owned() })
     }
 }
 
@@ -126,19 +124,13 @@ pub struct Ipv4Cidr {
 impl Ipv4Cidr {
     /// The network address (host bits cleared), e.g. `10.0.0.0` for `10.0.0.11/24`.
     pub fn network(&self) -> Ipv4Addr {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(self.prefix))
-            .unwrap_or(0);
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
         Ipv4Addr::from(u32::from(self.address) & mask)
     }
 
     /// The netmask in dotted form, e.g. `255.255.255.0` for prefix 24.
     pub fn netmask(&self) -> Ipv4Addr {
-        Ipv4Addr::from(
-            u32::MAX
-                .checked_shl(32 - u32::from(self.prefix))
-                .unwrap_or(0),
-        )
+        Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0))
     }
 }
 
@@ -157,9 +149,7 @@ pub struct Ipv6Cidr {
 impl Ipv6Cidr {
     /// The network address (host bits cleared).
     pub fn network(&self) -> Ipv6Addr {
-        let mask = u128::MAX
-            .checked_shl(128 - u32::from(self.prefix))
-            .unwrap_or(0);
+        let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
         Ipv6Addr::from(u128::from(self.address) & mask)
     }
 }
@@ -179,19 +169,13 @@ pub(crate) fn unidentifying(ip: IpAddr) -> Option<&'static str> {
 /// Parses CIDR text such as `0.0.0.0/0` or `2001:db8::/32`, checking the prefix length.
 pub(crate) fn parse_cidr_text(s: &str) -> Result<(IpAddr, u8), String> {
     let Some((addr, prefix)) = s.split_once('/') else {
-        return Err(format!(
-            "expected CIDR notation like 10.0.0.0/24, got {s:?}"
-        ));
+        return Err(format!("expected CIDR notation like 10.0.0.0/24, got {s:?}"));
     };
-    let addr: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("not an IP address: {addr:?}"))?;
+    let addr: IpAddr = addr.parse().map_err(|_| format!("not an IP address: {addr:?}"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     match prefix.parse::<u8>() {
         Ok(p) if p <= max && !prefix.starts_with('+') => Ok((addr, p)),
-        _ => Err(format!(
-            "prefix must be an integer from 0 to {max}, got {prefix:?}"
-        )),
+        _ => Err(format!("prefix must be an integer from 0 to {max}, got {prefix:?}")),
     }
 }
 
@@ -223,11 +207,7 @@ mod tests {
             ("+2:00:00:00:00:0b", None),
         ];
         for (input, expected) in cases {
-            assert_eq!(
-                input.parse::<MacAddr>().ok().map(|m| m.octets()),
-                *expected,
-                "{input:?}"
-            );
+            assert_eq!(input.parse::<MacAddr>().ok().map(|m| m.octets()), *expected, "{input:?}");
         }
     }
 
@@ -236,10 +216,7 @@ mod tests {
         let mac: MacAddr = "02-00-00-00-00-0B".parse().unwrap();
         assert_eq!(mac.to_string(), "02:00:00:00:00:0b");
         assert_eq!(format!("{mac:?}"), "MacAddr(02:00:00:00:00:0b)");
-        assert_eq!(
-            serde_json::to_string(&mac).unwrap(),
-            "\"02:00:00:00:00:0b\""
-        );
+        assert_eq!(serde_json::to_string(&mac).unwrap(), "\"02:00:00:00:00:0b\"");
         let back: MacAddr = serde_json::from_str("\"02:00:00:00:00:0B\"").unwrap();
         assert_eq!(back, mac);
         assert!(serde_json::from_str::<MacAddr>("\"nope\"").is_err());
@@ -251,39 +228,20 @@ mod tests {
 
     #[test]
     fn cidr_helpers() {
-        let c = Ipv4Cidr {
-            address: Ipv4Addr::new(10, 0, 0, 11),
-            prefix: 24,
-            gateway: None,
-        };
+        let c = Ipv4Cidr { address: Ipv4Addr::new(10, 0, 0, 11), prefix: 24, gateway: None };
         assert_eq!(c.network(), Ipv4Addr::new(10, 0, 0, 0));
         assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 255, 0));
         let zero = Ipv4Cidr { prefix: 0, ..c };
         assert_eq!(zero.netmask(), Ipv4Addr::UNSPECIFIED);
-        let v6 = Ipv6Cidr {
-            address: "2001:db8::b".parse().unwrap(),
-            prefix: 64,
-            gateway: None,
-        };
+        let v6 = Ipv6Cidr { address: "2001:db8::b".parse().unwrap(), prefix: 64, gateway: None };
         assert_eq!(v6.network(), "2001:db8::".parse::<Ipv6Addr>().unwrap());
     }
 
     #[test]
     fn cidr_text() {
-        assert_eq!(
-            parse_cidr_text("0.0.0.0/0"),
-            Ok((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
-        );
+        assert_eq!(parse_cidr_text("0.0.0.0/0"), Ok((IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)));
         assert!(parse_cidr_text("2001:db8::/128").is_ok());
-        for bad in [
-            "10.0.0.0",
-            "10.0.0.0/33",
-            "10.0.0.0/-1",
-            "10.0.0.0/+1",
-            "x/8",
-            "::/129",
-            "10.0.0.0/",
-        ] {
+        for bad in ["10.0.0.0", "10.0.0.0/33", "10.0.0.0/-1", "10.0.0.0/+1", "x/8", "::/129", "10.0.0.0/"] {
             assert!(parse_cidr_text(bad).is_err(), "{bad}");
         }
     }

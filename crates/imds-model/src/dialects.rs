@@ -42,9 +42,7 @@ impl Dialects {
 
     /// Whether `dialect` is enabled for this instance.
     pub fn is_enabled(&self, dialect: &str) -> bool {
-        self.enabled
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|d| d == dialect))
+        self.enabled.as_ref().is_none_or(|list| list.iter().any(|d| d == dialect))
     }
 
     /// The override block for `dialect`, if any.
@@ -83,9 +81,6 @@ mod tests {
         assert!(some.is_enabled("ec2"));
         assert!(!some.is_enabled("gce"));
         assert_eq!(some.override_for("gce"), Some(&json!({"zone": "z"})));
-        assert_eq!(
-            serde_json::to_value(&some).unwrap(),
-            json!({"enabled": ["ec2"], "gce": {"zone": "z"}})
-        );
+        assert_eq!(serde_json::to_value(&some).unwrap(), json!({"enabled": ["ec2"], "gce": {"zone": "z"}}));
     }
 }

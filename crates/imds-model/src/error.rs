@@ -20,10 +20,7 @@ pub struct FieldError {
 impl FieldError {
     /// A new error at `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
+        Self { field: field.into(), message: message.into() }
     }
 }
 
@@ -47,9 +44,7 @@ pub struct Invalid {
 impl Invalid {
     /// An `Invalid` holding a single error.
     pub fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            errors: vec![FieldError::new(field, message)],
-        }
+        Self { errors: vec![FieldError::new(field, message)] }
     }
 }
 
@@ -87,9 +82,6 @@ mod tests {
     #[test]
     fn field_error_serializes_as_an_object() {
         let json = serde_json::to_value(FieldError::new("id", "missing")).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"field": "id", "message": "missing"})
-        );
+        assert_eq!(json, serde_json::json!({"field": "id", "message": "missing"}));
     }
 }

@@ -55,10 +55,7 @@ impl InstanceId {
         if len > MAX_ID_LEN {
             return Err(InstanceIdError::TooLong { len });
         }
-        if let Some(ch) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-        {
+        if let Some(ch) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))) {
             return Err(InstanceIdError::BadChar { ch });
         }
         if s.starts_with('.') {
@@ -150,9 +147,9 @@ impl RoleName {
         if len > MAX_ROLE_LEN {
             return Err(RoleNameError::TooLong { len });
         }
-        if let Some(ch) = s.chars().find(|c| {
-            !(c.is_ascii_alphanumeric() || matches!(c, '+' | '=' | ',' | '.' | '@' | '_' | '-'))
-        }) {
+        if let Some(ch) =
+            s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '=' | ',' | '.' | '@' | '_' | '-')))
+        {
             return Err(RoleNameError::BadChar { ch });
         }
         Ok(())
@@ -227,10 +224,7 @@ mod tests {
         for (input, expected) in cases {
             let got = InstanceId::try_from(*input).map(|id| assert_eq!(id.as_str(), *input));
             assert_eq!(&got, expected, "{input:?}");
-            assert_eq!(
-                InstanceId::try_from(input.to_string()).is_ok(),
-                expected.is_ok()
-            );
+            assert_eq!(InstanceId::try_from(input.to_string()).is_ok(), expected.is_ok());
         }
     }
 

@@ -159,21 +159,19 @@ impl Instance {
     /// The canonical JSON form: omits `None` fields, empty lists and maps, and `dialects` when
     /// empty; always includes `id` and `imds` (defaults filled in).
     pub fn to_json(&self) -> Value {
-        serde_json::to_value(self)
-            .expect("an Instance has string map keys and no failing Serialize impls")
+        serde_json::to_value(self).expect("an Instance has string map keys and no failing Serialize impls")
     }
 
     /// [`to_json`](Self::to_json) as compact bytes: what the store keeps.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self)
-            .expect("an Instance has string map keys and no failing Serialize impls")
+        serde_json::to_vec(self).expect("an Instance has string map keys and no failing Serialize impls")
     }
 
     /// Decodes what [`to_bytes`](Self::to_bytes) produced, without size limits. Every error
     /// message says the record is corrupt.
     pub fn from_bytes(bytes: &[u8]) -> Result<Instance, Invalid> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| Invalid::one("", format!("corrupt record: not JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| Invalid::one("", format!("corrupt record: not JSON: {e}")))?;
         Self::parse(&value, &Limits::unbounded()).map_err(|invalid| Invalid {
             errors: invalid
                 .errors
@@ -210,9 +208,7 @@ impl Instance {
 
     /// The primary MAC: `network.interfaces[0].mac`, else `mac[0]`.
     pub fn primary_mac(&self) -> Option<MacAddr> {
-        self.primary_interface()
-            .and_then(|iface| iface.mac)
-            .or_else(|| self.mac.first().copied())
+        self.primary_interface().and_then(|iface| iface.mac).or_else(|| self.mac.first().copied())
     }
 
     /// The first configured interface, if `network` lists any.

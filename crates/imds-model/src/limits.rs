@@ -16,20 +16,14 @@ pub struct Limits {
 impl Limits {
     /// No limits at all: for decoding records that were validated when they were stored.
     pub const fn unbounded() -> Self {
-        Self {
-            max_user_data: usize::MAX,
-            max_record: usize::MAX,
-        }
+        Self { max_user_data: usize::MAX, max_record: usize::MAX }
     }
 }
 
 impl Default for Limits {
     /// 64 KiB of user data (EC2's limit, before base64) and 1 MiB per record.
     fn default() -> Self {
-        Self {
-            max_user_data: 65_536,
-            max_record: 1_048_576,
-        }
+        Self { max_user_data: 65_536, max_record: 1_048_576 }
     }
 }
 

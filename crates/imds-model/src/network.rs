@@ -92,24 +92,14 @@ mod tests {
         let iface = Interface {
             mac: Some(MacAddr::new([2, 0, 0, 0, 0, 0x0b])),
             role: Some(InterfaceRole::Private),
-            ipv4: vec![Ipv4Cidr {
-                address: Ipv4Addr::new(10, 0, 0, 11),
-                prefix: 24,
-                gateway: None,
-            }],
+            ipv4: vec![Ipv4Cidr { address: Ipv4Addr::new(10, 0, 0, 11), prefix: 24, gateway: None }],
             ..Interface::default()
         };
         assert_eq!(
             serde_json::to_value(&iface).unwrap(),
             json!({"mac": "02:00:00:00:00:0b", "role": "private", "ipv4": [{"address": "10.0.0.11", "prefix": 24}]})
         );
-        let route = Route {
-            to: "0.0.0.0/0".into(),
-            via: "10.0.0.1".parse().unwrap(),
-        };
-        assert_eq!(
-            serde_json::to_value(&route).unwrap(),
-            json!({"to": "0.0.0.0/0", "via": "10.0.0.1"})
-        );
+        let route = Route { to: "0.0.0.0/0".into(), via: "10.0.0.1".parse().unwrap() };
+        assert_eq!(serde_json::to_value(&route).unwrap(), json!({"to": "0.0.0.0/0", "via": "10.0.0.1"}));
     }
 }

@@ -70,9 +70,7 @@ impl Ctx {
     }
 
     fn into_invalid(self) -> Invalid {
-        Invalid {
-            errors: self.errors,
-        }
+        Invalid { errors: self.errors }
     }
 }
 
@@ -109,12 +107,7 @@ fn field<T>(
 }
 
 /// A fixed-shape object: reports a wrong type, and every member not in `known`.
-fn object<'a>(
-    ctx: &mut Ctx,
-    path: &str,
-    value: &'a Value,
-    known: &[&str],
-) -> Option<&'a Map<String, Value>> {
+fn object<'a>(ctx: &mut Ctx, path: &str, value: &'a Value, known: &[&str]) -> Option<&'a Map<String, Value>> {
     let Some(map) = value.as_object() else {
         ctx.error(path, "expected an object");
         return None;
@@ -144,12 +137,7 @@ fn string<'a>(ctx: &mut Ctx, path: &str, value: &'a Value) -> Option<&'a str> {
 }
 
 /// A string checked by one of the `text` rules.
-fn text_with(
-    ctx: &mut Ctx,
-    path: &str,
-    value: &Value,
-    rule: fn(&str) -> Result<(), String>,
-) -> Option<String> {
+fn text_with(ctx: &mut Ctx, path: &str, value: &Value, rule: fn(&str) -> Result<(), String>) -> Option<String> {
     let s = string(ctx, path, value)?;
     ctx.check(path, rule(s))?;
     Some(s.to_owned())
@@ -187,23 +175,14 @@ fn list<T>(
         ctx.error(path, format!("expected an array of {what}"));
         return Vec::new();
     };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| item(ctx, &index(path, i), v))
-        .collect()
+    items.iter().enumerate().filter_map(|(i, v)| item(ctx, &index(path, i), v)).collect()
 }
 
 /// One of a fixed set of strings.
 fn choice<T: Copy>(ctx: &mut Ctx, path: &str, value: &Value, options: &[(&str, T)]) -> Option<T> {
-    let found = value
-        .as_str()
-        .and_then(|s| options.iter().find(|(name, _)| *name == s));
+    let found = value.as_str().and_then(|s| options.iter().find(|(name, _)| *name == s));
     if found.is_none() {
-        let names: Vec<String> = options
-            .iter()
-            .map(|(name, _)| format!("{name:?}"))
-            .collect();
+        let names: Vec<String> = options.iter().map(|(name, _)| format!("{name:?}")).collect();
         ctx.error(path, format!("expected one of {}", names.join(", ")));
     }
     found.map(|(_, v)| *v)
@@ -211,43 +190,26 @@ fn choice<T: Copy>(ctx: &mut Ctx, path: &str, value: &Value, options: &[(&str, T
 
 fn ipv4_addr(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Ipv4Addr> {
     let s = string(ctx, path, value)?;
-    ctx.check(
-        path,
-        s.parse().map_err(|_| format!("not an IPv4 address: {s:?}")),
-    )
+    ctx.check(path, s.parse().map_err(|_| format!("not an IPv4 address: {s:?}")))
 }
 
 fn ipv6_addr(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Ipv6Addr> {
     let s = string(ctx, path, value)?;
-    ctx.check(
-        path,
-        s.parse().map_err(|_| format!("not an IPv6 address: {s:?}")),
-    )
+    ctx.check(path, s.parse().map_err(|_| format!("not an IPv6 address: {s:?}")))
 }
 
 fn ip_addr(ctx: &mut Ctx, path: &str, value: &Value) -> Option<IpAddr> {
     let s = string(ctx, path, value)?;
-    ctx.check(
-        path,
-        s.parse().map_err(|_| format!("not an IP address: {s:?}")),
-    )
+    ctx.check(path, s.parse().map_err(|_| format!("not an IP address: {s:?}")))
 }
 
 fn mac_addr(ctx: &mut Ctx, path: &str, value: &Value) -> Option<MacAddr> {
     let s = string(ctx, path, value)?;
-    ctx.check(
-        path,
-        s.parse().map_err(|e: crate::MacAddrError| e.to_string()),
-    )
+    ctx.check(path, s.parse().map_err(|e: crate::MacAddrError| e.to_string()))
 }
 
 /// Records "duplicate" at `path` when `key` was seen before; remembers it otherwise.
-fn first_time<K: std::hash::Hash + Eq>(
-    ctx: &mut Ctx,
-    seen: &mut HashMap<K, String>,
-    key: K,
-    path: &str,
-) -> bool {
+fn first_time<K: std::hash::Hash + Eq>(ctx: &mut Ctx, seen: &mut HashMap<K, String>, key: K, path: &str) -> bool {
     if let Some(first) = seen.get(&key) {
         ctx.error(path, format!("duplicate of {first}"));
         return false;
@@ -273,17 +235,11 @@ fn identifying_ips(ctx: &mut Ctx, map: &Map<String, Value>) -> (Vec<Ipv4Addr>, V
     let mut seen6 = HashMap::new();
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
-    let v4_items = member(map, "ipv4").map(|v| {
-        list(ctx, "ipv4", v, "IPv4 addresses", |c, p, v| {
-            Some((p.to_owned(), string(c, p, v)?.to_owned()))
-        })
-    });
+    let v4_items = member(map, "ipv4")
+        .map(|v| list(ctx, "ipv4", v, "IPv4 addresses", |c, p, v| Some((p.to_owned(), string(c, p, v)?.to_owned()))));
     for (path, text) in v4_items.unwrap_or_default() {
-        let parsed = text.parse::<Ipv4Addr>().ok().or_else(|| {
-            text.parse::<Ipv6Addr>()
-                .ok()
-                .and_then(|ip| ip.to_ipv4_mapped())
-        });
+        let parsed =
+            text.parse::<Ipv4Addr>().ok().or_else(|| text.parse::<Ipv6Addr>().ok().and_then(|ip| ip.to_ipv4_mapped()));
         let Some(ip) = parsed else {
             ctx.error(&path, format!("not an IPv4 address: {text:?}"));
             continue;
@@ -292,26 +248,19 @@ fn identifying_ips(ctx: &mut Ctx, map: &Map<String, Value>) -> (Vec<Ipv4Addr>, V
             v4.push(ip);
         }
     }
-    let v6_items = member(map, "ipv6").map(|v| {
-        list(ctx, "ipv6", v, "IPv6 addresses", |c, p, v| {
-            Some((p.to_owned(), string(c, p, v)?.to_owned()))
-        })
-    });
+    let v6_items = member(map, "ipv6")
+        .map(|v| list(ctx, "ipv6", v, "IPv6 addresses", |c, p, v| Some((p.to_owned(), string(c, p, v)?.to_owned()))));
     for (path, text) in v6_items.unwrap_or_default() {
         let Ok(ip) = text.parse::<Ipv6Addr>() else {
             if text.parse::<Ipv4Addr>().is_ok() {
-                ctx.error(
-                    &path,
-                    format!("{text} is an IPv4 address; list it under ipv4"),
-                );
+                ctx.error(&path, format!("{text} is an IPv4 address; list it under ipv4"));
             } else {
                 ctx.error(&path, format!("not an IPv6 address: {text:?}"));
             }
             continue;
         };
         if let Some(mapped) = ip.to_ipv4_mapped() {
-            if identifying(ctx, &path, mapped.into()) && first_time(ctx, &mut seen4, mapped, &path)
-            {
+            if identifying(ctx, &path, mapped.into()) && first_time(ctx, &mut seen4, mapped, &path) {
                 v4.push(mapped);
             }
         } else if identifying(ctx, &path, ip.into()) && first_time(ctx, &mut seen6, ip, &path) {
@@ -324,15 +273,8 @@ fn identifying_ips(ctx: &mut Ctx, map: &Map<String, Value>) -> (Vec<Ipv4Addr>, V
 /// The identifying `mac` list.
 fn identifying_macs(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<MacAddr>> {
     let mut seen = HashMap::new();
-    let macs = list(ctx, path, value, "MAC addresses", |c, p, v| {
-        Some((p.to_owned(), mac_addr(c, p, v)?))
-    });
-    Some(
-        macs.into_iter()
-            .filter(|(p, mac)| first_time(ctx, &mut seen, *mac, p))
-            .map(|(_, mac)| mac)
-            .collect(),
-    )
+    let macs = list(ctx, path, value, "MAC addresses", |c, p, v| Some((p.to_owned(), mac_addr(c, p, v)?)));
+    Some(macs.into_iter().filter(|(p, mac)| first_time(ctx, &mut seen, *mac, p)).map(|(_, mac)| mac).collect())
 }
 
 fn instance_id(ctx: &mut Ctx, path: &str, value: &Value) -> Option<InstanceId> {
@@ -349,10 +291,7 @@ fn role_name(ctx: &mut Ctx, path: &str, value: &Value) -> Option<RoleName> {
 pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance, Invalid> {
     let mut ctx = Ctx::default();
     let Some(map) = value.as_object() else {
-        return Err(Invalid::one(
-            "",
-            "the instance document must be a JSON object",
-        ));
+        return Err(Invalid::one("", "the instance document must be a JSON object"));
     };
     let map = object(&mut ctx, "", value, FIELDS).unwrap_or(map);
     let id = match map.get("id") {
@@ -364,46 +303,26 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
     };
     let c = &mut ctx;
     let name = field(c, map, "", "name", |c, p, v| text_with(c, p, v, text::text));
-    let hostname = field(c, map, "", "hostname", |c, p, v| {
-        text_with(c, p, v, text::hostname)
-    });
-    let domain = field(c, map, "", "domain", |c, p, v| {
-        text_with(c, p, v, text::hostname)
-    });
+    let hostname = field(c, map, "", "hostname", |c, p, v| text_with(c, p, v, text::hostname));
+    let domain = field(c, map, "", "domain", |c, p, v| text_with(c, p, v, text::hostname));
     let (ipv4, ipv6) = identifying_ips(c, map);
     let mac = field(c, map, "", "mac", identifying_macs).unwrap_or_default();
     let network = field(c, map, "", "network", network::network);
-    let user_data = field(c, map, "", "user_data", |c, p, v| {
-        section::user_data(c, p, v, limits)
-    });
-    let vendor_data = field(c, map, "", "vendor_data", |c, p, v| {
-        section::user_data(c, p, v, limits)
-    });
+    let user_data = field(c, map, "", "user_data", |c, p, v| section::user_data(c, p, v, limits));
+    let vendor_data = field(c, map, "", "vendor_data", |c, p, v| section::user_data(c, p, v, limits));
     let ssh_keys = field(c, map, "", "ssh_keys", section::ssh_keys).unwrap_or_default();
-    let default_user = field(c, map, "", "default_user", |c, p, v| {
-        text_with(c, p, v, text::text)
-    });
+    let default_user = field(c, map, "", "default_user", |c, p, v| text_with(c, p, v, text::text));
     let password_auth = field(c, map, "", "password_auth", boolean);
-    let region = field(c, map, "", "region", |c, p, v| {
-        text_with(c, p, v, text::segment)
-    });
-    let zone = field(c, map, "", "zone", |c, p, v| {
-        text_with(c, p, v, text::segment)
-    });
-    let instance_type = field(c, map, "", "instance_type", |c, p, v| {
-        text_with(c, p, v, text::text)
-    });
-    let image_id = field(c, map, "", "image_id", |c, p, v| {
-        text_with(c, p, v, text::text)
-    });
+    let region = field(c, map, "", "region", |c, p, v| text_with(c, p, v, text::segment));
+    let zone = field(c, map, "", "zone", |c, p, v| text_with(c, p, v, text::segment));
+    let instance_type = field(c, map, "", "instance_type", |c, p, v| text_with(c, p, v, text::text));
+    let image_id = field(c, map, "", "image_id", |c, p, v| text_with(c, p, v, text::text));
     let tags = field(c, map, "", "tags", section::tags).unwrap_or_default();
     let launch_index = field(c, map, "", "launch_index", |c, p, v| {
         integer(c, p, v, 0, u32::MAX.into()).and_then(|n| u32::try_from(n).ok())
     });
     let account = field(c, map, "", "account", section::account);
-    let created_at = field(c, map, "", "created_at", |c, p, v| {
-        text_with(c, p, v, text::timestamp)
-    });
+    let created_at = field(c, map, "", "created_at", |c, p, v| text_with(c, p, v, text::timestamp));
     let iam_role = field(c, map, "", "iam_role", role_name);
     let identity = field(c, map, "", "identity", opaque_object);
     let imds = field(c, map, "", "imds", section::imds).unwrap_or_default();
@@ -443,10 +362,7 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
     };
     let size = instance.to_bytes().len();
     if size > limits.max_record {
-        return Err(Invalid::one(
-            "",
-            format!("record is {size} bytes; the limit is {}", limits.max_record),
-        ));
+        return Err(Invalid::one("", format!("record is {size} bytes; the limit is {}", limits.max_record)));
     }
     Ok(instance)
 }

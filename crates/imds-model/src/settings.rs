@@ -62,12 +62,7 @@ impl ImdsSettings {
 impl Default for ImdsSettings {
     /// AWS's defaults: tokens optional, hop limit 1, endpoint enabled, tags off.
     fn default() -> Self {
-        Self {
-            tokens: TokenMode::Optional,
-            hop_limit: 1,
-            endpoint: EndpointMode::Enabled,
-            tags: TagsMode::Off,
-        }
+        Self { tokens: TokenMode::Optional, hop_limit: 1, endpoint: EndpointMode::Enabled, tags: TagsMode::Off }
     }
 }
 

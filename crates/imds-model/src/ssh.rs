@@ -35,12 +35,7 @@ pub struct SshKey {
 impl SshKey {
     /// A key with no user, name or expiry.
     pub fn new(key: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            user: None,
-            name: None,
-            expires: None,
-        }
+        Self { key: key.into(), user: None, name: None, expires: None }
     }
 
     /// The key's type, e.g. `ssh-ed25519`.
@@ -82,10 +77,7 @@ pub(crate) fn check_key(raw: &str) -> Result<String, String> {
         return Err("ssh key must not be empty".into());
     }
     if line.len() > MAX_KEY_LEN {
-        return Err(format!(
-            "ssh key is {} bytes; the limit is {MAX_KEY_LEN}",
-            line.len()
-        ));
+        return Err(format!("ssh key is {} bytes; the limit is {MAX_KEY_LEN}", line.len()));
     }
     if line.contains(['\n', '\r']) {
         return Err("ssh key must be a single line".into());
@@ -99,13 +91,9 @@ pub(crate) fn check_key(raw: &str) -> Result<String, String> {
     let mut parts = line.splitn(3, ' ');
     let key_type = parts.next().unwrap_or_default();
     let blob = parts.next().unwrap_or_default();
-    let type_ok = ["ssh-", "ecdsa-", "sk-"]
-        .iter()
-        .any(|p| key_type.starts_with(p))
+    let type_ok = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| key_type.starts_with(p))
         && key_type.len() > 4
-        && key_type
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '@' | '.'));
+        && key_type.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '@' | '.'));
     if !type_ok {
         return Err(format!(
             "expected \"<type> <base64>[ comment]\" with a type like ssh-ed25519, got type {key_type:?}"
@@ -132,14 +120,8 @@ mod tests {
         let cases: &[(&str, bool)] = &[
             (ED, true),
             ("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7", true),
-            (
-                "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY=",
-                true,
-            ),
-            (
-                "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t",
-                true,
-            ),
+            ("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY=", true),
+            ("sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29t", true),
             ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 comment with spaces", true),
             ("", false),
             ("   ", false),
@@ -153,12 +135,7 @@ mod tests {
             ("ssh- AAAAB3NzaC1yc2E=", false),
         ];
         for (input, ok) in cases {
-            assert_eq!(
-                check_key(input).is_ok(),
-                *ok,
-                "{input:?}: {:?}",
-                check_key(input)
-            );
+            assert_eq!(check_key(input).is_ok(), *ok, "{input:?}: {:?}", check_key(input));
         }
         assert_eq!(check_key(&format!("  {ED}\n")).unwrap(), ED);
     }
@@ -169,11 +146,7 @@ mod tests {
         assert_eq!(serde_json::to_value(&plain).unwrap(), json!(ED));
         assert_eq!(plain.key_type(), "ssh-ed25519");
         assert_eq!(plain.comment(), Some("alice@example"));
-        let full = SshKey {
-            user: Some("bob".into()),
-            expires: Some("2027-01-01T00:00:00Z".into()),
-            ..plain
-        };
+        let full = SshKey { user: Some("bob".into()), expires: Some("2027-01-01T00:00:00Z".into()), ..plain };
         assert_eq!(
             serde_json::to_value(&full).unwrap(),
             json!({"key": ED, "user": "bob", "expires": "2027-01-01T00:00:00Z"})

@@ -21,15 +21,9 @@ pub(crate) fn hostname(s: &str) -> Result<(), String> {
             return Err(format!("{s:?} has an empty label"));
         }
         if label.len() > 63 {
-            return Err(format!(
-                "label {label:?} is {} characters; the limit is 63",
-                label.len()
-            ));
+            return Err(format!("label {label:?} is {} characters; the limit is 63", label.len()));
         }
-        if let Some(c) = label
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
-        {
+        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
             return Err(format!("{s:?} contains {c:?}; labels allow A-Z a-z 0-9 -"));
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -103,23 +97,12 @@ pub(crate) fn timestamp(s: &str) -> Result<(), String> {
             None
         }
     };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
         return Err(bad());
     }
-    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
-        digits(0..4),
-        digits(5..7),
-        digits(8..10),
-        digits(11..13),
-        digits(14..16),
-        digits(17..19),
-    ) else {
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) =
+        (digits(0..4), digits(5..7), digits(8..10), digits(11..13), digits(14..16), digits(17..19))
+    else {
         return Err(bad());
     };
     let rest = &b[19..];

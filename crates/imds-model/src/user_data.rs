@@ -90,10 +90,7 @@ impl UserData {
                     Some(_) => return Err(UserDataError::Base64NotString),
                 };
                 let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-                LENIENT
-                    .decode(compact)
-                    .map(Self)
-                    .map_err(|e| UserDataError::BadBase64(e.to_string()))
+                LENIENT.decode(compact).map(Self).map_err(|e| UserDataError::BadBase64(e.to_string()))
             }
             _ => Err(UserDataError::WrongType),
         }
@@ -154,10 +151,7 @@ mod tests {
     #[test]
     fn utf8_serialises_as_a_plain_string() {
         let data = UserData::from("#cloud-config\nruncmd: [echo héllo]\n");
-        assert_eq!(
-            serde_json::to_value(&data).unwrap(),
-            json!("#cloud-config\nruncmd: [echo héllo]\n")
-        );
+        assert_eq!(serde_json::to_value(&data).unwrap(), json!("#cloud-config\nruncmd: [echo héllo]\n"));
     }
 
     #[test]
@@ -166,10 +160,7 @@ mod tests {
         let data = UserData::from(all.clone());
         let json = serde_json::to_value(&data).unwrap();
         assert_eq!(json, json!({"base64": STANDARD.encode(&all)}));
-        assert_eq!(
-            UserData::from_json(&json).unwrap().as_bytes(),
-            all.as_slice()
-        );
+        assert_eq!(UserData::from_json(&json).unwrap().as_bytes(), all.as_slice());
     }
 
     #[test]
@@ -180,14 +171,8 @@ mod tests {
             (json!({"base64": "aGk="}), Ok(b"hi")),
             (json!({"base64": "aGk"}), Ok(b"hi")),
             (json!({"base64": "aG\nk="}), Ok(b"hi")),
-            (
-                json!({"base64": "a$k="}),
-                Err(UserDataError::BadBase64(String::new())),
-            ),
-            (
-                json!({"base64": "aGk=", "gzip": true}),
-                Err(UserDataError::UnknownKey("gzip".into())),
-            ),
+            (json!({"base64": "a$k="}), Err(UserDataError::BadBase64(String::new()))),
+            (json!({"base64": "aGk=", "gzip": true}), Err(UserDataError::UnknownKey("gzip".into()))),
             (json!({}), Err(UserDataError::MissingBase64)),
             (json!({"base64": 1}), Err(UserDataError::Base64NotString)),
             (json!(3), Err(UserDataError::WrongType)),
@@ -198,11 +183,9 @@ mod tests {
             match (got, expected) {
                 (Ok(data), Ok(bytes)) => assert_eq!(data.as_bytes(), *bytes, "{input}"),
                 (Err(UserDataError::BadBase64(_)), Err(UserDataError::BadBase64(_))) => {}
-                (got, expected) => assert_eq!(
-                    got.map(|d| d.into_bytes()),
-                    expected.clone().map(<[u8]>::to_vec),
-                    "{input}"
-                ),
+                (got, expected) => {
+                    assert_eq!(got.map(|d| d.into_bytes()), expected.clone().map(<[u8]>::to_vec), "{input}")
+                }
             }
         }
     }

@@ -122,7 +122,13 @@ impl Client {
     }
 
     /// Sends one request and reads the whole response.
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Result<Response, ClientError> {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Response, ClientError> {
         let endpoint = self.describe();
         let body = body.into();
         let exchange = self.exchange(method, path, headers, body);
@@ -139,7 +145,13 @@ impl Client {
         }
     }
 
-    async fn exchange(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> Result<Response, ClientError> {
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Response, ClientError> {
         let endpoint = self.describe();
         let http_error = |message: String| ClientError::Http { endpoint: endpoint.clone(), message };
         let mut request = Request::builder().method(method).uri(path);
@@ -157,7 +169,10 @@ impl Client {
         let request = request.body(Full::new(body)).map_err(|e| http_error(e.to_string()))?;
         let response = match &self.endpoint {
             Endpoint::Tcp(addr) => {
-                let stream = self.connect_tcp(*addr).await.map_err(|source| ClientError::Connect { endpoint: endpoint.clone(), source })?;
+                let stream = self
+                    .connect_tcp(*addr)
+                    .await
+                    .map_err(|source| ClientError::Connect { endpoint: endpoint.clone(), source })?;
                 round_trip(TokioIo::new(stream), request).await
             }
             Endpoint::Unix(path) => {
@@ -171,7 +186,9 @@ impl Client {
     }
 
     async fn connect_tcp(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
-        let Some(source) = self.source else { return tokio::net::TcpStream::connect(addr).await };
+        let Some(source) = self.source else {
+            return tokio::net::TcpStream::connect(addr).await;
+        };
         let socket = match addr {
             SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
             SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,

@@ -34,7 +34,7 @@ impl Default for Config {
     }
 }
 
-/// The guest router: every path goes to [`answer`].
+/// The guest router: every path is answered from the current view snapshot.
 pub fn router(view: View) -> Router {
     Router::new().fallback(move |request: Request| {
         let view = view.clone();

@@ -57,7 +57,9 @@ pub async fn serve_tcp(listener: TcpListener, router: Router, limits: Limits, sh
     let tracker = TaskTracker::new();
     let mut failures = 0u32;
     loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -74,19 +76,34 @@ pub async fn serve_tcp(listener: TcpListener, router: Router, limits: Limits, sh
         failures = 0;
         let _ = stream.set_nodelay(true);
         let peer = Peer::Tcp { remote, local: local.unwrap_or(remote) };
-        tracker.spawn(serve_connection(TokioIo::new(stream), router.clone(), peer, limits.clone(), shutdown.clone(), permit));
+        tracker.spawn(serve_connection(
+            TokioIo::new(stream),
+            router.clone(),
+            peer,
+            limits.clone(),
+            shutdown.clone(),
+            permit,
+        ));
     }
     tracker.close();
     tracker.wait().await;
 }
 
 /// Serves `router` on a bound Unix listener until `shutdown`, then drains and removes the socket.
-pub async fn serve_unix(listener: UnixListener, path: PathBuf, router: Router, limits: Limits, shutdown: CancellationToken) {
+pub async fn serve_unix(
+    listener: UnixListener,
+    path: PathBuf,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     let mut failures = 0u32;
     loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            break;
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -101,7 +118,14 @@ pub async fn serve_unix(listener: UnixListener, path: PathBuf, router: Router, l
             }
         };
         failures = 0;
-        tracker.spawn(serve_connection(TokioIo::new(stream), router.clone(), Peer::Unix, limits.clone(), shutdown.clone(), permit));
+        tracker.spawn(serve_connection(
+            TokioIo::new(stream),
+            router.clone(),
+            Peer::Unix,
+            limits.clone(),
+            shutdown.clone(),
+            permit,
+        ));
     }
     tracker.close();
     tracker.wait().await;
@@ -150,7 +174,11 @@ async fn serve_connection<S>(
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(peer);
         let router = router.clone();
-        async move { Ok::<_, Infallible>(router.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {})) }
+        async move {
+            Ok::<_, Infallible>(
+                router.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {}),
+            )
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

@@ -38,7 +38,8 @@ impl Backoff {
     fn delay(&self, attempt: u32) -> Duration {
         let exp = self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max);
         // Jitter in [50 %, 100 %] so that many nodes reconnecting after an outage spread out.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         exp.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
     }
 }

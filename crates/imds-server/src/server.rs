@@ -93,7 +93,8 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     };
     let admin_unix = match &config.admin.socket {
         Some(path) => Some((
-            listener::bind_unix(path).map_err(|source| StartError::Bind { what: path.display().to_string(), source })?,
+            listener::bind_unix(path)
+                .map_err(|source| StartError::Bind { what: path.display().to_string(), source })?,
             path.clone(),
         )),
         None => None,
@@ -102,12 +103,19 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let view = View::new();
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), Backoff::default(), shutdown.clone()));
+    tasks.spawn(replica::run(
+        Arc::clone(&store),
+        config.scope.clone(),
+        view.clone(),
+        Backoff::default(),
+        shutdown.clone(),
+    ));
 
     let guest_router = guest::router(view.clone());
     let mut guest_addrs = Vec::new();
     for listener in guest_listeners {
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { what: "guest listener".into(), source })?;
+        let addr =
+            listener.local_addr().map_err(|source| StartError::Bind { what: "guest listener".into(), source })?;
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
         tasks.spawn(listener::serve_tcp(listener, guest_router.clone(), config.connections.clone(), shutdown.clone()));
@@ -122,7 +130,8 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let admin_router = admin::router(state, config.admin.token.clone());
     let mut admin_addr = None;
     if let Some(listener) = admin_tcp {
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { what: "admin listener".into(), source })?;
+        let addr =
+            listener.local_addr().map_err(|source| StartError::Bind { what: "admin listener".into(), source })?;
         tracing::info!(%addr, authenticated = config.admin.token.is_some(), "admin API listening");
         admin_addr = Some(addr);
         tasks.spawn(listener::serve_tcp(listener, admin_router.clone(), config.connections.clone(), shutdown.clone()));

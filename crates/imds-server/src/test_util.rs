@@ -87,7 +87,12 @@ impl TestServer {
         let id = doc["id"].as_str().expect("fixture has an id").to_owned();
         let response = self
             .admin()
-            .send(http::Method::PUT, &format!("/v1/instances/{id}"), &[("content-type", "application/json")], doc.to_string())
+            .send(
+                http::Method::PUT,
+                &format!("/v1/instances/{id}"),
+                &[("content-type", "application/json")],
+                doc.to_string(),
+            )
             .await
             .expect("admin API answers");
         assert_eq!(response.status, http::StatusCode::CREATED, "creating {id}: {}", response.text());

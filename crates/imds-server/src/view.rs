@@ -122,8 +122,12 @@ impl Snapshot {
     }
 
     fn remove(&mut self, id: &InstanceId) {
-        let Some(old) = self.by_id.remove(id) else { return };
-        for ip in old.instance.ipv4.iter().map(|ip| IpAddr::V4(*ip)).chain(old.instance.ipv6.iter().map(|ip| IpAddr::V6(*ip))) {
+        let Some(old) = self.by_id.remove(id) else {
+            return;
+        };
+        for ip in
+            old.instance.ipv4.iter().map(|ip| IpAddr::V4(*ip)).chain(old.instance.ipv6.iter().map(|ip| IpAddr::V6(*ip)))
+        {
             if self.by_ip.get(&ip) == Some(id) {
                 self.by_ip.remove(&ip);
             }

@@ -1,5 +1,8 @@
 //! The admin API over real sockets: CRUD, merge-patch, ETags, conflicts, bad input, auth.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
@@ -60,7 +63,10 @@ async fn create_read_replace_delete() {
     let deleted = admin.send(Method::DELETE, "/v1/instances/i-1", &[], "").await.unwrap();
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(admin.get("/v1/instances/i-1").await.unwrap().status, StatusCode::NOT_FOUND);
-    assert_eq!(server.guest_from("127.0.0.31").get("/latest/meta-data/hostname").await.unwrap().status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.guest_from("127.0.0.31").get("/latest/meta-data/hostname").await.unwrap().status,
+        StatusCode::FORBIDDEN
+    );
     let again = admin.send(Method::DELETE, "/v1/instances/i-1", &[], "").await.unwrap();
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert_eq!(again.json()["error"]["code"], "not_found");
@@ -70,11 +76,22 @@ async fn create_read_replace_delete() {
 async fn merge_patch_follows_rfc_7396() {
     let server = TestServer::start().await;
     let admin = server.admin();
-    put(&admin, "i-p", &json!({"id": "i-p", "hostname": "before", "ipv4": ["127.0.0.32"], "region": "eu-west-1",
-        "tags": {"Name": "p", "team": "core"}}), &[]).await;
+    put(
+        &admin,
+        "i-p",
+        &json!({"id": "i-p", "hostname": "before", "ipv4": ["127.0.0.32"], "region": "eu-west-1",
+        "tags": {"Name": "p", "team": "core"}}),
+        &[],
+    )
+    .await;
 
     let patched = admin
-        .send(Method::PATCH, "/v1/instances/i-p", &[MERGE], json!({"hostname": "after", "region": null, "tags": {"team": null, "env": "prod"}}).to_string())
+        .send(
+            Method::PATCH,
+            "/v1/instances/i-p",
+            &[MERGE],
+            json!({"hostname": "after", "region": null, "tags": {"team": null, "env": "prod"}}).to_string(),
+        )
         .await
         .unwrap();
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
@@ -85,13 +102,18 @@ async fn merge_patch_follows_rfc_7396() {
     assert_eq!(body["ipv4"], json!(["127.0.0.32"]), "members not in the patch stay");
     assert_eq!(server.guest_from("127.0.0.32").get("/latest/meta-data/hostname").await.unwrap().text(), "after");
 
-    let wrong_type = admin.send(Method::PATCH, "/v1/instances/i-p", &[("content-type", "text/plain")], "{}").await.unwrap();
+    let wrong_type =
+        admin.send(Method::PATCH, "/v1/instances/i-p", &[("content-type", "text/plain")], "{}").await.unwrap();
     assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let rename = admin.send(Method::PATCH, "/v1/instances/i-p", &[MERGE], json!({"id": "i-q"}).to_string()).await.unwrap();
+    let rename =
+        admin.send(Method::PATCH, "/v1/instances/i-p", &[MERGE], json!({"id": "i-q"}).to_string()).await.unwrap();
     assert_eq!((rename.status, error_field(&rename)), (StatusCode::BAD_REQUEST, "id".to_owned()));
     let missing = admin.send(Method::PATCH, "/v1/instances/i-none", &[MERGE], "{}").await.unwrap();
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
-    let invalid = admin.send(Method::PATCH, "/v1/instances/i-p", &[MERGE], json!({"imds": {"hop_limit": 65}}).to_string()).await.unwrap();
+    let invalid = admin
+        .send(Method::PATCH, "/v1/instances/i-p", &[MERGE], json!({"imds": {"hop_limit": 65}}).to_string())
+        .await
+        .unwrap();
     assert_eq!((invalid.status, error_field(&invalid)), (StatusCode::BAD_REQUEST, "imds.hop_limit".to_owned()));
     assert_eq!(admin.get("/v1/instances/i-p").await.unwrap().json(), body, "a rejected patch changes nothing");
 }
@@ -109,7 +131,8 @@ async fn etags_and_if_match() {
     let stale = put(&admin, "i-e", &json!({"hostname": "c"}), &[("if-match", &etag)]).await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(stale.json()["error"]["code"], "precondition_failed");
-    let stale_patch = admin.send(Method::PATCH, "/v1/instances/i-e", &[MERGE, ("if-match", &etag)], "{}").await.unwrap();
+    let stale_patch =
+        admin.send(Method::PATCH, "/v1/instances/i-e", &[MERGE, ("if-match", &etag)], "{}").await.unwrap();
     assert_eq!(stale_patch.status, StatusCode::PRECONDITION_FAILED);
     let stale_delete = admin.send(Method::DELETE, "/v1/instances/i-e", &[("if-match", &etag)], "").await.unwrap();
     assert_eq!(stale_delete.status, StatusCode::PRECONDITION_FAILED);
@@ -122,9 +145,20 @@ async fn etags_and_if_match() {
     let garbage = put(&admin, "i-e", &json!({}), &[("if-match", "yesterday")]).await;
     assert_eq!((garbage.status, error_field(&garbage)), (StatusCode::BAD_REQUEST, "If-Match".to_owned()));
 
-    let patched = admin.send(Method::PATCH, "/v1/instances/i-e", &[MERGE, ("if-match", &current)], json!({"hostname": "e"}).to_string()).await.unwrap();
+    let patched = admin
+        .send(
+            Method::PATCH,
+            "/v1/instances/i-e",
+            &[MERGE, ("if-match", &current)],
+            json!({"hostname": "e"}).to_string(),
+        )
+        .await
+        .unwrap();
     assert_eq!(patched.status, StatusCode::OK);
-    let deleted = admin.send(Method::DELETE, "/v1/instances/i-e", &[("if-match", patched.header("etag").unwrap())], "").await.unwrap();
+    let deleted = admin
+        .send(Method::DELETE, "/v1/instances/i-e", &[("if-match", patched.header("etag").unwrap())], "")
+        .await
+        .unwrap();
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 }
 
@@ -153,7 +187,8 @@ async fn two_instances_never_share_an_address() {
     assert_eq!(store_state(&server).await, before, "conflicts change nothing");
 
     // Once i-x lets go of the address, another instance may take it.
-    let released = admin.send(Method::PATCH, "/v1/instances/i-x", &[MERGE], json!({"ipv4": null}).to_string()).await.unwrap();
+    let released =
+        admin.send(Method::PATCH, "/v1/instances/i-x", &[MERGE], json!({"ipv4": null}).to_string()).await.unwrap();
     assert_eq!(released.status, StatusCode::OK);
     assert_eq!(put(&admin, "i-y", &json!({"ipv4": ["127.0.0.41"]}), &[]).await.status, StatusCode::CREATED);
     assert_eq!(server.guest_from("127.0.0.41").get("/latest/meta-data/instance-id").await.unwrap().text(), "i-y");
@@ -196,8 +231,12 @@ async fn bad_input_is_refused_with_the_field_and_changes_nothing() {
 
     // Several mistakes at once are all reported.
     let many = put(&admin, "i-bad", &json!({"ipv4": ["x"], "mac": ["y"], "imds": {"hop_limit": 99}}), &[]).await;
-    let fields: Vec<String> =
-        many.json()["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap().to_owned()).collect();
+    let fields: Vec<String> = many.json()["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap().to_owned())
+        .collect();
     for field in ["ipv4[0]", "mac[0]", "imds.hop_limit"] {
         assert!(fields.iter().any(|f| f == field), "{field} missing from {fields:?}");
     }
@@ -242,7 +281,9 @@ async fn list_pages_by_id() {
         put(&admin, &format!("i-{n}"), &json!({}), &[]).await;
     }
     let first = admin.get("/v1/instances?limit=2").await.unwrap().json();
-    let ids = |page: &Value| page["instances"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let ids = |page: &Value| {
+        page["instances"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
     assert_eq!(ids(&first), ["i-1", "i-2"]);
     assert_eq!(first["next_after"], "i-2");
     let second = admin.get("/v1/instances?limit=2&after=i-2").await.unwrap().json();
@@ -257,8 +298,13 @@ async fn list_pages_by_id() {
 async fn tcp_clients_need_the_token_unix_socket_clients_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("admin.sock");
-    let server =
-        TestServer::with_config(Arc::new(MemoryStore::new()), Some("t0ken"), imds_model::Limits::default(), Some(socket.clone())).await;
+    let server = TestServer::with_config(
+        Arc::new(MemoryStore::new()),
+        Some("t0ken"),
+        imds_model::Limits::default(),
+        Some(socket.clone()),
+    )
+    .await;
 
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
@@ -309,7 +355,10 @@ async fn openapi_document_is_served_and_matches_the_committed_copy() {
             let response = server.admin().send(method.clone(), &concrete, &[MERGE], "{}").await.unwrap();
             let code = response.json()["error"]["code"].clone();
             assert!(
-                code != "method_not_allowed" && !(response.status == StatusCode::NOT_FOUND && code == "not_found" && response.json()["error"]["field"].is_null()),
+                code != "method_not_allowed"
+                    && !(response.status == StatusCode::NOT_FOUND
+                        && code == "not_found"
+                        && response.json()["error"]["field"].is_null()),
                 "{method} {path} is documented but not routed"
             );
         }

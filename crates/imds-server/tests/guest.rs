@@ -1,5 +1,8 @@
 //! The guest plane over real sockets: every caller sees only its own instance.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use http::{Method, StatusCode};
 use imds_server::test_util::TestServer;
 use serde_json::json;
@@ -12,7 +15,9 @@ async fn each_caller_sees_only_its_own_instance() {
     server.create(json!({"id": "i-aaa", "hostname": "alpha", "ipv4": ["127.0.0.21"], "user_data": "alpha-data"})).await;
     server.create(json!({"id": "i-bbb", "hostname": "bravo", "ipv4": ["127.0.0.22"], "user_data": "bravo-data"})).await;
 
-    for (source, id, host, data) in [("127.0.0.21", "i-aaa", "alpha", "alpha-data"), ("127.0.0.22", "i-bbb", "bravo", "bravo-data")] {
+    for (source, id, host, data) in
+        [("127.0.0.21", "i-aaa", "alpha", "alpha-data"), ("127.0.0.22", "i-bbb", "bravo", "bravo-data")]
+    {
         let guest = server.guest_from(source);
         let id_response = guest.get("/latest/meta-data/instance-id").await.unwrap();
         assert_eq!((id_response.status, id_response.text().as_str()), (StatusCode::OK, id), "{source}");

@@ -12,7 +12,7 @@
 //! an address" holds atomically on every backend (etcd: one `Txn` over claim keys).
 //!
 //! Backends: [`memory::MemoryStore`] here (tests, `--dev` without a data directory), SQLite in
-//! `imds-store-sqlite`, etcd later. Every backend passes [`conformance`] (feature `test-util`).
+//! `imds-store-sqlite`, etcd later. Every backend passes the `conformance` suite (feature `test-util`).
 //!
 //! This crate does no network I/O and knows no HTTP.
 
@@ -22,6 +22,7 @@ use std::fmt;
 
 use futures::stream::BoxStream;
 
+/// The in-memory backend.
 pub mod memory;
 
 #[cfg(feature = "test-util")]

@@ -1,0 +1,302 @@
+//! The in-process [`Store`]: records, claims and the change log in one mutex-guarded state.
+//!
+//! Owns [`MemoryStore`](crate::memory::MemoryStore), used by tests and by `--dev` runs without
+//! a data directory. Nothing survives the process. The state sits behind a `std::sync::Mutex`
+//! held only for short, synchronous sections (never across an `.await`); a `tokio::sync::watch`
+//! carrying the head revision wakes feeds after each commit.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::stream;
+use tokio::sync::watch;
+
+use crate::{
+    Change, Expect, Feed, FeedEvent, Key, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError, Written,
+};
+
+/// How many change-log entries a feed takes from the log per lock.
+const FEED_BATCH: usize = 500;
+
+/// An in-memory [`Store`]; cheap to create, nothing is persisted.
+#[derive(Debug)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+    /// Carries the head revision to feeds; feeds end when the store (and so this) is dropped.
+    head_tx: watch::Sender<Revision>,
+}
+
+/// Everything the store holds, guarded by one mutex.
+#[derive(Debug, Default)]
+struct State {
+    /// Records by key; a `BTreeMap` so a collection lists in ascending id order.
+    records: BTreeMap<Key, Record>,
+    /// Who holds each claim.
+    claims: HashMap<String, Key>,
+    /// The change log in revision order.
+    log: VecDeque<Entry>,
+    /// The revision of the latest commit.
+    head: Revision,
+    /// Log entries up to and including this revision are forgotten.
+    compacted_through: Revision,
+}
+
+/// One change-log entry: a committed change and, for a put that moved the record to another
+/// node, the node it left (so that node's feed sees a delete).
+#[derive(Debug, Clone)]
+struct Entry {
+    rev: Revision,
+    change: Change,
+    old_node: Option<String>,
+}
+
+impl Entry {
+    /// The change as a reader of `scope` sees it, if at all.
+    fn in_scope(&self, scope: &Scope) -> Option<Change> {
+        match &self.change {
+            Change::Put(record) if scope.contains(record.node.as_deref()) => Some(self.change.clone()),
+            Change::Put(record) if self.old_node.is_some() && scope.contains(self.old_node.as_deref()) => {
+                Some(Change::Delete { key: record.key.clone(), node: self.old_node.clone() })
+            }
+            Change::Put(_) => None,
+            Change::Delete { node, .. } => scope.contains(node.as_deref()).then(|| self.change.clone()),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// An empty store at `Revision(0)`.
+    pub fn new() -> Self {
+        let (head_tx, _) = watch::channel(Revision(0));
+        Self { state: Arc::new(Mutex::new(State::default())), head_tx }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Records a committed change and wakes the feeds; called with the state locked.
+    fn commit(&self, state: &mut State, change: Change, old_node: Option<String>) -> Revision {
+        let rev = Revision(state.head.0 + 1);
+        state.head = rev;
+        state.log.push_back(Entry { rev, change, old_node });
+        self.head_tx.send_replace(rev);
+        rev
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Locks the state; a panic while it was held cannot leave it half-written (every mutation
+/// happens after all checks), so a poisoned lock is still usable.
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sorts and de-duplicates claims, the form [`Record::claims`] promises.
+fn normalize_claims(mut claims: Vec<String>) -> Vec<String> {
+    claims.sort();
+    claims.dedup();
+    claims
+}
+
+/// Checks a precondition against the key's current version.
+fn check_expect(key: &Key, current: Option<Revision>, expect: Expect) -> Result<(), StoreError> {
+    match (expect, current) {
+        (Expect::Any, _) | (Expect::Absent, None) | (Expect::Present, Some(_)) => Ok(()),
+        (Expect::Absent, Some(actual)) => Err(StoreError::AlreadyExists { key: key.clone(), actual }),
+        (Expect::Present | Expect::Revision(_), None) => Err(StoreError::NotFound { key: key.clone() }),
+        (Expect::Revision(expected), Some(actual)) if expected == actual => Ok(()),
+        (Expect::Revision(expected), Some(actual)) => {
+            Err(StoreError::RevisionMismatch { key: key.clone(), expected, actual })
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        Ok(self.lock().records.get(key).cloned())
+    }
+
+    async fn list(&self, collection: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        // A zero limit would make no progress and could not say whether more follow.
+        let limit = limit.max(1);
+        let state = self.lock();
+        let start = Key::new(collection, after.unwrap_or(""));
+        let mut records: Vec<Record> = state
+            .records
+            .range(start..)
+            .take_while(|(key, _)| key.collection == collection)
+            .filter(|(key, _)| after.is_none_or(|after| key.id.as_str() > after))
+            .take(limit + 1)
+            .map(|(_, record)| record.clone())
+            .collect();
+        let next_after = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|record| record.key.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { records, next_after })
+    }
+
+    async fn put(&self, put: Put) -> Result<Written, StoreError> {
+        let Put { key, node, claims, value, expect } = put;
+        let claims = normalize_claims(claims);
+        let mut state = self.lock();
+        let current = state.records.get(&key);
+        check_expect(&key, current.map(|record| record.rev), expect)?;
+        for claim in &claims {
+            if let Some(holder) = state.claims.get(claim) {
+                if *holder != key {
+                    return Err(StoreError::ClaimConflict { claim: claim.clone(), holder: holder.clone() });
+                }
+            }
+        }
+        // All checks passed: from here on nothing fails.
+        let old = state.records.remove(&key);
+        let created = old.is_none();
+        let mut old_node = None;
+        if let Some(old) = old {
+            for claim in &old.claims {
+                state.claims.remove(claim);
+            }
+            if old.node != node {
+                old_node = old.node;
+            }
+        }
+        for claim in &claims {
+            state.claims.insert(claim.clone(), key.clone());
+        }
+        let rev = Revision(state.head.0 + 1);
+        let record = Record { key: key.clone(), node, claims, value, rev };
+        state.records.insert(key, record.clone());
+        let committed = self.commit(&mut state, Change::Put(record), old_node);
+        debug_assert_eq!(committed, rev);
+        Ok(Written { rev, created })
+    }
+
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
+        let mut state = self.lock();
+        let Some(current) = state.records.get(key) else {
+            return Err(StoreError::NotFound { key: key.clone() });
+        };
+        check_expect(key, Some(current.rev), expect)?;
+        let old = state.records.remove(key).expect("the record was just found under the lock");
+        for claim in &old.claims {
+            state.claims.remove(claim);
+        }
+        Ok(self.commit(&mut state, Change::Delete { key: key.clone(), node: old.node }, None))
+    }
+
+    async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
+        let state = self.lock();
+        let records = state.records.values().filter(|record| scope.contains(record.node.as_deref())).cloned().collect();
+        Ok(Snapshot { rev: state.head, records })
+    }
+
+    async fn subscribe(&self, scope: &Scope, after: Revision) -> Result<Feed, StoreError> {
+        let compacted_through = self.lock().compacted_through;
+        if after < compacted_through {
+            return Err(StoreError::Compacted { after, oldest: compacted_through });
+        }
+        let feed = FeedState {
+            state: Arc::clone(&self.state),
+            head_rx: self.head_tx.subscribe(),
+            scope: scope.clone(),
+            last: after,
+            pending: VecDeque::new(),
+            done: false,
+        };
+        Ok(Box::pin(stream::unfold(feed, FeedState::next)))
+    }
+
+    async fn compact(&self, through: Revision) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let through = through.min(state.head);
+        if through > state.compacted_through {
+            while state.log.front().is_some_and(|entry| entry.rev <= through) {
+                state.log.pop_front();
+            }
+            state.compacted_through = through;
+        }
+        Ok(())
+    }
+
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.lock().head)
+    }
+}
+
+/// The state of one feed, threaded through [`stream::unfold`].
+struct FeedState {
+    state: Arc<Mutex<State>>,
+    head_rx: watch::Receiver<Revision>,
+    scope: Scope,
+    /// Everything up to and including this revision has been queued.
+    last: Revision,
+    /// Events read from the log, not yet yielded.
+    pending: VecDeque<FeedEvent>,
+    /// Set once an error was yielded; the stream ends after it.
+    done: bool,
+}
+
+impl FeedState {
+    async fn next(mut self) -> Option<(Result<FeedEvent, StoreError>, Self)> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Some((Ok(event), self));
+            }
+            // Mark the current head seen before reading, so a commit after the read wakes us.
+            self.head_rx.borrow_and_update();
+            if let Err(err) = self.read() {
+                self.done = true;
+                return Some((Err(err), self));
+            }
+            if self.pending.is_empty() && self.head_rx.changed().await.is_err() {
+                self.done = true;
+                return Some((Err(StoreError::Unavailable("memory store closed".into())), self));
+            }
+        }
+    }
+
+    /// Queues the events after `last`, at most one batch of log entries.
+    fn read(&mut self) -> Result<(), StoreError> {
+        let state = lock(&self.state);
+        if self.last < state.compacted_through {
+            return Err(StoreError::Compacted { after: self.last, oldest: state.compacted_through });
+        }
+        // The log holds exactly the revisions after `compacted_through`, one entry each.
+        let skip = usize::try_from(self.last.0 - state.compacted_through.0).unwrap_or(usize::MAX);
+        let mut through = self.last;
+        let mut last_queued = self.last;
+        let mut taken = 0;
+        for entry in state.log.iter().skip(skip).take(FEED_BATCH) {
+            taken += 1;
+            through = entry.rev;
+            if let Some(change) = entry.in_scope(&self.scope) {
+                match self.pending.back_mut() {
+                    Some(FeedEvent::Changes { rev, changes }) if *rev == entry.rev => changes.push(change),
+                    _ => self.pending.push_back(FeedEvent::Changes { rev: entry.rev, changes: vec![change] }),
+                }
+                last_queued = entry.rev;
+            }
+        }
+        if taken < FEED_BATCH {
+            through = through.max(state.head);
+        }
+        if through > last_queued {
+            self.pending.push_back(FeedEvent::Progress { rev: through });
+        }
+        self.last = through;
+        Ok(())
+    }
+}

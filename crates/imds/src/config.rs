@@ -93,22 +93,6 @@ pub struct RawLog {
     pub level: Option<String>,
 }
 
-/// The environment variables read, each overriding the file key named beside it.
-pub const ENV_KEYS: &[(&str, &str)] = &[
-    ("IMDS_GUEST_LISTEN", "guest.listen (comma-separated)"),
-    ("IMDS_ADMIN_LISTEN", "admin.listen"),
-    ("IMDS_ADMIN_SOCKET", "admin.socket"),
-    ("IMDS_ADMIN_TOKEN", "admin.token"),
-    ("IMDS_ADMIN_TOKEN_FILE", "admin.token_file"),
-    ("IMDS_STORE_BACKEND", "store.backend"),
-    ("IMDS_STORE_PATH", "store.path"),
-    ("IMDS_STORE_RETAIN_CHANGES", "store.retain_changes"),
-    ("IMDS_LIMITS_MAX_USER_DATA", "limits.max_user_data"),
-    ("IMDS_LIMITS_MAX_RECORD", "limits.max_record"),
-    ("IMDS_LOG_FORMAT", "log.format"),
-    ("IMDS_LOG_LEVEL", "log.level"),
-];
-
 impl RawConfig {
     /// Parses a TOML document.
     pub fn parse_toml(text: &str) -> Result<Self, String> {
@@ -205,7 +189,9 @@ impl Config {
     pub fn resolve(raw: &RawConfig, dev: bool, mut problems: Vec<String>) -> Result<Config, Vec<String>> {
         let guest_listen = match &raw.guest.listen {
             Some(list) => list.iter().filter_map(|text| parse_addr("guest.listen", text, &mut problems)).collect(),
-            None if dev => vec![SocketAddr::from(([127, 0, 0, 1], 1338)), "[::1]:1338".parse().expect("a valid literal")],
+            None if dev => {
+                vec![SocketAddr::from(([127, 0, 0, 1], 1338)), "[::1]:1338".parse().expect("a valid literal")]
+            }
             None => guest::Config::default().listen,
         };
         if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
@@ -225,7 +211,8 @@ impl Config {
             None => admin::Config::default().socket,
         };
         if admin_listen.is_none() && admin_socket.is_none() {
-            problems.push("admin: neither admin.listen nor admin.socket is set; the admin API would be unreachable".into());
+            problems
+                .push("admin: neither admin.listen nor admin.socket is set; the admin API would be unreachable".into());
         }
         let token = match (&raw.admin.token, &raw.admin.token_file) {
             (Some(_), Some(_)) => {
@@ -251,8 +238,16 @@ impl Config {
                     "admin.listen: the admin API on TCP {addr} needs a bearer token (admin.token, admin.token_file or IMDS_ADMIN_TOKEN); only --dev on a loopback address may run without one"
                 ));
             }
-            if guest_listen.iter().any(|guest: &SocketAddr| guest.port() == addr.port() && (guest.ip() == addr.ip() || guest.ip().is_unspecified() || addr.ip().is_unspecified())) {
-                problems.push(format!("admin.listen: {addr} overlaps a guest listener; guests must never reach the admin API"));
+            // Port 0 asks the kernel for a free port: two such listeners never collide.
+            if addr.port() != 0
+                && guest_listen.iter().any(|guest: &SocketAddr| {
+                    guest.port() == addr.port()
+                        && (guest.ip() == addr.ip() || guest.ip().is_unspecified() || addr.ip().is_unspecified())
+                })
+            {
+                problems.push(format!(
+                    "admin.listen: {addr} overlaps a guest listener; guests must never reach the admin API"
+                ));
             }
         }
 
@@ -312,7 +307,11 @@ impl Config {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let write_visibility_timeout = raw.admin.write_visibility_timeout_ms.map(Duration::from_millis).unwrap_or(admin::Config::default().write_visibility_timeout);
+        let write_visibility_timeout = raw
+            .admin
+            .write_visibility_timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
                 guest: guest::Config { listen: guest_listen },
@@ -333,7 +332,9 @@ fn parse_addr(field: &str, text: &str, problems: &mut Vec<String>) -> Option<Soc
     match text.parse() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            problems.push(format!("{field}: {text:?} is not an address with a port, like \"127.0.0.1:8998\" or \"[::1]:1338\""));
+            problems.push(format!(
+                "{field}: {text:?} is not an address with a port, like \"127.0.0.1:8998\" or \"[::1]:1338\""
+            ));
             None
         }
     }

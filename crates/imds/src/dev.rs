@@ -57,7 +57,9 @@ pub async fn ensure_demo_instance(store: &dyn Store) -> Result<(), StoreError> {
 
 /// Prints the commands to try against a `--dev` server.
 pub fn print_tour(running: &Running) {
-    let Some(guest) = running.guest_addrs.iter().find(|a| a.is_ipv4()).or(running.guest_addrs.first()) else { return };
+    let Some(guest) = running.guest_addrs.iter().find(|a| a.is_ipv4()).or(running.guest_addrs.first()) else {
+        return;
+    };
     println!();
     println!("Try:");
     println!("  curl http://{guest}/latest/meta-data/");

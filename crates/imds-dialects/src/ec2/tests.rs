@@ -9,10 +9,7 @@ fn instance(doc: serde_json::Value) -> Instance {
 }
 
 fn get(instance: &Instance, path: &str) -> GuestResponse {
-    respond(
-        instance,
-        &GuestRequest { method: Method::GET, path: path.to_owned(), headers: HeaderMap::new() },
-    )
+    respond(instance, &GuestRequest { method: Method::GET, path: path.to_owned(), headers: HeaderMap::new() })
 }
 
 fn body(response: &GuestResponse) -> &str {

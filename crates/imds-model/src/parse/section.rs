@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use super::{
-    choice, field, first_time, integer, join, list, object, opaque_object, string, text_with, Ctx,
-};
+use super::{choice, field, first_time, integer, join, list, object, opaque_object, string, text_with, Ctx};
 use crate::dialects::{Dialects, DIALECT_NAMES};
 use crate::instance::Account;
 use crate::limits::Limits;
@@ -21,22 +19,10 @@ const ACCOUNT_FIELDS: &[&str] = &["id", "name"];
 const IMDS_FIELDS: &[&str] = &["tokens", "hop_limit", "endpoint", "tags"];
 
 /// `user_data` or `vendor_data`: a string or `{"base64": ...}`, at most `max_user_data` bytes.
-pub(super) fn user_data(
-    ctx: &mut Ctx,
-    path: &str,
-    value: &Value,
-    limits: &Limits,
-) -> Option<UserData> {
+pub(super) fn user_data(ctx: &mut Ctx, path: &str, value: &Value, limits: &Limits) -> Option<UserData> {
     let data = ctx.check(path, UserData::from_json(value).map_err(|e| e.to_string()))?;
     if data.len() > limits.max_user_data {
-        ctx.error(
-            path,
-            format!(
-                "{path} is {} bytes; the limit is {} bytes",
-                data.len(),
-                limits.max_user_data
-            ),
-        );
+        ctx.error(path, format!("{path} is {} bytes; the limit is {} bytes", data.len(), limits.max_user_data));
         return None;
     }
     Some(data)
@@ -62,27 +48,13 @@ fn ssh_key(ctx: &mut Ctx, path: &str, value: &Value) -> Option<SshKey> {
                     string(ctx, &key_path, v).and_then(|s| ctx.check(&key_path, check_key(s)))
                 }
             };
-            let user = field(ctx, map, path, "user", |c, p, v| {
-                text_with(c, p, v, text::segment)
-            });
-            let name = field(ctx, map, path, "name", |c, p, v| {
-                text_with(c, p, v, text::segment)
-            });
-            let expires = field(ctx, map, path, "expires", |c, p, v| {
-                text_with(c, p, v, text::timestamp)
-            });
-            Some(SshKey {
-                key: key?,
-                user,
-                name,
-                expires,
-            })
+            let user = field(ctx, map, path, "user", |c, p, v| text_with(c, p, v, text::segment));
+            let name = field(ctx, map, path, "name", |c, p, v| text_with(c, p, v, text::segment));
+            let expires = field(ctx, map, path, "expires", |c, p, v| text_with(c, p, v, text::timestamp));
+            Some(SshKey { key: key?, user, name, expires })
         }
         _ => {
-            ctx.error(
-                path,
-                "expected an SSH public key string or an object {key, user?, name?, expires?}",
-            );
+            ctx.error(path, "expected an SSH public key string or an object {key, user?, name?, expires?}");
             None
         }
     }
@@ -111,12 +83,8 @@ pub(super) fn tags(ctx: &mut Ctx, path: &str, value: &Value) -> Option<BTreeMap<
 pub(super) fn account(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Account> {
     let map = object(ctx, path, value, ACCOUNT_FIELDS)?;
     Some(Account {
-        id: field(ctx, map, path, "id", |c, p, v| {
-            text_with(c, p, v, text::text)
-        }),
-        name: field(ctx, map, path, "name", |c, p, v| {
-            text_with(c, p, v, text::text)
-        }),
+        id: field(ctx, map, path, "id", |c, p, v| text_with(c, p, v, text::text)),
+        name: field(ctx, map, path, "name", |c, p, v| text_with(c, p, v, text::text)),
     })
 }
 
@@ -125,34 +93,17 @@ pub(super) fn imds(ctx: &mut Ctx, path: &str, value: &Value) -> Option<ImdsSetti
     let map = object(ctx, path, value, IMDS_FIELDS)?;
     let defaults = ImdsSettings::default();
     let tokens = field(ctx, map, path, "tokens", |c, p, v| {
-        choice(
-            c,
-            p,
-            v,
-            &[
-                ("optional", TokenMode::Optional),
-                ("required", TokenMode::Required),
-            ],
-        )
+        choice(c, p, v, &[("optional", TokenMode::Optional), ("required", TokenMode::Required)])
     });
     let hop_limit = field(ctx, map, path, "hop_limit", |c, p, v| {
         let (min, max) = (ImdsSettings::MIN_HOP_LIMIT, ImdsSettings::MAX_HOP_LIMIT);
         integer(c, p, v, min.into(), max.into()).and_then(|n| u8::try_from(n).ok())
     });
     let endpoint = field(ctx, map, path, "endpoint", |c, p, v| {
-        choice(
-            c,
-            p,
-            v,
-            &[
-                ("enabled", EndpointMode::Enabled),
-                ("disabled", EndpointMode::Disabled),
-            ],
-        )
+        choice(c, p, v, &[("enabled", EndpointMode::Enabled), ("disabled", EndpointMode::Disabled)])
     });
-    let tags = field(ctx, map, path, "tags", |c, p, v| {
-        choice(c, p, v, &[("off", TagsMode::Off), ("on", TagsMode::On)])
-    });
+    let tags =
+        field(ctx, map, path, "tags", |c, p, v| choice(c, p, v, &[("off", TagsMode::Off), ("on", TagsMode::On)]));
     Some(ImdsSettings {
         tokens: tokens.unwrap_or(defaults.tokens),
         hop_limit: hop_limit.unwrap_or(defaults.hop_limit),
@@ -186,10 +137,7 @@ pub(super) fn dialects(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Diale
             });
             dialects.enabled = Some(names);
         } else if !DIALECT_NAMES.contains(&key.as_str()) {
-            ctx.error(
-                &key_path,
-                format!("unknown dialect; {} (or \"enabled\")", known()),
-            );
+            ctx.error(&key_path, format!("unknown dialect; {} (or \"enabled\")", known()));
         } else if let Some(block) = opaque_object(ctx, &key_path, value) {
             dialects.overrides.insert(key.clone(), block);
         }

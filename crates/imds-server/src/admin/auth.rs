@@ -42,7 +42,11 @@ impl fmt::Debug for Token {
 }
 
 /// Middleware: rejects TCP requests without the right bearer token (when one is configured).
-pub(super) async fn require_token(State(token): State<Option<Token>>, request: Request, next: Next) -> Result<Response, AdminError> {
+pub(super) async fn require_token(
+    State(token): State<Option<Token>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, AdminError> {
     let over_tcp = matches!(request.extensions().get::<Peer>(), Some(Peer::Tcp { .. }));
     if let (true, Some(token)) = (over_tcp, &token) {
         let presented = request

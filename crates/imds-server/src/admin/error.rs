@@ -75,17 +75,19 @@ impl From<StoreError> for AdminError {
             StoreError::AlreadyExists { key, actual } => {
                 AdminError::PreconditionFailed(format!("instance {} already exists (revision {actual})", key.id))
             }
-            StoreError::RevisionMismatch { key, expected, actual } => AdminError::PreconditionFailed(format!(
-                "instance {} is at revision {actual}, not {expected}",
-                key.id
-            )),
+            StoreError::RevisionMismatch { key, expected, actual } => {
+                AdminError::PreconditionFailed(format!("instance {} is at revision {actual}, not {expected}", key.id))
+            }
             StoreError::ClaimConflict { claim, holder } => {
                 let (kind, value) = split_claim(&claim).unwrap_or(("address", claim.as_str()));
                 AdminError::AddressConflict { kind: kind.to_owned(), value: value.to_owned(), holder: holder.id }
             }
-            StoreError::TooLarge { size, limit } => {
-                AdminError::Invalid(Invalid { errors: vec![FieldError { field: String::new(), message: format!("record of {size} bytes exceeds the store's limit of {limit} bytes") }] })
-            }
+            StoreError::TooLarge { size, limit } => AdminError::Invalid(Invalid {
+                errors: vec![FieldError {
+                    field: String::new(),
+                    message: format!("record of {size} bytes exceeds the store's limit of {limit} bytes"),
+                }],
+            }),
             other => AdminError::Unavailable(other.to_string()),
         }
     }
@@ -136,8 +138,13 @@ impl AdminError {
 
     fn detail(&self) -> ErrorDetail {
         let (_, code) = self.status_and_code();
-        let mut detail =
-            ErrorDetail { code, message: self.to_string(), field: None, details: Vec::new(), conflicting_instance: None };
+        let mut detail = ErrorDetail {
+            code,
+            message: self.to_string(),
+            field: None,
+            details: Vec::new(),
+            conflicting_instance: None,
+        };
         match self {
             AdminError::InvalidJson(_) | AdminError::BodyTooLarge { .. } => detail.field = Some(String::new()),
             AdminError::Invalid(invalid) => {

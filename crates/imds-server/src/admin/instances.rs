@@ -57,7 +57,12 @@ const PATCH_ATTEMPTS: usize = 8;
         (status = 409, description = "An address belongs to another instance", body = super::error::ErrorBody),
         (status = 412, description = "Precondition failed", body = super::error::ErrorBody),
         (status = 413, description = "Body too large", body = super::error::ErrorBody)))]
-pub async fn put(State(state): State<AdminState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, AdminError> {
+pub async fn put(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AdminError> {
     let id = parse_id(&id)?;
     let mut doc = read_json(&state, body).await?;
     match doc.as_object_mut() {
@@ -105,7 +110,12 @@ pub async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> Res
               (status = 409, description = "An address belongs to another instance", body = super::error::ErrorBody),
               (status = 412, description = "Precondition failed", body = super::error::ErrorBody),
               (status = 415, description = "Not a merge patch", body = super::error::ErrorBody)))]
-pub async fn patch(State(state): State<AdminState>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> Result<Response, AdminError> {
+pub async fn patch(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, AdminError> {
     let id = parse_id(&id)?;
     let media = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let media = media.split(';').next().unwrap_or("").trim();
@@ -117,7 +127,10 @@ pub async fn patch(State(state): State<AdminState>, Path(id): Path<String>, head
         Expect::Revision(rev) => Some(rev),
         Expect::Any | Expect::Present => None,
         Expect::Absent => {
-            return Err(AdminError::BadRequest { field: "If-None-Match".into(), message: "a patch needs an existing instance".into() })
+            return Err(AdminError::BadRequest {
+                field: "If-None-Match".into(),
+                message: "a patch needs an existing instance".into(),
+            })
         }
     };
     for _ in 0..PATCH_ATTEMPTS {
@@ -141,7 +154,9 @@ pub async fn patch(State(state): State<AdminState>, Path(id): Path<String>, head
             Err(error) => return Err(error),
         }
     }
-    Err(AdminError::Unavailable(format!("instance {id} kept changing; patch abandoned after {PATCH_ATTEMPTS} attempts")))
+    Err(AdminError::Unavailable(format!(
+        "instance {id} kept changing; patch abandoned after {PATCH_ATTEMPTS} attempts"
+    )))
 }
 
 /// `DELETE /v1/instances/{id}`
@@ -151,11 +166,18 @@ pub async fn patch(State(state): State<AdminState>, Path(id): Path<String>, head
     responses((status = 204, description = "Deleted"),
               (status = 404, description = "No such instance", body = super::error::ErrorBody),
               (status = 412, description = "Precondition failed", body = super::error::ErrorBody)))]
-pub async fn delete(State(state): State<AdminState>, Path(id): Path<String>, headers: HeaderMap) -> Result<Response, AdminError> {
+pub async fn delete(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AdminError> {
     let id = parse_id(&id)?;
     let expect = match precondition(&headers)? {
         Expect::Absent => {
-            return Err(AdminError::BadRequest { field: "If-None-Match".into(), message: "cannot delete an absent instance".into() })
+            return Err(AdminError::BadRequest {
+                field: "If-None-Match".into(),
+                message: "cannot delete an absent instance".into(),
+            })
         }
         Expect::Any => Expect::Present,
         other => other,
@@ -176,17 +198,25 @@ pub async fn delete(State(state): State<AdminState>, Path(id): Path<String>, hea
 #[utoipa::path(get, path = "/v1/instances", tag = "instances", params(ListQuery),
     responses((status = 200, description = "A page of instances", body = InstanceList),
               (status = 400, description = "Bad query", body = super::error::ErrorBody)))]
-pub async fn list(State(state): State<AdminState>, Query(query): Query<ListQuery>) -> Result<Json<InstanceList>, AdminError> {
+pub async fn list(
+    State(state): State<AdminState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<InstanceList>, AdminError> {
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
-        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| AdminError::BadRequest {
-            field: "limit".into(),
-            message: format!("limit must be a whole number from 1 to {MAX_PAGE}"),
-        })?,
+        Some(text) => {
+            text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| AdminError::BadRequest {
+                field: "limit".into(),
+                message: format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+            })?
+        }
     };
     let page = state.store.list(INSTANCES, query.after.as_deref(), limit).await?;
     let instances = page.records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(InstanceList { instances: instances.iter().map(|(i, _)| i.to_json()).collect(), next_after: page.next_after }))
+    Ok(Json(InstanceList {
+        instances: instances.iter().map(|(i, _)| i.to_json()).collect(),
+        next_after: page.next_after,
+    }))
 }
 
 fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
@@ -221,7 +251,10 @@ fn precondition(headers: &HeaderMap) -> Result<Expect, AdminError> {
         if value.to_str().unwrap_or("").trim() == "*" {
             return Ok(Expect::Absent);
         }
-        return Err(AdminError::BadRequest { field: "If-None-Match".into(), message: "only If-None-Match: * is supported".into() });
+        return Err(AdminError::BadRequest {
+            field: "If-None-Match".into(),
+            message: "only If-None-Match: * is supported".into(),
+        });
     }
     Ok(Expect::Any)
 }
@@ -236,7 +269,11 @@ fn etag(rev: Revision) -> HeaderValue {
 }
 
 async fn load(state: &AdminState, id: &InstanceId) -> Result<(Instance, Revision), AdminError> {
-    let record = state.store.get(&Key::new(INSTANCES, id.as_str())).await?.ok_or_else(|| AdminError::NotFound(id.to_string()))?;
+    let record = state
+        .store
+        .get(&Key::new(INSTANCES, id.as_str()))
+        .await?
+        .ok_or_else(|| AdminError::NotFound(id.to_string()))?;
     decode(&record)
 }
 

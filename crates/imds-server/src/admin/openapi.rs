@@ -43,7 +43,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -59,13 +62,21 @@ impl utoipa::ToSchema for InstanceSchema {
 
 impl utoipa::PartialSchema for InstanceSchema {
     fn schema() -> RefOr<Schema> {
-        let string = |description: &str| ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).description(Some(description));
-        let strings = |description: &str| {
-            ArrayBuilder::new().items(ObjectBuilder::new().schema_type(SchemaType::new(Type::String))).description(Some(description))
+        let string = |description: &str| {
+            ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).description(Some(description))
         };
-        let object = |description: &str| ObjectBuilder::new().schema_type(SchemaType::new(Type::Object)).description(Some(description));
+        let strings = |description: &str| {
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)))
+                .description(Some(description))
+        };
+        let object = |description: &str| {
+            ObjectBuilder::new().schema_type(SchemaType::new(Type::Object)).description(Some(description))
+        };
         let bytes = |description: &str| {
-            ObjectBuilder::new().description(Some(format!("{description}: a string (its UTF-8 bytes) or {{\"base64\": \"...\"}} for binary")))
+            ObjectBuilder::new().description(Some(format!(
+                "{description}: a string (its UTF-8 bytes) or {{\"base64\": \"...\"}} for binary"
+            )))
         };
         ObjectBuilder::new()
             .schema_type(SchemaType::new(Type::Object))

@@ -44,7 +44,8 @@ fn indexes_follow_puts_and_deletes() {
 fn other_collections_and_unreadable_records_are_skipped() {
     let mut junk = record(json!({"id": "i-j", "ipv4": ["10.0.0.9"]}), 1);
     junk.value = b"not json".to_vec();
-    let other = Record { key: Key::new("secrets", "k"), node: None, claims: vec![], value: b"x".to_vec(), rev: Revision(2) };
+    let other =
+        Record { key: Key::new("secrets", "k"), node: None, claims: vec![], value: b"x".to_vec(), rev: Revision(2) };
     let ok = record(json!({"id": "i-ok", "ipv4": ["10.0.0.8"]}), 3);
     let snapshot = Snapshot::from_records(Revision(3), &[junk, other, ok]);
     assert_eq!(snapshot.len(), 1);

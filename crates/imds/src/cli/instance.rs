@@ -106,7 +106,9 @@ async fn execute(command: InstanceCommand) -> Result<(), Failure> {
                 Failure::local(format!("{file}: the document needs an \"id\" string naming the instance"))
             })?;
             let client = client(&target);
-            let response = call(&client, Method::PUT, &path_for(id), &[("content-type", "application/json")], doc.to_string()).await?;
+            let response =
+                call(&client, Method::PUT, &path_for(id), &[("content-type", "application/json")], doc.to_string())
+                    .await?;
             let verb = if response.status == StatusCode::CREATED { "created" } else { "replaced" };
             eprintln!("{verb} instance {id} (etag {})", response.header("etag").unwrap_or("?"));
             print_json(&response.json());
@@ -117,8 +119,14 @@ async fn execute(command: InstanceCommand) -> Result<(), Failure> {
         }
         InstanceCommand::Patch { id, file, target } => {
             let patch = read_json(&file)?;
-            let response =
-                call(&client(&target), Method::PATCH, &path_for(&id), &[("content-type", "application/merge-patch+json")], patch.to_string()).await?;
+            let response = call(
+                &client(&target),
+                Method::PATCH,
+                &path_for(&id),
+                &[("content-type", "application/merge-patch+json")],
+                patch.to_string(),
+            )
+            .await?;
             eprintln!("patched instance {id} (etag {})", response.header("etag").unwrap_or("?"));
             print_json(&response.json());
         }
@@ -200,7 +208,13 @@ fn read_json(file: &str) -> Result<serde_json::Value, Failure> {
     serde_json::from_str(&text).map_err(|error| Failure::local(format!("{file} is not valid JSON: {error}")))
 }
 
-async fn call(client: &Client, method: Method, path: &str, headers: &[(&str, &str)], body: String) -> Result<Response, Failure> {
+async fn call(
+    client: &Client,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> Result<Response, Failure> {
     let response = client.send(method, path, headers, body).await.map_err(|error| unreachable_hint(client, error))?;
     if response.status.is_success() {
         return Ok(response);
@@ -225,8 +239,13 @@ fn unreachable_hint(client: &Client, error: ClientError) -> Failure {
 fn refusal(response: &Response) -> String {
     let body = response.json();
     let error = body.get("error");
-    let message = error.and_then(|e| e.get("message")).and_then(|m| m.as_str()).map(str::to_owned).unwrap_or_else(|| response.text());
-    let mut text = format!("{} {}: {message}", response.status.as_u16(), response.status.canonical_reason().unwrap_or(""));
+    let message = error
+        .and_then(|e| e.get("message"))
+        .and_then(|m| m.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| response.text());
+    let mut text =
+        format!("{} {}: {message}", response.status.as_u16(), response.status.canonical_reason().unwrap_or(""));
     if let Some(details) = error.and_then(|e| e.get("details")).and_then(|d| d.as_array()) {
         for detail in details {
             let field = detail.get("field").and_then(|f| f.as_str()).unwrap_or("");
@@ -255,17 +274,27 @@ fn print_table(instances: &[serde_json::Value]) {
     let column = |instance: &serde_json::Value, key: &str| -> String {
         match instance.get(key) {
             Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(","),
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+            }
             _ => "-".to_owned(),
         }
     };
     let headers = ["ID", "HOSTNAME", "IPV4", "IPV6", "MAC", "ZONE"];
     let keys = ["id", "hostname", "ipv4", "ipv6", "mac", "zone"];
     let rows: Vec<Vec<String>> = instances.iter().map(|i| keys.iter().map(|k| column(i, k)).collect()).collect();
-    let widths: Vec<usize> =
-        (0..headers.len()).map(|c| rows.iter().map(|r| r[c].len()).chain([headers[c].len()]).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|c| rows.iter().map(|r| r[c].len()).chain([headers[c].len()]).max().unwrap_or(0))
+        .collect();
     let line = |cells: Vec<&str>| {
-        cells.iter().enumerate().map(|(c, cell)| format!("{cell:<width$}", width = widths[c])).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+        cells
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<width$}", width = widths[c]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
     };
     println!("{}", line(headers.to_vec()));
     for row in &rows {

@@ -18,8 +18,9 @@ pub struct ServeArgs {
     /// TOML configuration file (env IMDS_CONFIG).
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Development mode: guest on 127.0.0.1:1338 and [::1]:1338, admin on 127.0.0.1:8998
-    /// without a token, SQLite under ./.imds-dev, and a demo instance for 127.0.0.1 and ::1.
+    /// Development mode: guest on 127.0.0.1:1338 and on port 1338 of ::1, admin on
+    /// 127.0.0.1:8998 without a token, SQLite under ./.imds-dev, and a demo instance for
+    /// 127.0.0.1 and ::1.
     #[arg(long)]
     pub dev: bool,
     /// Guest plane address (repeatable), e.g. 169.254.169.254:80.
@@ -132,10 +133,12 @@ async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
         StoreConfig::Memory => Arc::new(imds_store::memory::MemoryStore::new()),
         StoreConfig::Sqlite { path, retain_changes } => {
             if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
             }
             let options = SqliteOptions { retain_changes: *retain_changes, ..SqliteOptions::default() };
-            let store = SqliteStore::open(path, options).with_context(|| format!("opening the store {}", path.display()))?;
+            let store =
+                SqliteStore::open(path, options).with_context(|| format!("opening the store {}", path.display()))?;
             Arc::new(store)
         }
     })
@@ -165,7 +168,11 @@ fn announce(config: &Config, running: &imds_server::server::Running) {
         println!("  guest plane: http://{addr}");
     }
     if let Some(addr) = running.admin_addr {
-        let auth = if config.server.admin.token.is_some() { "bearer token required" } else { "NO TOKEN: loopback development only" };
+        let auth = if config.server.admin.token.is_some() {
+            "bearer token required"
+        } else {
+            "NO TOKEN: loopback development only"
+        };
         println!("  admin API:   http://{addr} ({auth})");
     }
     if let Some(path) = &running.admin_socket {

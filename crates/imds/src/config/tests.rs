@@ -35,7 +35,10 @@ fn dev_defaults_are_loopback_without_a_token() {
     assert_eq!(config.server.admin.listen, Some("127.0.0.1:8998".parse().unwrap()));
     assert_eq!(config.server.admin.socket, None);
     assert!(config.server.admin.token.is_none());
-    assert_eq!(config.store, StoreConfig::Sqlite { path: Path::new(DEV_DATA_DIR).join("imds.db"), retain_changes: 100_000 });
+    assert_eq!(
+        config.store,
+        StoreConfig::Sqlite { path: Path::new(DEV_DATA_DIR).join("imds.db"), retain_changes: 100_000 }
+    );
 }
 
 #[test]
@@ -44,7 +47,15 @@ fn flags_beat_env_beat_file_beat_defaults() {
         "[guest]\nlisten = [\"127.0.0.5:80\"]\n[admin]\nlisten = \"127.0.0.1:7000\"\ntoken = \"from-file\"\n[store]\npath = \"/file.db\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n[limits]\nmax_user_data = 100\n",
     );
     let args = ServeArgs { config: Some(path), store_path: Some("/flag.db".into()), ..ServeArgs::default() };
-    let config = load(&args, &env(&[("IMDS_STORE_PATH", "/env.db"), ("IMDS_ADMIN_LISTEN", "127.0.0.1:7001"), ("IMDS_LIMITS_MAX_USER_DATA", "200")])).unwrap();
+    let config = load(
+        &args,
+        &env(&[
+            ("IMDS_STORE_PATH", "/env.db"),
+            ("IMDS_ADMIN_LISTEN", "127.0.0.1:7001"),
+            ("IMDS_LIMITS_MAX_USER_DATA", "200"),
+        ]),
+    )
+    .unwrap();
     assert_eq!(config.store, StoreConfig::Sqlite { path: "/flag.db".into(), retain_changes: 100_000 }, "flag wins");
     assert_eq!(config.server.admin.listen, Some("127.0.0.1:7001".parse().unwrap()), "env beats file");
     assert_eq!(config.server.limits.max_user_data, 200);
@@ -61,7 +72,15 @@ fn every_problem_is_reported_at_once() {
     let args = ServeArgs { config: Some(path), log_format: Some("xml".into()), ..ServeArgs::default() };
     let problems = load(&args, &env(&[("IMDS_LIMITS_MAX_RECORD", "lots")])).unwrap_err();
     let all = problems.join("\n");
-    for needle in ["guest.listen", "nowhere", "admin.listen", "bearer token", "store.backend", "log.format", "IMDS_LIMITS_MAX_RECORD"] {
+    for needle in [
+        "guest.listen",
+        "nowhere",
+        "admin.listen",
+        "bearer token",
+        "store.backend",
+        "log.format",
+        "IMDS_LIMITS_MAX_RECORD",
+    ] {
         assert!(all.contains(needle), "{needle} missing from:\n{all}");
     }
     assert!(problems.len() >= 5, "{problems:#?}");
@@ -69,21 +88,32 @@ fn every_problem_is_reported_at_once() {
 
 #[test]
 fn admin_must_not_share_a_guest_address_and_tcp_needs_a_token_outside_dev() {
-    let args = ServeArgs { guest_listen: vec!["0.0.0.0:8998".into()], admin_listen: Some("127.0.0.1:8998".into()), ..ServeArgs::default() };
+    let args = ServeArgs {
+        guest_listen: vec!["0.0.0.0:8998".into()],
+        admin_listen: Some("127.0.0.1:8998".into()),
+        ..ServeArgs::default()
+    };
     let problems = load(&args, &env(&[("IMDS_ADMIN_TOKEN", "x")])).unwrap_err();
     assert!(problems.iter().any(|p| p.contains("overlaps a guest listener")), "{problems:#?}");
 
     let args = ServeArgs { admin_listen: Some("127.0.0.1:8998".into()), ..ServeArgs::default() };
     assert!(load(&args, &env(&[])).unwrap_err().iter().any(|p| p.contains("bearer token")));
     let dev_public = ServeArgs { dev: true, admin_listen: Some("0.0.0.0:8998".into()), ..ServeArgs::default() };
-    assert!(load(&dev_public, &env(&[])).unwrap_err().iter().any(|p| p.contains("bearer token")), "--dev off loopback needs a token");
+    assert!(
+        load(&dev_public, &env(&[])).unwrap_err().iter().any(|p| p.contains("bearer token")),
+        "--dev off loopback needs a token"
+    );
     assert!(load(&args, &env(&[("IMDS_ADMIN_TOKEN", "secret")])).is_ok());
 }
 
 #[test]
 fn token_file_is_read_and_trimmed() {
     let (_dir, path) = config_file("s3cret\n");
-    let args = ServeArgs { admin_listen: Some("127.0.0.1:8998".into()), admin_token_file: Some(path.display().to_string()), ..ServeArgs::default() };
+    let args = ServeArgs {
+        admin_listen: Some("127.0.0.1:8998".into()),
+        admin_token_file: Some(path.display().to_string()),
+        ..ServeArgs::default()
+    };
     let config = load(&args, &env(&[])).unwrap();
     assert!(config.server.admin.token.unwrap().matches("s3cret"));
     let missing = ServeArgs { admin_token_file: Some("/nonexistent/token".into()), ..ServeArgs::default() };

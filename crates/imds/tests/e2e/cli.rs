@@ -31,7 +31,11 @@ async fn instance_commands_drive_the_admin_api() {
     let (_guard, dir) = temp_dir();
     let daemon = Daemon::with_db(&dir, &dir.join("imds.db"));
 
-    let put = imds(&daemon, &["instance", "put", "-f", "-"], Some(r#"{"id": "i-cli", "hostname": "cli", "ipv4": ["127.0.2.1"]}"#));
+    let put = imds(
+        &daemon,
+        &["instance", "put", "-f", "-"],
+        Some(r#"{"id": "i-cli", "hostname": "cli", "ipv4": ["127.0.2.1"]}"#),
+    );
     assert!(put.status.success(), "{}", text(&put.stderr));
     assert!(text(&put.stderr).contains("created instance i-cli"));
     let file = dir.join("second.json");
@@ -50,22 +54,34 @@ async fn instance_commands_drive_the_admin_api() {
     let table = text(&imds(&daemon, &["instance", "ls"], None).stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("ID") && lines[0].contains("HOSTNAME") && lines[0].contains("IPV4"), "{table}");
-    assert!(lines[1].starts_with("i-cli ") && lines[1].contains("renamed") && lines[1].contains("127.0.2.1"), "{table}");
+    assert!(
+        lines[1].starts_with("i-cli ") && lines[1].contains("renamed") && lines[1].contains("127.0.2.1"),
+        "{table}"
+    );
     assert!(lines[2].starts_with("i-cli-2") && lines[2].contains("us-east-1b"), "{table}");
-    let json: serde_json::Value = serde_json::from_slice(&imds(&daemon, &["instance", "ls", "-o", "json"], None).stdout).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&imds(&daemon, &["instance", "ls", "-o", "json"], None).stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
 
     let rm = imds(&daemon, &["instance", "rm", "i-cli"], None);
     assert!(rm.status.success());
     let gone = imds(&daemon, &["instance", "get", "i-cli"], None);
     assert_eq!(gone.status.code(), Some(1));
-    assert!(text(&gone.stderr).contains("404") && text(&gone.stderr).contains("imds instance ls"), "{}", text(&gone.stderr));
+    assert!(
+        text(&gone.stderr).contains("404") && text(&gone.stderr).contains("imds instance ls"),
+        "{}",
+        text(&gone.stderr)
+    );
 
     // Refusals explain themselves and say what to do.
     let conflict = imds(&daemon, &["instance", "put", "-f", "-"], Some(r#"{"id": "i-dup", "ipv4": ["127.0.2.2"]}"#));
     assert_eq!(conflict.status.code(), Some(1));
     assert!(text(&conflict.stderr).contains("i-cli-2"), "{}", text(&conflict.stderr));
-    let invalid = imds(&daemon, &["instance", "put", "-f", "-"], Some(r#"{"id": "i-bad", "ipv4": ["nope"], "imds": {"hop_limit": 0}}"#));
+    let invalid = imds(
+        &daemon,
+        &["instance", "put", "-f", "-"],
+        Some(r#"{"id": "i-bad", "ipv4": ["nope"], "imds": {"hop_limit": 0}}"#),
+    );
     let stderr = text(&invalid.stderr);
     assert!(stderr.contains("ipv4[0]") && stderr.contains("imds.hop_limit"), "{stderr}");
     let no_id = imds(&daemon, &["instance", "put", "-f", "-"], Some("{}"));
@@ -73,7 +89,10 @@ async fn instance_commands_drive_the_admin_api() {
     assert!(text(&no_id.stderr).contains("\"id\""));
 
     let mut unauthorised = Command::new(binary());
-    unauthorised.args(["instance", "ls"]).env("IMDS_ADMIN", format!("http://{}", daemon.admin)).env_remove("IMDS_ADMIN_TOKEN");
+    unauthorised
+        .args(["instance", "ls"])
+        .env("IMDS_ADMIN", format!("http://{}", daemon.admin))
+        .env_remove("IMDS_ADMIN_TOKEN");
     let output = unauthorised.output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(text(&output.stderr).contains("IMDS_ADMIN_TOKEN"), "{}", text(&output.stderr));
@@ -81,7 +100,11 @@ async fn instance_commands_drive_the_admin_api() {
 
 #[test]
 fn an_unreachable_admin_api_says_what_to_do() {
-    let output = Command::new(binary()).args(["instance", "ls", "--admin", "http://127.0.0.1:9"]).env_remove("IMDS_ADMIN_TOKEN").output().unwrap();
+    let output = Command::new(binary())
+        .args(["instance", "ls", "--admin", "http://127.0.0.1:9"])
+        .env_remove("IMDS_ADMIN_TOKEN")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("127.0.0.1:9") && stderr.contains("imds serve --dev"), "{stderr}");

@@ -39,10 +39,16 @@ fn invalid_configuration_lists_every_problem_and_exits_2() {
     let (_guard, dir) = temp_dir();
     let config = dir.join("bad.toml");
     std::fs::write(&config, "[guest]\nlisten = [\"nowhere\"]\n[admin]\nlisten = \"0.0.0.0:8998\"\n[store]\nbackend = \"floppy\"\n[log]\nformat = \"xml\"\n").unwrap();
-    let output = Command::new(binary()).args(["serve", "--config", config.to_str().unwrap()]).env_remove("IMDS_ADMIN_TOKEN").output().unwrap();
+    let output = Command::new(binary())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("IMDS_ADMIN_TOKEN")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for needle in ["guest.listen", "\"nowhere\"", "admin.listen", "bearer token", "store.backend", "floppy", "log.format"] {
+    for needle in
+        ["guest.listen", "\"nowhere\"", "admin.listen", "bearer token", "store.backend", "floppy", "log.format"]
+    {
         assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
     }
 

@@ -16,12 +16,20 @@ async fn acknowledged_writes_survive_kill_9() {
         let id = format!("i-dur-{n:02}");
         let doc = json!({"id": id, "hostname": format!("host-{n}"), "ipv4": [format!("127.0.1.{}", n + 1)],
             "user_data": {"base64": base64_of(&[n, 0, 255, b'\n'])}});
-        let response = admin.send(Method::PUT, &format!("/v1/instances/{id}"), &[("content-type", "application/json")], doc.to_string()).await.unwrap();
+        let response = admin
+            .send(Method::PUT, &format!("/v1/instances/{id}"), &[("content-type", "application/json")], doc.to_string())
+            .await
+            .unwrap();
         assert_eq!(response.status, StatusCode::CREATED);
         expected.push((id, response.header("etag").unwrap().to_owned()));
     }
     let patched = admin
-        .send(Method::PATCH, "/v1/instances/i-dur-00", &[("content-type", "application/merge-patch+json")], json!({"hostname": "patched"}).to_string())
+        .send(
+            Method::PATCH,
+            "/v1/instances/i-dur-00",
+            &[("content-type", "application/merge-patch+json")],
+            json!({"hostname": "patched"}).to_string(),
+        )
         .await
         .unwrap();
     assert_eq!(patched.status, StatusCode::OK);
@@ -38,14 +46,21 @@ async fn acknowledged_writes_survive_kill_9() {
         assert_eq!(response.status, StatusCode::OK, "{id} lost");
         assert_eq!(response.header("etag"), Some(etag.as_str()), "{id}: same revision after restart");
     }
-    assert_eq!(admin.get("/v1/instances/i-dur-24").await.unwrap().status, StatusCode::NOT_FOUND, "the delete survived too");
+    assert_eq!(
+        admin.get("/v1/instances/i-dur-24").await.unwrap().status,
+        StatusCode::NOT_FOUND,
+        "the delete survived too"
+    );
     // Guests are served from the rebuilt view.
     let guest = restarted.guest_from("127.0.1.1");
     assert_eq!(guest.get("/latest/meta-data/hostname").await.unwrap().text(), "patched");
     assert_eq!(guest.get("/latest/user-data").await.unwrap().body.as_ref(), &[0, 0, 255, b'\n']);
     let guest = restarted.guest_from("127.0.1.8");
     assert_eq!(guest.get("/latest/meta-data/instance-id").await.unwrap().text(), "i-dur-07");
-    assert_eq!(restarted.guest_from("127.0.1.25").get("/latest/meta-data/instance-id").await.unwrap().status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        restarted.guest_from("127.0.1.25").get("/latest/meta-data/instance-id").await.unwrap().status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 fn base64_of(bytes: &[u8]) -> String {

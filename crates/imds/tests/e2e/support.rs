@@ -9,26 +9,33 @@ use std::time::Duration;
 
 use imds_server::client::{Client, Endpoint};
 
-pub const TOKEN: &str = "e2e-token";
+pub(crate) const TOKEN: &str = "e2e-token";
 
-pub fn binary() -> &'static str {
+pub(crate) fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_imds")
 }
 
 /// A running `imds serve`, killed (SIGKILL) when dropped.
-pub struct Daemon {
-    pub child: Child,
-    pub guest: SocketAddr,
-    pub admin: SocketAddr,
-    pub stdout: Vec<String>,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    pub(crate) guest: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) stdout: Vec<String>,
 }
 
 impl Daemon {
     /// Starts `imds serve` with `args` in `cwd` and waits for its address lines.
-    pub fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+    pub(crate) fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut command = Command::new(binary());
         command.arg("serve").args(args).current_dir(cwd).stdout(Stdio::piped()).stderr(Stdio::inherit());
-        for var in ["IMDS_CONFIG", "IMDS_ADMIN_TOKEN", "IMDS_GUEST_LISTEN", "IMDS_ADMIN_LISTEN", "IMDS_ADMIN_SOCKET", "IMDS_STORE_PATH"] {
+        for var in [
+            "IMDS_CONFIG",
+            "IMDS_ADMIN_TOKEN",
+            "IMDS_GUEST_LISTEN",
+            "IMDS_ADMIN_LISTEN",
+            "IMDS_ADMIN_SOCKET",
+            "IMDS_STORE_PATH",
+        ] {
             command.env_remove(var);
         }
         command.envs(env.iter().copied());
@@ -49,7 +56,7 @@ impl Daemon {
                 Ok(line) => line,
                 Err(_) => {
                     let _ = child.kill();
-                    panic!("imds did not announce its addresses within 60 s; stdout so far: {lines:#?}");
+                    panic!("imds exited or did not announce its addresses within 60 s (its stderr is above); stdout so far: {lines:#?}");
                 }
             };
             if let Some(addr) = line.trim().strip_prefix("guest plane: http://") {
@@ -66,7 +73,7 @@ impl Daemon {
     }
 
     /// A daemon on ephemeral loopback ports over the SQLite file `db`, with an admin token.
-    pub fn with_db(dir: &Path, db: &Path) -> Daemon {
+    pub(crate) fn with_db(dir: &Path, db: &Path) -> Daemon {
         let config = dir.join("imds.toml");
         std::fs::write(
             &config,
@@ -79,15 +86,15 @@ impl Daemon {
         Daemon::start(dir, &["--config", config.to_str().unwrap()], &[])
     }
 
-    pub fn admin_client(&self) -> Client {
+    pub(crate) fn admin_client(&self) -> Client {
         Client::new(Endpoint::Tcp(self.admin)).with_token(Some(TOKEN.into()))
     }
 
-    pub fn guest_from(&self, source: &str) -> Client {
+    pub(crate) fn guest_from(&self, source: &str) -> Client {
         Client::from_source(self.guest, source.parse().unwrap())
     }
 
-    pub fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
@@ -100,7 +107,7 @@ impl Drop for Daemon {
     }
 }
 
-pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     (dir, path)

@@ -1,5 +1,8 @@
 //! End-to-end tests: the built `imds` binary, real SQLite files, real sockets.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod daemon;
 mod durability;

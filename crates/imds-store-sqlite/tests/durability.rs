@@ -1,0 +1,183 @@
+//! What only a file-backed store must do: survive reopening, share a file between processes
+//! (two stores stand in for two processes), trim its change log, and refuse foreign files.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use imds_store::{Change, Expect, Feed, FeedEvent, Key, Put, Revision, Scope, Store, StoreError};
+use imds_store_sqlite::{SqliteOptions, SqliteStore};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path, SqliteOptions::default()).expect("open the store")
+}
+
+fn put(id: &str, node: Option<&str>, claims: &[&str], value: &[u8]) -> Put {
+    Put {
+        key: Key::new("instances", id),
+        node: node.map(str::to_owned),
+        claims: claims.iter().map(|claim| (*claim).to_owned()).collect(),
+        value: value.to_vec(),
+        expect: Expect::Any,
+    }
+}
+
+/// The next `Changes` event, skipping progress.
+async fn next_changes(feed: &mut Feed) -> (Revision, Vec<Change>) {
+    loop {
+        match tokio::time::timeout(WAIT, feed.next()).await.expect("a feed item in time") {
+            Some(Ok(FeedEvent::Changes { rev, changes })) => return (rev, changes),
+            Some(Ok(FeedEvent::Progress { .. })) => {}
+            other => panic!("feed gave {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_keeps_records_claims_revision_and_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imds.db");
+    let mut revs = Vec::new();
+    let (kept, head) = {
+        let store = open(&path);
+        for i in 0..5 {
+            let id = format!("i-{i}");
+            let claim = format!("ip/{i}");
+            revs.push(store.put(put(&id, Some("n1"), &[&claim], id.as_bytes())).await.unwrap().rev);
+        }
+        revs.push(store.delete(&Key::new("instances", "i-4"), Expect::Any).await.unwrap());
+        let kept = store.get(&Key::new("instances", "i-2")).await.unwrap().unwrap();
+        (kept, store.revision().await.unwrap())
+    };
+    assert_eq!(head, revs[5]);
+
+    let store = open(&path);
+    assert_eq!(store.revision().await.unwrap(), head);
+    assert_eq!(store.get(&Key::new("instances", "i-2")).await.unwrap(), Some(kept));
+    assert_eq!(store.get(&Key::new("instances", "i-4")).await.unwrap(), None);
+    assert_eq!(store.list("instances", None, 10).await.unwrap().records.len(), 4);
+    let err = store.put(put("other", None, &["ip/3"], b"v")).await.unwrap_err();
+    assert_eq!(err, StoreError::ClaimConflict { claim: "ip/3".into(), holder: Key::new("instances", "i-3") });
+    // i-4's claim was released by its delete.
+    store.put(put("other", None, &["ip/4"], b"v")).await.unwrap();
+
+    // Resuming from an old revision replays the rest of the log, then live writes.
+    let mut feed = store.subscribe(&Scope::All, revs[1]).await.unwrap();
+    for rev in &revs[2..] {
+        assert_eq!(next_changes(&mut feed).await.0, *rev);
+    }
+    let (rev, _) = next_changes(&mut feed).await;
+    assert_eq!(rev, Revision(head.0 + 1), "the first write after reopening continues the sequence");
+    let next = store.put(put("late", None, &[], b"v")).await.unwrap().rev;
+    assert_eq!(next, Revision(head.0 + 2));
+    assert_eq!(next_changes(&mut feed).await.0, next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_on_the_file_sees_writes_through_its_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imds.db");
+    let options = SqliteOptions { poll_interval: Duration::from_millis(20), ..SqliteOptions::default() };
+    let first = SqliteStore::open(&path, options.clone()).unwrap();
+    let second = SqliteStore::open(&path, options).unwrap();
+    let mut second_feed = second.subscribe(&Scope::Node("n1".into()), Revision(0)).await.unwrap();
+    let mut first_feed = first.subscribe(&Scope::All, Revision(0)).await.unwrap();
+
+    let mut revs = Vec::new();
+    for i in 0..3 {
+        revs.push(first.put(put(&format!("i-{i}"), Some("n1"), &[&format!("ip/{i}")], b"v")).await.unwrap().rev);
+    }
+    for rev in &revs {
+        let (got, changes) = next_changes(&mut second_feed).await;
+        assert_eq!(got, *rev);
+        assert!(matches!(&changes[..], [Change::Put(record)] if record.rev == *rev));
+    }
+
+    // Writes go both ways and share one revision sequence and one claim index.
+    let theirs = second.put(put("j", Some("n2"), &["ip/9"], b"v")).await.unwrap().rev;
+    assert_eq!(theirs, Revision(revs[2].0 + 1));
+    for rev in revs.iter().chain([&theirs]) {
+        assert_eq!(next_changes(&mut first_feed).await.0, *rev);
+    }
+    let err = first.put(put("k", None, &["ip/9"], b"v")).await.unwrap_err();
+    assert_eq!(err, StoreError::ClaimConflict { claim: "ip/9".into(), holder: Key::new("instances", "j") });
+    assert_eq!(first.revision().await.unwrap(), theirs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_compacts_old_resume_points_and_keeps_recent_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imds.db");
+    let retain = 10;
+    let options = SqliteOptions { retain_changes: retain, ..SqliteOptions::default() };
+    let store = SqliteStore::open(&path, options.clone()).unwrap();
+    for i in 0..50 {
+        store.put(put(&format!("i-{i}"), None, &[], b"v")).await.unwrap();
+    }
+    let head = store.revision().await.unwrap();
+    assert_eq!(head, Revision(50));
+    assert_eq!(store.list("instances", None, 100).await.unwrap().records.len(), 50, "trimming touched records");
+
+    let oldest = match store.subscribe(&Scope::All, Revision(0)).await {
+        Err(StoreError::Compacted { after: Revision(0), oldest }) => oldest,
+        Err(err) => panic!("expected Compacted, got {err}"),
+        Ok(_) => panic!("resuming from the start survived trimming"),
+    };
+    // The log keeps at least `retain` rows and at most a tenth (here: one row) more.
+    assert!(oldest.0 <= head.0 - retain && oldest.0 >= head.0 - retain - 2, "oldest {oldest}");
+
+    let recent = Revision(head.0 - 5);
+    let mut feed = store.subscribe(&Scope::All, recent).await.unwrap();
+    for rev in recent.0 + 1..=head.0 {
+        assert_eq!(next_changes(&mut feed).await.0, Revision(rev));
+    }
+    drop(feed);
+    drop(store);
+
+    // The compaction point survives reopening.
+    let store = SqliteStore::open(&path, options).unwrap();
+    assert!(matches!(store.subscribe(&Scope::All, Revision(1)).await, Err(StoreError::Compacted { .. })));
+    assert!(store.subscribe(&Scope::All, oldest).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "these are not the tables you are looking for\n".repeat(100)).unwrap();
+    match SqliteStore::open(&path, SqliteOptions::default()) {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("not a database"), "{message}");
+            assert!(message.contains("notes.txt"), "{message}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_newer_schema_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imds.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    match SqliteStore::open(&path, SqliteOptions::default()) {
+        Err(StoreError::Unavailable(message)) => assert!(message.contains("schema version 99"), "{message}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn feeds_end_when_the_store_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("imds.db"));
+    let mut feed = store.subscribe(&Scope::All, Revision(0)).await.unwrap();
+    drop(store);
+    match tokio::time::timeout(WAIT, feed.next()).await.expect("the feed ends in time") {
+        Some(Err(StoreError::Unavailable(_))) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(tokio::time::timeout(WAIT, feed.next()).await.unwrap().is_none());
+}
