@@ -52,19 +52,57 @@ impl Default for Limits {
 
 /// Serves `router` on a bound TCP listener until `shutdown`, then drains in-flight requests.
 pub async fn serve_tcp(listener: TcpListener, router: Router, limits: Limits, shutdown: CancellationToken) {
-    let local = listener.local_addr().ok();
+    accept_loop(listener, router, limits, shutdown).await;
+}
+
+/// Serves `router` on a bound Unix listener until `shutdown`, then drains and removes the socket.
+pub async fn serve_unix(
+    listener: UnixListener,
+    path: PathBuf,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    accept_loop(listener, router, limits, shutdown).await;
+    remove_socket(&path);
+}
+
+/// A bound socket that yields connections and says who is on the other end.
+trait Acceptor {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl std::future::Future<Output = std::io::Result<(Self::Io, Peer)>> + Send;
+}
+
+impl Acceptor for TcpListener {
+    type Io = tokio::net::TcpStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, Peer)> {
+        let (stream, remote) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(remote);
+        Ok((stream, Peer::Tcp { remote, local }))
+    }
+}
+
+impl Acceptor for UnixListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&self) -> std::io::Result<(Self::Io, Peer)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream, Peer::Unix))
+    }
+}
+
+/// Accepts until `shutdown`, one task per connection, at most `limits.max_connections` at once.
+async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let tracker = TaskTracker::new();
     let mut failures = 0u32;
     loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, remote) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -74,8 +112,6 @@ pub async fn serve_tcp(listener: TcpListener, router: Router, limits: Limits, sh
             }
         };
         failures = 0;
-        let _ = stream.set_nodelay(true);
-        let peer = Peer::Tcp { remote, local: local.unwrap_or(remote) };
         tracker.spawn(serve_connection(
             TokioIo::new(stream),
             router.clone(),
@@ -87,49 +123,6 @@ pub async fn serve_tcp(listener: TcpListener, router: Router, limits: Limits, sh
     }
     tracker.close();
     tracker.wait().await;
-}
-
-/// Serves `router` on a bound Unix listener until `shutdown`, then drains and removes the socket.
-pub async fn serve_unix(
-    listener: UnixListener,
-    path: PathBuf,
-    router: Router,
-    limits: Limits,
-    shutdown: CancellationToken,
-) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let tracker = TaskTracker::new();
-    let mut failures = 0u32;
-    loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            break;
-        };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                tracing::warn!(%error, "accept failed");
-                backoff(failures, &shutdown).await;
-                continue;
-            }
-        };
-        failures = 0;
-        tracker.spawn(serve_connection(
-            TokioIo::new(stream),
-            router.clone(),
-            Peer::Unix,
-            limits.clone(),
-            shutdown.clone(),
-            permit,
-        ));
-    }
-    tracker.close();
-    tracker.wait().await;
-    remove_socket(&path);
 }
 
 /// Binds a Unix socket at `path` with mode 0600, replacing a stale socket file.

@@ -101,24 +101,9 @@ impl RawConfig {
 
     /// Overlays `IMDS_*` variables found by `lookup`; malformed numbers are reported in `problems`.
     pub fn overlay_env(&mut self, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
-        let mut number = |key: &str, slot: &mut Option<u64>| {
-            if let Some(value) = lookup(key) {
-                match value.trim().parse() {
-                    Ok(n) => *slot = Some(n),
-                    Err(_) => problems.push(format!("{key}: {value:?} is not a whole number")),
-                }
-            }
-        };
-        let mut retain = self.store.retain_changes;
-        number("IMDS_STORE_RETAIN_CHANGES", &mut retain);
-        self.store.retain_changes = retain;
-        let mut user_data = self.limits.max_user_data.map(|n| n as u64);
-        number("IMDS_LIMITS_MAX_USER_DATA", &mut user_data);
-        self.limits.max_user_data = user_data.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-        let mut record = self.limits.max_record.map(|n| n as u64);
-        number("IMDS_LIMITS_MAX_RECORD", &mut record);
-        self.limits.max_record = record.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-
+        env_number(lookup, "IMDS_STORE_RETAIN_CHANGES", &mut self.store.retain_changes, problems);
+        env_number(lookup, "IMDS_LIMITS_MAX_USER_DATA", &mut self.limits.max_user_data, problems);
+        env_number(lookup, "IMDS_LIMITS_MAX_RECORD", &mut self.limits.max_record, problems);
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
@@ -325,6 +310,21 @@ impl Config {
             log_level,
             dev,
         })
+    }
+}
+
+/// Overlays a whole-number variable, or reports it malformed.
+fn env_number<T: std::str::FromStr>(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    slot: &mut Option<T>,
+    problems: &mut Vec<String>,
+) {
+    if let Some(value) = lookup(key) {
+        match value.trim().parse() {
+            Ok(n) => *slot = Some(n),
+            Err(_) => problems.push(format!("{key}: {value:?} is not a whole number")),
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use axum::Json;
 use http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imds_model::{merge_patch, FieldError, Instance, InstanceId, Invalid};
-use imds_store::{Expect, Key, Put, Record, Revision, StoreError};
+use imds_store::{Expect, Key, Put, Record, Revision, StoreError, Written};
 use serde::{Deserialize, Serialize};
 
 use super::error::AdminError;
@@ -82,9 +82,10 @@ pub async fn put(
     }
     let instance = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
     let expect = precondition(&headers)?;
-    let (record, created) = write(&state, &instance, expect).await?;
-    tracing::info!(action = "put", id = %id, rev = %record.rev, created, "instance written");
-    Ok(render(if created { StatusCode::CREATED } else { StatusCode::OK }, &instance, record.rev))
+    let written = write(&state, &instance, expect).await?;
+    tracing::info!(action = "put", id = %id, rev = %written.rev, created = written.created, "instance written");
+    let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(render(status, &instance, written.rev))
 }
 
 /// `GET /v1/instances/{id}`
@@ -145,9 +146,9 @@ pub async fn patch(
         }
         let patched = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
         match write(&state, &patched, Expect::Revision(rev)).await {
-            Ok((record, _)) => {
-                tracing::info!(action = "patch", id = %id, rev = %record.rev, "instance patched");
-                return Ok(render(StatusCode::OK, &patched, record.rev));
+            Ok(written) => {
+                tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
+                return Ok(render(StatusCode::OK, &patched, written.rev));
             }
             // Someone else wrote in between: without If-Match, patch the newer version.
             Err(AdminError::PreconditionFailed(_)) if wanted.is_none() => continue,
@@ -283,18 +284,17 @@ fn decode(record: &Record) -> Result<(Instance, Revision), AdminError> {
     Ok((instance, record.rev))
 }
 
-async fn write(state: &AdminState, instance: &Instance, expect: Expect) -> Result<(Record, bool), AdminError> {
+async fn write(state: &AdminState, instance: &Instance, expect: Expect) -> Result<Written, AdminError> {
     let key = Key::new(INSTANCES, instance.id.as_str());
-    let put = Put { key: key.clone(), node: None, claims: instance.claims(), value: instance.to_bytes(), expect };
-    let written = state.store.put(put.clone()).await.map_err(|error| match error {
+    let put = Put { key, node: None, claims: instance.claims(), value: instance.to_bytes(), expect };
+    let written = state.store.put(put).await.map_err(|error| match error {
         StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_) | Expect::Present) => {
             AdminError::PreconditionFailed(format!("instance {} does not exist", instance.id))
         }
         other => AdminError::from(other),
     })?;
     wait_visible(state, written.rev).await;
-    let record = Record { key, node: None, claims: put.claims, value: put.value, rev: written.rev };
-    Ok((record, written.created))
+    Ok(written)
 }
 
 /// Read-your-writes: answer only once guests can read what was written (bounded wait).
