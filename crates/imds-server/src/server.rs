@@ -75,6 +75,22 @@ impl Running {
     }
 }
 
+/// Serves guests once the view is loaded: a guest that connects earlier waits in the
+/// listen backlog instead of being told it is unknown by an empty view.
+async fn serve_guests_when_ready(
+    view: View,
+    listener: TcpListener,
+    router: axum::Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        () = view.ready() => {}
+    }
+    listener::serve_tcp(listener, router, limits, shutdown).await;
+}
+
 /// Binds every listener, then starts the replica loop and both planes.
 ///
 /// Binding happens before anything runs, so a port in use fails the start instead of leaving a
@@ -118,7 +134,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
             listener.local_addr().map_err(|source| StartError::Bind { what: "guest listener".into(), source })?;
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
-        tasks.spawn(listener::serve_tcp(listener, guest_router.clone(), config.connections.clone(), shutdown.clone()));
+        tasks.spawn(serve_guests_when_ready(
+            view.clone(),
+            listener,
+            guest_router.clone(),
+            config.connections.clone(),
+            shutdown.clone(),
+        ));
     }
 
     let state = AdminState {

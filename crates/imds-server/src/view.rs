@@ -190,6 +190,13 @@ impl View {
         self.reached.borrow().is_some()
     }
 
+    /// Waits until a first snapshot has been swapped in.
+    pub async fn ready(&self) {
+        let mut reached = self.reached.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = reached.wait_for(Option::is_some).await;
+    }
+
     /// Waits until the view guests read contains revision `rev`, for at most `timeout`.
     /// Returns whether it got there.
     pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {

@@ -102,3 +102,42 @@ async fn ipv6_callers_are_identified() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn guest_asking_before_the_view_is_loaded_waits_instead_of_being_refused() {
+    use std::sync::Arc;
+
+    use imds_model::{Instance, Limits};
+    use imds_store::memory::MemoryStore;
+    use imds_store::unreliable::Unreliable;
+    use imds_store::{Expect, Key, Put, Store};
+
+    let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let instance = Instance::parse(&json!({"id": "i-early", "ipv4": ["127.0.0.26"]}), &Limits::default()).unwrap();
+    let put = Put {
+        key: Key::new(imds_server::view::INSTANCES, "i-early"),
+        node: None,
+        claims: instance.claims(),
+        value: instance.to_bytes(),
+        expect: Expect::Absent,
+    };
+    inner.put(put).await.unwrap();
+    // The first snapshots fail, as with a store that is still coming up.
+    let flaky = Arc::new(Unreliable::new(Arc::clone(&inner)));
+    flaky.fail_next(4);
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = imds_server::server::Config {
+        guest: imds_server::guest::Config { listen: vec![loopback] },
+        admin: imds_server::admin::Config { listen: None, socket: None, ..Default::default() },
+        limits: Limits::default(),
+        connections: Default::default(),
+        scope: imds_store::Scope::All,
+    };
+    let store: Arc<dyn Store> = flaky.clone();
+    let running = imds_server::server::start(config, store).await.unwrap();
+    assert!(!running.view.is_ready(), "the first snapshot attempt fails");
+    let guest = imds_server::client::Client::from_source(running.guest_addrs[0], "127.0.0.26".parse().unwrap());
+    let response = guest.get("/latest/meta-data/instance-id").await.unwrap();
+    assert_eq!((response.status, response.text().as_str()), (StatusCode::OK, "i-early"));
+    running.stop().await;
+}

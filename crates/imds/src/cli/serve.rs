@@ -150,6 +150,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         dev::ensure_demo_instance(&*store).await.context("creating the demo instance")?;
     }
     let running = imds_server::server::start(config.server.clone(), store).await.context("starting the listeners")?;
+    // Announce only once guests are answered from the store's data (scripts read the lines).
+    if tokio::time::timeout(std::time::Duration::from_secs(2), running.view.ready()).await.is_err() {
+        tracing::warn!("waiting for the store to load the view; guests wait until it has");
+        running.view.ready().await;
+    }
     announce(&config, &running);
     let shutdown = running.shutdown_token();
     tokio::spawn(async move {

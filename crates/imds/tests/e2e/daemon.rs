@@ -61,3 +61,46 @@ fn invalid_configuration_lists_every_problem_and_exits_2() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/imds.toml"));
 }
+
+#[tokio::test]
+async fn json_logs_carry_one_line_per_admin_write() {
+    use http::Method;
+    let (_guard, dir) = temp_dir();
+    let daemon = Daemon::with_db_and_flags(&dir, &dir.join("imds.db"), &["--log-format", "json"]);
+    let admin = daemon.admin_client();
+    let json = [("content-type", "application/json")];
+    let merge = [("content-type", "application/merge-patch+json")];
+    assert_eq!(admin.send(Method::PUT, "/v1/instances/i-log", &json, "{}").await.unwrap().status, StatusCode::CREATED);
+    assert_eq!(
+        admin.send(Method::PATCH, "/v1/instances/i-log", &merge, r#"{"zone":"z1a"}"#).await.unwrap().status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        admin.send(Method::DELETE, "/v1/instances/i-log", &[], "").await.unwrap().status,
+        StatusCode::NO_CONTENT
+    );
+    // A refused write is not a write: it must not be logged as one.
+    assert_eq!(
+        admin.send(Method::PUT, "/v1/instances/i-log", &json, "{bad").await.unwrap().status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(admin.get("/v1/instances").await.unwrap().status, StatusCode::OK);
+
+    // Every write has returned, so its log line has been written; give the pipe a moment.
+    let mut actions = Vec::new();
+    for _ in 0..100 {
+        let lines = daemon.stderr.lock().unwrap().clone();
+        let parsed: Vec<serde_json::Value> =
+            lines.iter().map(|l| serde_json::from_str(l).expect("every log line is JSON")).collect();
+        actions = parsed
+            .iter()
+            .filter(|v| v["fields"]["id"] == "i-log")
+            .map(|v| v["fields"]["action"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if actions.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(actions, ["put", "patch", "delete"]);
+}

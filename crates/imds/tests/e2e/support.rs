@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use imds_server::client::{Client, Endpoint};
@@ -21,13 +21,15 @@ pub(crate) struct Daemon {
     pub(crate) guest: SocketAddr,
     pub(crate) admin: SocketAddr,
     pub(crate) stdout: Vec<String>,
+    /// Every line the daemon wrote to stderr so far (also echoed to the test's stderr).
+    pub(crate) stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
     /// Starts `imds serve` with `args` in `cwd` and waits for its address lines.
     pub(crate) fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut command = Command::new(binary());
-        command.arg("serve").args(args).current_dir(cwd).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command.arg("serve").args(args).current_dir(cwd).stdout(Stdio::piped()).stderr(Stdio::piped());
         for var in [
             "IMDS_CONFIG",
             "IMDS_ADMIN_TOKEN",
@@ -41,6 +43,15 @@ impl Daemon {
         command.envs(env.iter().copied());
         let mut child = command.spawn().expect("imds starts");
         let stdout = child.stdout.take().expect("piped stdout");
+        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&stderr_lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("imds: {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
         let (lines_tx, lines_rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -69,11 +80,16 @@ impl Daemon {
         }
         // Keep draining so the child never blocks on a full pipe.
         std::thread::spawn(move || while lines_rx.recv().is_ok() {});
-        Daemon { child, guest: guest.unwrap(), admin: admin.unwrap(), stdout: lines }
+        Daemon { child, guest: guest.unwrap(), admin: admin.unwrap(), stdout: lines, stderr: stderr_lines }
     }
 
     /// A daemon on ephemeral loopback ports over the SQLite file `db`, with an admin token.
     pub(crate) fn with_db(dir: &Path, db: &Path) -> Daemon {
+        Daemon::with_db_and_flags(dir, db, &[])
+    }
+
+    /// [`Daemon::with_db`] with extra `serve` flags.
+    pub(crate) fn with_db_and_flags(dir: &Path, db: &Path, flags: &[&str]) -> Daemon {
         let config = dir.join("imds.toml");
         std::fs::write(
             &config,
@@ -83,7 +99,9 @@ impl Daemon {
             ),
         )
         .unwrap();
-        Daemon::start(dir, &["--config", config.to_str().unwrap()], &[])
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        Daemon::start(dir, &args, &[])
     }
 
     pub(crate) fn admin_client(&self) -> Client {
