@@ -19,6 +19,7 @@ use crate::listener::Peer;
 use crate::view::View;
 
 pub mod identify;
+pub mod token;
 
 /// The guest plane's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,203 @@
+//! Session tokens for the guest plane (EC2 IMDSv2, Firecracker MMDS V2): stateless and keyed.
+//!
+//! A token is `base64url(version ‖ expiry ‖ HMAC-SHA256(key, version ‖ expiry ‖ instance id))`:
+//! 1 + 8 + 32 bytes, 55 characters. Nothing is stored per token, so every node that shares the
+//! deployment's [`TokenKey`] (kept in the store) accepts every token, restarts included, and a
+//! token minted for one instance is refused for any other. Minting and checking are pure
+//! functions of the key, the instance id and the clock value passed in.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use imds_store::{Expect, Key, Put, Store, StoreError};
+use sha2::Sha256;
+
+/// The shortest lifetime a client may ask for, in seconds (EC2's bound).
+pub const MIN_TTL: u64 = 1;
+/// The longest lifetime a client may ask for, in seconds: six hours (EC2's bound).
+pub const MAX_TTL: u64 = 21_600;
+
+/// The store record holding the deployment's token key.
+pub const KEY_RECORD: (&str, &str) = ("secrets", "guest-token-key");
+
+const VERSION: u8 = 1;
+const TAG_LEN: usize = 32;
+const TOKEN_LEN: usize = 1 + 8 + TAG_LEN;
+
+/// The deployment's secret for minting tokens. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenKey([u8; 32]);
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a token this service minted (wrong length, encoding, version or signature), or
+    /// minted for another instance.
+    #[error("token is invalid")]
+    Invalid,
+    /// A genuine token past its expiry.
+    #[error("token has expired")]
+    Expired,
+    /// The requested lifetime is outside 1..=21600 seconds.
+    #[error("token lifetime must be {MIN_TTL} to {MAX_TTL} seconds")]
+    BadTtl,
+}
+
+impl TokenKey {
+    /// A key from its bytes (tests, and loading from the store).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// A fresh random key from the operating system.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(bytes))
+    }
+
+    fn tag(&self, expiry: u64, instance_id: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        mac.update(&[VERSION]);
+        mac.update(&expiry.to_be_bytes());
+        mac.update(instance_id.as_bytes());
+        mac
+    }
+
+    /// Mints a token for `instance_id` valid for `ttl` seconds from `now` (Unix seconds).
+    pub fn mint(&self, instance_id: &str, now: u64, ttl: u64) -> Result<String, TokenError> {
+        if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+            return Err(TokenError::BadTtl);
+        }
+        let expiry = now.saturating_add(ttl);
+        let mut bytes = Vec::with_capacity(TOKEN_LEN);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&expiry.to_be_bytes());
+        bytes.extend_from_slice(&self.tag(expiry, instance_id).finalize().into_bytes());
+        Ok(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Checks `token` for `instance_id` at `now`; returns the seconds it has left (at least 1).
+    pub fn verify(&self, token: &str, instance_id: &str, now: u64) -> Result<u64, TokenError> {
+        let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| TokenError::Invalid)?;
+        if bytes.len() != TOKEN_LEN || bytes[0] != VERSION {
+            return Err(TokenError::Invalid);
+        }
+        let expiry = u64::from_be_bytes(bytes[1..9].try_into().expect("eight bytes by the length check"));
+        // Constant-time comparison: a forger learns nothing from how long the check took.
+        self.tag(expiry, instance_id).verify_slice(&bytes[9..]).map_err(|_| TokenError::Invalid)?;
+        if expiry <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(expiry - now)
+    }
+}
+
+/// The deployment's token key: read from the store, or created there on first start.
+///
+/// Nodes starting together race to create it; the loser reads the winner's key, so all nodes
+/// end up with the same one.
+pub async fn load_or_create_key(store: &Arc<dyn Store>) -> Result<TokenKey, StoreError> {
+    let key = Key::new(KEY_RECORD.0, KEY_RECORD.1);
+    for _ in 0..3 {
+        if let Some(record) = store.get(&key).await? {
+            let bytes: [u8; 32] = record.value.as_slice().try_into().map_err(|_| {
+                StoreError::Unavailable(format!("{key} holds {} bytes, not a 32-byte key", record.value.len()))
+            })?;
+            return Ok(TokenKey(bytes));
+        }
+        let fresh = TokenKey::generate()
+            .map_err(|e| StoreError::Unavailable(format!("no randomness for the token key: {e}")))?;
+        let put =
+            Put { key: key.clone(), node: None, claims: Vec::new(), value: fresh.0.to_vec(), expect: Expect::Absent };
+        match store.put(put).await {
+            Ok(_) => return Ok(fresh),
+            Err(StoreError::AlreadyExists { .. }) => continue,
+            Err(other) => return Err(other),
+        }
+    }
+    Err(StoreError::Unavailable(format!("{key} kept changing while being created")))
+}
+
+#[cfg(test)]
+mod tests {
+    use imds_store::memory::MemoryStore;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn key(byte: u8) -> TokenKey {
+        TokenKey::from_bytes([byte; 32])
+    }
+
+    #[test]
+    fn a_token_is_valid_for_its_instance_until_it_expires() {
+        let token = key(1).mint("i-a", NOW, 21_600).unwrap();
+        assert_eq!(token.len(), 55);
+        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
+        assert_eq!(key(1).verify(&token, "i-a", NOW), Ok(21_600));
+        assert_eq!(key(1).verify(&token, "i-a", NOW + 21_599), Ok(1));
+        assert_eq!(key(1).verify(&token, "i-a", NOW + 21_600), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_is_refused_for_another_instance_key_or_any_change() {
+        let token = key(1).mint("i-a", NOW, 60).unwrap();
+        assert_eq!(key(1).verify(&token, "i-b", NOW), Err(TokenError::Invalid));
+        assert_eq!(key(2).verify(&token, "i-a", NOW), Err(TokenError::Invalid));
+        // Stretching the expiry invalidates the signature.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        bytes[8] = bytes[8].wrapping_add(1);
+        assert_eq!(key(1).verify(&URL_SAFE_NO_PAD.encode(&bytes), "i-a", NOW), Err(TokenError::Invalid));
+        for junk in ["", "x", "not a token at all", &token[..54], &format!("{token}A")] {
+            assert_eq!(key(1).verify(junk, "i-a", NOW), Err(TokenError::Invalid), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn lifetimes_outside_ec2_bounds_are_refused() {
+        assert_eq!(key(1).mint("i-a", NOW, 0), Err(TokenError::BadTtl));
+        assert_eq!(key(1).mint("i-a", NOW, 21_601), Err(TokenError::BadTtl));
+        assert!(key(1).mint("i-a", NOW, 1).is_ok());
+        assert_eq!(format!("{:?}", key(7)), "TokenKey(<redacted>)");
+    }
+
+    proptest! {
+        #[test]
+        fn mint_then_verify_round_trips(id in "[a-z0-9-]{1,40}", ttl in MIN_TTL..=MAX_TTL, now in 0u64..4_000_000_000, elapsed in 0u64..30_000) {
+            let key = key(9);
+            let token = key.mint(&id, now, ttl).unwrap();
+            let checked = key.verify(&token, &id, now + elapsed);
+            if elapsed < ttl {
+                prop_assert_eq!(checked, Ok(ttl - elapsed));
+            } else {
+                prop_assert_eq!(checked, Err(TokenError::Expired));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_key_is_created_once_and_then_shared() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let first = load_or_create_key(&store).await.unwrap();
+        let second = load_or_create_key(&store).await.unwrap();
+        assert_eq!(first, second, "a restart reads the same key");
+        let token = first.mint("i-a", NOW, 60).unwrap();
+        assert!(second.verify(&token, "i-a", NOW).is_ok());
+        // Concurrent first starts agree on one key.
+        let fresh: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (a, b) = tokio::join!(load_or_create_key(&fresh), load_or_create_key(&fresh));
+        assert_eq!(a.unwrap(), b.unwrap());
+    }
+}
