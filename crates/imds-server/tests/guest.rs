@@ -141,3 +141,21 @@ async fn guest_asking_before_the_view_is_loaded_waits_instead_of_being_refused()
     assert_eq!((response.status, response.text().as_str()), (StatusCode::OK, "i-early"));
     running.stop().await;
 }
+
+#[tokio::test]
+async fn ipv4_callers_of_an_ipv6_socket_are_identified_by_their_ipv4() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-mapped", "ipv4": ["127.0.0.27"]})).await;
+    // An IPv6 socket on the IPv4-mapped loopback sees IPv4 peers as ::ffff:a.b.c.d.
+    let listener = tokio::net::TcpListener::bind("[::ffff:127.0.0.1]:0").await.expect("IPv4-mapped bind");
+    let port = listener.local_addr().unwrap().port();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let router = imds_server::guest::router(server.running.view.clone());
+    let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let guest = imds_server::client::Client::from_source(addr, "127.0.0.27".parse().unwrap());
+    let response = guest.get("/latest/meta-data/instance-id").await.unwrap();
+    assert_eq!((response.status, response.text().as_str()), (StatusCode::OK, "i-mapped"));
+    shutdown.cancel();
+    task.await.unwrap();
+}
