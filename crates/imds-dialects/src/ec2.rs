@@ -1,10 +1,38 @@
-//! The AWS EC2 instance metadata dialect (IMDS).
+//! The AWS EC2 instance metadata dialect (IMDS), as a pure renderer.
 //!
-//! This is the skeleton the foundation needs to prove the guest path end to end:
-//! `/latest/meta-data/` with `instance-id`, `hostname`, `local-ipv4`, and `/latest/user-data`
-//! as raw bytes. Listings follow EC2's wire rules (newline-separated, no trailing newline,
-//! `text/plain`); anything else is EC2's exact 404 page. The full tree, dated versions and
-//! IMDSv2 tokens belong to the EC2 dialect proper.
+//! [`respond`] turns an instance record and a guest request into the bytes EC2 would send. It
+//! builds the instance's path tree (module `tree`), each entry tagged with the API version that
+//! introduced it, and answers from it: `/` lists the API versions, `/<version>/` (every listed
+//! date, `1.0` and `latest`) serves the tree filtered to that version, and unknown versions are
+//! 404. No I/O, no clock, no randomness: ids EC2 has and the record lacks are derived
+//! deterministically (module `derived`).
+//!
+//! Served: `meta-data/` (module `meta_data`, per-interface `network/` in `network`), `user-data`
+//! (raw bytes, `application/octet-stream`; 404 and unlisted when absent), `dynamic/fws/` and
+//! `dynamic/instance-identity/document` (module `identity`). Not served yet: IMDSv2 tokens (`PUT`
+//! answers 405), `iam/security-credentials/` and `identity-credentials/` (need the credential
+//! service), identity signatures (need a signer), spot and rebalance notices (need events in the
+//! record).
+//!
+//! Wire rules: listings are `text/plain`, one entry per line with no trailing newline,
+//! sub-directories end in `/`, the version level lists `dynamic`, `meta-data`, `user-data` bare,
+//! and `public-keys/` lists `N=name`. Leaves answer with or without a trailing slash, directories
+//! with or without one. Every listing is built from the same visibility rule lookups use, so it is
+//! closed under crawling. Errors are EC2's exact 404 page; methods other than `GET` and `HEAD` get
+//! 405 with `Allow: GET, HEAD` (`HEAD` answers like `GET`; the server drops the body).
+//!
+//! # Overrides
+//!
+//! `dialects.ec2` in the record is an object whose keys are paths relative to `meta-data/`
+//! (segments separated by `/`, no leading or trailing slash) and whose values are:
+//! - a string: the leaf at that path serves it verbatim (replacing a leaf or a whole directory,
+//!   or creating the leaf and any missing directories — created entries exist at every version);
+//! - `null`: whatever is at that path is removed (404 and unlisted).
+//!
+//! Other values, keys with empty segments and paths that run through a leaf are ignored. For
+//! example `{"instance-life-cycle": "spot", "placement/availability-zone-id": "use1-az1",
+//! "public-keys": null}`. The identity document reads `meta-data` after overrides, so it agrees
+//! with what `meta-data/` serves.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
@@ -12,7 +40,14 @@ use imds_model::Instance;
 
 use crate::{GuestRequest, GuestResponse};
 
+mod derived;
+mod identity;
+mod meta_data;
+mod network;
+mod tree;
 pub mod wire;
+
+use tree::{Entry, Node};
 
 /// Answers one EC2 request for `instance`.
 pub fn respond(instance: &Instance, request: &GuestRequest) -> GuestResponse {
@@ -21,16 +56,22 @@ pub fn respond(instance: &Instance, request: &GuestRequest) -> GuestResponse {
             .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     let path = request.path.trim_end_matches('/');
-    let found = match path {
-        "" => Some(text("latest")),
-        "/latest" => Some(text(version_listing(instance))),
-        "/latest/meta-data" => Some(text(meta_data_listing(instance))),
-        "/latest/user-data" => instance.user_data.as_ref().map(|data| {
-            GuestResponse::new(StatusCode::OK, wire::OCTET_STREAM, Bytes::copy_from_slice(data.as_bytes()))
-        }),
-        _ => path.strip_prefix("/latest/meta-data/").and_then(|leaf| meta_data_leaf(instance, leaf)).map(text),
+    if path.is_empty() {
+        return text(versions_listing());
+    }
+    let Some((version, rest)) = path.strip_prefix('/').map(|p| p.split_once('/').unwrap_or((p, ""))) else {
+        return not_found();
     };
-    found.unwrap_or_else(not_found)
+    let Some(at) = tree::filter_key(version) else {
+        return not_found();
+    };
+    let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    let root = version_dir(instance);
+    match root.find(&segments, at).map(|entry| &entry.node) {
+        Some(Node::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
+        Some(Node::Dir(children)) => text(Entry::listing(children, at)),
+        Some(Node::Absent) | None => not_found(),
+    }
 }
 
 /// EC2's 404 response: `text/html` with the exact page real instances send.
@@ -42,52 +83,46 @@ fn text(body: impl Into<Bytes>) -> GuestResponse {
     GuestResponse::new(StatusCode::OK, wire::TEXT_PLAIN, body)
 }
 
-fn version_listing(instance: &Instance) -> String {
-    let mut entries = vec!["dynamic", "meta-data"];
-    if instance.user_data.is_some() {
-        entries.push("user-data");
-    }
-    entries.join("\n")
+/// `GET /`: the dated versions, oldest first, then `latest`.
+fn versions_listing() -> String {
+    let mut versions = wire::VERSIONS.to_vec();
+    versions.push(wire::LATEST);
+    versions.join("\n")
 }
 
-fn meta_data_listing(instance: &Instance) -> String {
-    META_DATA_LEAVES
-        .iter()
-        .filter(|leaf| meta_data_leaf(instance, leaf).is_some())
-        .copied()
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The leaves this skeleton serves, in EC2's (alphabetical) listing order.
-const META_DATA_LEAVES: [&str; 4] = ["hostname", "instance-id", "local-hostname", "local-ipv4"];
-
-fn meta_data_leaf(instance: &Instance, leaf: &str) -> Option<String> {
-    match leaf {
-        "instance-id" => Some(instance.id.as_str().to_owned()),
-        "hostname" | "local-hostname" => Some(hostname(instance)),
-        "local-ipv4" => instance.primary_ipv4().map(|ip| ip.to_string()),
-        _ => None,
+/// The tree under `/<version>/`, overrides applied; filtered by version at lookup time.
+fn version_dir(instance: &Instance) -> Entry {
+    let mut meta_data = meta_data::meta_data(instance);
+    if let Some(overrides) = instance.dialects.override_for("ec2") {
+        meta_data.apply_overrides(overrides);
     }
-}
-
-/// The instance's private DNS name: its hostname (with its domain when it has one), else EC2's
-/// IP-based form `ip-10-0-0-1.<region>.compute.internal` (`ec2.internal` in us-east-1).
-fn hostname(instance: &Instance) -> String {
-    if let Some(host) = &instance.hostname {
-        return match &instance.domain {
-            Some(domain) if !host.contains('.') => format!("{host}.{domain}"),
-            _ => host.clone(),
-        };
-    }
-    let Some(ip) = instance.primary_ipv4() else {
-        return instance.id.as_str().to_owned();
+    let dynamic = Entry::dir(
+        "dynamic",
+        "1.0",
+        vec![
+            Entry::dir(
+                "fws",
+                "2009-04-04",
+                vec![Entry::text("instance-monitoring", "2009-04-04", Some(wire::MONITORING.to_owned()))],
+            ),
+            Entry::dir(
+                "instance-identity",
+                "2009-04-04",
+                vec![Entry::text("document", "2009-04-04", Some(identity::document(instance, &meta_data)))],
+            ),
+        ],
+    )
+    .labelled("dynamic");
+    let user_data = Entry {
+        name: "user-data".to_owned(),
+        label: None,
+        since: "1.0",
+        node: instance
+            .user_data
+            .as_ref()
+            .map_or(Node::Absent, |data| Node::Leaf(Bytes::copy_from_slice(data.as_bytes()), wire::OCTET_STREAM)),
     };
-    let ip_part = format!("ip-{}", ip.to_string().replace('.', "-"));
-    match instance.region.as_deref() {
-        None | Some("us-east-1") => format!("{ip_part}.ec2.internal"),
-        Some(region) => format!("{ip_part}.{region}.compute.internal"),
-    }
+    Entry::dir("", "1.0", vec![dynamic, meta_data, user_data])
 }
 
 #[cfg(test)]

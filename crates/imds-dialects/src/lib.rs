@@ -6,7 +6,8 @@
 //! argument. The server identifies the caller, picks the instance from its in-memory view,
 //! calls [`route`], and writes the bytes.
 //!
-//! Dialects: [`ec2`] (a skeleton for now: enough to prove the guest path end to end).
+//! Dialects: [`ec2`] (the full EC2 metadata tree, every dated API version; tokens and credentials
+//! come later).
 
 #![forbid(unsafe_code)]
 

@@ -1,7 +1,8 @@
 use http::{HeaderMap, Method, StatusCode};
-use imds_model::{Instance, Limits};
+use imds_model::{Instance, Limits, SshKey};
 use serde_json::json;
 
+use super::tree::{filter_key, Entry, Node, NEWEST};
 use super::*;
 
 fn instance(doc: serde_json::Value) -> Instance {
@@ -12,60 +13,6 @@ fn get(instance: &Instance, path: &str) -> GuestResponse {
     respond(instance, &GuestRequest { method: Method::GET, path: path.to_owned(), headers: HeaderMap::new() })
 }
 
-fn body(response: &GuestResponse) -> &str {
-    std::str::from_utf8(&response.body).expect("utf-8 body")
-}
-
-#[test]
-fn not_found_page_is_the_339_bytes_ec2_sends() {
-    assert_eq!(wire::NOT_FOUND_PAGE.len(), 339);
-    assert!(wire::NOT_FOUND_PAGE.starts_with("<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n"));
-    assert!(wire::NOT_FOUND_PAGE.contains("\n\t\t \"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd\">\n"));
-    assert!(wire::NOT_FOUND_PAGE.contains("  <title>404 - Not Found</title>\n"));
-    assert!(wire::NOT_FOUND_PAGE.ends_with("</html>\n"));
-}
-
-#[test]
-fn skeleton_paths_answer_like_ec2() {
-    let web = instance(json!({
-        "id": "i-0abc", "hostname": "web-1", "domain": "example.internal",
-        "ipv4": ["10.0.0.11"], "user_data": "#cloud-config\n"
-    }));
-    let bare = instance(json!({"id": "i-bare", "ipv4": ["10.1.2.3"], "region": "eu-west-1"}));
-    let cases: &[(&Instance, &str, StatusCode, &str, &str)] = &[
-        (&web, "/", StatusCode::OK, "text/plain", "latest"),
-        (&web, "/latest", StatusCode::OK, "text/plain", "dynamic\nmeta-data\nuser-data"),
-        (&web, "/latest/", StatusCode::OK, "text/plain", "dynamic\nmeta-data\nuser-data"),
-        (&bare, "/latest/", StatusCode::OK, "text/plain", "dynamic\nmeta-data"),
-        (&web, "/latest/meta-data/", StatusCode::OK, "text/plain", "hostname\ninstance-id\nlocal-hostname\nlocal-ipv4"),
-        (&web, "/latest/meta-data", StatusCode::OK, "text/plain", "hostname\ninstance-id\nlocal-hostname\nlocal-ipv4"),
-        (&web, "/latest/meta-data/instance-id", StatusCode::OK, "text/plain", "i-0abc"),
-        (&web, "/latest/meta-data/instance-id/", StatusCode::OK, "text/plain", "i-0abc"),
-        (&web, "/latest/meta-data/hostname", StatusCode::OK, "text/plain", "web-1.example.internal"),
-        (&bare, "/latest/meta-data/hostname", StatusCode::OK, "text/plain", "ip-10-1-2-3.eu-west-1.compute.internal"),
-        (&web, "/latest/meta-data/local-ipv4", StatusCode::OK, "text/plain", "10.0.0.11"),
-        (&web, "/latest/user-data", StatusCode::OK, "application/octet-stream", "#cloud-config\n"),
-        (&bare, "/latest/user-data", StatusCode::NOT_FOUND, "text/html", wire::NOT_FOUND_PAGE),
-        (&web, "/latest/meta-data/nope", StatusCode::NOT_FOUND, "text/html", wire::NOT_FOUND_PAGE),
-    ];
-    for (instance, path, status, content_type, expected) in cases {
-        let response = get(instance, path);
-        assert_eq!(response.status, *status, "{path}");
-        assert_eq!(response.headers[0].1, *content_type, "{path}");
-        assert_eq!(body(&response), *expected, "{path}");
-    }
-}
-
-#[test]
-fn listing_only_names_leaves_that_answer() {
-    let no_ip = instance(json!({"id": "i-noip", "ipv6": ["fd00::5"]}));
-    let listing = get(&no_ip, "/latest/meta-data/");
-    assert_eq!(body(&listing), "hostname\ninstance-id\nlocal-hostname");
-    for leaf in body(&listing).lines() {
-        assert_eq!(get(&no_ip, &format!("/latest/meta-data/{leaf}")).status, StatusCode::OK, "{leaf}");
-    }
-}
-
 #[test]
 fn user_data_is_returned_byte_for_byte() {
     let all_bytes: Vec<u8> = (0..=255u8).collect();
@@ -73,16 +20,91 @@ fn user_data_is_returned_byte_for_byte() {
     inst.user_data = Some(imds_model::UserData::from(all_bytes.clone()));
     let response = get(&inst, "/latest/user-data");
     assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.headers[0].1, wire::OCTET_STREAM);
     assert_eq!(response.body.as_ref(), all_bytes.as_slice());
 }
 
 #[test]
-fn other_methods_get_405_with_allow() {
-    let inst = instance(json!({"id": "i-m"}));
-    let response = respond(
-        &inst,
-        &GuestRequest { method: Method::POST, path: "/latest/meta-data/".into(), headers: HeaderMap::new() },
+fn version_filter_keys_sort_like_versions() {
+    assert_eq!(filter_key("latest"), Some(NEWEST));
+    assert_eq!(filter_key("1.0"), Some("1.0"));
+    assert_eq!(filter_key("2009-04-04"), Some("2009-04-04"));
+    for unknown in ["", "2016-11-15", "2.0", "Latest", "2009-04-04 "] {
+        assert_eq!(filter_key(unknown), None, "{unknown:?}");
+    }
+    assert!(wire::VERSIONS.windows(2).all(|pair| pair[0] < pair[1]), "listed oldest first");
+    assert!(wire::VERSIONS.iter().all(|v| *v < NEWEST));
+}
+
+#[test]
+fn derived_ids_are_stable_and_shaped_like_aws() {
+    let id = derived::hex_id("ami-", &["ami", "i-1"], 17);
+    assert_eq!(id, derived::hex_id("ami-", &["ami", "i-1"], 17));
+    assert_eq!(id.len(), 4 + 17);
+    assert!(id["ami-".len()..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+    assert_ne!(id, derived::hex_id("ami-", &["ami", "i-2"], 17));
+    assert_eq!(derived::hex_id("", &["x"], 40).len(), 40);
+    assert_ne!(derived::fnv1a(&["ab", "c"]), derived::fnv1a(&["a", "bc"]));
+
+    let account = derived::account_id(&instance(json!({"id": "i-1"})));
+    assert_eq!(account.len(), 12);
+    assert!(account.bytes().all(|b| b.is_ascii_digit()));
+    assert_eq!(derived::account_id(&instance(json!({"id": "i-1", "account": {"id": "42"}}))), "42");
+}
+
+#[test]
+fn placement_and_times() {
+    let cases: &[(serde_json::Value, Option<&str>, Option<&str>)] = &[
+        (json!({"id": "i"}), None, None),
+        (json!({"id": "i", "zone": "us-west-2b"}), Some("us-west-2"), Some("us-west-2b")),
+        (json!({"id": "i", "region": "us-west-2"}), Some("us-west-2"), Some("us-west-2a")),
+        (json!({"id": "i", "region": "r", "zone": "z9"}), Some("r"), Some("z9")),
+        (json!({"id": "i", "zone": "zone1"}), None, Some("zone1")),
+        (json!({"id": "i", "zone": "a"}), None, Some("a")),
+    ];
+    for (doc, region, zone) in cases {
+        let (r, z) = derived::placement(&instance(doc.clone()));
+        assert_eq!((r.as_deref(), z.as_deref()), (*region, *zone), "{doc}");
+    }
+    assert_eq!(derived::created(&instance(json!({"id": "i"}))), "1970-01-01T00:00:00Z");
+    let at = instance(json!({"id": "i", "created_at": "2026-08-01T10:11:12.345Z"}));
+    assert_eq!(derived::created(&at), "2026-08-01T10:11:12Z");
+}
+
+#[test]
+fn key_names_never_break_the_listing() {
+    let key = |name: Option<&str>, line: &str| SshKey { name: name.map(str::to_owned), ..SshKey::new(line) };
+    let cases = [
+        (key(Some("deploy"), "ssh-ed25519 AAAA alice@x"), "deploy"),
+        (key(None, "ssh-ed25519 AAAA alice@x"), "alice@x"),
+        (key(Some("a/b"), "ssh-ed25519 AAAA alice@x"), "alice@x"),
+        (key(Some(""), "ssh-ed25519 AAAA"), "key-3"),
+        (key(Some("two\nlines"), "ssh-ed25519 AAAA ci/bot"), "key-3"),
+        (key(None, "ssh-ed25519 AAAA"), "key-3"),
+    ];
+    for (k, expected) in cases {
+        assert_eq!(meta_data::key_name(3, &k), expected, "{k:?}");
+    }
+}
+
+#[test]
+fn overrides_keep_listing_order_and_skip_paths_through_leaves() {
+    let mut root = Entry::dir(
+        "meta-data",
+        "1.0",
+        vec![Entry::text("b", "1.0", Some("1".into())), Entry::text("d", "2000", Some("2".into()))],
     );
-    assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert!(response.headers.iter().any(|(name, value)| name == http::header::ALLOW && value == "GET, HEAD"));
+    root.apply_overrides(&json!({"c/x": "3", "a": "0", "b/below": "no", "d": null, "e": ["no"]}));
+    assert_eq!(Entry::listing(children(&root), NEWEST), "a\nb\nc/");
+    assert_eq!(root.text_at("c/x", NEWEST), Some("3"));
+    assert_eq!(root.text_at("b", NEWEST), Some("1"));
+    root.apply_overrides(&json!("not an object"));
+    assert_eq!(Entry::listing(children(&root), NEWEST), "a\nb\nc/");
+}
+
+fn children(entry: &Entry) -> &[Entry] {
+    match &entry.node {
+        Node::Dir(children) => children,
+        other => panic!("not a directory: {other:?}"),
+    }
 }

@@ -1,4 +1,5 @@
-//! EC2's wire strings: content types and the exact error page.
+//! EC2's wire strings: content types, the exact error page, the version list and the fixed leaf
+//! values real instances serve. Constants only; no I/O.
 
 /// Content type of every listing and leaf, JSON leaves included.
 pub const TEXT_PLAIN: &str = "text/plain";
@@ -19,3 +20,69 @@ pub const NOT_FOUND_PAGE: &str = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?
 <h1>404 - Not Found</h1>\n \
 </body>\n\
 </html>\n";
+
+/// The dated API versions `GET /` lists (a 2022 instance's list), oldest first; `latest` follows.
+pub(crate) const VERSIONS: &[&str] = &[
+    "1.0",
+    "2007-01-19",
+    "2007-03-01",
+    "2007-08-29",
+    "2007-10-10",
+    "2007-12-15",
+    "2008-02-01",
+    "2008-09-01",
+    "2009-04-04",
+    "2011-01-01",
+    "2011-05-01",
+    "2012-01-12",
+    "2014-02-25",
+    "2014-11-05",
+    "2015-10-20",
+    "2016-04-19",
+    "2016-06-30",
+    "2016-09-02",
+    "2018-03-28",
+    "2018-08-17",
+    "2018-09-24",
+    "2019-10-01",
+    "2020-10-27",
+    "2021-01-03",
+    "2021-03-23",
+    "2021-07-15",
+    "2022-07-09",
+    "2022-09-24",
+];
+/// The version that always serves the newest tree.
+pub(crate) const LATEST: &str = "latest";
+
+/// `ami-manifest-path` of an EBS-backed AMI.
+pub(crate) const AMI_MANIFEST_PATH: &str = "(unknown)";
+/// Device name of the root volume (`block-device-mapping/ami` and `root`).
+pub(crate) const ROOT_DEVICE: &str = "/dev/xvda";
+/// `events/maintenance/scheduled` and `history` when there are no events: an empty JSON array.
+pub(crate) const NO_EVENTS: &str = "[]";
+/// `instance-action`: the legacy bundling signal, always `none`.
+pub(crate) const INSTANCE_ACTION: &str = "none";
+/// `instance-life-cycle` of an ordinary instance.
+pub(crate) const LIFE_CYCLE: &str = "on-demand";
+/// `instance-type` when the record has none: the type AWS's own examples use.
+pub(crate) const DEFAULT_INSTANCE_TYPE: &str = "t3.micro";
+/// `profile` of an HVM instance (undocumented, listed on real instances).
+pub(crate) const PROFILE: &str = "default-hvm";
+/// `security-groups` (and per-interface `security-groups`): the VPC's default group.
+pub(crate) const SECURITY_GROUP: &str = "default";
+/// `dynamic/fws/instance-monitoring`: detailed monitoring off.
+pub(crate) const MONITORING: &str = "disabled";
+/// `architecture` in the identity document.
+pub(crate) const ARCHITECTURE: &str = "x86_64";
+/// `version` in the identity document.
+pub(crate) const IDENTITY_VERSION: &str = "2017-09-30";
+/// Timestamp used when the record has no `created_at`.
+pub(crate) const EPOCH: &str = "1970-01-01T00:00:00Z";
+/// The region EC2 treats specially in host names (`ec2.internal`, `compute-1`).
+pub(crate) const US_EAST_1: &str = "us-east-1";
+
+/// `services/domain` and `services/partition` of the commercial partition.
+pub(crate) const AWS_PARTITION: (&str, &str) = ("amazonaws.com", "aws");
+/// `services/domain` and `services/partition` of the China partition (regions `cn-*`).
+pub(crate) const CHINA_PARTITION: (&str, &str) = ("amazonaws.com.cn", "aws-cn");
