@@ -9,8 +9,8 @@
 //!
 //! Served: `meta-data/` (module `meta_data`, per-interface `network/` in `network`), `user-data`
 //! (raw bytes, `application/octet-stream`; 404 and unlisted when absent), `dynamic/fws/` and
-//! `dynamic/instance-identity/document` (module `identity`). Not served yet: IMDSv2 tokens (`PUT`
-//! answers 405), `iam/security-credentials/` and `identity-credentials/` (need the credential
+//! `dynamic/instance-identity/document` (module `identity`), IMDSv2 session tokens and the
+//! token gate (module `session`). Not served yet: `iam/security-credentials/` and `identity-credentials/` (need the credential
 //! service), identity signatures (need a signer), spot and rebalance notices (need events in the
 //! record).
 //!
@@ -35,31 +35,55 @@
 //! with what `meta-data/` serves.
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, StatusCode};
-use imds_model::Instance;
+use http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use imds_model::{EndpointMode, Instance};
 
-use crate::{GuestRequest, GuestResponse};
+use crate::{Context, GuestRequest, GuestResponse};
 
 mod derived;
 mod identity;
 mod meta_data;
 mod network;
+mod session;
 mod tree;
 pub mod wire;
 
 use tree::{Entry, Node};
 
 /// Answers one EC2 request for `instance`.
-pub fn respond(instance: &Instance, request: &GuestRequest) -> GuestResponse {
+pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
+    if instance.imds.endpoint == EndpointMode::Disabled {
+        return session::error(StatusCode::FORBIDDEN, "403 - Forbidden");
+    }
+    let path = request.path.trim_end_matches('/');
+    let split = path.strip_prefix('/').map(|p| p.split_once('/').unwrap_or((p, "")));
+    if let Some((version, wire::TOKEN_PATH)) = split {
+        return match tree::filter_key(version) {
+            Some(_) => session::token_request(instance, request, context, version),
+            None => not_found(),
+        };
+    }
     if request.method != Method::GET && request.method != Method::HEAD {
         return GuestResponse::new(StatusCode::METHOD_NOT_ALLOWED, wire::TEXT_PLAIN, "")
             .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
-    let path = request.path.trim_end_matches('/');
+    let remaining = match session::check(instance, request, context) {
+        Ok(remaining) => remaining,
+        Err(refusal) => return refusal,
+    };
+    let response = lookup(instance, path, split);
+    match remaining {
+        Some(seconds) => response.with_header(HeaderName::from_static(wire::TTL_HEADER), HeaderValue::from(seconds)),
+        None => response,
+    }
+}
+
+/// The tree lookup behind the token gate.
+fn lookup(instance: &Instance, path: &str, split: Option<(&str, &str)>) -> GuestResponse {
     if path.is_empty() {
         return text(versions_listing());
     }
-    let Some((version, rest)) = path.strip_prefix('/').map(|p| p.split_once('/').unwrap_or((p, ""))) else {
+    let Some((version, rest)) = split else {
         return not_found();
     };
     let Some(at) = tree::filter_key(version) else {

@@ -1,13 +1,13 @@
 //! The metadata dialects imds speaks, as pure functions.
 //!
-//! A dialect turns `(&Instance, &GuestRequest)` into a [`GuestResponse`] value: the exact status,
-//! headers and body bytes the real cloud would send. It never fetches, awaits or opens a
-//! socket: whatever it needs (the instance record, later a signer or a clock) comes in as an
-//! argument. The server identifies the caller, picks the instance from its in-memory view,
+//! A dialect turns `(&Instance, &GuestRequest, &Context)` into a [`GuestResponse`] value: the
+//! exact status, headers and body bytes the real cloud would send. It never fetches, awaits or
+//! opens a socket: whatever it needs (the record, the session-token key, the clock) comes in as
+//! an argument. The server identifies the caller, picks the instance from its in-memory view,
 //! calls [`route`], and writes the bytes.
 //!
-//! Dialects: [`ec2`] (the full EC2 metadata tree, every dated API version; tokens and credentials
-//! come later).
+//! Dialects: [`ec2`] (the full EC2 metadata tree, every dated API version, IMDSv2 session
+//! tokens; credentials come later). [`token`]: the session tokens every dialect shares.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +16,16 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::Instance;
 
 pub mod ec2;
+pub mod token;
+
+/// What a dialect needs from the world besides the record and the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The deployment's session-token key.
+    pub tokens: &'a token::TokenKey,
+    /// The current time, Unix seconds.
+    pub now: u64,
+}
 
 /// What a dialect sees of a guest's HTTP request.
 #[derive(Debug, Clone)]
@@ -37,6 +47,9 @@ pub struct GuestResponse {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// The body bytes.
     pub body: Bytes,
+    /// The IP TTL (IPv6 hop limit) the response must leave with; `None` for the system default.
+    /// EC2 limits its token replies this way so that they die one hop too far from the VM.
+    pub hop_limit: Option<u8>,
 }
 
 impl GuestResponse {
@@ -46,6 +59,7 @@ impl GuestResponse {
             status,
             headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
             body: body.into(),
+            hop_limit: None,
         }
     }
 
@@ -60,8 +74,8 @@ impl GuestResponse {
 ///
 /// Paths no dialect claims get EC2's not-found page: the listener's root is EC2's, and EC2 is
 /// what an unknown client most likely speaks.
-pub fn route(instance: &Instance, request: &GuestRequest) -> GuestResponse {
-    ec2::respond(instance, request)
+pub fn route(instance: &Instance, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
+    ec2::respond(instance, request, context)
 }
 
 /// Answers a request whose source address matches no instance: no instance's data, ever.

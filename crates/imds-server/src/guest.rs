@@ -1,9 +1,10 @@
 //! The guest plane: what VMs reach at `169.254.169.254`.
 //!
 //! For every request: identify the caller by its source address ([`identify`]), pick its
-//! instance from the current view snapshot, hand `(&Instance, &GuestRequest)` to the dialect
-//! router in `imds-dialects`, write the bytes. No store access, no lock, no await on the way.
-//! An unknown caller gets no instance's data.
+//! instance from the current view snapshot, hand `(&Instance, &GuestRequest, &Context)` to the
+//! dialect router in `imds-dialects`, apply the response's hop limit to the connection's socket,
+//! write the bytes. No store access, no lock, no await on the way. An unknown caller gets no
+//! instance's data. The session-token key is loaded from the store at start ([`token_key`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -13,13 +14,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http::header::{CONTENT_LENGTH, SERVER};
 use http::{HeaderValue, Method};
-use imds_dialects::{GuestRequest, GuestResponse};
+use std::sync::Arc;
 
-use crate::listener::Peer;
+use imds_dialects::token::TokenKey;
+use imds_dialects::{Context, GuestRequest, GuestResponse};
+
+use crate::listener::{ConnSocket, Peer};
 use crate::view::View;
 
 pub mod identify;
-pub mod token;
+pub mod token_key;
 
 /// The guest plane's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,35 +39,50 @@ impl Default for Config {
     }
 }
 
-/// The guest router: every path is answered from the current view snapshot.
-pub fn router(view: View) -> Router {
+/// The guest router: every path is answered from the current view snapshot; session tokens
+/// are minted and checked with `tokens`.
+pub fn router(view: View, tokens: TokenKey) -> Router {
+    let tokens = Arc::new(tokens);
     Router::new().fallback(move |request: Request| {
-        let view = view.clone();
-        async move { answer(&view, request) }
+        let (view, tokens) = (view.clone(), Arc::clone(&tokens));
+        async move { answer(&view, &tokens, request) }
     })
 }
 
+/// Seconds since the Unix epoch; token expiry is whole seconds, as on EC2.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
 /// Answers one guest request from the current snapshot.
-fn answer(view: &View, request: Request) -> Response {
+fn answer(view: &View, tokens: &TokenKey, request: Request) -> Response {
     let Some(caller) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
         // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
         tracing::error!("guest request without a TCP peer address");
         return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let is_head = request.method() == Method::HEAD;
+    let socket = request.extensions().get::<ConnSocket>().cloned();
     let (parts, _body) = request.into_parts();
     let snapshot = view.load();
     let response = match snapshot.by_ip(caller) {
         Some(entry) => {
             let guest_request =
                 GuestRequest { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers };
-            imds_dialects::route(&entry.instance, &guest_request)
+            let context = Context { tokens, now: unix_now() };
+            imds_dialects::route(&entry.instance, &guest_request, &context)
         }
         None => {
             tracing::debug!(%caller, "guest request from an unknown address");
             imds_dialects::unknown_caller(caller)
         }
     };
+    // The response is written after this returns, so the socket's TTL applies to it.
+    if let Some(socket) = socket {
+        if let Err(error) = socket.set_hop_limit(response.hop_limit) {
+            tracing::warn!(%caller, %error, "cannot set the response's hop limit");
+        }
+    }
     into_http(response, is_head, caller)
 }
 

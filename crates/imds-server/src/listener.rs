@@ -34,6 +34,46 @@ pub enum Peer {
     Unix,
 }
 
+/// A TCP connection's socket, for settings that must change per response (the hop limit of
+/// EC2 token replies). Carried as a request extension; a duplicate of the connection's fd.
+#[derive(Debug, Clone)]
+pub struct ConnSocket {
+    fd: Arc<std::os::fd::OwnedFd>,
+    ipv6: bool,
+    default_ttl: u32,
+    current_ttl: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl ConnSocket {
+    fn new(stream: &tokio::net::TcpStream) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        let fd = stream.as_fd().try_clone_to_owned()?;
+        let socket = socket2::SockRef::from(&fd);
+        let ipv6 = stream.local_addr()?.is_ipv6();
+        let default_ttl = if ipv6 { socket.unicast_hops_v6()? } else { socket.ttl_v4()? };
+        Ok(Self { fd: Arc::new(fd), ipv6, default_ttl, current_ttl: Arc::new(default_ttl.into()) })
+    }
+
+    /// Makes what the connection sends next leave with IP TTL / IPv6 hop limit `hops`
+    /// (`None`: the system default). One system call only when the value changes.
+    pub fn set_hop_limit(&self, hops: Option<u8>) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let ttl = hops.map_or(self.default_ttl, u32::from);
+        if self.current_ttl.swap(ttl, Ordering::Relaxed) == ttl {
+            return Ok(());
+        }
+        let socket = socket2::SockRef::from(&*self.fd);
+        if self.ipv6 {
+            socket.set_unicast_hops_v6(ttl)?;
+            // IPv4 peers of an IPv6 socket (::ffff:a.b.c.d) are sent with the IPv4 TTL.
+            let _ = socket.set_ttl_v4(ttl);
+            Ok(())
+        } else {
+            socket.set_ttl_v4(ttl)
+        }
+    }
+}
+
 /// Limits every accept loop applies.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -70,24 +110,28 @@ pub async fn serve_unix(
 /// A bound socket that yields connections and says who is on the other end.
 trait Acceptor {
     type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
-    fn accept(&self) -> impl std::future::Future<Output = std::io::Result<(Self::Io, Peer)>> + Send;
+    fn accept(&self)
+        -> impl std::future::Future<Output = std::io::Result<(Self::Io, Peer, Option<ConnSocket>)>> + Send;
 }
 
 impl Acceptor for TcpListener {
     type Io = tokio::net::TcpStream;
-    async fn accept(&self) -> std::io::Result<(Self::Io, Peer)> {
+    async fn accept(&self) -> std::io::Result<(Self::Io, Peer, Option<ConnSocket>)> {
         let (stream, remote) = TcpListener::accept(self).await?;
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(remote);
-        Ok((stream, Peer::Tcp { remote, local }))
+        let socket = ConnSocket::new(&stream)
+            .inspect_err(|error| tracing::warn!(%remote, %error, "cannot control this connection's hop limit"))
+            .ok();
+        Ok((stream, Peer::Tcp { remote, local }, socket))
     }
 }
 
 impl Acceptor for UnixListener {
     type Io = tokio::net::UnixStream;
-    async fn accept(&self) -> std::io::Result<(Self::Io, Peer)> {
+    async fn accept(&self) -> std::io::Result<(Self::Io, Peer, Option<ConnSocket>)> {
         let (stream, _) = UnixListener::accept(self).await?;
-        Ok((stream, Peer::Unix))
+        Ok((stream, Peer::Unix, None))
     }
 }
 
@@ -102,7 +146,7 @@ async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, sh
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
+        let (stream, peer, socket) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -112,10 +156,11 @@ async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, sh
             }
         };
         failures = 0;
+        let connection = Connection { peer, socket };
         tracker.spawn(serve_connection(
             TokioIo::new(stream),
             router.clone(),
-            peer,
+            connection,
             limits.clone(),
             shutdown.clone(),
             permit,
@@ -154,10 +199,16 @@ fn remove_socket(path: &Path) {
     }
 }
 
+/// What every request of a connection carries as extensions.
+struct Connection {
+    peer: Peer,
+    socket: Option<ConnSocket>,
+}
+
 async fn serve_connection<S>(
     io: TokioIo<S>,
     router: Router,
-    peer: Peer,
+    connection: Connection,
     limits: Limits,
     shutdown: CancellationToken,
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -165,7 +216,10 @@ async fn serve_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-        request.extensions_mut().insert(peer);
+        request.extensions_mut().insert(connection.peer);
+        if let Some(socket) = &connection.socket {
+            request.extensions_mut().insert(socket.clone());
+        }
         let router = router.clone();
         async move {
             Ok::<_, Infallible>(

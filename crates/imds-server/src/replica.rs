@@ -35,7 +35,8 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    fn delay(&self, attempt: u32) -> Duration {
+    /// The jittered delay before retry number `attempt` (0-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
         let exp = self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max);
         // Jitter in [50 %, 100 %] so that many nodes reconnecting after an outage spread out.
         let nanos =

@@ -75,20 +75,46 @@ impl Running {
     }
 }
 
-/// Serves guests once the view is loaded: a guest that connects earlier waits in the
-/// listen backlog instead of being told it is unknown by an empty view.
-async fn serve_guests_when_ready(
+/// Serves guests once the session-token key and the view are loaded: a guest that connects
+/// earlier waits in the listen backlog instead of being told it is unknown by an empty view.
+/// Both are retried while the store is unavailable.
+async fn serve_guests(
+    store: Arc<dyn Store>,
     view: View,
-    listener: TcpListener,
-    router: axum::Router,
+    listeners: Vec<TcpListener>,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
+    let backoff = Backoff::default();
+    let mut attempt = 0;
+    let tokens = loop {
+        let loaded = tokio::select! {
+            () = shutdown.cancelled() => return,
+            loaded = guest::token_key::load_or_create(&store) => loaded,
+        };
+        match loaded {
+            Ok(tokens) => break tokens,
+            Err(error) => {
+                tracing::warn!(%error, "cannot load the session-token key; retrying");
+                let delay = backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    };
     tokio::select! {
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
     }
-    listener::serve_tcp(listener, router, limits, shutdown).await;
+    let router = guest::router(view, tokens);
+    let mut serving = JoinSet::new();
+    for listener in listeners {
+        serving.spawn(listener::serve_tcp(listener, router.clone(), limits.clone(), shutdown.clone()));
+    }
+    while serving.join_next().await.is_some() {}
 }
 
 /// Binds every listener, then starts the replica loop and both planes.
@@ -127,21 +153,20 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         shutdown.clone(),
     ));
 
-    let guest_router = guest::router(view.clone());
     let mut guest_addrs = Vec::new();
-    for listener in guest_listeners {
+    for listener in &guest_listeners {
         let addr =
             listener.local_addr().map_err(|source| StartError::Bind { what: "guest listener".into(), source })?;
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
-        tasks.spawn(serve_guests_when_ready(
-            view.clone(),
-            listener,
-            guest_router.clone(),
-            config.connections.clone(),
-            shutdown.clone(),
-        ));
     }
+    tasks.spawn(serve_guests(
+        Arc::clone(&store),
+        view.clone(),
+        guest_listeners,
+        config.connections.clone(),
+        shutdown.clone(),
+    ));
 
     let state = AdminState {
         store,

@@ -94,7 +94,8 @@ async fn ipv6_callers_are_identified() {
     let listener = tokio::net::TcpListener::bind(loopback6).await.expect("IPv6 loopback is available");
     let addr = listener.local_addr().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let router = imds_server::guest::router(server.running.view.clone());
+    let key = imds_server::guest::token_key::load_or_create(&server.store).await.unwrap();
+    let router = imds_server::guest::router(server.running.view.clone(), key);
     let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
     let guest = imds_server::client::Client::from_source(addr, "::1".parse().unwrap());
     let response = guest.get("/latest/meta-data/instance-id").await.unwrap();
@@ -150,7 +151,8 @@ async fn ipv4_callers_of_an_ipv6_socket_are_identified_by_their_ipv4() {
     let listener = tokio::net::TcpListener::bind("[::ffff:127.0.0.1]:0").await.expect("IPv4-mapped bind");
     let port = listener.local_addr().unwrap().port();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let router = imds_server::guest::router(server.running.view.clone());
+    let key = imds_server::guest::token_key::load_or_create(&server.store).await.unwrap();
+    let router = imds_server::guest::router(server.running.view.clone(), key);
     let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let guest = imds_server::client::Client::from_source(addr, "127.0.0.27".parse().unwrap());

@@ -9,8 +9,19 @@ fn instance(doc: serde_json::Value) -> Instance {
     Instance::parse(&doc, &Limits::default()).expect("fixture is valid")
 }
 
+/// A fixed key and clock: rendering is a pure function of them.
+fn context() -> Context<'static> {
+    static KEY: std::sync::LazyLock<crate::token::TokenKey> =
+        std::sync::LazyLock::new(|| crate::token::TokenKey::from_bytes([7; 32]));
+    Context { tokens: &KEY, now: 1_800_000_000 }
+}
+
 fn get(instance: &Instance, path: &str) -> GuestResponse {
-    respond(instance, &GuestRequest { method: Method::GET, path: path.to_owned(), headers: HeaderMap::new() })
+    respond(
+        instance,
+        &GuestRequest { method: Method::GET, path: path.to_owned(), headers: HeaderMap::new() },
+        &context(),
+    )
 }
 
 #[test]

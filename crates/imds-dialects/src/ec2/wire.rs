@@ -21,6 +21,19 @@ pub const NOT_FOUND_PAGE: &str = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?
 </body>\n\
 </html>\n";
 
+/// Request header carrying an IMDSv2 session token.
+pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+/// Request header of the token PUT (the lifetime asked for) and response header of the token
+/// PUT and of every token-carrying GET (the seconds left).
+pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// The path that mints tokens (only under `latest`).
+pub const TOKEN_PATH: &str = "api/token";
+
+/// EC2's error page for another status, in the layout of [`NOT_FOUND_PAGE`].
+pub fn error_page(title: &str) -> String {
+    NOT_FOUND_PAGE.replace("404 - Not Found", title)
+}
+
 /// The dated API versions `GET /` lists (a 2022 instance's list), oldest first; `latest` follows.
 pub(crate) const VERSIONS: &[&str] = &[
     "1.0",

@@ -417,7 +417,7 @@ fn head_answers_like_get_and_other_methods_get_405() {
     }
     for (method, path) in [
         (Method::POST, "/latest/meta-data/"),
-        (Method::PUT, "/latest/api/token"),
+        (Method::PUT, "/latest/meta-data/instance-id"),
         (Method::DELETE, "/latest/meta-data/instance-id"),
         (Method::OPTIONS, "/"),
     ] {

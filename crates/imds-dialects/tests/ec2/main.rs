@@ -1,18 +1,29 @@
 //! The EC2 dialect end to end through its public API: table-driven cases, a crawl of the whole
 //! tree at several versions (listings closed under crawling) and golden files for long bodies.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod cases;
 mod crawl;
 mod fixtures;
 mod golden;
+mod session;
 
 use http::{HeaderMap, Method, StatusCode};
-use imds_dialects::{ec2, GuestRequest, GuestResponse};
+use imds_dialects::token::TokenKey;
+use imds_dialects::{ec2, Context, GuestRequest, GuestResponse};
 use imds_model::Instance;
 
 /// Sends `method path` to the EC2 dialect.
 fn send(instance: &Instance, method: Method, path: &str) -> GuestResponse {
-    ec2::respond(instance, &GuestRequest { method, path: path.to_owned(), headers: HeaderMap::new() })
+    ec2::respond(instance, &GuestRequest { method, path: path.to_owned(), headers: HeaderMap::new() }, &context())
+}
+
+/// A fixed key and clock: rendering is a pure function of them.
+fn context() -> Context<'static> {
+    static KEY: std::sync::LazyLock<TokenKey> = std::sync::LazyLock::new(|| TokenKey::from_bytes([7; 32]));
+    Context { tokens: &KEY, now: 1_800_000_000 }
 }
 
 /// `GET path`.

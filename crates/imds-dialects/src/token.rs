@@ -1,27 +1,23 @@
-//! Session tokens for the guest plane (EC2 IMDSv2, Firecracker MMDS V2): stateless and keyed.
+//! Session tokens (EC2 IMDSv2, Firecracker MMDS V2): stateless and keyed; one module for every
+//! dialect that has tokens, each with its own header names.
 //!
 //! A token is `base64url(version ‖ expiry ‖ HMAC-SHA256(key, version ‖ expiry ‖ instance id))`:
 //! 1 + 8 + 32 bytes, 55 characters. Nothing is stored per token, so every node that shares the
-//! deployment's [`TokenKey`] (kept in the store) accepts every token, restarts included, and a
-//! token minted for one instance is refused for any other. Minting and checking are pure
-//! functions of the key, the instance id and the clock value passed in.
+//! deployment's [`TokenKey`] (the server keeps it in the store) accepts every token, restarts
+//! included, and a token minted for one instance is refused for any other. Minting and checking
+//! are pure functions of the key, the instance id and the clock value passed in; no I/O.
 
 use std::fmt;
-use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use imds_store::{Expect, Key, Put, Store, StoreError};
 use sha2::Sha256;
 
 /// The shortest lifetime a client may ask for, in seconds (EC2's bound).
 pub const MIN_TTL: u64 = 1;
 /// The longest lifetime a client may ask for, in seconds: six hours (EC2's bound).
 pub const MAX_TTL: u64 = 21_600;
-
-/// The store record holding the deployment's token key.
-pub const KEY_RECORD: (&str, &str) = ("secrets", "guest-token-key");
 
 const VERSION: u8 = 1;
 const TAG_LEN: usize = 32;
@@ -58,11 +54,9 @@ impl TokenKey {
         Self(bytes)
     }
 
-    /// A fresh random key from the operating system.
-    pub fn generate() -> Result<Self, getrandom::Error> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)?;
-        Ok(Self(bytes))
+    /// The key's bytes, to store it.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
     }
 
     fn tag(&self, expiry: u64, instance_id: &str) -> Hmac<Sha256> {
@@ -102,35 +96,8 @@ impl TokenKey {
     }
 }
 
-/// The deployment's token key: read from the store, or created there on first start.
-///
-/// Nodes starting together race to create it; the loser reads the winner's key, so all nodes
-/// end up with the same one.
-pub async fn load_or_create_key(store: &Arc<dyn Store>) -> Result<TokenKey, StoreError> {
-    let key = Key::new(KEY_RECORD.0, KEY_RECORD.1);
-    for _ in 0..3 {
-        if let Some(record) = store.get(&key).await? {
-            let bytes: [u8; 32] = record.value.as_slice().try_into().map_err(|_| {
-                StoreError::Unavailable(format!("{key} holds {} bytes, not a 32-byte key", record.value.len()))
-            })?;
-            return Ok(TokenKey(bytes));
-        }
-        let fresh = TokenKey::generate()
-            .map_err(|e| StoreError::Unavailable(format!("no randomness for the token key: {e}")))?;
-        let put =
-            Put { key: key.clone(), node: None, claims: Vec::new(), value: fresh.0.to_vec(), expect: Expect::Absent };
-        match store.put(put).await {
-            Ok(_) => return Ok(fresh),
-            Err(StoreError::AlreadyExists { .. }) => continue,
-            Err(other) => return Err(other),
-        }
-    }
-    Err(StoreError::Unavailable(format!("{key} kept changing while being created")))
-}
-
 #[cfg(test)]
 mod tests {
-    use imds_store::memory::MemoryStore;
     use proptest::prelude::*;
 
     use super::*;
@@ -185,19 +152,5 @@ mod tests {
                 prop_assert_eq!(checked, Err(TokenError::Expired));
             }
         }
-    }
-
-    #[tokio::test]
-    async fn the_key_is_created_once_and_then_shared() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let first = load_or_create_key(&store).await.unwrap();
-        let second = load_or_create_key(&store).await.unwrap();
-        assert_eq!(first, second, "a restart reads the same key");
-        let token = first.mint("i-a", NOW, 60).unwrap();
-        assert!(second.verify(&token, "i-a", NOW).is_ok());
-        // Concurrent first starts agree on one key.
-        let fresh: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let (a, b) = tokio::join!(load_or_create_key(&fresh), load_or_create_key(&fresh));
-        assert_eq!(a.unwrap(), b.unwrap());
     }
 }
