@@ -78,6 +78,16 @@ pub fn route(instance: &Instance, request: &GuestRequest, context: &Context<'_>)
     ec2::respond(instance, request, context)
 }
 
+/// Answers a request over its instance's request budget: `429 Too Many Requests`, as EC2
+/// throttles, in EC2's error-page layout.
+pub fn throttled() -> GuestResponse {
+    GuestResponse::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ec2::wire::TEXT_HTML,
+        ec2::wire::error_page("429 - Too Many Requests"),
+    )
+}
+
 /// Answers a request whose source address matches no instance: no instance's data, ever.
 ///
 /// A 404 with EC2's not-found page would make a misconfigured guest believe it runs outside any

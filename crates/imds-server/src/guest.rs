@@ -21,8 +21,10 @@ use imds_dialects::{Context, GuestRequest, GuestResponse};
 
 use crate::listener::{ConnSocket, Peer};
 use crate::view::View;
+use throttle::Throttle;
 
 pub mod identify;
+pub mod throttle;
 pub mod token_key;
 
 /// The guest plane's settings.
@@ -30,23 +32,39 @@ pub mod token_key;
 pub struct Config {
     /// Addresses to listen on (production: `169.254.169.254:80`).
     pub listen: Vec<SocketAddr>,
+    /// Each instance's request budget.
+    pub throttle: Throttle,
 }
 
 impl Default for Config {
-    /// `169.254.169.254:80`, where every cloud image looks.
+    /// `169.254.169.254:80`, where every cloud image looks; the default throttle.
     fn default() -> Self {
-        Self { listen: vec![SocketAddr::from(([169, 254, 169, 254], 80))] }
+        Self { listen: vec![SocketAddr::from(([169, 254, 169, 254], 80))], throttle: Throttle::default() }
     }
 }
 
 /// The guest router: every path is answered from the current view snapshot; session tokens
 /// are minted and checked with `tokens`.
-pub fn router(view: View, tokens: TokenKey) -> Router {
-    let tokens = Arc::new(tokens);
+pub fn router(view: View, tokens: TokenKey, throttle: Throttle) -> Router {
+    let plane = Arc::new(Plane { view, tokens, throttle, clock: tokio::time::Instant::now() });
     Router::new().fallback(move |request: Request| {
-        let (view, tokens) = (view.clone(), Arc::clone(&tokens));
-        async move { answer(&view, &tokens, request) }
+        let plane = Arc::clone(&plane);
+        async move { answer(&plane, request) }
     })
+}
+
+/// What every guest request reads.
+#[derive(Debug)]
+struct Plane {
+    view: View,
+    tokens: TokenKey,
+    throttle: Throttle,
+    /// The origin of the throttle's monotonic clock.
+    clock: tokio::time::Instant,
+}
+
+fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
+    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Seconds since the Unix epoch; token expiry is whole seconds, as on EC2.
@@ -55,7 +73,7 @@ fn unix_now() -> u64 {
 }
 
 /// Answers one guest request from the current snapshot.
-fn answer(view: &View, tokens: &TokenKey, request: Request) -> Response {
+fn answer(plane: &Plane, request: Request) -> Response {
     let Some(caller) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
         // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
         tracing::error!("guest request without a TCP peer address");
@@ -64,12 +82,16 @@ fn answer(view: &View, tokens: &TokenKey, request: Request) -> Response {
     let is_head = request.method() == Method::HEAD;
     let socket = request.extensions().get::<ConnSocket>().cloned();
     let (parts, _body) = request.into_parts();
-    let snapshot = view.load();
+    let snapshot = plane.view.load();
     let response = match snapshot.by_ip(caller) {
+        Some(entry) if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) => {
+            tracing::debug!(%caller, id = %entry.instance.id, "throttled");
+            imds_dialects::throttled()
+        }
         Some(entry) => {
             let guest_request =
                 GuestRequest { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers };
-            let context = Context { tokens, now: unix_now() };
+            let context = Context { tokens: &plane.tokens, now: unix_now() };
             imds_dialects::route(&entry.instance, &guest_request, &context)
         }
         None => {

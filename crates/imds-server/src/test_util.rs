@@ -9,6 +9,7 @@ use imds_store::{Scope, Store};
 
 use crate::admin::{self, Token};
 use crate::client::{Client, Endpoint};
+use crate::guest::throttle::Throttle;
 use crate::server::{self, Running};
 use crate::{guest, listener};
 
@@ -38,6 +39,11 @@ impl TestServer {
         Self::with_config(store, token, imds_model::Limits::default(), None).await
     }
 
+    /// Starts a daemon over a fresh in-memory store whose guests are throttled to `throttle`.
+    pub async fn with_throttle(throttle: Throttle) -> Self {
+        Self::start_with(Arc::new(MemoryStore::new()), None, imds_model::Limits::default(), None, throttle).await
+    }
+
     /// Starts a daemon with explicit limits and an optional admin Unix socket.
     pub async fn with_config(
         store: Arc<dyn Store>,
@@ -45,9 +51,19 @@ impl TestServer {
         limits: imds_model::Limits,
         socket: Option<std::path::PathBuf>,
     ) -> Self {
+        Self::start_with(store, token, limits, socket, Throttle::default()).await
+    }
+
+    async fn start_with(
+        store: Arc<dyn Store>,
+        token: Option<&str>,
+        limits: imds_model::Limits,
+        socket: Option<std::path::PathBuf>,
+        throttle: Throttle,
+    ) -> Self {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = server::Config {
-            guest: guest::Config { listen: vec![loopback] },
+            guest: guest::Config { listen: vec![loopback], throttle },
             admin: admin::Config {
                 listen: Some(loopback),
                 socket,

@@ -18,16 +18,20 @@ use imds_model::{Instance, InstanceId, MacAddr};
 use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
+use crate::guest::throttle::Bucket;
+
 /// The store collection that holds instance records.
 pub const INSTANCES: &str = "instances";
 
 /// One served instance and the revision that last wrote it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// The instance record.
     pub instance: Instance,
     /// The store revision of this version.
     pub rev: Revision,
+    /// The instance's request budget, carried over from version to version.
+    pub throttle: Arc<Bucket>,
 }
 
 /// An immutable index of served instances at one revision.
@@ -110,6 +114,7 @@ impl Snapshot {
                 return;
             }
         };
+        let throttle = self.by_id.get(&instance.id).map(|old| Arc::clone(&old.throttle)).unwrap_or_default();
         self.remove(&instance.id);
         let id = instance.id.clone();
         for ip in instance.ipv4.iter().map(|ip| IpAddr::V4(*ip)).chain(instance.ipv6.iter().map(|ip| IpAddr::V6(*ip))) {
@@ -118,7 +123,7 @@ impl Snapshot {
         for mac in &instance.mac {
             self.by_mac.insert(*mac, id.clone());
         }
-        self.by_id.insert(id, Arc::new(Entry { instance, rev: record.rev }));
+        self.by_id.insert(id, Arc::new(Entry { instance, rev: record.rev, throttle }));
     }
 
     fn remove(&mut self, id: &InstanceId) {

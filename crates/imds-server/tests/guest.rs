@@ -95,7 +95,7 @@ async fn ipv6_callers_are_identified() {
     let addr = listener.local_addr().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let key = imds_server::guest::token_key::load_or_create(&server.store).await.unwrap();
-    let router = imds_server::guest::router(server.running.view.clone(), key);
+    let router = imds_server::guest::router(server.running.view.clone(), key, Default::default());
     let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
     let guest = imds_server::client::Client::from_source(addr, "::1".parse().unwrap());
     let response = guest.get("/latest/meta-data/instance-id").await.unwrap();
@@ -128,7 +128,7 @@ async fn guest_asking_before_the_view_is_loaded_waits_instead_of_being_refused()
     flaky.fail_next(4);
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let config = imds_server::server::Config {
-        guest: imds_server::guest::Config { listen: vec![loopback] },
+        guest: imds_server::guest::Config { listen: vec![loopback], throttle: Default::default() },
         admin: imds_server::admin::Config { listen: None, socket: None, ..Default::default() },
         limits: Limits::default(),
         connections: Default::default(),
@@ -152,7 +152,7 @@ async fn ipv4_callers_of_an_ipv6_socket_are_identified_by_their_ipv4() {
     let port = listener.local_addr().unwrap().port();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let key = imds_server::guest::token_key::load_or_create(&server.store).await.unwrap();
-    let router = imds_server::guest::router(server.running.view.clone(), key);
+    let router = imds_server::guest::router(server.running.view.clone(), key, Default::default());
     let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let guest = imds_server::client::Client::from_source(addr, "127.0.0.27".parse().unwrap());
@@ -160,4 +160,29 @@ async fn ipv4_callers_of_an_ipv6_socket_are_identified_by_their_ipv4() {
     assert_eq!((response.status, response.text().as_str()), (StatusCode::OK, "i-mapped"));
     shutdown.cancel();
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_flooding_instance_gets_429_and_never_starves_another() {
+    use imds_server::guest::throttle::Throttle;
+    let server = TestServer::with_throttle(Throttle { per_second: 1, burst: 5 }).await;
+    server.create(json!({"id": "i-flood", "ipv4": ["127.0.0.28"]})).await;
+    server.create(json!({"id": "i-calm", "ipv4": ["127.0.0.29"]})).await;
+    let flood = server.guest_from("127.0.0.28");
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(flood.get("/latest/meta-data/instance-id").await.unwrap().status);
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(ok + throttled, 30, "{statuses:?}");
+    // The burst passes; at one request a second, however slow this machine, most of the rest not.
+    assert!(ok >= 5 && throttled >= 15, "{statuses:?}");
+    assert!(statuses[..5].iter().all(|s| *s == StatusCode::OK), "the burst comes first: {statuses:?}");
+    let refused = flood.get("/latest/meta-data/instance-id").await.unwrap();
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.text().contains("429 - Too Many Requests"));
+    // The other instance has its own budget.
+    let calm = server.guest_from("127.0.0.29").get("/latest/meta-data/instance-id").await.unwrap();
+    assert_eq!((calm.status, calm.text().as_str()), (StatusCode::OK, "i-calm"));
 }

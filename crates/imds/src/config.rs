@@ -41,6 +41,10 @@ pub struct RawConfig {
 pub struct RawGuest {
     /// Addresses the guest plane listens on.
     pub listen: Option<Vec<String>>,
+    /// Sustained requests per second each instance may make; 0 for no limit.
+    pub throttle_per_second: Option<u32>,
+    /// Requests each instance may make at once above the sustained rate.
+    pub throttle_burst: Option<u32>,
 }
 
 /// `[admin]`
@@ -101,6 +105,8 @@ impl RawConfig {
 
     /// Overlays `IMDS_*` variables found by `lookup`; malformed numbers are reported in `problems`.
     pub fn overlay_env(&mut self, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+        env_number(lookup, "IMDS_GUEST_THROTTLE_PER_SECOND", &mut self.guest.throttle_per_second, problems);
+        env_number(lookup, "IMDS_GUEST_THROTTLE_BURST", &mut self.guest.throttle_burst, problems);
         env_number(lookup, "IMDS_STORE_RETAIN_CHANGES", &mut self.store.retain_changes, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_USER_DATA", &mut self.limits.max_user_data, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_RECORD", &mut self.limits.max_record, problems);
@@ -179,6 +185,14 @@ impl Config {
             }
             None => guest::Config::default().listen,
         };
+        let defaults = guest::throttle::Throttle::default();
+        let throttle = guest::throttle::Throttle {
+            per_second: raw.guest.throttle_per_second.unwrap_or(defaults.per_second),
+            burst: raw.guest.throttle_burst.unwrap_or(defaults.burst),
+        };
+        if throttle.per_second > 0 && throttle.burst == 0 {
+            problems.push("guest.throttle_burst: must be at least 1 while guest.throttle_per_second is set".into());
+        }
         if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
             problems.push("guest.listen: give at least one address, e.g. \"169.254.169.254:80\"".into());
         }
@@ -299,7 +313,7 @@ impl Config {
             .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
-                guest: guest::Config { listen: guest_listen },
+                guest: guest::Config { listen: guest_listen, throttle },
                 admin: admin::Config { listen: admin_listen, socket: admin_socket, token, write_visibility_timeout },
                 limits,
                 connections,
