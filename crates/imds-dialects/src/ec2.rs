@@ -71,7 +71,11 @@ pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_
         Ok(remaining) => remaining,
         Err(refusal) => return refusal,
     };
-    let response = lookup(instance, path, split);
+    let mut response = lookup(instance, path, split);
+    if response.status == StatusCode::OK {
+        // Real 200 metadata responses carry it (recorded traffic); byte ranges are not served.
+        response = response.with_header(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    }
     match remaining {
         Some(seconds) => response.with_header(HeaderName::from_static(wire::TTL_HEADER), HeaderValue::from(seconds)),
         None => response,

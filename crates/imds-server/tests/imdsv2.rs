@@ -105,11 +105,16 @@ async fn every_node_sharing_the_store_accepts_the_same_tokens() {
     assert_eq!((response.status, response.text().as_str()), (StatusCode::OK, "i-34"));
 }
 
-/// Sends one raw HTTP/1.1 request from `source` over a socket that drops every packet whose TTL
-/// is below `min_ttl` (Linux `IP_MINTTL`); `None` when no response arrived in time.
+/// Sends raw HTTP/1.1 requests from `source` over a socket that drops every packet whose TTL
+/// (IPv6: hop limit) is below `min_ttl` (Linux `IP_MINTTL` / `IPV6_MINHOPCOUNT`); `None` for a
+/// request whose response did not arrive in time.
 fn exchange_with_min_ttl(server: SocketAddr, source: &str, min_ttl: u8, requests: &[&str]) -> Vec<Option<String>> {
     use std::os::fd::AsRawFd;
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let (domain, level, option) = match server {
+        SocketAddr::V4(_) => (socket2::Domain::IPV4, libc::IPPROTO_IP, libc::IP_MINTTL),
+        SocketAddr::V6(_) => (socket2::Domain::IPV6, libc::IPPROTO_IPV6, libc::IPV6_MINHOPCOUNT),
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
     socket.bind(&SocketAddr::new(source.parse().unwrap(), 0).into()).unwrap();
     let value = libc::c_int::from(min_ttl);
     // SAFETY: a valid socket fd, and a pointer to a c_int that outlives the call with its size.
@@ -117,13 +122,13 @@ fn exchange_with_min_ttl(server: SocketAddr, source: &str, min_ttl: u8, requests
     let set = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MINTTL,
+            level,
+            option,
             std::ptr::from_ref(&value).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    assert_eq!(set, 0, "IP_MINTTL: {}", std::io::Error::last_os_error());
+    assert_eq!(set, 0, "minimum TTL: {}", std::io::Error::last_os_error());
     socket.connect(&server.into()).unwrap();
     let mut stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
@@ -163,4 +168,26 @@ async fn token_replies_leave_with_the_instance_hop_limit_and_other_replies_do_no
     assert!(within[1].as_deref().is_some_and(|r| r.ends_with("i-35")), "{within:?}");
     assert!(beyond[0].as_deref().is_some_and(|r| r.ends_with("i-35")), "GET replies are not hop-limited: {beyond:?}");
     assert_eq!(beyond[1], None, "a token reply never reaches a client one hop beyond the limit");
+}
+
+#[tokio::test]
+async fn token_replies_over_ipv6_leave_with_the_hop_limit() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-v6hop", "ipv6": ["::1"], "imds": {"hop_limit": 2}})).await;
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await.expect("IPv6 loopback");
+    let addr = listener.local_addr().unwrap();
+    let key = imds_server::guest::token_key::load_or_create(&server.store).await.unwrap();
+    let router = imds_server::guest::router(server.running.view.clone(), key, Default::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
+    let put = "PUT /latest/api/token HTTP/1.1\r\nHost: imds\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\n\r\n";
+    let (within, beyond) = tokio::task::spawn_blocking(move || {
+        (exchange_with_min_ttl(addr, "::1", 2, &[put]), exchange_with_min_ttl(addr, "::1", 3, &[put]))
+    })
+    .await
+    .unwrap();
+    assert!(within[0].as_deref().is_some_and(|r| r.starts_with("HTTP/1.1 200")), "{within:?}");
+    assert_eq!(beyond[0], None, "one hop beyond the limit, the token reply is lost");
+    shutdown.cancel();
+    task.await.unwrap();
 }
