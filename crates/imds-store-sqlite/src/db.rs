@@ -121,7 +121,7 @@ impl Db {
             )
             .optional()
             .map_err(sql_error(format_args!("reading {key}")))?;
-        check_expect(&key, current.as_ref().map(|(rev, _)| *rev), expect)?;
+        expect.check(&key, current.as_ref().map(|(rev, _)| *rev))?;
         {
             let mut holder = tx
                 .prepare_cached("SELECT collection, id FROM claims WHERE claim = ?1")
@@ -183,7 +183,7 @@ impl Db {
         let Some((current_rev, node)) = current else {
             return Err(StoreError::NotFound { key: key.clone() });
         };
-        check_expect(key, Some(current_rev), expect)?;
+        expect.check(key, Some(current_rev))?;
         let rev = next_revision(&tx)?;
         let context = format!("deleting {key}");
         tx.execute("DELETE FROM claims WHERE collection = ?1 AND id = ?2", params![key.collection, key.id])
@@ -420,19 +420,6 @@ fn split_claims(joined: &str) -> Vec<String> {
         Vec::new()
     } else {
         joined.split('\n').map(str::to_owned).collect()
-    }
-}
-
-/// Checks a precondition against the key's current version.
-fn check_expect(key: &Key, current: Option<Revision>, expect: Expect) -> Result<(), StoreError> {
-    match (expect, current) {
-        (Expect::Any, _) | (Expect::Absent, None) | (Expect::Present, Some(_)) => Ok(()),
-        (Expect::Absent, Some(actual)) => Err(StoreError::AlreadyExists { key: key.clone(), actual }),
-        (Expect::Present | Expect::Revision(_), None) => Err(StoreError::NotFound { key: key.clone() }),
-        (Expect::Revision(expected), Some(actual)) if expected == actual => Ok(()),
-        (Expect::Revision(expected), Some(actual)) => {
-            Err(StoreError::RevisionMismatch { key: key.clone(), expected, actual })
-        }
     }
 }
 

@@ -125,6 +125,22 @@ pub enum Expect {
     Revision(Revision),
 }
 
+impl Expect {
+    /// Checks this precondition against the key's current revision (`None`: absent), with the
+    /// error every backend reports when it does not hold.
+    pub fn check(self, key: &Key, current: Option<Revision>) -> Result<(), StoreError> {
+        match (self, current) {
+            (Expect::Any, _) | (Expect::Absent, None) | (Expect::Present, Some(_)) => Ok(()),
+            (Expect::Absent, Some(actual)) => Err(StoreError::AlreadyExists { key: key.clone(), actual }),
+            (Expect::Present | Expect::Revision(_), None) => Err(StoreError::NotFound { key: key.clone() }),
+            (Expect::Revision(expected), Some(actual)) if expected == actual => Ok(()),
+            (Expect::Revision(expected), Some(actual)) => {
+                Err(StoreError::RevisionMismatch { key: key.clone(), expected, actual })
+            }
+        }
+    }
+}
+
 /// One write: a whole record under a key.
 #[derive(Debug, Clone)]
 pub struct Put {

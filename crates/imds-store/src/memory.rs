@@ -104,19 +104,6 @@ fn normalize_claims(mut claims: Vec<String>) -> Vec<String> {
     claims
 }
 
-/// Checks a precondition against the key's current version.
-fn check_expect(key: &Key, current: Option<Revision>, expect: Expect) -> Result<(), StoreError> {
-    match (expect, current) {
-        (Expect::Any, _) | (Expect::Absent, None) | (Expect::Present, Some(_)) => Ok(()),
-        (Expect::Absent, Some(actual)) => Err(StoreError::AlreadyExists { key: key.clone(), actual }),
-        (Expect::Present | Expect::Revision(_), None) => Err(StoreError::NotFound { key: key.clone() }),
-        (Expect::Revision(expected), Some(actual)) if expected == actual => Ok(()),
-        (Expect::Revision(expected), Some(actual)) => {
-            Err(StoreError::RevisionMismatch { key: key.clone(), expected, actual })
-        }
-    }
-}
-
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
@@ -150,7 +137,7 @@ impl Store for MemoryStore {
         let claims = normalize_claims(claims);
         let mut state = self.lock();
         let current = state.records.get(&key);
-        check_expect(&key, current.map(|record| record.rev), expect)?;
+        expect.check(&key, current.map(|record| record.rev))?;
         for claim in &claims {
             if let Some(holder) = state.claims.get(claim) {
                 if *holder != key {
@@ -186,7 +173,7 @@ impl Store for MemoryStore {
         let Some(current) = state.records.get(key) else {
             return Err(StoreError::NotFound { key: key.clone() });
         };
-        check_expect(key, Some(current.rev), expect)?;
+        expect.check(key, Some(current.rev))?;
         let old = state.records.remove(key).expect("the record was just found under the lock");
         for claim in &old.claims {
             state.claims.remove(claim);

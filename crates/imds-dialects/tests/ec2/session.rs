@@ -151,7 +151,9 @@ fn required_tokens_gate_every_path_and_a_disabled_endpoint_answers_403() {
 #[test]
 fn metadata_answers_carry_accept_ranges_none_like_ec2() {
     let vm = instance("i-a");
-    for path in ["/", "/latest/meta-data/", "/latest/meta-data/instance-id", "/latest/dynamic/instance-identity/document"] {
+    for path in
+        ["/", "/latest/meta-data/", "/latest/meta-data/instance-id", "/latest/dynamic/instance-identity/document"]
+    {
         assert_eq!(header(&request(Method::GET, path, &[], NOW, &vm), "accept-ranges"), Some("none"), "{path}");
     }
     let missing = request(Method::GET, "/latest/meta-data/nope", &[], NOW, &vm);
