@@ -92,17 +92,11 @@ impl Db {
             ))
             .map_err(sql_error("preparing list"))?;
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
-        let mut records = stmt
+        let records = stmt
             .query_map(params![collection, after.unwrap_or(""), fetch], record_from_row)
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(sql_error(format_args!("listing {collection}")))?;
-        let next_after = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|record| record.key.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { records, next_after })
+        Ok(Page::from_overfetch(records, limit))
     }
 
     /// Creates or replaces a record in one transaction.
@@ -113,14 +107,7 @@ impl Db {
         claims.dedup();
         let mut conn = self.writer();
         let tx = begin_write(&mut conn)?;
-        let current: Option<(Revision, Option<String>)> = tx
-            .query_row(
-                "SELECT rev, node FROM records WHERE collection = ?1 AND id = ?2",
-                params![key.collection, key.id],
-                |row| Ok((row.get::<_, Rev>(0)?.0, row.get(1)?)),
-            )
-            .optional()
-            .map_err(sql_error(format_args!("reading {key}")))?;
+        let current = current_version(&tx, &key)?;
         expect.check(&key, current.as_ref().map(|(rev, _)| *rev))?;
         {
             let mut holder = tx
@@ -172,14 +159,7 @@ impl Db {
     pub(crate) fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
         let mut conn = self.writer();
         let tx = begin_write(&mut conn)?;
-        let current: Option<(Revision, Option<String>)> = tx
-            .query_row(
-                "SELECT rev, node FROM records WHERE collection = ?1 AND id = ?2",
-                params![key.collection, key.id],
-                |row| Ok((row.get::<_, Rev>(0)?.0, row.get(1)?)),
-            )
-            .optional()
-            .map_err(sql_error(format_args!("reading {key}")))?;
+        let current = current_version(&tx, key)?;
         let Some((current_rev, node)) = current else {
             return Err(StoreError::NotFound { key: key.clone() });
         };
@@ -421,6 +401,20 @@ fn split_claims(joined: &str) -> Vec<String> {
     } else {
         joined.split('\n').map(str::to_owned).collect()
     }
+}
+
+/// The revision and node of `key`'s current version, inside a write transaction.
+fn current_version(
+    tx: &rusqlite::Transaction<'_>,
+    key: &Key,
+) -> Result<Option<(Revision, Option<String>)>, StoreError> {
+    tx.query_row(
+        "SELECT rev, node FROM records WHERE collection = ?1 AND id = ?2",
+        params![key.collection, key.id],
+        |row| Ok((row.get::<_, Rev>(0)?.0, row.get(1)?)),
+    )
+    .optional()
+    .map_err(sql_error(format_args!("reading {key}")))
 }
 
 /// A [`Revision`] as an SQLite integer (revisions stay far below `i64::MAX`).

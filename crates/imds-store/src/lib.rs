@@ -174,6 +174,20 @@ pub struct Page {
     pub next_after: Option<String>,
 }
 
+impl Page {
+    /// A page from up to `limit + 1` records in id order: fetching one more than the page holds
+    /// is how a backend learns whether another page follows.
+    pub fn from_overfetch(mut records: Vec<Record>, limit: usize) -> Self {
+        let next_after = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|record| record.key.id.clone())
+        } else {
+            None
+        };
+        Page { records, next_after }
+    }
+}
+
 /// A consistent view of a scope at exactly one revision.
 #[derive(Debug, Clone)]
 pub struct Snapshot {

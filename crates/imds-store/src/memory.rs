@@ -115,7 +115,7 @@ impl Store for MemoryStore {
         let limit = limit.max(1);
         let state = self.lock();
         let start = Key::new(collection, after.unwrap_or(""));
-        let mut records: Vec<Record> = state
+        let records: Vec<Record> = state
             .records
             .range(start..)
             .take_while(|(key, _)| key.collection == collection)
@@ -123,13 +123,7 @@ impl Store for MemoryStore {
             .take(limit + 1)
             .map(|(_, record)| record.clone())
             .collect();
-        let next_after = if records.len() > limit {
-            records.truncate(limit);
-            records.last().map(|record| record.key.id.clone())
-        } else {
-            None
-        };
-        Ok(Page { records, next_after })
+        Ok(Page::from_overfetch(records, limit))
     }
 
     async fn put(&self, put: Put) -> Result<Written, StoreError> {
