@@ -1,10 +1,14 @@
 //! The guest plane: what VMs reach at `169.254.169.254`.
 //!
 //! For every request: identify the caller by its source address ([`identify`]), pick its
-//! instance from the current view snapshot, hand `(&Instance, &GuestRequest, &Context)` to the
+//! instance from the current view snapshot, hand `(&Subject, &GuestRequest, &Context)` to the
 //! dialect router in `imds-dialects`, apply the response's hop limit to the connection's socket,
-//! write the bytes. No store access, no lock, no await on the way. An unknown caller gets no
-//! instance's data. The session-token key is loaded from the store at start ([`token_key`]).
+//! write the bytes. Reads touch no store, take no lock and await nothing. An unknown caller gets
+//! no instance's data. The session-token key is loaded from the store at start ([`token_key`]).
+//!
+//! The one exception is a guest write (OpenStack's `password`, GCE guest attributes): the
+//! dialect's response carries a [`GuestWrite`](imds_dialects::GuestWrite), which [`write`]
+//! applies to the instance's guest state in the store before the response goes out.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -12,12 +16,14 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http::header::{CONTENT_LENGTH, SERVER};
-use http::{HeaderValue, Method};
+use http::header::CONTENT_LENGTH;
+use http::Method;
+use http_body_util::BodyExt;
 use std::sync::Arc;
 
 use imds_dialects::token::TokenKey;
-use imds_dialects::{Context, GuestRequest, GuestResponse};
+use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
+use imds_store::Store;
 
 use crate::listener::{ConnSocket, Peer};
 use crate::view::View;
@@ -26,6 +32,11 @@ use throttle::Throttle;
 pub mod identify;
 pub mod throttle;
 pub mod token_key;
+pub mod write;
+
+/// The largest request body a guest may send (guest writes are small: a password, an
+/// attribute). Larger bodies get `413`.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// The guest plane's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,22 +45,36 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Each instance's request budget.
     pub throttle: Throttle,
+    /// Deployment-wide dialect settings.
+    pub dialects: Settings,
 }
 
 impl Default for Config {
-    /// `169.254.169.254:80`, where every cloud image looks; the default throttle.
+    /// `169.254.169.254:80`, where every cloud image looks; the default throttle and dialect
+    /// settings.
     fn default() -> Self {
-        Self { listen: vec![SocketAddr::from(([169, 254, 169, 254], 80))], throttle: Throttle::default() }
+        Self {
+            listen: vec![SocketAddr::from(([169, 254, 169, 254], 80))],
+            throttle: Throttle::default(),
+            dialects: Settings::default(),
+        }
     }
 }
 
 /// The guest router: every path is answered from the current view snapshot; session tokens
-/// are minted and checked with `tokens`.
-pub fn router(view: View, tokens: TokenKey, throttle: Throttle) -> Router {
-    let plane = Arc::new(Plane { view, tokens, throttle, clock: tokio::time::Instant::now() });
+/// are minted and checked with `tokens`; guest writes go to `store`.
+pub fn router(view: View, store: Arc<dyn Store>, tokens: TokenKey, config: &Config) -> Router {
+    let plane = Arc::new(Plane {
+        view,
+        store,
+        tokens,
+        throttle: config.throttle,
+        settings: config.dialects.clone(),
+        clock: tokio::time::Instant::now(),
+    });
     Router::new().fallback(move |request: Request| {
         let plane = Arc::clone(&plane);
-        async move { answer(&plane, request) }
+        async move { answer(&plane, request).await }
     })
 }
 
@@ -57,8 +82,10 @@ pub fn router(view: View, tokens: TokenKey, throttle: Throttle) -> Router {
 #[derive(Debug)]
 struct Plane {
     view: View,
+    store: Arc<dyn Store>,
     tokens: TokenKey,
     throttle: Throttle,
+    settings: Settings,
     /// The origin of the throttle's monotonic clock.
     clock: tokio::time::Instant,
 }
@@ -73,7 +100,7 @@ fn unix_now() -> u64 {
 }
 
 /// Answers one guest request from the current snapshot.
-fn answer(plane: &Plane, request: Request) -> Response {
+async fn answer(plane: &Plane, request: Request) -> Response {
     let Some(caller) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
         // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
         tracing::error!("guest request without a TCP peer address");
@@ -81,24 +108,52 @@ fn answer(plane: &Plane, request: Request) -> Response {
     };
     let is_head = request.method() == Method::HEAD;
     let socket = request.extensions().get::<ConnSocket>().cloned();
-    let (parts, _body) = request.into_parts();
+    let (parts, body) = request.into_parts();
+    // Only writes carry a body; a GET's is never read (and never waited for).
+    let body = if parts.method == Method::GET || parts.method == Method::HEAD {
+        bytes::Bytes::new()
+    } else {
+        match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        }
+    };
     let snapshot = plane.view.load();
-    let response = match snapshot.by_ip(caller) {
+    let mut response = match snapshot.by_ip(caller) {
         Some(entry) if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) => {
             tracing::debug!(%caller, id = %entry.instance.id, "throttled");
             imds_dialects::throttled()
         }
         Some(entry) => {
-            let guest_request =
-                GuestRequest { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers };
-            let context = Context { tokens: &plane.tokens, now: unix_now() };
-            imds_dialects::route(&entry.instance, &guest_request, &context)
+            let guest_request = GuestRequest {
+                method: parts.method,
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().map(str::to_owned),
+                headers: parts.headers,
+                body,
+            };
+            let context = Context { tokens: &plane.tokens, now: unix_now(), settings: &plane.settings };
+            let id = &entry.instance.id;
+            let subject = Subject {
+                instance: &entry.instance,
+                mmds: snapshot.mmds(id).map(|mmds| &**mmds),
+                state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
+            };
+            imds_dialects::route(&subject, &guest_request, &context)
         }
         None => {
             tracing::debug!(%caller, "guest request from an unknown address");
             imds_dialects::unknown_caller(caller)
         }
     };
+    if let Some(guest_write) = response.write.take() {
+        let Some(entry) = snapshot.by_ip(caller) else {
+            return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        };
+        let id = entry.instance.id.clone();
+        drop(snapshot);
+        response = write::apply(&plane.store, &plane.view, &id, *guest_write, response).await;
+    }
     // The response is written after this returns, so the socket's TTL applies to it.
     if let Some(socket) = socket {
         if let Err(error) = socket.set_hop_limit(response.hop_limit) {
@@ -114,8 +169,8 @@ fn into_http(response: GuestResponse, is_head: bool, caller: IpAddr) -> Response
     for (name, value) in response.headers {
         builder = builder.header(name, value);
     }
-    // AWS sends `Server: EC2ws` and always a Content-Length (clients read whole bodies).
-    builder = builder.header(SERVER, HeaderValue::from_static("EC2ws")).header(CONTENT_LENGTH, length);
+    // Always a Content-Length: clients read whole bodies.
+    builder = builder.header(CONTENT_LENGTH, length);
     let body = if is_head { Body::empty() } else { Body::from(response.body) };
     builder.body(body).unwrap_or_else(|error| {
         tracing::error!(%caller, %error, "dialect produced an invalid response");

@@ -82,7 +82,7 @@ async fn serve_guests(
     store: Arc<dyn Store>,
     view: View,
     listeners: Vec<TcpListener>,
-    throttle: guest::throttle::Throttle,
+    config: guest::Config,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
@@ -110,7 +110,7 @@ async fn serve_guests(
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
     }
-    let router = guest::router(view, tokens, throttle);
+    let router = guest::router(view, store, tokens, &config);
     let mut serving = JoinSet::new();
     for listener in listeners {
         serving.spawn(listener::serve_tcp(listener, router.clone(), limits.clone(), shutdown.clone()));
@@ -165,7 +165,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         Arc::clone(&store),
         view.clone(),
         guest_listeners,
-        config.guest.throttle,
+        config.guest.clone(),
         config.connections.clone(),
         shutdown.clone(),
     ));

@@ -63,7 +63,7 @@ impl TestServer {
     ) -> Self {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = server::Config {
-            guest: guest::Config { listen: vec![loopback], throttle },
+            guest: guest::Config { listen: vec![loopback], throttle, dialects: Default::default() },
             admin: admin::Config {
                 listen: Some(loopback),
                 socket,

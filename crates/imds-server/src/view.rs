@@ -1,7 +1,8 @@
 //! The in-memory view guests are answered from.
 //!
 //! A [`Snapshot`] is an immutable index of the instances this node serves, by id, by IP address
-//! and by MAC, at one store revision. The [`replica`](crate::replica) loop builds a new snapshot
+//! and by MAC, at one store revision, with each instance's MMDS record and guest-owned state
+//! (collections [`MMDS`] and [`STATE`], keyed by instance id). The [`replica`](crate::replica) loop builds a new snapshot
 //! from every batch of changes and swaps it into the [`View`] atomically; guest requests load
 //! the current `Arc<Snapshot>` and never lock, await or touch the store.
 //!
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use imds_model::{Instance, InstanceId, MacAddr};
+use imds_model::{GuestState, Instance, InstanceId, MacAddr, Mmds};
 use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
@@ -22,6 +23,10 @@ use crate::guest::throttle::Bucket;
 
 /// The store collection that holds instance records.
 pub const INSTANCES: &str = "instances";
+/// The store collection that holds each instance's MMDS configuration and document.
+pub const MMDS: &str = "mmds";
+/// The store collection that holds what each instance's guests wrote.
+pub const STATE: &str = "state";
 
 /// One served instance and the revision that last wrote it.
 #[derive(Debug, Clone)]
@@ -41,6 +46,8 @@ pub struct Snapshot {
     by_id: HashMap<InstanceId, Arc<Entry>>,
     by_ip: HashMap<IpAddr, InstanceId>,
     by_mac: HashMap<MacAddr, InstanceId>,
+    mmds: HashMap<InstanceId, Arc<Mmds>>,
+    state: HashMap<InstanceId, Arc<GuestState>>,
 }
 
 impl Snapshot {
@@ -78,6 +85,16 @@ impl Snapshot {
         self.by_ip.get(&addr.to_canonical()).and_then(|id| self.by_id.get(id))
     }
 
+    /// The MMDS record of instance `id`, once its MMDS is configured.
+    pub fn mmds(&self, id: &InstanceId) -> Option<&Arc<Mmds>> {
+        self.mmds.get(id)
+    }
+
+    /// What the guests of instance `id` wrote, if anything.
+    pub fn state(&self, id: &InstanceId) -> Option<&Arc<GuestState>> {
+        self.state.get(id)
+    }
+
     /// The instance that owns this MAC.
     pub fn by_mac(&self, mac: MacAddr) -> Option<&Arc<Entry>> {
         self.by_mac.get(&mac).and_then(|id| self.by_id.get(id))
@@ -90,21 +107,54 @@ impl Snapshot {
         for change in changes {
             match change {
                 Change::Put(record) => next.put(record),
-                Change::Delete { key, .. } if key.collection == INSTANCES => {
-                    if let Ok(id) = InstanceId::try_from(key.id.as_str()) {
-                        next.remove(&id);
+                Change::Delete { key, .. } => {
+                    let Ok(id) = InstanceId::try_from(key.id.as_str()) else { continue };
+                    match key.collection.as_str() {
+                        INSTANCES => next.remove(&id),
+                        MMDS => {
+                            next.mmds.remove(&id);
+                        }
+                        STATE => {
+                            next.state.remove(&id);
+                        }
+                        _ => {}
                     }
                 }
-                Change::Delete { .. } => {}
             }
         }
         next
     }
 
     fn put(&mut self, record: &Record) {
-        if record.key.collection != INSTANCES {
-            return;
+        match record.key.collection.as_str() {
+            INSTANCES => self.put_instance(record),
+            MMDS => Self::put_attachment(&mut self.mmds, record, Mmds::from_bytes),
+            STATE => Self::put_attachment(&mut self.state, record, GuestState::from_bytes),
+            _ => {}
         }
+    }
+
+    /// Indexes an MMDS or guest-state record under its instance id.
+    fn put_attachment<T>(
+        map: &mut HashMap<InstanceId, Arc<T>>,
+        record: &Record,
+        decode: impl Fn(&[u8]) -> Result<T, imds_model::Invalid>,
+    ) {
+        let Ok(id) = InstanceId::try_from(record.key.id.as_str()) else {
+            tracing::error!(key = %record.key, "skipping a record whose key is not an instance id");
+            return;
+        };
+        match decode(&record.value) {
+            Ok(value) => {
+                map.insert(id, Arc::new(value));
+            }
+            Err(error) => {
+                tracing::error!(key = %record.key, rev = %record.rev, %error, "skipping unreadable record");
+            }
+        }
+    }
+
+    fn put_instance(&mut self, record: &Record) {
         let instance = match Instance::from_bytes(&record.value) {
             Ok(instance) => instance,
             Err(error) => {

@@ -95,7 +95,8 @@ async fn ipv6_callers_are_identified() {
     let addr = listener.local_addr().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let key = imds_server::guest::token_key::load_or_create(&server.store).await.unwrap();
-    let router = imds_server::guest::router(server.running.view.clone(), key, Default::default());
+    let router =
+        imds_server::guest::router(server.running.view.clone(), server.store.clone(), key, &Default::default());
     let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
     let guest = imds_server::client::Client::from_source(addr, "::1".parse().unwrap());
     let response = guest.get("/latest/meta-data/instance-id").await.unwrap();
@@ -128,7 +129,7 @@ async fn guest_asking_before_the_view_is_loaded_waits_instead_of_being_refused()
     flaky.fail_next(4);
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let config = imds_server::server::Config {
-        guest: imds_server::guest::Config { listen: vec![loopback], throttle: Default::default() },
+        guest: imds_server::guest::Config { listen: vec![loopback], ..Default::default() },
         admin: imds_server::admin::Config { listen: None, socket: None, ..Default::default() },
         limits: Limits::default(),
         connections: Default::default(),
@@ -152,7 +153,8 @@ async fn ipv4_callers_of_an_ipv6_socket_are_identified_by_their_ipv4() {
     let port = listener.local_addr().unwrap().port();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let key = imds_server::guest::token_key::load_or_create(&server.store).await.unwrap();
-    let router = imds_server::guest::router(server.running.view.clone(), key, Default::default());
+    let router =
+        imds_server::guest::router(server.running.view.clone(), server.store.clone(), key, &Default::default());
     let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let guest = imds_server::client::Client::from_source(addr, "127.0.0.27".parse().unwrap());

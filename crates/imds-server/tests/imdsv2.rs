@@ -177,7 +177,8 @@ async fn token_replies_over_ipv6_leave_with_the_hop_limit() {
     let listener = tokio::net::TcpListener::bind("[::1]:0").await.expect("IPv6 loopback");
     let addr = listener.local_addr().unwrap();
     let key = imds_server::guest::token_key::load_or_create(&server.store).await.unwrap();
-    let router = imds_server::guest::router(server.running.view.clone(), key, Default::default());
+    let router =
+        imds_server::guest::router(server.running.view.clone(), server.store.clone(), key, &Default::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(imds_server::listener::serve_tcp(listener, router, Default::default(), shutdown.clone()));
     let put = "PUT /latest/api/token HTTP/1.1\r\nHost: imds\r\nX-aws-ec2-metadata-token-ttl-seconds: 60\r\nContent-Length: 0\r\n\r\n";

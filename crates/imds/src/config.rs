@@ -313,7 +313,7 @@ impl Config {
             .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
-                guest: guest::Config { listen: guest_listen, throttle },
+                guest: guest::Config { listen: guest_listen, throttle, dialects: Default::default() },
                 admin: admin::Config { listen: admin_listen, socket: admin_socket, token, write_visibility_timeout },
                 limits,
                 connections,

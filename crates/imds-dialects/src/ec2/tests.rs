@@ -1,4 +1,4 @@
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use imds_model::{Instance, Limits, SshKey};
 use serde_json::json;
 
@@ -13,15 +13,11 @@ fn instance(doc: serde_json::Value) -> Instance {
 fn context() -> Context<'static> {
     static KEY: std::sync::LazyLock<crate::token::TokenKey> =
         std::sync::LazyLock::new(|| crate::token::TokenKey::from_bytes([7; 32]));
-    Context { tokens: &KEY, now: 1_800_000_000 }
+    Context::new(&KEY, 1_800_000_000)
 }
 
 fn get(instance: &Instance, path: &str) -> GuestResponse {
-    respond(
-        instance,
-        &GuestRequest { method: Method::GET, path: path.to_owned(), headers: HeaderMap::new() },
-        &context(),
-    )
+    respond(instance, &GuestRequest::new(Method::GET, path), &context())
 }
 
 #[test]

@@ -7,6 +7,8 @@ pub const TEXT_PLAIN: &str = "text/plain";
 pub const OCTET_STREAM: &str = "application/octet-stream";
 /// Content type of error pages.
 pub const TEXT_HTML: &str = "text/html";
+/// The `Server` header of every answer.
+pub const SERVER: &str = "EC2ws";
 
 /// The 339-byte page EC2 sends with every 404; scripts grep for `404 - Not Found`.
 pub const NOT_FOUND_PAGE: &str = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?>\n\

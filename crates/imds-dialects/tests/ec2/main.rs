@@ -10,20 +10,20 @@ mod fixtures;
 mod golden;
 mod session;
 
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use imds_dialects::token::TokenKey;
 use imds_dialects::{ec2, Context, GuestRequest, GuestResponse};
 use imds_model::Instance;
 
 /// Sends `method path` to the EC2 dialect.
 fn send(instance: &Instance, method: Method, path: &str) -> GuestResponse {
-    ec2::respond(instance, &GuestRequest { method, path: path.to_owned(), headers: HeaderMap::new() }, &context())
+    ec2::respond(instance, &GuestRequest::new(method, path), &context())
 }
 
 /// A fixed key and clock: rendering is a pure function of them.
 fn context() -> Context<'static> {
     static KEY: std::sync::LazyLock<TokenKey> = std::sync::LazyLock::new(|| TokenKey::from_bytes([7; 32]));
-    Context { tokens: &KEY, now: 1_800_000_000 }
+    Context::new(&KEY, 1_800_000_000)
 }
 
 /// `GET path`.

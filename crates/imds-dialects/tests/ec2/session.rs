@@ -29,11 +29,7 @@ fn request(
         map.insert(*name, HeaderValue::from_str(value).unwrap());
     }
     let key = key();
-    ec2::respond(
-        instance,
-        &GuestRequest { method, path: path.to_owned(), headers: map },
-        &Context { tokens: &key, now },
-    )
+    ec2::respond(instance, &GuestRequest { headers: map, ..GuestRequest::new(method, path) }, &Context::new(&key, now))
 }
 
 fn header<'a>(response: &'a GuestResponse, name: &str) -> Option<&'a str> {

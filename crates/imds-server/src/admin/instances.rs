@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AdminError;
 use super::AdminState;
-use crate::view::INSTANCES;
+use crate::view::{INSTANCES, MMDS, STATE};
 
 /// A page of instances.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -184,6 +184,22 @@ pub async fn delete(
         other => other,
     };
     let key = Key::new(INSTANCES, id.as_str());
+    // The instance's MMDS document and guest state go first, so that an acknowledged delete
+    // leaves nothing behind for a later instance with the same id; the precondition is checked
+    // before anything is deleted.
+    let current = state.store.get(&key).await?.map(|record| record.rev);
+    expect.check(&key, current).map_err(|error| match error {
+        StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_)) => {
+            AdminError::PreconditionFailed(format!("instance {id} does not exist"))
+        }
+        other => AdminError::from(other),
+    })?;
+    for collection in [MMDS, STATE] {
+        match state.store.delete(&Key::new(collection, id.as_str()), Expect::Present).await {
+            Ok(_) | Err(StoreError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     let rev = state.store.delete(&key, expect).await.map_err(|error| match error {
         StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_)) => {
             AdminError::PreconditionFailed(format!("instance {id} does not exist"))

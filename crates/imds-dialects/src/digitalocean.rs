@@ -1,0 +1,8 @@
+//! The DigitalOcean dialect (`/metadata/v1…`): not served yet; every path answers EC2's not-found page.
+
+use crate::{Context, GuestRequest, GuestResponse, Subject};
+
+/// Answers one DigitalOcean request for the subject instance.
+pub fn respond(_subject: &Subject<'_>, _request: &GuestRequest, _context: &Context<'_>) -> GuestResponse {
+    crate::ec2::not_found()
+}
