@@ -1,6 +1,9 @@
 """Fixtures for the real-client tests: the real `imds` binary, and one instance registered
 through the admin API and bound to 127.0.0.1 (the address the clients call from).
 
+Real clients call from 127.0.0.1, so a test module that needs an instance of its own starts its
+own daemon with `running_imds(tmp)` and registers it with `put_instance`.
+
 The binary is `$IMDS_BIN`, else `target/debug/imds` under the repository root. Everything
 listens on loopback ports the kernel picks; nothing here contacts any other address.
 """
@@ -8,6 +11,7 @@ listens on loopback ports the kernel picks; nothing here contacts any other addr
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import os
@@ -124,10 +128,10 @@ def _wait_for_addresses(proc: subprocess.Popen[str], lines: queue.Queue[str | No
     return guest, admin
 
 
-@pytest.fixture(scope="session")
-def imds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imds]:
-    """Starts `imds serve` on loopback ports and stops it (by its PID) at the end."""
-    tmp = tmp_path_factory.mktemp("imds")
+@contextlib.contextmanager
+def running_imds(tmp: Path, extra_config: str = "") -> Iterator[Imds]:
+    """Runs `imds serve` on loopback ports, with its store in `tmp`, and stops it (by its PID)
+    on exit. `extra_config` is appended to the TOML configuration file."""
     config = tmp / "imds.toml"
     config.write_text(
         "[guest]\n"
@@ -137,7 +141,7 @@ def imds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imds]:
         'socket = ""\n'
         f'token = "{ADMIN_TOKEN}"\n'
         "[store]\n"
-        f"path = {json.dumps(str(tmp / 'imds.db'))}\n"
+        f"path = {json.dumps(str(tmp / 'imds.db'))}\n" + extra_config
     )
     # The file is the whole configuration: no IMDS_* variable of the caller's may override it.
     env = {key: value for key, value in os.environ.items() if not key.startswith("IMDS_")}
@@ -169,18 +173,32 @@ def imds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imds]:
         stderr.close()
 
 
-@pytest.fixture(scope="session")
-def instance(imds: Imds) -> dict[str, Any]:
-    """Registers the test instance (bound to 127.0.0.1) and returns the record the server stored."""
+def put_instance(imds: Imds, instance_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Creates an instance through the admin API and returns the record the server stored."""
     request = urllib.request.Request(
-        f"{imds.admin_url}/v1/instances/{INSTANCE_ID}",
+        f"{imds.admin_url}/v1/instances/{instance_id}",
         method="PUT",
-        data=json.dumps(RECORD).encode(),
+        data=json.dumps(record).encode(),
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
     )
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
     with direct.open(request, timeout=10) as response:
-        assert response.status == 201, f"PUT /v1/instances/{INSTANCE_ID} answered {response.status}"
+        assert response.status in (200, 201), f"PUT /v1/instances/{instance_id} answered {response.status}"
         stored: dict[str, Any] = json.load(response)
-    assert stored["id"] == INSTANCE_ID
+    assert stored["id"] == instance_id
+    return stored
+
+
+@pytest.fixture(scope="session")
+def imds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imds]:
+    """The shared `imds serve` of the EC2 client tests."""
+    with running_imds(tmp_path_factory.mktemp("imds")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def instance(imds: Imds) -> dict[str, Any]:
+    """Registers the test instance (bound to 127.0.0.1) and returns the record the server stored."""
+    stored = put_instance(imds, INSTANCE_ID, RECORD)
+    assert stored["hostname"] == RECORD["hostname"]
     return stored
