@@ -118,13 +118,26 @@ async fn serve_guests(
     while serving.join_next().await.is_some() {}
 }
 
+/// The listen backlog of TCP listeners: a burst of new connections (every VM of a host booting
+/// at once) waits in the kernel instead of being refused. The kernel caps it at
+/// `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds a TCP listener with [`LISTEN_BACKLOG`] (`TcpListener::bind` uses 1024).
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds every listener, then starts the replica loop and both planes.
 ///
 /// Binding happens before anything runs, so a port in use fails the start instead of leaving a
 /// half-started daemon.
 pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, StartError> {
     let bind_tcp = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what: addr.to_string(), source })
+        bind(addr).map_err(|source| StartError::Bind { what: addr.to_string(), source })
     };
     let mut guest_listeners = Vec::new();
     for addr in &config.guest.listen {

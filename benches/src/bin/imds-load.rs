@@ -1,0 +1,381 @@
+//! A load client for imds benchmarks, for what `wrk` cannot do: connections from many loopback
+//! source addresses (one per registered instance), connection bursts, token storms, and admin
+//! writes. Every mode is bounded in count and time and prints one JSON line of results.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use imds_bench::source_address;
+use serde_json::json;
+use tokio::net::TcpSocket;
+use tokio::time::Instant;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load client for imds benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Keep-alive GETs of one path for a fixed time, each connection from its own instance address.
+    Get {
+        /// The guest listener.
+        #[arg(long)]
+        target: SocketAddr,
+        /// The path to GET.
+        #[arg(long)]
+        path: String,
+        /// Connections held open.
+        #[arg(long, default_value_t = 16)]
+        connections: u32,
+        /// Instances to spread the connections over (`source_address(0..instances)`); 0 calls from 127.0.0.1.
+        #[arg(long, default_value_t = 0)]
+        instances: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Opens this many connections at once, one GET on each; every answer must be 200.
+    Burst {
+        /// The guest listener.
+        #[arg(long)]
+        target: SocketAddr,
+        /// The path to GET.
+        #[arg(long, default_value = "/latest/meta-data/instance-id")]
+        path: String,
+        /// Connections opened at once.
+        #[arg(long, default_value_t = 10_000)]
+        connections: u32,
+        /// Seconds before the burst counts as failed.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// This many concurrent IMDSv2 token PUTs, each followed by a GET with its token.
+    Tokens {
+        /// The guest listener.
+        #[arg(long)]
+        target: SocketAddr,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 256)]
+        connections: u32,
+        /// Seconds before the storm counts as failed.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Registers `count` instances through the admin API, `concurrency` writes at a time.
+    Populate {
+        /// The admin listener.
+        #[arg(long)]
+        admin: SocketAddr,
+        /// The admin bearer token.
+        #[arg(long)]
+        token: String,
+        /// Instances to register (ids `i-bench-N`, addresses `source_address(N)`).
+        #[arg(long)]
+        count: u32,
+        /// Writes in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: u32,
+    },
+    /// Times `count` admin writes from send until a guest read sees them.
+    Visibility {
+        /// The admin listener.
+        #[arg(long)]
+        admin: SocketAddr,
+        /// The guest listener.
+        #[arg(long)]
+        target: SocketAddr,
+        /// The admin bearer token.
+        #[arg(long)]
+        token: String,
+        /// Writes to time.
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+    },
+}
+
+/// One HTTP/1 connection from a chosen source address.
+struct Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(target: SocketAddr, source: Option<Ipv4Addr>) -> anyhow::Result<Self> {
+        let socket = TcpSocket::new_v4()?;
+        if let Some(source) = source {
+            socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).with_context(|| format!("bind {source}"))?;
+        }
+        let stream = socket.connect(target).await.with_context(|| format!("connect {target}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Self { sender })
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder().method(method).uri(path).header("host", "169.254.169.254");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request.body(Full::new(body))?).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Prints the common summary line: counts, rate and latency percentiles (microseconds).
+fn report(mode: &str, mut micros: Vec<u32>, errors: u64, elapsed: Duration, extra: serde_json::Value) {
+    micros.sort_unstable();
+    let ok = micros.len() as u64;
+    let mut line = json!({
+        "mode": mode,
+        "requests": ok,
+        "errors": errors,
+        "seconds": elapsed.as_secs_f64(),
+        "rps": ok as f64 / elapsed.as_secs_f64().max(1e-9),
+        "p50_us": percentile(&micros, 0.50),
+        "p99_us": percentile(&micros, 0.99),
+        "max_us": micros.last().copied().unwrap_or(0),
+    });
+    if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), extra) {
+        line.extend(extra);
+    }
+    println!("{line}");
+}
+
+/// Samples kept per connection, so that a long run stays bounded in memory.
+const MAX_SAMPLES_PER_CONNECTION: usize = 2_000_000;
+
+async fn get(target: SocketAddr, path: String, connections: u32, instances: u32, seconds: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let source = (instances > 0).then(|| source_address(c % instances));
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut micros = Vec::new();
+            let mut errors = 0u64;
+            let mut conn = Conn::open(target, source).await?;
+            // Connections past the first round spread over the other instances as they go.
+            let mut n = 0u32;
+            while Instant::now() < deadline {
+                let start = Instant::now();
+                match conn.send(Method::GET, &path, &[], Bytes::new()).await {
+                    Ok((StatusCode::OK, _)) => {
+                        if micros.len() < MAX_SAMPLES_PER_CONNECTION {
+                            micros.push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
+                        }
+                    }
+                    Ok(_) | Err(_) => errors += 1,
+                }
+                n = n.wrapping_add(1);
+                if instances > connections && n % 1024 == 0 {
+                    let next = c.wrapping_add(connections.wrapping_mul(n / 1024)) % instances;
+                    conn = Conn::open(target, Some(source_address(next))).await?;
+                }
+            }
+            anyhow::Ok((micros, errors))
+        }));
+    }
+    let mut micros = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (m, e) = task.await??;
+        micros.extend(m);
+        errors += e;
+    }
+    report("get", micros, errors, started.elapsed(), json!({"connections": connections, "instances": instances}));
+    Ok(())
+}
+
+async fn burst(target: SocketAddr, path: String, connections: u32, seconds: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let path = path.clone();
+        tasks.spawn(async move {
+            let start = Instant::now();
+            let mut conn = Conn::open(target, None).await?;
+            let (status, body) = conn.send(Method::GET, &path, &[], Bytes::new()).await?;
+            if status != StatusCode::OK || body.is_empty() {
+                bail!("answer {status} with {} bytes", body.len());
+            }
+            Ok(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX))
+        });
+    }
+    let (micros, errors, first_error) = collect(tasks, seconds).await;
+    report("burst", micros, errors, started.elapsed(), json!({"connections": connections, "first_error": first_error}));
+    Ok(())
+}
+
+async fn tokens(target: SocketAddr, connections: u32, seconds: u64) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        tasks.spawn(async move {
+            let start = Instant::now();
+            let mut conn = Conn::open(target, None).await?;
+            let ttl = [("x-aws-ec2-metadata-token-ttl-seconds", "60")];
+            let (status, token) = conn.send(Method::PUT, "/latest/api/token", &ttl, Bytes::new()).await?;
+            if status != StatusCode::OK || token.is_empty() {
+                bail!("token PUT answered {status}");
+            }
+            let token = std::str::from_utf8(&token)?.to_owned();
+            let with_token = [("x-aws-ec2-metadata-token", token.as_str())];
+            let (status, body) =
+                conn.send(Method::GET, "/latest/meta-data/instance-id", &with_token, Bytes::new()).await?;
+            if status != StatusCode::OK || body.is_empty() {
+                bail!("GET with the token answered {status}");
+            }
+            Ok(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX))
+        });
+    }
+    let (micros, errors, first_error) = collect(tasks, seconds).await;
+    report(
+        "tokens",
+        micros,
+        errors,
+        started.elapsed(),
+        json!({"connections": connections, "first_error": first_error}),
+    );
+    Ok(())
+}
+
+/// Waits for every task, for at most `seconds`; unfinished tasks count as errors.
+async fn collect(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<u32>>,
+    seconds: u64,
+) -> (Vec<u32>, u64, Option<String>) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let (mut micros, mut errors, mut first_error) = (Vec::new(), 0u64, None);
+    loop {
+        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(Some(Ok(Ok(us)))) => micros.push(us),
+            Ok(Some(Ok(Err(error)))) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("{error:#}"));
+            }
+            Ok(Some(Err(error))) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| error.to_string());
+            }
+            Ok(None) => break,
+            Err(_) => {
+                errors += tasks.len() as u64;
+                first_error.get_or_insert_with(|| "timed out".into());
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+    (micros, errors, first_error)
+}
+
+fn instance_doc(n: u32, hostname: &str) -> String {
+    json!({"ipv4": [source_address(n).to_string()], "hostname": hostname, "region": "eu-west-1"}).to_string()
+}
+
+async fn populate(admin: SocketAddr, token: String, count: u32, concurrency: u32) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, token) = (std::sync::Arc::clone(&next), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(admin, None).await?;
+            let auth = format!("Bearer {token}");
+            let mut micros = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= count {
+                    return anyhow::Ok(micros);
+                }
+                let start = Instant::now();
+                let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+                let body = Bytes::from(instance_doc(n, &format!("bench-{n}")));
+                let (status, text) =
+                    conn.send(Method::PUT, &format!("/v1/instances/i-bench-{n}"), &headers, body).await?;
+                if !status.is_success() {
+                    bail!("PUT i-bench-{n} answered {status}: {}", String::from_utf8_lossy(&text));
+                }
+                micros.push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
+            }
+        }));
+    }
+    let mut micros = Vec::new();
+    for task in tasks {
+        micros.extend(task.await??);
+    }
+    report("populate", micros, 0, started.elapsed(), json!({"count": count, "concurrency": concurrency}));
+    Ok(())
+}
+
+async fn visibility(admin: SocketAddr, target: SocketAddr, token: String, count: u32) -> anyhow::Result<()> {
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    let mut admin_conn = Conn::open(admin, None).await?;
+    // Instance 0 is the one written; its guest reads from its own address.
+    let mut guest = Conn::open(target, Some(source_address(0))).await?;
+    let started = Instant::now();
+    let mut micros = Vec::new();
+    let mut errors = 0;
+    for n in 0..count {
+        let hostname = format!("visible-{n}");
+        let start = Instant::now();
+        let (status, _) = admin_conn
+            .send(Method::PUT, "/v1/instances/i-bench-0", &headers, Bytes::from(instance_doc(0, &hostname)))
+            .await?;
+        if !status.is_success() {
+            bail!("admin PUT answered {status}");
+        }
+        // The write is acknowledged once the guest view has it: the very next read must see it.
+        let (status, body) = guest.send(Method::GET, "/latest/meta-data/hostname", &[], Bytes::new()).await?;
+        let elapsed = start.elapsed();
+        if status == StatusCode::OK && body.as_ref() == hostname.as_bytes() {
+            micros.push(u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX));
+        } else {
+            errors += 1;
+        }
+    }
+    report("visibility", micros, errors, started.elapsed(), json!({"count": count}));
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().mode {
+        Mode::Get { target, path, connections, instances, seconds } => {
+            get(target, path, connections, instances, seconds).await
+        }
+        Mode::Burst { target, path, connections, seconds } => burst(target, path, connections, seconds).await,
+        Mode::Tokens { target, connections, seconds } => tokens(target, connections, seconds).await,
+        Mode::Populate { admin, token, count, concurrency } => populate(admin, token, count, concurrency).await,
+        Mode::Visibility { admin, target, token, count } => visibility(admin, target, token, count).await,
+    }
+}
