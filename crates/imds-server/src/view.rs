@@ -9,7 +9,6 @@
 //! The view also tells writers when it has caught up with a revision ([`View::wait_for`]), which
 //! is how an admin write returns only once guests can read it.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +19,9 @@ use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
 use crate::guest::throttle::Bucket;
+use sharded::ShardedMap;
+
+mod sharded;
 
 /// The store collection that holds instance records.
 pub const INSTANCES: &str = "instances";
@@ -43,11 +45,11 @@ pub struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     rev: Revision,
-    by_id: HashMap<InstanceId, Arc<Entry>>,
-    by_ip: HashMap<IpAddr, InstanceId>,
-    by_mac: HashMap<MacAddr, InstanceId>,
-    mmds: HashMap<InstanceId, Arc<Mmds>>,
-    state: HashMap<InstanceId, Arc<GuestState>>,
+    by_id: ShardedMap<InstanceId, Arc<Entry>>,
+    by_ip: ShardedMap<IpAddr, InstanceId>,
+    by_mac: ShardedMap<MacAddr, InstanceId>,
+    mmds: ShardedMap<InstanceId, Arc<Mmds>>,
+    state: ShardedMap<InstanceId, Arc<GuestState>>,
 }
 
 impl Snapshot {
@@ -136,7 +138,7 @@ impl Snapshot {
 
     /// Indexes an MMDS or guest-state record under its instance id.
     fn put_attachment<T>(
-        map: &mut HashMap<InstanceId, Arc<T>>,
+        map: &mut ShardedMap<InstanceId, Arc<T>>,
         record: &Record,
         decode: impl Fn(&[u8]) -> Result<T, imds_model::Invalid>,
     ) {
