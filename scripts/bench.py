@@ -186,6 +186,21 @@ def start_nginx(work: Path, root: Path, pinned: bool) -> Proc:
     return Proc("nginx", popen, port)
 
 
+def start_moto(work: Path, pinned: bool) -> Proc | None:
+    """moto's server (PyPI), the Python mock many projects use; `None` when it is not installed."""
+    binary = REPO / "target" / "bench" / "venv" / "bin" / "moto_server"
+    if not binary.exists():
+        return None
+    port = free_port()
+    popen = subprocess.Popen(
+        pin(pinned, SERVER_CORE) + [str(binary), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "moto.stderr").open("ab"),
+    )
+    wait_port(port, popen)
+    return Proc("moto", popen, port)
+
+
 def start_floor(work: Path, body: Path, pinned: bool) -> Proc:
     port = free_port()
     popen = subprocess.Popen(
@@ -246,7 +261,7 @@ class Workload:
     name: str
     path: str
     headers: dict[str, str] = field(default_factory=dict)
-    peers: tuple[str, ...] = ("nginx", "floor")
+    moto: bool = False  # moto's server answers this path too
 
 
 def prepare(work: Path, imds: Proc) -> tuple[list[Workload], Path]:
@@ -260,8 +275,9 @@ def prepare(work: Path, imds: Proc) -> tuple[list[Workload], Path]:
                          {"X-aws-ec2-metadata-token-ttl-seconds": "21600"})
     assert status == 200, status
     workloads = [
-        Workload("leaf GET (IMDSv1)", "/latest/meta-data/instance-id"),
-        Workload("leaf GET (IMDSv2 token)", "/latest/meta-data/instance-id", {"X-aws-ec2-metadata-token": token.decode()}),
+        Workload("leaf GET (IMDSv1)", "/latest/meta-data/instance-id", moto=True),
+        Workload("leaf GET (IMDSv2 token)", "/latest/meta-data/instance-id", {"X-aws-ec2-metadata-token": token.decode()},
+                 moto=True),
         Workload("listing /latest/meta-data/", "/latest/meta-data/"),
         Workload("16 KiB user-data", "/latest/user-data"),
     ]
@@ -304,9 +320,10 @@ def compare(work: Path, args: argparse.Namespace, out: list[str]) -> None:
         out.append(f"\n### Side by side, {mode}\n")
         out.append("Medians of the repeats (± half the range). `CPU/req` is server CPU time per request; "
                    "ratios are imds ÷ nginx in this run (CPU: lower is better; req/s: higher is better).\n")
-        out.append("| workload | conc. | server | req/s | p50 µs | p99 µs | CPU/req µs | CPU ratio | req/s ratio |")
-        out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        out.append("| workload | conc. | server | req/s | p50 µs | p99 µs | CPU/req µs | CPU ratio | req/s ratio | errors |")
+        out.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         imds = start_imds(work, pinned)
+        moto = start_moto(work, pinned)
         try:
             workloads, root = prepare(work, imds)
             nginx = start_nginx(work, root, pinned)
@@ -316,24 +333,26 @@ def compare(work: Path, args: argparse.Namespace, out: list[str]) -> None:
                     try:
                         for connections in args.connections:
                             rows: dict[str, dict[str, list[float]]] = {}
+                            servers = [imds, nginx, floor] + ([moto] if moto and w.moto else [])
                             for _ in range(args.repeats):
-                                for server in (imds, nginx, floor):
+                                for server in servers:
                                     headers = w.headers if server is imds else {}
                                     r = measure(server, w.path, connections, args.seconds, pinned, headers)
-                                    if r["errors"]:
-                                        raise RuntimeError(f"{server.name} {w.path}: {r['errors']:.0f} errors")
+                                    if r["errors"] and server is imds:
+                                        raise RuntimeError(f"imds {w.path}: {r['errors']:.0f} errors")
                                     agg = rows.setdefault(server.name, {})
                                     for key, value in r.items():
                                         agg.setdefault(key, []).append(value)
                             base = rows["nginx"]
-                            for name in ("imds", "nginx", "floor"):
+                            for name in [server.name for server in servers]:
                                 r = rows[name]
                                 cpu_ratio = median(r["cpu_us"]) / median(base["cpu_us"])
                                 rps_ratio = median(r["rps"]) / median(base["rps"])
                                 out.append(
                                     f"| {w.name} | {connections} | {name} | {median(r['rps']):,.0f}{spread(r['rps'])} | "
                                     f"{fmt_us(median(r['p50']))} | {fmt_us(median(r['p99']))} | "
-                                    f"{median(r['cpu_us']):.1f}{spread(r['cpu_us'])} | {cpu_ratio:.2f} | {rps_ratio:.2f} |"
+                                    f"{median(r['cpu_us']):.1f}{spread(r['cpu_us'])} | {cpu_ratio:.2f} | {rps_ratio:.2f} | "
+                                    f"{sum(r['errors']):.0f} |"
                                 )
                             log(f"{mode}: {w.name} c={connections} done")
                     finally:
@@ -342,6 +361,8 @@ def compare(work: Path, args: argparse.Namespace, out: list[str]) -> None:
                 nginx.stop()
         finally:
             imds.stop()
+            if moto:
+                moto.stop()
 
 
 def robustness(work: Path, out: list[str]) -> None:
@@ -448,7 +469,8 @@ def main() -> None:
         f"- Machine: {os.cpu_count()} cores, {cpu_model}; Linux {platform.release()}.",
         f"- References measured in the same run: {nginx_version} (`worker_processes 1`, static files holding the "
         "exact bytes imds answers, keep-alive), and `imds-floor` (a minimal hyper server answering constant bytes: "
-        "the floor of the framework imds is built on).",
+        "the floor of the framework imds is built on); moto's server (PyPI) where it answers the path (leaves only; "
+        "it closes the connection after every answer).",
         f"- Load: {wrk_version}, one thread, {args.seconds} s per point, {args.repeats} repeat(s); imds runs with "
         "throttling off (`throttle_per_second = 0`) and a SQLite store.",
         "- Targets (not CI assertions): imds CPU/req ≤ nginx's and req/s ≥ nginx's in the pinned run; IMDSv2 "
