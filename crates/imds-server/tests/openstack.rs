@@ -148,3 +148,41 @@ async fn forwarding_headers_from_a_guest_never_change_who_it_is() {
     let response = stranger.send(Method::GET, "/openstack/latest/meta_data.json", &spoof, "").await.unwrap();
     assert_eq!(response.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_admin_api_refuses_a_bad_openstack_override_block() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let bad = json!({"ipv4": ["127.0.2.8"], "dialects": {"openstack": {"uuid": "nope", "flavor": "m1"}}});
+    let put = admin
+        .send(Method::PUT, "/v1/instances/os-bad", &[("content-type", "application/json")], bad.to_string())
+        .await
+        .unwrap();
+    assert_eq!(put.status, StatusCode::BAD_REQUEST, "{}", put.text());
+    let error: Value = serde_json::from_slice(&put.body).unwrap();
+    let text = error.to_string();
+    assert!(text.contains("dialects.openstack.uuid") && text.contains("expected a UUID string"), "{text}");
+    assert!(text.contains("dialects.openstack.flavor"), "{text}");
+    let get = admin.send(Method::GET, "/v1/instances/os-bad", &[], "").await.unwrap();
+    assert_eq!(get.status, StatusCode::NOT_FOUND, "nothing was stored");
+
+    server
+        .create(json!({"id": "os-good", "ipv4": ["127.0.2.9"], "dialects": {"openstack": {"project_id": "p1"}}}))
+        .await;
+    let patch = admin
+        .send(
+            Method::PATCH,
+            "/v1/instances/os-good",
+            &[("content-type", "application/merge-patch+json")],
+            json!({"dialects": {"openstack": {"meta": {"n": 1}}}}).to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patch.status, StatusCode::BAD_REQUEST, "{}", patch.text());
+    assert!(patch.text().contains("dialects.openstack.meta"), "{}", patch.text());
+    let guest = server.guest_from("127.0.2.9");
+    let meta = guest.send(Method::GET, "/openstack/latest/meta_data.json", &[], "").await.unwrap();
+    let meta: Value = serde_json::from_slice(&meta.body).unwrap();
+    assert_eq!(meta["project_id"], "p1");
+    assert!(meta.get("meta").is_none(), "the refused patch changed nothing");
+}
