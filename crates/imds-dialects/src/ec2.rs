@@ -42,7 +42,7 @@ use crate::{Context, GuestRequest, GuestResponse};
 
 mod derived;
 mod identity;
-mod meta_data;
+pub(crate) mod meta_data;
 mod network;
 mod session;
 mod tree;

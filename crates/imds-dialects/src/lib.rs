@@ -22,7 +22,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use imds_model::{GuestState, Instance, Mmds, StateWrite};
+use imds_model::{FieldError, GuestState, Instance, Invalid, Mmds, StateWrite};
 
 pub mod azure;
 pub mod digitalocean;
@@ -274,6 +274,25 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         Dialect::DigitalOcean => digitalocean::respond(subject, request, context),
         Dialect::NoCloud => nocloud::respond(subject, request, context),
         Dialect::Hetzner => hetzner::respond(subject, request, context),
+    }
+}
+
+/// Checks the override blocks the dialects define (`dialects.<name>`), reporting every unknown or
+/// ill-typed key with its field path; the admin API refuses a record that fails. Blocks of
+/// dialects that define no check are accepted as they are.
+pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
+    let mut errors = Vec::new();
+    if let Some(block) = instance.dialects.override_for("openstack").and_then(serde_json::Value::as_object) {
+        errors.extend(
+            openstack::check_overrides(block)
+                .into_iter()
+                .map(|(key, message)| FieldError::new(format!("dialects.openstack.{key}"), message)),
+        );
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Invalid { errors })
     }
 }
 

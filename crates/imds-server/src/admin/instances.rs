@@ -81,6 +81,7 @@ pub async fn put(
         None => return Err(invalid("", "expected a JSON object")),
     }
     let instance = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
+    imds_dialects::check_overrides(&instance).map_err(AdminError::Invalid)?;
     let expect = precondition(&headers)?;
     let written = write(&state, &instance, expect).await?;
     tracing::info!(action = "put", id = %id, rev = %written.rev, created = written.created, "instance written");
@@ -145,6 +146,7 @@ pub async fn patch(
             return Err(invalid("id", "the id of an instance cannot be changed or removed"));
         }
         let patched = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
+        imds_dialects::check_overrides(&patched).map_err(AdminError::Invalid)?;
         match write(&state, &patched, Expect::Revision(rev)).await {
             Ok(written) => {
                 tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
