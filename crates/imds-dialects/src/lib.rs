@@ -277,6 +277,29 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
     }
 }
 
+/// Checks the record's per-dialect override blocks against what each dialect reads, reporting
+/// every problem at once with its field path (e.g. `dialects.azure.vmSize`). The admin API calls
+/// it after [`Instance::parse`]; a dialect that defines no check accepts any object.
+pub fn check_overrides(instance: &Instance) -> Result<(), imds_model::Invalid> {
+    let mut errors = Vec::new();
+    for (dialect, block) in &instance.dialects.overrides {
+        let problems = match dialect.as_str() {
+            "azure" => azure::check_overrides(block),
+            _ => Vec::new(),
+        };
+        errors.extend(problems.into_iter().map(|(field, message)| {
+            let path =
+                if field.is_empty() { format!("dialects.{dialect}") } else { format!("dialects.{dialect}.{field}") };
+            imds_model::FieldError::new(path, message)
+        }));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(imds_model::Invalid { errors })
+    }
+}
+
 /// Adds EC2's `Server` header: AWS sends `Server: EC2ws` on every metadata answer.
 fn ec2_shaped(response: GuestResponse) -> GuestResponse {
     response.with_header(http::header::SERVER, HeaderValue::from_static(ec2::wire::SERVER))

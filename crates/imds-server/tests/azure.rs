@@ -139,3 +139,41 @@ async fn the_identity_probe_without_the_header_gets_a_prompt_400() {
     assert_eq!(request.status, StatusCode::BAD_REQUEST);
     assert_eq!(request.json(), json!({"error": "invalid_request", "error_description": "Identity not found"}));
 }
+
+#[tokio::test]
+async fn the_admin_api_refuses_a_bad_azure_override_block_and_keeps_the_record() {
+    let server = server_with_guest().await;
+    let admin = server.admin();
+    let id = "a1b2c3d4-0000-4000-8000-00000000a001";
+    let bad = json!({
+        "id": id,
+        "ipv4": [GUEST],
+        "dialects": {"azure": {"vmSize": 2, "vmId": "not-a-uuid", "subscription": "s", "plan": {"name": []}}}
+    });
+    for method in [Method::PUT, Method::PATCH] {
+        let response = admin
+            .send(
+                method.clone(),
+                &format!("/v1/instances/{id}"),
+                &[("content-type", "application/json")],
+                bad.to_string(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{method}: {}", response.text());
+        let error = &response.json()["error"];
+        assert_eq!(error["code"], "invalid_instance");
+        let fields: Vec<&str> =
+            error["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+        assert_eq!(
+            fields,
+            ["dialects.azure.vmSize", "dialects.azure.vmId", "dialects.azure.subscription", "dialects.azure.plan.name"],
+            "{method}"
+        );
+    }
+    // Nothing changed: the guest still sees the original overrides.
+    let guest = server.guest_from(GUEST);
+    let target = "/metadata/instance/compute/resourceGroupName?api-version=2021-08-01&format=text";
+    let response = guest.send(Method::GET, target, &[("Metadata", "true")], "").await.unwrap();
+    assert_eq!(response.text(), "rg-1");
+}
