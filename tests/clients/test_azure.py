@@ -217,6 +217,7 @@ def test_the_probe_alone_gets_a_prompt_400(azure_imds: Imds, monkeypatch: pytest
     started = time.monotonic()
     with pytest.raises(HttpResponseError) as refused:
         client.request_token("https://management.azure.com/.default", connection_timeout=1, retry_total=0)
-    assert time.monotonic() - started < 1
+    # Generous next to the probe's one-second budget, tight next to a server that waits.
+    assert time.monotonic() - started < 3
     assert refused.value.status_code == 400
     assert "Required metadata header not specified" in str(refused.value)

@@ -11,8 +11,10 @@ use http::{Method, StatusCode};
 use imds_server::test_util::TestServer;
 use serde_json::json;
 
-/// The one-second timeout azure-identity and cloud-init probe with (cloud-init uses two).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A bound on "promptly". azure-identity probes with a one-second timeout (cloud-init with two)
+/// and imds answers in microseconds; three seconds keeps a loaded machine from failing the test
+/// while still catching a server that waits for anything (a body, the store, a retry).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 const GUEST: &str = "127.0.5.1";
 const INSTANCE: &str = "/metadata/instance?api-version=2021-08-01&extended=true";
