@@ -52,10 +52,10 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context
     let mut segments = rest.split('/').filter(|s| !s.is_empty());
     let category = segments.next().unwrap_or_default();
     if category == "identity" {
-        return identity(subject, request, rest);
+        return identity(request, rest);
     }
     if let Err(refusal) = check_headers(&request.headers) {
-        return error(StatusCode::BAD_REQUEST, refusal);
+        return error(StatusCode::BAD_REQUEST, refusal.message());
     }
     let Ok(query) = Query::parse(request.query.as_deref()) else {
         return error(StatusCode::BAD_REQUEST, wire::DUPLICATE_PARAMETER);
@@ -128,26 +128,46 @@ fn step<'v>(node: &'v Value, segment: &str) -> Option<&'v Value> {
     }
 }
 
+/// Why a request fails the security checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// It carries `X-Forwarded-For`.
+    Forwarded,
+    /// It lacks `Metadata: true`.
+    MissingHeader,
+}
+
+impl Refusal {
+    /// The instance endpoints' error message.
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::Forwarded => wire::FORWARDED,
+            Refusal::MissingHeader => wire::MISSING_METADATA_HEADER,
+        }
+    }
+}
+
 /// The security checks every endpoint makes, in Azure's order: no forwarding, then the header.
-fn check_headers(headers: &HeaderMap) -> Result<(), &'static str> {
+fn check_headers(headers: &HeaderMap) -> Result<(), Refusal> {
     if headers.contains_key(wire::FORWARDED_FOR_HEADER) {
-        return Err(wire::FORWARDED);
+        return Err(Refusal::Forwarded);
     }
     let metadata = headers.get(wire::METADATA_HEADER).and_then(|v| v.to_str().ok());
     if !metadata.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
-        return Err(wire::MISSING_METADATA_HEADER);
+        return Err(Refusal::MissingHeader);
     }
     Ok(())
 }
 
 /// `/metadata/identity/…`: the managed-identity endpoint of a VM with no identity assigned.
-fn identity(_subject: &Subject<'_>, request: &GuestRequest, rest: &str) -> GuestResponse {
-    let oauth = |status: StatusCode, code: &str, description: &str| {
-        GuestResponse::new(status, wire::JSON, json!({"error": code, "error_description": description}).to_string())
+fn identity(request: &GuestRequest, rest: &str) -> GuestResponse {
+    let oauth = |code: &str, description: &str| {
+        let body = json!({"error": code, "error_description": description});
+        GuestResponse::new(StatusCode::BAD_REQUEST, wire::JSON, body.to_string())
     };
     match check_headers(&request.headers) {
-        Err(wire::FORWARDED) => return oauth(StatusCode::BAD_REQUEST, wire::OAUTH_INVALID_REQUEST, wire::FORWARDED),
-        Err(_) => return oauth(StatusCode::BAD_REQUEST, "bad_request_102", wire::IDENTITY_MISSING_HEADER),
+        Err(Refusal::Forwarded) => return oauth(wire::OAUTH_INVALID_REQUEST, wire::FORWARDED),
+        Err(Refusal::MissingHeader) => return oauth(wire::OAUTH_MISSING_HEADER, wire::IDENTITY_MISSING_HEADER),
         Ok(()) => {}
     }
     if rest.trim_end_matches('/') != "identity/oauth2/token" {
@@ -156,13 +176,13 @@ fn identity(_subject: &Subject<'_>, request: &GuestRequest, rest: &str) -> Guest
     if request.method != Method::GET && request.method != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED);
     }
-    let versioned = Query::parse(request.query.as_deref()).ok().and_then(|q| q.version(wire::API_VERSIONS).map(drop));
-    if versioned.is_none() {
-        return oauth(StatusCode::BAD_REQUEST, wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_BAD_API_VERSION);
+    let query = Query::parse(request.query.as_deref());
+    if query.ok().and_then(|query| query.version(wire::API_VERSIONS)).is_none() {
+        return oauth(wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_BAD_API_VERSION);
     }
     // Tokens come with the credential service; until then every VM answers as one without an
     // assigned identity, which SDK credential chains read as "try the next credential".
-    oauth(StatusCode::BAD_REQUEST, wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_NOT_FOUND)
+    oauth(wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_NOT_FOUND)
 }
 
 /// A JSON error body `{"error": message}`.

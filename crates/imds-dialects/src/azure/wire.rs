@@ -87,7 +87,9 @@ pub const METHOD_NOT_ALLOWED: &str = "Method not allowed";
 pub const NO_LOAD_BALANCER: &str =
     "No load balancer metadata is found. Please check if your VM is using any non-basic SKU load balancer and retry later.";
 
-/// OAuth error code of the managed-identity endpoint's 400s.
+/// Error code of the managed-identity endpoint's 400 for a request without `Metadata: true`.
+pub const OAUTH_MISSING_HEADER: &str = "bad_request_102";
+/// OAuth error code of the managed-identity endpoint's other 400s.
 pub const OAUTH_INVALID_REQUEST: &str = "invalid_request";
 /// `error_description` when the VM has no managed identity.
 pub const IDENTITY_NOT_FOUND: &str = "Identity not found";
