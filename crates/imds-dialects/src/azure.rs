@@ -99,7 +99,7 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context
             } else if request.method == Method::POST {
                 match serde_json::from_slice::<Value>(&request.body) {
                     Ok(Value::Object(_)) => GuestResponse::new(StatusCode::OK, wire::JSON, ""),
-                    _ => error(StatusCode::BAD_REQUEST, "Bad request. The body must be a JSON object"),
+                    _ => error(StatusCode::BAD_REQUEST, wire::BODY_NOT_OBJECT),
                 }
             } else {
                 error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED)

@@ -79,6 +79,8 @@ pub const BAD_FORMAT: &str = "Bad request. format must be json or text";
 pub const LEAF_NEEDS_TEXT: &str = "Bad request. Leaf nodes must be queried with format=text";
 /// 400 body for a non-leaf asked for as text.
 pub const TEXT_NEEDS_LEAF: &str = "Bad request. format=text is only supported on leaf nodes";
+/// 400 body for a scheduled-events approval that is not a JSON object.
+pub const BODY_NOT_OBJECT: &str = "Bad request. The body must be a JSON object";
 /// 404 body for a path that names nothing.
 pub const NOT_FOUND: &str = "Not found";
 /// 405 body for a method the endpoint does not take.
