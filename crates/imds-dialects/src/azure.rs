@@ -1,8 +1,234 @@
-//! The Azure IMDS dialect (`/metadata/…`): not served yet; every path answers EC2's not-found page.
+//! The Azure Instance Metadata Service dialect (`/metadata/…`), as a pure renderer.
+//!
+//! Every request must carry `Metadata: true` (any case) and no `X-Forwarded-For`; anything else
+//! is refused at once with Azure's `400` JSON body, so clients probing with a one-second timeout
+//! get their answer. Query parameters may not repeat. Endpoints:
+//! - `/metadata/instance[/<key or index>…]?api-version=<v>[&format=json|text][&extended=true]`:
+//!   the document of module `document`, filtered to the fields `<v>` has; `api-version` must be
+//!   one of [`wire::API_VERSIONS`] (else `400` with the three newest). Route filtering walks
+//!   object keys and array indexes; a leaf (a string) must be asked with `format=text` and
+//!   answers its bare value, anything else answers JSON and refuses `format=text`.
+//! - `/metadata/versions`: `{"apiVersions":[…]}`, no `api-version` needed.
+//! - `/metadata/scheduledevents?api-version=<v>`: `{"DocumentIncarnation":0,"Events":[]}` (the
+//!   record has no events yet); `POST` with a JSON object (`{"StartRequests":[…]}`) answers `200`.
+//! - `/metadata/identity/oauth2/token`: Azure's answer for a VM without a managed identity, `400`
+//!   `{"error":"invalid_request","error_description":"Identity not found"}`, after the same header
+//!   and `api-version` checks (with the token endpoint's OAuth-shaped bodies).
+//! - `/metadata/attested/document`, `/metadata/reprovisiondata`: `404` (no attestation signer and
+//!   no pre-provisioning yet); `/metadata/loadbalancer`: Azure's `404` for a VM behind no standard
+//!   load balancer.
+//!
+//! All JSON primitives are strings and missing values are `""`, as Azure documents.
+//!
+//! # Overrides
+//!
+//! `dialects.azure` is an object; [`check_overrides`] lists its keys (string values replacing
+//! `compute.<key>`, `adminUsername`/`computerName` for `osProfile`, `ppsType` for `extended`,
+//! `vmId` a UUID, and the objects `plan` and `securityProfile`). Without overrides the document
+//! is derived from the record: `vmId` per rule R1 ([`vm_id`]), `location` from `region`, `vmSize`
+//! from `instance_type`, `subscriptionId` from `account.id`, `zone` from `zone` only when it is an
+//! Azure zone number, `name` from `name` or `hostname`, `osProfile` from `default_user`,
+//! `hostname` and `password_auth`, `publicKeys` from `ssh_keys` (path
+//! `/home/<key user or default user>/.ssh/authorized_keys`), `tags`/`tagsList` from `tags`,
+//! `userData` as base64, and `network` from `network.interfaces` (else `mac[0]`/`ipv4[0]`).
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
 
 use crate::{Context, GuestRequest, GuestResponse, Subject};
 
+mod document;
+mod overrides;
+pub mod wire;
+
+pub use document::{mac, vm_id};
+pub use overrides::check as check_overrides;
+
 /// Answers one Azure request for the subject instance.
-pub fn respond(_subject: &Subject<'_>, _request: &GuestRequest, _context: &Context<'_>) -> GuestResponse {
-    crate::ec2::not_found()
+pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context<'_>) -> GuestResponse {
+    let path = request.path.trim_end_matches('/');
+    let rest = path.strip_prefix("/metadata/").unwrap_or_default();
+    let mut segments = rest.split('/').filter(|s| !s.is_empty());
+    let category = segments.next().unwrap_or_default();
+    if category == "identity" {
+        return identity(request, rest);
+    }
+    if let Err(refusal) = check_headers(&request.headers) {
+        return error(StatusCode::BAD_REQUEST, refusal.message());
+    }
+    let Ok(query) = Query::parse(request.query.as_deref()) else {
+        return error(StatusCode::BAD_REQUEST, wire::DUPLICATE_PARAMETER);
+    };
+    let is_get = request.method == Method::GET || request.method == Method::HEAD;
+    match category {
+        "versions" if segments.next().is_none() => {
+            if !is_get {
+                return error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED);
+            }
+            json_ok(&json!({"apiVersions": wire::API_VERSIONS}))
+        }
+        "instance" => {
+            if !is_get {
+                return error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED);
+            }
+            let Some(version) = query.version(wire::API_VERSIONS) else {
+                return bad_api_version(wire::API_VERSIONS);
+            };
+            let extended = query.get(wire::EXTENDED).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let whole = document::render(subject.instance, version, extended);
+            let Some(node) = segments.try_fold(&whole, step) else {
+                return error(StatusCode::NOT_FOUND, wire::NOT_FOUND);
+            };
+            match (query.get(wire::FORMAT).map(str::to_ascii_lowercase).as_deref(), node) {
+                (None | Some("json"), Value::String(_)) => error(StatusCode::BAD_REQUEST, wire::LEAF_NEEDS_TEXT),
+                (None | Some("json"), node) => json_ok(node),
+                (Some("text"), Value::String(leaf)) => {
+                    GuestResponse::new(StatusCode::OK, wire::TEXT, Bytes::from(leaf.clone()))
+                }
+                (Some("text"), _) => error(StatusCode::BAD_REQUEST, wire::TEXT_NEEDS_LEAF),
+                (Some(_), _) => error(StatusCode::BAD_REQUEST, wire::BAD_FORMAT),
+            }
+        }
+        "scheduledevents" if segments.next().is_none() => {
+            if query.version(wire::SCHEDULED_EVENTS_VERSIONS).is_none() {
+                return bad_api_version(wire::SCHEDULED_EVENTS_VERSIONS);
+            }
+            if is_get {
+                json_ok(&json!({"DocumentIncarnation": 0, "Events": []}))
+            } else if request.method == Method::POST {
+                match serde_json::from_slice::<Value>(&request.body) {
+                    Ok(Value::Object(_)) => GuestResponse::new(StatusCode::OK, wire::JSON, ""),
+                    _ => error(StatusCode::BAD_REQUEST, wire::BODY_NOT_OBJECT),
+                }
+            } else {
+                error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED)
+            }
+        }
+        "attested" | "loadbalancer" | "reprovisiondata" => {
+            if !is_get {
+                return error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED);
+            }
+            if query.version(wire::API_VERSIONS).is_none() {
+                return bad_api_version(wire::API_VERSIONS);
+            }
+            let message = if category == "loadbalancer" { wire::NO_LOAD_BALANCER } else { wire::NOT_FOUND };
+            error(StatusCode::NOT_FOUND, message)
+        }
+        _ => error(StatusCode::NOT_FOUND, wire::NOT_FOUND),
+    }
 }
+
+/// One route-filtering step: an object key or an array index.
+fn step<'v>(node: &'v Value, segment: &str) -> Option<&'v Value> {
+    match node {
+        Value::Object(map) => map.get(segment),
+        Value::Array(items) => items.get(segment.parse::<usize>().ok()?),
+        _ => None,
+    }
+}
+
+/// Why a request fails the security checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// It carries `X-Forwarded-For`.
+    Forwarded,
+    /// It lacks `Metadata: true`.
+    MissingHeader,
+}
+
+impl Refusal {
+    /// The instance endpoints' error message.
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::Forwarded => wire::FORWARDED,
+            Refusal::MissingHeader => wire::MISSING_METADATA_HEADER,
+        }
+    }
+}
+
+/// The security checks every endpoint makes, in Azure's order: no forwarding, then the header.
+fn check_headers(headers: &HeaderMap) -> Result<(), Refusal> {
+    if headers.contains_key(wire::FORWARDED_FOR_HEADER) {
+        return Err(Refusal::Forwarded);
+    }
+    let metadata = headers.get(wire::METADATA_HEADER).and_then(|v| v.to_str().ok());
+    if !metadata.is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        return Err(Refusal::MissingHeader);
+    }
+    Ok(())
+}
+
+/// `/metadata/identity/…`: the managed-identity endpoint of a VM with no identity assigned.
+fn identity(request: &GuestRequest, rest: &str) -> GuestResponse {
+    let oauth = |code: &str, description: &str| {
+        let body = json!({"error": code, "error_description": description});
+        GuestResponse::new(StatusCode::BAD_REQUEST, wire::JSON, body.to_string())
+    };
+    match check_headers(&request.headers) {
+        Err(Refusal::Forwarded) => return oauth(wire::OAUTH_INVALID_REQUEST, wire::FORWARDED),
+        Err(Refusal::MissingHeader) => return oauth(wire::OAUTH_MISSING_HEADER, wire::IDENTITY_MISSING_HEADER),
+        Ok(()) => {}
+    }
+    if rest.trim_end_matches('/') != "identity/oauth2/token" {
+        return error(StatusCode::NOT_FOUND, wire::NOT_FOUND);
+    }
+    if request.method != Method::GET && request.method != Method::HEAD {
+        return error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED);
+    }
+    let query = Query::parse(request.query.as_deref());
+    if query.ok().and_then(|query| query.version(wire::API_VERSIONS)).is_none() {
+        return oauth(wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_BAD_API_VERSION);
+    }
+    // Tokens come with the credential service; until then every VM answers as one without an
+    // assigned identity, which SDK credential chains read as "try the next credential".
+    oauth(wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_NOT_FOUND)
+}
+
+/// A JSON error body `{"error": message}`.
+fn error(status: StatusCode, message: &str) -> GuestResponse {
+    GuestResponse::new(status, wire::JSON, json!({"error": message}).to_string())
+}
+
+/// The `400` for a missing or unsupported `api-version`, naming the three newest of `versions`.
+fn bad_api_version(versions: &[&str]) -> GuestResponse {
+    let newest: Vec<&str> = versions.iter().rev().take(3).copied().collect();
+    let body = json!({"error": wire::BAD_API_VERSION, "newest-versions": newest});
+    GuestResponse::new(StatusCode::BAD_REQUEST, wire::JSON, body.to_string())
+}
+
+/// A `200` JSON answer.
+fn json_ok(value: &Value) -> GuestResponse {
+    GuestResponse::new(StatusCode::OK, wire::JSON, value.to_string())
+}
+
+/// The query string's parameters, raw (Azure's values need no decoding); each name at most once.
+struct Query<'q>(Vec<(&'q str, &'q str)>);
+
+impl<'q> Query<'q> {
+    /// Splits the raw query; `Err` when a parameter name repeats.
+    fn parse(raw: Option<&'q str>) -> Result<Self, ()> {
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        for part in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+            if pairs.iter().any(|(seen, _)| *seen == name) {
+                return Err(());
+            }
+            pairs.push((name, value));
+        }
+        Ok(Self(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&'q str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// The `api-version`, if it is one of `supported`.
+    fn version(&self, supported: &[&'static str]) -> Option<&'static str> {
+        let asked = self.get(wire::API_VERSION)?;
+        supported.iter().find(|v| **v == asked).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -29,6 +29,7 @@ pub mod digitalocean;
 pub mod ec2;
 pub mod gce;
 pub mod hetzner;
+pub mod ids;
 pub mod mmds;
 pub mod nocloud;
 pub mod openstack;
@@ -277,17 +278,22 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
     }
 }
 
-/// Checks the override blocks the dialects define (`dialects.<name>`), reporting every unknown or
-/// ill-typed key with its field path; the admin API refuses a record that fails. Blocks of
-/// dialects that define no check are accepted as they are.
+/// Checks the record's per-dialect override blocks against what each dialect reads, reporting
+/// every problem at once with its field path (e.g. `dialects.azure.vmSize`). The admin API calls
+/// it after [`Instance::parse`]; a dialect that defines no check accepts any object.
 pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
     let mut errors = Vec::new();
-    if let Some(block) = instance.dialects.override_for("openstack").and_then(serde_json::Value::as_object) {
-        errors.extend(
-            openstack::check_overrides(block)
-                .into_iter()
-                .map(|(key, message)| FieldError::new(format!("dialects.openstack.{key}"), message)),
-        );
+    for (dialect, block) in &instance.dialects.overrides {
+        let problems = match (dialect.as_str(), block) {
+            ("azure", _) => azure::check_overrides(block),
+            ("openstack", serde_json::Value::Object(block)) => openstack::check_overrides(block),
+            _ => Vec::new(),
+        };
+        errors.extend(problems.into_iter().map(|(field, message)| {
+            let path =
+                if field.is_empty() { format!("dialects.{dialect}") } else { format!("dialects.{dialect}.{field}") };
+            FieldError::new(path, message)
+        }));
     }
     if errors.is_empty() {
         Ok(())

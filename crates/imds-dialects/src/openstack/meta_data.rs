@@ -13,7 +13,6 @@ use super::wire;
 use crate::Context;
 
 /// The name space of the UUIDs derived from instance ids.
-const ID_NAMESPACE: &str = "imds:instance/";
 /// Nova's default availability zone.
 const DEFAULT_ZONE: &str = "nova";
 /// Bytes of `random_seed` (before base64), as Nova sends.
@@ -26,9 +25,7 @@ pub fn instance_uuid(instance: &Instance) -> Uuid {
     if let Some(uuid) = Overrides::of(instance).uuid {
         return uuid;
     }
-    Uuid::try_parse(instance.id.as_str()).unwrap_or_else(|_| {
-        Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{ID_NAMESPACE}{}", instance.id.as_str()).as_bytes())
-    })
+    crate::ids::instance_uuid(instance)
 }
 
 /// The host name Nova reports: `hostname.domain`, else the display name, else the record id.

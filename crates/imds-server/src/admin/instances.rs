@@ -80,8 +80,7 @@ pub async fn put(
         },
         None => return Err(invalid("", "expected a JSON object")),
     }
-    let instance = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
-    imds_dialects::check_overrides(&instance).map_err(AdminError::Invalid)?;
+    let instance = parse(&state, &doc)?;
     let expect = precondition(&headers)?;
     let written = write(&state, &instance, expect).await?;
     tracing::info!(action = "put", id = %id, rev = %written.rev, created = written.created, "instance written");
@@ -145,8 +144,7 @@ pub async fn patch(
         if doc.get("id") != Some(&serde_json::Value::String(id.as_str().to_owned())) {
             return Err(invalid("id", "the id of an instance cannot be changed or removed"));
         }
-        let patched = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
-        imds_dialects::check_overrides(&patched).map_err(AdminError::Invalid)?;
+        let patched = parse(&state, &doc)?;
         match write(&state, &patched, Expect::Revision(rev)).await {
             Ok(written) => {
                 tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
@@ -236,6 +234,13 @@ pub async fn list(
         instances: instances.iter().map(|(i, _)| i.to_json()).collect(),
         next_after: page.next_after,
     }))
+}
+
+/// Validates a record document, its dialect override blocks included.
+fn parse(state: &AdminState, doc: &serde_json::Value) -> Result<Instance, AdminError> {
+    let instance = Instance::parse(doc, &state.limits).map_err(AdminError::Invalid)?;
+    imds_dialects::check_overrides(&instance).map_err(AdminError::Invalid)?;
+    Ok(instance)
 }
 
 fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
