@@ -3,7 +3,7 @@
 //!
 //! [`respond`] runs Firecracker's pipeline in its order: request-level refusals (unknown
 //! method 501, a declared body 400), then `PATCH`/`DELETE` 405 (before any token check), then
-//! for `GET` the V2 token gate, the JSON-pointer lookup ([`pointer`]) and the output format
+//! for `GET` the V2 token gate, the JSON-pointer lookup ([`mod@pointer`]) and the output format
 //! ([`render`]: IMDS text, or compact JSON on `Accept: application/json` unless `imds_compat`);
 //! for `PUT` the `X-Forwarded-For` refusal, the exact token path and the TTL header. Tokens are
 //! the deployment's stateless tokens ([`crate::token`]), under Firecracker's two header families.

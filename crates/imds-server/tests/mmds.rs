@@ -595,3 +595,22 @@ async fn a_guest_reading_during_patches_sees_whole_documents() {
     // After the last acknowledged patch, guests read the last document.
     assert_eq!(get(&server, "127.0.1.18", "/k00", &[]).await.text(), PATCHES.to_string());
 }
+
+#[tokio::test]
+async fn mmds_is_served_only_while_enabled_and_needs_the_admin_token() {
+    let store: std::sync::Arc<dyn imds_store::Store> = std::sync::Arc::new(imds_store::memory::MemoryStore::new());
+    let server = TestServer::with_store(store, Some("s3cret")).await;
+    let anonymous = imds_server::client::Client::new(imds_server::client::Endpoint::Tcp(server.admin_addr));
+    for method in [Method::GET, Method::PUT, Method::PATCH] {
+        let response = anonymous.send(method.clone(), "/v1/instances/i-off/mmds", &[], "{}").await.unwrap();
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{method}");
+    }
+    v1(&server, "i-off", "127.0.1.19", json!({"foo": "bar"})).await;
+    assert_eq!(get(&server, "127.0.1.19", "/foo", &[]).await.text(), "bar");
+    let disable = json!({"dialects": {"enabled": ["ec2"]}}).to_string();
+    let headers = [("content-type", "application/merge-patch+json")];
+    let patched = server.admin().send(Method::PATCH, "/v1/instances/i-off", &headers, disable).await.unwrap();
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    assert_eq!(get(&server, "127.0.1.19", "/latest/meta-data/instance-id", &[]).await.text(), "i-off");
+    assert_eq!(get(&server, "127.0.1.19", "/foo", &[]).await.status, 404, "EC2's not-found, no MMDS");
+}
