@@ -60,7 +60,7 @@ fn declares_body(request: &GuestRequest) -> bool {
     let length = request.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
     !request.body.is_empty()
         || request.headers.contains_key(header::TRANSFER_ENCODING)
-        || length.is_some_and(|length| length.trim() != "0")
+        || length.is_some_and(|length| length.trim().parse::<u64>().map_or(true, |n| n > 0))
 }
 
 fn get(subject: &Subject<'_>, mmds: &Mmds, request: &GuestRequest, context: &Context<'_>, raw: &str) -> GuestResponse {
