@@ -70,7 +70,44 @@ fn key() -> impl Strategy<Value = String> {
     "[a-c/~01?%]{1,6}"
 }
 
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        // Quarters: exact in binary, so parsing the rendering gives the same number back.
+        (-4_000_000i32..4_000_000).prop_map(|n| json!(f64::from(n) / 4.0)),
+        "\\PC{0,4}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            proptest::collection::vec(("\\PC{0,3}", inner), 0..4)
+                .prop_map(|members| Value::Object(members.into_iter().collect())),
+        ]
+    })
+}
+
 proptest! {
+    /// The admin API measures the limit on serde's compact form; guests and the admin GET get the
+    /// sorted form. Both must be the same JSON with the same byte length.
+    #[test]
+    fn the_sorted_rendering_is_the_same_compact_json(value in json_value()) {
+        let sorted = render::json(&value);
+        prop_assert_eq!(serde_json::from_str::<Value>(&sorted).unwrap(), value.clone());
+        prop_assert_eq!(sorted.len(), serde_json::to_vec(&value).unwrap().len());
+    }
+
+    /// A merge patch applied twice gives what it gives once (RFC 7396), as guests see it.
+    #[test]
+    fn a_merge_patch_is_idempotent(document in json_value(), patch in json_value()) {
+        let mut once = document;
+        imds_model::merge_patch(&mut once, &patch);
+        let mut twice = once.clone();
+        imds_model::merge_patch(&mut twice, &patch);
+        prop_assert_eq!(render::json(&twice), render::json(&once));
+    }
+
     #[test]
     fn an_escaped_key_resolves_to_its_value(keys in proptest::collection::vec(key(), 1..4), leaf in "[a-z]{0,5}") {
         let mut document = Value::String(leaf.clone());
