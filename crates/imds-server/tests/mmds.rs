@@ -614,3 +614,24 @@ async fn mmds_is_served_only_while_enabled_and_needs_the_admin_token() {
     assert_eq!(get(&server, "127.0.1.19", "/latest/meta-data/instance-id", &[]).await.text(), "i-off");
     assert_eq!(get(&server, "127.0.1.19", "/foo", &[]).await.status, 404, "EC2's not-found, no MMDS");
 }
+
+/// Concurrent PATCHes of different members all land: each is merged into the document the
+/// store holds when it commits, never into a stale copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_lose_no_update() {
+    const WRITERS: usize = 5;
+    let server = TestServer::start().await;
+    v1(&server, "i-race", "127.0.1.20", json!({})).await;
+    let patches = (0..WRITERS).map(|n| {
+        let server = &server;
+        async move {
+            let patch = json!({ format!("k{n}"): n.to_string() }).to_string();
+            admin(server, Method::PATCH, "/v1/instances/i-race/mmds", &patch).await
+        }
+    });
+    let results = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(patches)).await.unwrap();
+    assert!(results.iter().all(|(status, _)| *status == StatusCode::NO_CONTENT), "{results:?}");
+    let listing = get(&server, "127.0.1.20", "/", &[]).await;
+    let expected: Vec<String> = (0..WRITERS).map(|n| format!("k{n}")).collect();
+    assert_eq!(listing.text(), expected.join("\n"));
+}
