@@ -28,9 +28,15 @@ pub struct Mmds {
     /// Answer in EC2 IMDS style (text listings) whatever the `Accept` header says.
     #[serde(default)]
     pub imds_compat: bool,
-    /// The document; `None` until the first PUT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The document; `None` until the first PUT. A PUT of `null` stores `Some(Value::Null)`:
+    /// the store is then initialised (a PATCH is accepted) although it holds `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub data: Option<Value>,
+}
+
+/// Keeps a stored `null` document as `Some(Value::Null)`; only an absent member is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 impl Mmds {
@@ -42,5 +48,24 @@ impl Mmds {
     /// The stored form: compact JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an Mmds serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_stored_null_document_stays_initialised() {
+        for mmds in [
+            Mmds::default(),
+            Mmds { version: MmdsVersion::V2, imds_compat: true, data: Some(Value::Null) },
+            Mmds { data: Some(json!({"a": [1, "b"]})), ..Mmds::default() },
+        ] {
+            assert_eq!(Mmds::from_bytes(&mmds.to_bytes()).unwrap(), mmds);
+        }
+        assert!(Mmds::from_bytes(b"{\"version\":\"V3\"}").is_err());
     }
 }

@@ -6,6 +6,8 @@
 //! - `PATCH /v1/instances/{id}`: RFC 7396 merge-patch (`application/merge-patch+json`)
 //! - `DELETE /v1/instances/{id}`: delete (204)
 //! - `GET /v1/instances?limit=&after=`: list, paged by id
+//! - `GET|PUT|PATCH /v1/instances/{id}/mmds`, `PUT /v1/instances/{id}/mmds/config`: the
+//!   instance's Firecracker MMDS ([`mmds`]; errors in Firecracker's `fault_message` shape)
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
 //! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded
 //!
@@ -32,6 +34,7 @@ use crate::view::View;
 pub mod auth;
 pub mod error;
 pub mod instances;
+pub mod mmds;
 pub mod openapi;
 
 pub use auth::Token;
@@ -83,6 +86,8 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
             "/v1/instances/{id}",
             get(instances::get).put(instances::put).patch(instances::patch).delete(instances::delete),
         )
+        .route("/v1/instances/{id}/mmds", get(mmds::get).put(mmds::put).patch(mmds::patch))
+        .route("/v1/instances/{id}/mmds/config", axum::routing::put(mmds::put_config))
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
     Router::new()
         .merge(api)

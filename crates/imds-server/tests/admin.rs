@@ -199,7 +199,7 @@ async fn bad_input_is_refused_with_the_field_and_changes_nothing() {
     let server = TestServer::with_config(
         Arc::new(MemoryStore::new()),
         None,
-        imds_model::Limits { max_user_data: 1024, max_record: 8192 },
+        imds_model::Limits { max_user_data: 1024, max_record: 8192, ..Default::default() },
         None,
     )
     .await;

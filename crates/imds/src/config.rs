@@ -85,6 +85,8 @@ pub struct RawLimits {
     pub max_record: Option<usize>,
     /// Connections served at once per listener.
     pub max_connections: Option<usize>,
+    /// Largest Firecracker MMDS document per instance, bytes of compact JSON.
+    pub max_mmds: Option<usize>,
 }
 
 /// `[log]`
@@ -110,6 +112,7 @@ impl RawConfig {
         env_number(lookup, "IMDS_STORE_RETAIN_CHANGES", &mut self.store.retain_changes, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_USER_DATA", &mut self.limits.max_user_data, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_RECORD", &mut self.limits.max_record, problems);
+        env_number(lookup, "IMDS_LIMITS_MAX_MMDS", &mut self.limits.max_mmds, problems);
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
@@ -275,9 +278,13 @@ impl Config {
         let limits = imds_model::Limits {
             max_user_data: raw.limits.max_user_data.unwrap_or(defaults.max_user_data),
             max_record: raw.limits.max_record.unwrap_or(defaults.max_record),
+            max_mmds: raw.limits.max_mmds.unwrap_or(defaults.max_mmds),
         };
         if limits.max_user_data == 0 {
             problems.push("limits.max_user_data: must be at least 1 byte".into());
+        }
+        if limits.max_mmds == 0 {
+            problems.push("limits.max_mmds: must be at least 1 byte".into());
         }
         if limits.max_record < 1024 {
             problems.push("limits.max_record: must be at least 1024 bytes".into());

@@ -321,7 +321,7 @@ async fn write(state: &AdminState, instance: &Instance, expect: Expect) -> Resul
 }
 
 /// Read-your-writes: answer only once guests can read what was written (bounded wait).
-async fn wait_visible(state: &AdminState, rev: Revision) {
+pub(super) async fn wait_visible(state: &AdminState, rev: Revision) {
     if !state.view.wait_for(rev, state.write_visibility_timeout).await {
         tracing::warn!(%rev, timeout = ?state.write_visibility_timeout, "write is durable but not yet visible to guests");
     }

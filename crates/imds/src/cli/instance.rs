@@ -87,13 +87,13 @@ pub async fn run(command: InstanceCommand) -> ExitCode {
     }
 }
 
-struct Failure {
-    message: String,
-    code: u8,
+pub(super) struct Failure {
+    pub(super) message: String,
+    pub(super) code: u8,
 }
 
 impl Failure {
-    fn local(message: impl Into<String>) -> Self {
+    pub(super) fn local(message: impl Into<String>) -> Self {
         Self { message: message.into(), code: 2 }
     }
 }
@@ -166,7 +166,7 @@ fn path_for(id: &str) -> String {
 }
 
 /// Percent-encodes what is not safe in a path segment or query value.
-fn encode(text: &str) -> String {
+pub(super) fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => (b as char).to_string(),
@@ -175,7 +175,7 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-fn client(target: &Target) -> Client {
+pub(super) fn client(target: &Target) -> Client {
     let endpoint = match target.admin.as_deref() {
         Some(text) => parse_endpoint(text),
         None if Path::new("/run/imds/admin.sock").exists() => Endpoint::Unix(PathBuf::from("/run/imds/admin.sock")),
@@ -197,7 +197,7 @@ fn parse_endpoint(text: &str) -> Endpoint {
     }
 }
 
-fn read_json(file: &str) -> Result<serde_json::Value, Failure> {
+pub(super) fn read_json(file: &str) -> Result<serde_json::Value, Failure> {
     let mut text = String::new();
     let read = if file == "-" {
         std::io::stdin().read_to_string(&mut text).map(|_| ())
@@ -222,7 +222,7 @@ async fn call(
     Err(Failure { message: refusal(&response), code: 1 })
 }
 
-fn unreachable_hint(client: &Client, error: ClientError) -> Failure {
+pub(super) fn unreachable_hint(client: &Client, error: ClientError) -> Failure {
     let place = match client.endpoint() {
         Endpoint::Tcp(addr) => format!("http://{addr}"),
         Endpoint::Unix(path) => path.display().to_string(),
@@ -266,7 +266,7 @@ fn refusal(response: &Response) -> String {
     text
 }
 
-fn print_json(value: &serde_json::Value) {
+pub(super) fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
 }
 

@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Log filter, e.g. info or imds_server=debug.
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Largest Firecracker MMDS document per instance, bytes of compact JSON (default 51200).
+    #[arg(long, value_name = "BYTES")]
+    pub mmds_size_limit: Option<usize>,
 }
 
 impl ServeArgs {
@@ -66,6 +69,9 @@ impl ServeArgs {
             if let Some(value) = flag {
                 *slot = Some(value.clone());
             }
+        }
+        if let Some(bytes) = self.mmds_size_limit {
+            raw.limits.max_mmds = Some(bytes);
         }
         if let Some(file) = &self.admin_token_file {
             raw.admin.token_file = Some(file.clone());

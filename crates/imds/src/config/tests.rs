@@ -119,3 +119,17 @@ fn token_file_is_read_and_trimmed() {
     let missing = ServeArgs { admin_token_file: Some("/nonexistent/token".into()), ..ServeArgs::default() };
     assert!(load(&missing, &env(&[])).unwrap_err().iter().any(|p| p.contains("/nonexistent/token")));
 }
+
+#[test]
+fn the_mmds_size_limit_comes_from_file_env_or_flag() {
+    let defaults = load(&ServeArgs { dev: true, ..ServeArgs::default() }, &env(&[])).unwrap();
+    assert_eq!(defaults.server.limits.max_mmds, 51_200, "Firecracker's default");
+    let (_dir, path) = config_file("[limits]\nmax_mmds = 1000\n");
+    let file = ServeArgs { dev: true, config: Some(path.clone()), ..ServeArgs::default() };
+    assert_eq!(load(&file, &env(&[])).unwrap().server.limits.max_mmds, 1000);
+    assert_eq!(load(&file, &env(&[("IMDS_LIMITS_MAX_MMDS", "2000")])).unwrap().server.limits.max_mmds, 2000);
+    let flag = ServeArgs { mmds_size_limit: Some(3000), ..file };
+    assert_eq!(load(&flag, &env(&[("IMDS_LIMITS_MAX_MMDS", "2000")])).unwrap().server.limits.max_mmds, 3000);
+    let zero = ServeArgs { dev: true, mmds_size_limit: Some(0), ..ServeArgs::default() };
+    assert!(load(&zero, &env(&[])).unwrap_err().iter().any(|p| p.contains("limits.max_mmds")));
+}

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use super::support::{binary, temp_dir, Daemon, TOKEN};
 
-fn imds(daemon: &Daemon, args: &[&str], stdin: Option<&str>) -> Output {
+pub(super) fn imds(daemon: &Daemon, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(binary())
         .args(args)
         .env("IMDS_ADMIN", format!("http://{}", daemon.admin))
@@ -22,7 +22,7 @@ fn imds(daemon: &Daemon, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
