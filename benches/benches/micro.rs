@@ -61,21 +61,41 @@ fn identify(c: &mut Criterion) {
     group.finish();
 }
 
+/// A render benchmark: name, request target, request headers.
+type Case<'a> = (&'a str, &'a str, &'a [(http::header::HeaderName, &'a str)]);
+
 fn render(c: &mut Criterion) {
     let key = TokenKey::from_bytes([9; 32]);
     let context = Context::new(&key, 1_800_000_000);
     let instance = instance(7);
     let subject = Subject::new(&instance);
     let mut group = c.benchmark_group("render");
-    for (name, path) in [
-        ("ec2-leaf", "/latest/meta-data/instance-id"),
-        ("ec2-listing", "/latest/meta-data/"),
-        ("ec2-user-data", "/latest/user-data"),
-        ("ec2-identity-document", "/latest/dynamic/instance-identity/document"),
-    ] {
-        let request = GuestRequest::new(Method::GET, path);
+    let metadata = [(http::header::HeaderName::from_static("metadata"), "true")];
+    let cases: Vec<Case<'_>> = vec![
+        ("ec2-leaf", "/latest/meta-data/instance-id", &[]),
+        ("ec2-listing", "/latest/meta-data/", &[]),
+        ("ec2-user-data", "/latest/user-data", &[]),
+        ("ec2-identity-document", "/latest/dynamic/instance-identity/document", &[]),
+        ("openstack-meta-data", "/openstack/latest/meta_data.json", &[]),
+        ("openstack-network-data", "/openstack/latest/network_data.json", &[]),
+        ("azure-instance", "/metadata/instance?api-version=2021-02-01", &metadata),
+        ("azure-leaf", "/metadata/instance/compute/vmId?api-version=2021-02-01&format=text", &metadata),
+    ];
+    for (name, path, headers) in cases {
+        let mut request = GuestRequest::new(Method::GET, path);
+        for (header, value) in headers {
+            request = request.with_header(header.clone(), http::HeaderValue::from_str(value).expect("a valid value"));
+        }
         group.bench_function(name, |b| b.iter(|| black_box(route(&subject, black_box(&request), &context))));
     }
+    // Firecracker MMDS: a leaf of a small document, as text.
+    let mmds = imds_model::Mmds {
+        data: Some(json!({"latest": {"meta-data": {"instance-id": "i-7", "ami-id": "ami-1", "tags": {"a": "b"}}}})),
+        ..imds_model::Mmds::default()
+    };
+    let with_mmds = Subject { mmds: Some(&mmds), ..subject };
+    let request = GuestRequest::new(Method::GET, "/latest/meta-data/instance-id");
+    group.bench_function("mmds-leaf", |b| b.iter(|| black_box(route(&with_mmds, black_box(&request), &context))));
     group.finish();
 }
 
