@@ -20,7 +20,9 @@ pub(crate) fn document(instance: &Instance) -> Value {
     let mut doc = Map::new();
     doc.insert("hostname".into(), json!(derive::hostname(instance)));
     doc.insert("instance-id".into(), json!(instance_id(instance)));
-    if let Some(ip) = nics.first().and_then(Nic::first_ipv4) {
+    // The private side when there is one (Hetzner's private networks), else the primary NIC.
+    let local = nics.iter().find(|nic| nic.role == InterfaceRole::Private).or(nics.first());
+    if let Some(ip) = local.and_then(Nic::first_ipv4) {
         doc.insert("local-ipv4".into(), json!(ip.to_string()));
     }
     if let Some(ip) = derive::public_ipv4(instance) {
