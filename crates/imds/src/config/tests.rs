@@ -119,3 +119,19 @@ fn token_file_is_read_and_trimmed() {
     let missing = ServeArgs { admin_token_file: Some("/nonexistent/token".into()), ..ServeArgs::default() };
     assert!(load(&missing, &env(&[])).unwrap_err().iter().any(|p| p.contains("/nonexistent/token")));
 }
+
+#[test]
+fn nocloud_prefix_comes_from_file_or_env_and_is_checked() {
+    let args = ServeArgs::default();
+    let config = load(&args, &env(&[])).unwrap();
+    assert_eq!(config.server.guest.dialects.nocloud_prefix, "/nocloud/");
+    let (_dir, path) = config_file("[guest]\nnocloud_prefix = \"/seed/\"\n");
+    let from_file = ServeArgs { config: Some(path), ..ServeArgs::default() };
+    assert_eq!(load(&from_file, &env(&[])).unwrap().server.guest.dialects.nocloud_prefix, "/seed/");
+    let from_env = load(&from_file, &env(&[("IMDS_GUEST_NOCLOUD_PREFIX", "/ds/nocloud/")])).unwrap();
+    assert_eq!(from_env.server.guest.dialects.nocloud_prefix, "/ds/nocloud/", "env beats file");
+    for bad in ["nocloud/", "/nocloud", "/", "/latest/", "/2009-04-04/", "/metadata/v1/", "/hetzner/", "/a b/", "/x//"] {
+        let problems = load(&args, &env(&[("IMDS_GUEST_NOCLOUD_PREFIX", bad)])).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("guest.nocloud_prefix")), "{bad}: {problems:?}");
+    }
+}
