@@ -6,6 +6,7 @@
 //! - `PATCH /v1/instances/{id}`: RFC 7396 merge-patch (`application/merge-patch+json`)
 //! - `DELETE /v1/instances/{id}`: delete (204)
 //! - `GET /v1/instances?limit=&after=`: list, paged by id
+//! - `GET /v1/instances/{id}/smbios?dialect=`: the SMBIOS values that make cloud-init pick a dialect
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
 //! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded
 //!
@@ -33,6 +34,7 @@ pub mod auth;
 pub mod error;
 pub mod instances;
 pub mod openapi;
+pub mod platform;
 
 pub use auth::Token;
 pub use error::AdminError;
@@ -73,6 +75,8 @@ pub struct AdminState {
     pub limits: imds_model::Limits,
     /// How long a write waits for visibility.
     pub write_visibility_timeout: Duration,
+    /// The guest plane's dialect settings (the NoCloud prefix the platform hints point at).
+    pub dialects: imds_dialects::Settings,
 }
 
 /// The admin router. `token`: when set, TCP clients must present it.
@@ -83,6 +87,7 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
             "/v1/instances/{id}",
             get(instances::get).put(instances::put).patch(instances::patch).delete(instances::delete),
         )
+        .route("/v1/instances/{id}/smbios", get(platform::smbios))
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
     Router::new()
         .merge(api)

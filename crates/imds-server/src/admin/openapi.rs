@@ -16,9 +16,9 @@ use utoipa::OpenApi;
     info(title = "imds admin API", description = "Control plane of imds: instance records and health."),
     paths(
         super::instances::list, super::instances::get, super::instances::put,
-        super::instances::patch, super::instances::delete, super::healthz, super::readyz, serve
+        super::instances::patch, super::instances::delete, super::platform::smbios, super::healthz, super::readyz, serve
     ),
-    components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList)),
+    components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList, super::platform::SmbiosHint)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -130,7 +130,8 @@ fn nocloud_prefix_comes_from_file_or_env_and_is_checked() {
     assert_eq!(load(&from_file, &env(&[])).unwrap().server.guest.dialects.nocloud_prefix, "/seed/");
     let from_env = load(&from_file, &env(&[("IMDS_GUEST_NOCLOUD_PREFIX", "/ds/nocloud/")])).unwrap();
     assert_eq!(from_env.server.guest.dialects.nocloud_prefix, "/ds/nocloud/", "env beats file");
-    for bad in ["nocloud/", "/nocloud", "/", "/latest/", "/2009-04-04/", "/metadata/v1/", "/hetzner/", "/a b/", "/x//"] {
+    for bad in ["nocloud/", "/nocloud", "/", "/latest/", "/2009-04-04/", "/metadata/v1/", "/hetzner/", "/a b/", "/x//"]
+    {
         let problems = load(&args, &env(&[("IMDS_GUEST_NOCLOUD_PREFIX", bad)])).unwrap_err();
         assert!(problems.iter().any(|p| p.starts_with("guest.nocloud_prefix")), "{bad}: {problems:?}");
     }
