@@ -1,6 +1,6 @@
 //! `network-config` generated from the record: network config version 2 (netplan's schema),
 //! one `ethernets` entry per interface, matched by MAC and renamed to its record name (else
-//! `ethN`), with its addresses, default routes from the gateways, MTU and the resolvers.
+//! `ethN`), with its addresses, its default gateways, MTU and the resolvers.
 
 use imds_model::Instance;
 use serde_json::{json, Map, Value};
@@ -30,16 +30,13 @@ pub(crate) fn generate(instance: &Instance) -> Option<Value> {
         if !addresses.is_empty() {
             eth.insert("addresses".into(), json!(addresses));
         }
-        let routes: Vec<Value> = nic
-            .ipv4
-            .iter()
-            .find_map(|c| c.gateway)
-            .map(|gw| json!({"to": "0.0.0.0/0", "via": gw.to_string()}))
-            .into_iter()
-            .chain(nic.ipv6.iter().find_map(|c| c.gateway).map(|gw| json!({"to": "::/0", "via": gw.to_string()})))
-            .collect();
-        if !routes.is_empty() {
-            eth.insert("routes".into(), json!(routes));
+        // IPv4: a default route. IPv6: `gateway6`, because cloud-init's own v2 parser (used by
+        // every renderer but netplan) reads a `::/0` route as `::/64`.
+        if let Some(gateway) = nic.ipv4.iter().find_map(|c| c.gateway) {
+            eth.insert("routes".into(), json!([{"to": "0.0.0.0/0", "via": gateway.to_string()}]));
+        }
+        if let Some(gateway) = nic.ipv6.iter().find_map(|c| c.gateway) {
+            eth.insert("gateway6".into(), json!(gateway.to_string()));
         }
         if let Some(mtu) = nic.mtu {
             eth.insert("mtu".into(), json!(mtu));
