@@ -227,7 +227,7 @@ impl Dialect {
         }
     }
 
-    /// Every dialect, in [`name`](Self::name) order of the enum.
+    /// Every dialect, in declaration order.
     pub const ALL: [Dialect; 8] = [
         Dialect::Ec2,
         Dialect::Mmds,
