@@ -40,9 +40,15 @@ fn decimal(s: &str) -> Option<u64> {
     s.parse::<u64>().ok().filter(|n| *n <= u64::MAX >> 1)
 }
 
-/// The short host name: `hostname`, else `name`, else the record id.
+/// The host name the guest is told: `hostname.domain` (as EC2's `local-hostname`, so cloud-init
+/// sets the same host name and FQDN whichever dialect it reads), `hostname` alone when it already
+/// has a dot or there is no domain, else `name`, else the record id.
 pub(crate) fn hostname(instance: &Instance) -> String {
-    instance.hostname.clone().or_else(|| instance.name.clone()).unwrap_or_else(|| instance.id.as_str().to_owned())
+    match (&instance.hostname, &instance.domain) {
+        (Some(host), Some(domain)) if !host.contains('.') => format!("{host}.{domain}"),
+        (Some(host), _) => host.clone(),
+        (None, _) => instance.name.clone().unwrap_or_else(|| instance.id.as_str().to_owned()),
+    }
 }
 
 /// One guest interface as these dialects describe it.

@@ -37,7 +37,7 @@ fn text_tree_leaves_and_listings() {
     let instance = full();
     golden("digitalocean", "root-listing.txt", &ok_body(&instance, "/metadata/v1/"));
     assert_eq!(ok_body(&instance, "/metadata/v1"), ok_body(&instance, "/metadata/v1/"));
-    assert_eq!(ok_body(&instance, "/metadata/v1/hostname"), "web-1");
+    assert_eq!(ok_body(&instance, "/metadata/v1/hostname"), "web-1.example.internal");
     assert_eq!(ok_body(&instance, "/metadata/v1/user-data"), USER_DATA);
     assert_eq!(ok_body(&instance, "/metadata/v1/public-keys"), format!("{ED}\n{RSA}"));
     assert_eq!(ok_body(&instance, "/metadata/v1/region"), "fra1");
