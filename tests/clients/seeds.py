@@ -16,6 +16,7 @@ VENDOR_DATA = b"#cloud-config\npackages: [htop]\n"
 
 RECORD: dict[str, Any] = {
     "hostname": "seed-test",
+    "domain": "example.internal",
     "ipv4": ["127.0.0.1"],
     "mac": [MAC],
     "region": "fra1",

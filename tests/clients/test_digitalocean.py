@@ -32,7 +32,7 @@ def read(imds: Imds) -> dict[str, Any]:
 def test_read_metadata_returns_the_droplet(droplet: Imds) -> None:
     md = read(droplet)
     assert md["droplet_id"] == int(DROPLET_ID)
-    assert md["hostname"] == "seed-test"
+    assert md["hostname"] == "seed-test.example.internal"
     assert md["region"] == "fra1"
     assert md["public_keys"] == [KEYS["alice"], KEYS["bob"]]
     assert md["user_data"].encode() == USER_DATA

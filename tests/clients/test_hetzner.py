@@ -28,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imds]:
 def test_read_metadata_returns_the_server(server: Imds) -> None:
     md = hetzner.read_metadata(f"{server.guest_url}/hetzner/v1/metadata", timeout=5, retries=0)
     assert isinstance(md["instance-id"], int) and md["instance-id"] > 0
-    assert md["hostname"] == "seed-test"
+    assert md["hostname"] == "seed-test.example.internal"
     assert md["public-keys"] == [KEYS["alice"], KEYS["bob"]]
     assert md["public-ipv4"] == "203.0.113.10"
     assert md["local-ipv4"] == "10.0.0.11"

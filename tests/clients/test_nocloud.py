@@ -43,7 +43,7 @@ def test_read_seeded_returns_the_instance(seed: Imds) -> None:
     md, ud, vd = util.read_seeded(seed_url(seed), timeout=5, retries=0)
     assert md == {
         "instance-id": INSTANCE_ID,
-        "local-hostname": "seed-test",
+        "local-hostname": "seed-test.example.internal",
         "public-keys": [KEYS["alice"], KEYS["bob"]],
         "region": "fra1",
         "availability-zone": "fra1-a",
