@@ -32,3 +32,16 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path) -> None:
     assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == USER_DATA
     address = "203.0.113.10"
     assert do["interfaces"]["public"][0]["ipv4"]["ip_address"] == hz["public-ipv4"] == aws["local-ipv4"] == address
+
+
+def test_yaml_documents_carry_any_text_unchanged(tmp_path: Path) -> None:
+    """Strings that would change type or break a naive YAML writer reach cloud-init unchanged."""
+    tricky = ["yes", "no", "null", "~", "0x1F", "1e3", "2026-08-01", "- item", "a: b", "#x", "'q'", '"dq"',
+              "back\\slash", "tab\there", "line\nbreak", "nel\x85x", "del\x7fx", "bell\x07", "ünïcødé ✓ 🚀", " lead", "trail "]
+    record = {**RECORD, "vendor_data": "\n".join(tricky), "dialects": {"nocloud": {f"k{i}": t for i, t in enumerate(tricky)}}}
+    with running_imds(tmp_path) as imds:
+        put_instance(imds, "yaml-text", record)
+        hz = hetzner.read_metadata(f"{imds.guest_url}/hetzner/v1/metadata", timeout=5, retries=0)
+        nc, _, _ = util.read_seeded(f"{imds.guest_url}/nocloud/", timeout=5, retries=0)
+    assert hz["vendor_data"] == "\n".join(tricky)
+    assert [nc[f"k{i}"] for i in range(len(tricky))] == tricky
