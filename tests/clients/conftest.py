@@ -129,14 +129,14 @@ def _wait_for_addresses(proc: subprocess.Popen[str], lines: queue.Queue[str | No
 
 
 @contextlib.contextmanager
-def running_imds(tmp: Path, extra_config: str = "") -> Iterator[Imds]:
+def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> Iterator[Imds]:
     """Runs `imds serve` on loopback ports, with its store in `tmp`, and stops it (by its PID)
-    on exit. `extra_config` is appended to the TOML configuration file."""
+    on exit. `extra_config` is appended to the TOML configuration file, `guest_config` to its
+    `[guest]` table."""
     config = tmp / "imds.toml"
     config.write_text(
         "[guest]\n"
-        'listen = ["127.0.0.1:0"]\n'
-        "[admin]\n"
+        'listen = ["127.0.0.1:0"]\n' + guest_config + "[admin]\n"
         'listen = "127.0.0.1:0"\n'
         'socket = ""\n'
         f'token = "{ADMIN_TOKEN}"\n'

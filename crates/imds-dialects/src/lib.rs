@@ -14,7 +14,7 @@
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
 //! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`]. [`token`]: the session tokens every
-//! dialect shares.
+//! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 
 #![forbid(unsafe_code)]
 
@@ -25,6 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::{FieldError, GuestState, Instance, Invalid, Mmds, StateWrite};
 
 pub mod azure;
+mod derive;
 pub mod digitalocean;
 pub mod ec2;
 pub mod gce;
@@ -33,7 +34,9 @@ pub mod ids;
 pub mod mmds;
 pub mod nocloud;
 pub mod openstack;
+pub mod platform;
 pub mod token;
+mod yaml;
 
 /// Deployment-wide dialect settings (from the server's configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +226,23 @@ impl Dialect {
             Dialect::NoCloud => "nocloud",
             Dialect::Hetzner => "hetzner",
         }
+    }
+
+    /// Every dialect, in declaration order.
+    pub const ALL: [Dialect; 8] = [
+        Dialect::Ec2,
+        Dialect::Mmds,
+        Dialect::Gce,
+        Dialect::Azure,
+        Dialect::OpenStack,
+        Dialect::DigitalOcean,
+        Dialect::NoCloud,
+        Dialect::Hetzner,
+    ];
+
+    /// The dialect called `name` (as in `dialects.enabled`), if imds serves it.
+    pub fn from_name(name: &str) -> Option<Dialect> {
+        Dialect::ALL.into_iter().find(|d| d.name() == name)
     }
 
     /// The dialect a path belongs to (spec: dialects.md §8). MMDS is not chosen by path.

@@ -8,6 +8,7 @@
 //! The network walk lives in `parse/network.rs`, the smaller sections in `parse/section.rs`.
 
 mod network;
+mod overrides;
 mod section;
 
 use std::collections::HashMap;
@@ -326,7 +327,7 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
     let iam_role = field(c, map, "", "iam_role", role_name);
     let identity = field(c, map, "", "identity", opaque_object);
     let imds = field(c, map, "", "imds", section::imds).unwrap_or_default();
-    let platform = field(c, map, "", "platform", opaque_object);
+    let platform = field(c, map, "", "platform", overrides::platform);
     let dialects = field(c, map, "", "dialects", section::dialects).unwrap_or_default();
 
     let (Some(id), true) = (id, ctx.errors.is_empty()) else {

@@ -8,6 +8,7 @@
 //! - `GET /v1/instances?limit=&after=`: list, paged by id
 //! - `GET|PUT|PATCH /v1/instances/{id}/mmds`, `PUT /v1/instances/{id}/mmds/config`: the
 //!   instance's Firecracker MMDS ([`mmds`]; errors in Firecracker's `fault_message` shape)
+//! - `GET /v1/instances/{id}/smbios?dialect=`: the SMBIOS values that make cloud-init pick a dialect
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
 //! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded
 //!
@@ -36,6 +37,7 @@ pub mod error;
 pub mod instances;
 pub mod mmds;
 pub mod openapi;
+pub mod platform;
 
 pub use auth::Token;
 pub use error::AdminError;
@@ -76,6 +78,8 @@ pub struct AdminState {
     pub limits: imds_model::Limits,
     /// How long a write waits for visibility.
     pub write_visibility_timeout: Duration,
+    /// The guest plane's dialect settings (the NoCloud prefix the platform hints point at).
+    pub dialects: imds_dialects::Settings,
 }
 
 /// The admin router. `token`: when set, TCP clients must present it.
@@ -88,6 +92,7 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         )
         .route("/v1/instances/{id}/mmds", get(mmds::get).put(mmds::put).patch(mmds::patch))
         .route("/v1/instances/{id}/mmds/config", axum::routing::put(mmds::put_config))
+        .route("/v1/instances/{id}/smbios", get(platform::smbios))
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
     Router::new()
         .merge(api)

@@ -45,6 +45,8 @@ pub struct RawGuest {
     pub throttle_per_second: Option<u32>,
     /// Requests each instance may make at once above the sustained rate.
     pub throttle_burst: Option<u32>,
+    /// Where NoCloud is served, e.g. `/nocloud/`.
+    pub nocloud_prefix: Option<String>,
 }
 
 /// `[admin]`
@@ -116,7 +118,8 @@ impl RawConfig {
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
-        let strings: [(&str, &mut Option<String>); 8] = [
+        let strings: [(&str, &mut Option<String>); 9] = [
+            ("IMDS_GUEST_NOCLOUD_PREFIX", &mut self.guest.nocloud_prefix),
             ("IMDS_ADMIN_LISTEN", &mut self.admin.listen),
             ("IMDS_ADMIN_SOCKET", &mut self.admin.socket),
             ("IMDS_ADMIN_TOKEN", &mut self.admin.token),
@@ -196,6 +199,14 @@ impl Config {
         if throttle.per_second > 0 && throttle.burst == 0 {
             problems.push("guest.throttle_burst: must be at least 1 while guest.throttle_per_second is set".into());
         }
+        let dialects = match raw.guest.nocloud_prefix.as_deref().map(check_nocloud_prefix) {
+            None => imds_dialects::Settings::default(),
+            Some(Ok(prefix)) => imds_dialects::Settings { nocloud_prefix: prefix.into() },
+            Some(Err(problem)) => {
+                problems.push(format!("guest.nocloud_prefix: {problem}"));
+                imds_dialects::Settings::default()
+            }
+        };
         if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
             problems.push("guest.listen: give at least one address, e.g. \"169.254.169.254:80\"".into());
         }
@@ -320,7 +331,7 @@ impl Config {
             .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
-                guest: guest::Config { listen: guest_listen, throttle, dialects: Default::default() },
+                guest: guest::Config { listen: guest_listen, throttle, dialects },
                 admin: admin::Config { listen: admin_listen, socket: admin_socket, token, write_visibility_timeout },
                 limits,
                 connections,
@@ -335,6 +346,25 @@ impl Config {
 }
 
 /// Overlays a whole-number variable, or reports it malformed.
+/// Checks a NoCloud prefix: a path with leading and trailing `/`, at least one segment, no
+/// characters a URL would escape, and not under another dialect's paths or an EC2 version.
+fn check_nocloud_prefix(prefix: &str) -> Result<String, String> {
+    let shaped = prefix.len() > 2 && prefix.starts_with('/') && prefix.ends_with('/') && !prefix.contains("//");
+    let clean = prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-._~".contains(&b));
+    if !shaped || !clean {
+        return Err(format!(
+            "{prefix:?} must be a path like \"/nocloud/\": starting and ending with \"/\", letters, digits, \"-._~\""
+        ));
+    }
+    let first = prefix[1..].split('/').next().unwrap_or_default();
+    let probe = imds_dialects::Settings { nocloud_prefix: std::borrow::Cow::Borrowed("/\u{0}/") };
+    let ec2_version = first == "latest" || first.starts_with(|c: char| c.is_ascii_digit());
+    if ec2_version || imds_dialects::Dialect::for_path(prefix, &probe) != imds_dialects::Dialect::Ec2 {
+        return Err(format!("{prefix:?} is under another dialect's paths"));
+    }
+    Ok(prefix.to_owned())
+}
+
 fn env_number<T: std::str::FromStr>(
     lookup: &dyn Fn(&str) -> Option<String>,
     key: &str,

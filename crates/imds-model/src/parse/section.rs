@@ -139,6 +139,7 @@ pub(super) fn dialects(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Diale
         } else if !DIALECT_NAMES.contains(&key.as_str()) {
             ctx.error(&key_path, format!("unknown dialect; {} (or \"enabled\")", known()));
         } else if let Some(block) = opaque_object(ctx, &key_path, value) {
+            super::overrides::check(ctx, &key_path, key, &block);
             dialects.overrides.insert(key.clone(), block);
         }
     }

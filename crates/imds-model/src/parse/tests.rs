@@ -255,6 +255,26 @@ fn every_rule_reports_its_path() {
         (json!({"dialects": {"gce": "x"}}), "dialects.gce", "expected an object"),
         (json!({"dialects": {"aws": {}}}), "dialects.aws", "unknown dialect"),
         (json!({"dialects": []}), "dialects", "expected an object"),
+        (
+            json!({"dialects": {"digitalocean": {"droplet_id": -1}}}),
+            "dialects.digitalocean.droplet_id",
+            "non-negative integer",
+        ),
+        (json!({"dialects": {"hetzner": {"id": "12a"}}}), "dialects.hetzner.id", "non-negative integer"),
+        (
+            json!({"dialects": {"hetzner": {"instance-id": 9223372036854775808u64}}}),
+            "dialects.hetzner.instance-id",
+            "below 2^63",
+        ),
+        (
+            json!({"dialects": {"nocloud": {"network-config": "v2"}}}),
+            "dialects.nocloud.network-config",
+            "expected an object",
+        ),
+        (json!({"dialects": {"nocloud": {"instance-id": ""}}}), "dialects.nocloud.instance-id", "non-empty string"),
+        (json!({"platform": {"dialect": "vax"}}), "platform.dialect", "expected one of"),
+        (json!({"platform": {"smbios": {"serial": 5}}}), "platform.smbios.serial", "expected a string"),
+        (json!({"platform": {"smbios": {"colour": "red"}}}), "platform.smbios.colour", "unknown field"),
         (json!({"userdata": "x"}), "userdata", "unknown field"),
     ];
     for (fragment, path, message) in cases {

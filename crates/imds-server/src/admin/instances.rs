@@ -243,7 +243,7 @@ fn parse(state: &AdminState, doc: &serde_json::Value) -> Result<Instance, AdminE
     Ok(instance)
 }
 
-fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
+pub(crate) fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
     InstanceId::try_from(id).map_err(|error| invalid("id", &error.to_string()))
 }
 
@@ -292,7 +292,7 @@ fn etag(rev: Revision) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{rev}\"")).expect("a decimal number in quotes is a valid header value")
 }
 
-async fn load(state: &AdminState, id: &InstanceId) -> Result<(Instance, Revision), AdminError> {
+pub(crate) async fn load(state: &AdminState, id: &InstanceId) -> Result<(Instance, Revision), AdminError> {
     let record = state
         .store
         .get(&Key::new(INSTANCES, id.as_str()))

@@ -13,14 +13,14 @@ use utoipa::OpenApi;
 /// The document's root.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "imds admin API", description = "Control plane of imds: instance records, their Firecracker MMDS, and health."),
+    info(title = "imds admin API", description = "Control plane of imds: instance records, their Firecracker MMDS, platform hints, and health."),
     paths(
         super::instances::list, super::instances::get, super::instances::put,
         super::instances::patch, super::instances::delete, super::mmds::get, super::mmds::put,
-        super::mmds::patch, super::mmds::put_config, super::healthz, super::readyz, serve
+        super::mmds::patch, super::mmds::put_config, super::platform::smbios, super::healthz, super::readyz, serve
     ),
     components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList,
-        super::mmds::FaultMessage, super::mmds::MmdsConfig)),
+        super::mmds::FaultMessage, super::mmds::MmdsConfig, super::platform::SmbiosHint)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -1,4 +1,4 @@
-//! `imds instance put|get|patch|rm|ls`: the admin API from the shell.
+//! `imds instance put|get|patch|rm|ls|smbios`: the admin API from the shell.
 //!
 //! The server is found with `--admin` (an `http://host:port` URL or a Unix socket path), else
 //! `IMDS_ADMIN`, else `/run/imds/admin.sock` when it exists, else `http://127.0.0.1:8998`
@@ -65,6 +65,29 @@ pub enum InstanceCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the SMBIOS values a VMM must present so the image's cloud-init picks a dialect.
+    Smbios {
+        /// The instance id.
+        id: String,
+        /// The dialect (ec2, gce, azure, openstack, digitalocean, hetzner, nocloud); default:
+        /// the record's platform.dialect.
+        #[arg(long)]
+        dialect: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = SmbiosOutput::Qemu)]
+        output: SmbiosOutput,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// How `smbios` prints.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SmbiosOutput {
+    /// QEMU `-smbios` arguments on one line, quoted for a POSIX shell.
+    Qemu,
+    /// The admin API's JSON answer.
+    Json,
 }
 
 /// How `ls` prints.
@@ -157,8 +180,36 @@ async fn execute(command: InstanceCommand) -> Result<(), Failure> {
                 Output::Table => print_table(&all),
             }
         }
+        InstanceCommand::Smbios { id, dialect, output, target } => {
+            let mut path = format!("{}/smbios", path_for(&id));
+            if let Some(dialect) = &dialect {
+                path.push_str(&format!("?dialect={}", encode(dialect)));
+            }
+            let hint = call(&client(&target), Method::GET, &path, &[], String::new()).await?.json();
+            match output {
+                SmbiosOutput::Json => print_json(&hint),
+                SmbiosOutput::Qemu => {
+                    let args: Vec<&str> = hint["qemu"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                        .unwrap_or_default();
+                    println!("{}", args.iter().map(|arg| shell_quote(arg)).collect::<Vec<_>>().join(" "));
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// `arg` as one POSIX shell word: unchanged when it holds only safe characters, else in single
+/// quotes (`;` in a NoCloud serial would otherwise end the command).
+fn shell_quote(arg: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || ",._+:@%/=-".contains(c);
+    if !arg.is_empty() && arg.chars().all(safe) {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 fn path_for(id: &str) -> String {

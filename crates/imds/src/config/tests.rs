@@ -133,3 +133,20 @@ fn the_mmds_size_limit_comes_from_file_env_or_flag() {
     let zero = ServeArgs { dev: true, mmds_size_limit: Some(0), ..ServeArgs::default() };
     assert!(load(&zero, &env(&[])).unwrap_err().iter().any(|p| p.contains("limits.max_mmds")));
 }
+
+#[test]
+fn nocloud_prefix_comes_from_file_or_env_and_is_checked() {
+    let args = ServeArgs::default();
+    let config = load(&args, &env(&[])).unwrap();
+    assert_eq!(config.server.guest.dialects.nocloud_prefix, "/nocloud/");
+    let (_dir, path) = config_file("[guest]\nnocloud_prefix = \"/seed/\"\n");
+    let from_file = ServeArgs { config: Some(path), ..ServeArgs::default() };
+    assert_eq!(load(&from_file, &env(&[])).unwrap().server.guest.dialects.nocloud_prefix, "/seed/");
+    let from_env = load(&from_file, &env(&[("IMDS_GUEST_NOCLOUD_PREFIX", "/ds/nocloud/")])).unwrap();
+    assert_eq!(from_env.server.guest.dialects.nocloud_prefix, "/ds/nocloud/", "env beats file");
+    for bad in ["nocloud/", "/nocloud", "/", "/latest/", "/2009-04-04/", "/metadata/v1/", "/hetzner/", "/a b/", "/x//"]
+    {
+        let problems = load(&args, &env(&[("IMDS_GUEST_NOCLOUD_PREFIX", bad)])).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("guest.nocloud_prefix")), "{bad}: {problems:?}");
+    }
+}

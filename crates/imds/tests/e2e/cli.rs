@@ -109,3 +109,55 @@ fn an_unreachable_admin_api_says_what_to_do() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains("127.0.0.1:9") && stderr.contains("imds serve --dev"), "{stderr}");
 }
+
+#[tokio::test]
+async fn smbios_prints_qemu_arguments_for_the_configured_seed() {
+    let (_guard, dir) = temp_dir();
+    let config = dir.join("imds.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guest]\nlisten = [\"127.0.0.1:0\"]\nnocloud_prefix = \"/seed/\"\n[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"\ntoken = \"{}\"\n[store]\npath = \"{}\"\n",
+            super::support::TOKEN,
+            dir.join("imds.db").display()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&dir, &["--config", config.to_str().unwrap()], &[]);
+    let put = imds(
+        &daemon,
+        &["instance", "put", "-f", "-"],
+        Some(
+            r#"{"id": "4711", "hostname": "seeded", "ipv4": ["127.0.3.10"], "platform": {"dialect": "digitalocean"}}"#,
+        ),
+    );
+    assert!(put.status.success(), "{}", text(&put.stderr));
+
+    let nocloud = imds(&daemon, &["instance", "smbios", "4711", "--dialect", "nocloud"], None);
+    assert!(nocloud.status.success(), "{}", text(&nocloud.stderr));
+    assert_eq!(text(&nocloud.stdout), "-smbios 'type=1,serial=ds=nocloud;s=http://169.254.169.254/seed/'\n");
+    // The guest finds its seed where the serial points.
+    let guest = daemon.guest_from("127.0.3.10");
+    let meta = guest.get("/seed/meta-data").await.unwrap();
+    assert!(meta.text().contains("\"local-hostname\": \"seeded\""), "{}", meta.text());
+
+    // Default dialect from platform.dialect; a space in a value is quoted for the shell.
+    let droplet = imds(&daemon, &["instance", "smbios", "4711"], None);
+    assert_eq!(text(&droplet.stdout), "-smbios type=1,manufacturer=DigitalOcean,product=Droplet,serial=4711\n");
+    let azure = imds(&daemon, &["instance", "smbios", "4711", "--dialect", "azure"], None);
+    assert_eq!(
+        text(&azure.stdout),
+        "-smbios 'type=1,manufacturer=Microsoft Corporation,product=Virtual Machine' -smbios type=3,asset=7783-7084-3265-9085-8269-3286-77\n"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&imds(&daemon, &["instance", "smbios", "4711", "-o", "json"], None).stdout).unwrap();
+    assert_eq!(json["smbios"]["serial"], "4711");
+
+    let unknown = imds(&daemon, &["instance", "smbios", "4711", "--dialect", "vax"], None);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("400") && text(&unknown.stderr).contains("vax"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
