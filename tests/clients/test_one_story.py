@@ -1,22 +1,42 @@
-"""One instance read through cloud-init's EC2, DigitalOcean, Hetzner and NoCloud readers (Debian's
-package, unpacked and unmodified): every reader gets the same host name, keys, user-data bytes and
-primary address."""
+"""One instance read through cloud-init's EC2, OpenStack, DigitalOcean, Hetzner and NoCloud readers
+(Debian's package, unpacked and unmodified) and Azure's instance document: every reader gets the
+same host name, keys, user-data bytes and primary address."""
 
 from __future__ import annotations
 
+import base64
+import json
+import urllib.request
 from pathlib import Path
+from typing import Any
 
+import pytest
 from cloudinit import util
-from cloudinit.sources.helpers import digitalocean, ec2, hetzner
+from cloudinit.sources.DataSourceOpenStack import read_metadata_service
+from cloudinit.sources.helpers import digitalocean, ec2, hetzner, openstack
 
 from conftest import KEYS, put_instance, running_imds
 from seeds import RECORD, USER_DATA
 
 
-def test_every_dialect_tells_the_same_story(tmp_path: Path) -> None:
+def azure_instance(url: str) -> Any:
+    request = urllib.request.Request(f"{url}/metadata/instance?api-version=2021-08-01", headers={"Metadata": "true"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5) as response:
+        return json.load(response)
+
+
+def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with running_imds(tmp_path) as imds:
         put_instance(imds, "one-story", RECORD)
         url = imds.guest_url
+
+        # cloud-init's OpenStack reader also crawls EC2 at the fixed 169.254.169.254: aim it here.
+        def ec2_here(reader: openstack.MetadataReader) -> dict[str, Any]:
+            return ec2.get_instance_metadata(metadata_address=url, timeout=reader.timeout, retries=0)
+
+        monkeypatch.setattr(openstack.MetadataReader, "_read_ec2_metadata", ec2_here)
+        os_results = read_metadata_service(url, timeout=5, retries=0)
+        az = azure_instance(url)
         do = digitalocean.read_metadata(f"{url}/metadata/v1.json", timeout=5, retries=0)
         hz = hetzner.read_metadata(f"{url}/hetzner/v1/metadata", timeout=5, retries=0)
         hz_ud = hetzner.read_userdata(f"{url}/hetzner/v1/userdata", timeout=5, retries=0)
@@ -24,14 +44,23 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path) -> None:
         aws = ec2.get_instance_metadata(api_version="2021-03-23", metadata_address=url)
         aws_ud = ec2.get_instance_userdata(api_version="2021-03-23", metadata_address=url)
 
+    os_md = os_results["metadata"]
     fqdn = "seed-test.example.internal"
-    assert (do["hostname"], hz["hostname"], nc["local-hostname"], aws["local-hostname"]) == (fqdn,) * 4
+    hostnames = (do["hostname"], hz["hostname"], nc["local-hostname"], aws["local-hostname"], os_md["hostname"])
+    assert hostnames == (fqdn,) * 5
+    assert az["compute"]["osProfile"]["computerName"] == "seed-test"  # Azure names the short host name
     keys = [KEYS["alice"], KEYS["bob"]]
     assert do["public_keys"] == hz["public-keys"] == nc["public-keys"] == keys
     assert sorted(key for pair in aws["public-keys"].values() for key in pair) == sorted(keys)
-    assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == USER_DATA
+    assert sorted(os_md["public_keys"].values()) == sorted(keys)
+    assert sorted(k["keyData"] for k in az["compute"]["publicKeys"]) == sorted(keys)
+    assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == os_results["userdata"] == USER_DATA
+    assert base64.b64decode(az["compute"]["userData"]) == USER_DATA
     address = "203.0.113.10"
     assert do["interfaces"]["public"][0]["ipv4"]["ip_address"] == hz["public-ipv4"] == aws["local-ipv4"] == address
+    assert az["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"] == address
+    # One instance UUID: OpenStack's uuid is Azure's vmId.
+    assert os_md["uuid"] == az["compute"]["vmId"]
 
 
 def test_yaml_documents_carry_any_text_unchanged(tmp_path: Path) -> None:
