@@ -40,7 +40,7 @@ use imds_model::{EndpointMode, Instance};
 
 use crate::{Context, GuestRequest, GuestResponse};
 
-mod derived;
+pub(crate) mod derived;
 mod identity;
 mod meta_data;
 mod network;
