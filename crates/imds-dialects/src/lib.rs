@@ -302,6 +302,19 @@ pub fn wait_request(request: &GuestRequest, settings: &Settings) -> Option<gce::
     }
 }
 
+/// Problems with the record's dialect override blocks, for the blocks whose dialect defines its
+/// keys (`dialects.gce`); field paths like `dialects.gce.tags`. Empty when they are all valid.
+pub fn check_overrides(instance: &Instance) -> Vec<imds_model::FieldError> {
+    let mut errors = Vec::new();
+    if let Some(block) = instance.dialects.override_for(Dialect::Gce.name()) {
+        errors.extend(gce::overrides::check(block).into_iter().map(|(key, message)| {
+            let field = if key.is_empty() { "dialects.gce".to_owned() } else { format!("dialects.gce.{key}") };
+            imds_model::FieldError::new(field, message)
+        }));
+    }
+    errors
+}
+
 /// Adds EC2's `Server` header: AWS sends `Server: EC2ws` on every metadata answer.
 fn ec2_shaped(response: GuestResponse) -> GuestResponse {
     response.with_header(http::header::SERVER, HeaderValue::from_static(ec2::wire::SERVER))

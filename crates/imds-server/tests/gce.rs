@@ -416,3 +416,20 @@ fn raise_nofile(want: u64) -> u64 {
     }
     limit.rlim_cur
 }
+
+#[tokio::test]
+async fn the_admin_api_refuses_a_bad_gce_override_block_and_changes_nothing() {
+    let server = TestServer::start().await;
+    let mut doc = record("4008", "127.0.4.8", "india");
+    doc["dialects"]["gce"] = json!({"tags": "not-a-list", "projectid": "p"});
+    let response = server
+        .admin()
+        .send(Method::PUT, "/v1/instances/4008", &[("content-type", "application/json")], doc.to_string())
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
+    let body = response.text();
+    assert!(body.contains("dialects.gce.tags") && body.contains("dialects.gce.projectid"), "{body}");
+    let absent = server.admin().get("/v1/instances/4008").await.unwrap();
+    assert_eq!(absent.status, StatusCode::NOT_FOUND);
+}

@@ -81,6 +81,7 @@ pub async fn put(
         None => return Err(invalid("", "expected a JSON object")),
     }
     let instance = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
+    check_overrides(&instance)?;
     let expect = precondition(&headers)?;
     let written = write(&state, &instance, expect).await?;
     tracing::info!(action = "put", id = %id, rev = %written.rev, created = written.created, "instance written");
@@ -145,6 +146,7 @@ pub async fn patch(
             return Err(invalid("id", "the id of an instance cannot be changed or removed"));
         }
         let patched = Instance::parse(&doc, &state.limits).map_err(AdminError::Invalid)?;
+        check_overrides(&patched)?;
         match write(&state, &patched, Expect::Revision(rev)).await {
             Ok(written) => {
                 tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
@@ -238,6 +240,16 @@ pub async fn list(
 
 fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
     InstanceId::try_from(id).map_err(|error| invalid("id", &error.to_string()))
+}
+
+/// Rejects dialect override blocks their dialect does not accept (unknown or ill-typed keys).
+fn check_overrides(instance: &Instance) -> Result<(), AdminError> {
+    let errors = imds_dialects::check_overrides(instance);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(Invalid { errors }))
+    }
 }
 
 fn invalid(field: &str, message: &str) -> AdminError {
