@@ -41,7 +41,6 @@
 //! `project_attributes`, `service_account_email` (default `<role>@<project>.iam.gserviceaccount.com`),
 //! `scopes` (default `cloud-platform`), `preemptible`.
 
-use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -272,7 +271,7 @@ fn guest_attribute_write(request: &GuestRequest, names: &[&str], slash: bool) ->
         value,
         only_if_absent: false,
     };
-    let done = shaped(GuestResponse::new(StatusCode::OK, wire::TEXT, Bytes::new()));
+    let done = ok(wire::TEXT, String::new());
     done.clone().with_write(write, done)
 }
 

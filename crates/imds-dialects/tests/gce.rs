@@ -300,6 +300,7 @@ fn guest_attributes_are_written_through_state_and_read_back() {
             .with_body("AAAA key"),
     );
     assert_eq!(put.status, StatusCode::OK);
+    assert_eq!(header(&put, "etag"), Some(gce::etag(b"").as_str()), "every 200 has an ETag");
     let write = put.write.as_ref().expect("a PUT carries a write");
     assert_eq!(
         write.write,
