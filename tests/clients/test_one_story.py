@@ -1,6 +1,6 @@
 """One instance read through cloud-init's EC2, OpenStack, DigitalOcean, Hetzner and NoCloud readers
-(Debian's package, unpacked and unmodified) and Azure's instance document: every reader gets the
-same host name, keys, user-data bytes and primary address."""
+(Debian's package, unpacked and unmodified), Azure's instance document and GCE's instance tree:
+every reader gets the same host name, keys, user-data bytes and primary address."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def azure_instance(url: str) -> Any:
         return json.load(response)
 
 
+def gce(url: str, path: str) -> bytes:
+    request = urllib.request.Request(f"{url}/computeMetadata/v1/instance/{path}", headers={"Metadata-Flavor": "Google"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5) as response:
+        return response.read()
+
+
 def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with running_imds(tmp_path) as imds:
         put_instance(imds, "one-story", RECORD)
@@ -37,6 +43,10 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
         monkeypatch.setattr(openstack.MetadataReader, "_read_ec2_metadata", ec2_here)
         os_results = read_metadata_service(url, timeout=5, retries=0)
         az = azure_instance(url)
+        gce_hostname = gce(url, "hostname").decode()
+        gce_keys = gce(url, "attributes/ssh-keys").decode()
+        gce_user_data = gce(url, "attributes/user-data")
+        gce_ip = gce(url, "network-interfaces/0/ip").decode()
         do = digitalocean.read_metadata(f"{url}/metadata/v1.json", timeout=5, retries=0)
         hz = hetzner.read_metadata(f"{url}/hetzner/v1/metadata", timeout=5, retries=0)
         hz_ud = hetzner.read_userdata(f"{url}/hetzner/v1/userdata", timeout=5, retries=0)
@@ -48,17 +58,21 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
     fqdn = "seed-test.example.internal"
     hostnames = (do["hostname"], hz["hostname"], nc["local-hostname"], aws["local-hostname"], os_md["hostname"])
     assert hostnames == (fqdn,) * 5
+    assert gce_hostname == fqdn
     assert az["compute"]["osProfile"]["computerName"] == "seed-test"  # Azure names the short host name
     keys = [KEYS["alice"], KEYS["bob"]]
     assert do["public_keys"] == hz["public-keys"] == nc["public-keys"] == keys
     assert sorted(key for pair in aws["public-keys"].values() for key in pair) == sorted(keys)
     assert sorted(os_md["public_keys"].values()) == sorted(keys)
     assert sorted(k["keyData"] for k in az["compute"]["publicKeys"]) == sorted(keys)
+    assert sorted(line.split(":", 1)[1] for line in gce_keys.splitlines()) == sorted(keys)  # `user:key` lines
     assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == os_results["userdata"] == USER_DATA
     assert base64.b64decode(az["compute"]["userData"]) == USER_DATA
+    assert gce_user_data == USER_DATA
     address = "203.0.113.10"
     assert do["interfaces"]["public"][0]["ipv4"]["ip_address"] == hz["public-ipv4"] == aws["local-ipv4"] == address
     assert az["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"] == address
+    assert gce_ip == address
     # One instance UUID: OpenStack's uuid is Azure's vmId.
     assert os_md["uuid"] == az["compute"]["vmId"]
 

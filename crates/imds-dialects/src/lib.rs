@@ -288,6 +288,13 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         return ec2_shaped(ec2::not_found());
     }
     match dialect {
+        Dialect::Ec2 if request.path == "/" && gce_ping(request) => {
+            // google-auth's GCE detection: 200 plus the flavor header (dialects.md §1.2).
+            ec2_shaped(ec2::respond(subject.instance, request, context)).with_header(
+                HeaderName::from_static(gce::wire::FLAVOR_HEADER),
+                HeaderValue::from_static(gce::wire::FLAVOR),
+            )
+        }
         Dialect::Ec2 | Dialect::Mmds => ec2_shaped(ec2::respond(subject.instance, request, context)),
         Dialect::Gce => gce::respond(subject, request, context),
         Dialect::Azure => azure::respond(subject, request, context),
@@ -306,6 +313,7 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
     for (dialect, block) in &instance.dialects.overrides {
         let problems = match (dialect.as_str(), block) {
             ("azure", _) => azure::check_overrides(block),
+            ("gce", _) => gce::overrides::check(block),
             ("openstack", serde_json::Value::Object(block)) => openstack::check_overrides(block),
             _ => Vec::new(),
         };
@@ -319,6 +327,24 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(Invalid { errors })
+    }
+}
+
+/// Whether a request carries `Metadata-Flavor: Google`.
+fn gce_ping(request: &GuestRequest) -> bool {
+    request.headers.get(gce::wire::FLAVOR_HEADER).is_some_and(|value| value == gce::wire::FLAVOR)
+}
+
+/// The long poll a request asks for, if its dialect supports one (GCE's `wait_for_change`).
+///
+/// The server renders the request with [`route`]; when the answer is a 200 whose `ETag` equals
+/// [`Wait::last_etag`](gce::Wait::last_etag) (or, without one, in any case) it holds the request
+/// and renders it again on every change of the instance, until the `ETag` differs or the
+/// timeout passes.
+pub fn wait_request(request: &GuestRequest, settings: &Settings) -> Option<gce::Wait> {
+    match Dialect::for_path(&request.path, settings) {
+        Dialect::Gce => gce::wait_request(request),
+        _ => None,
     }
 }
 

@@ -3,12 +3,15 @@
 //! For every request: identify the caller by its source address ([`identify`]), pick its
 //! instance from the current view snapshot, hand `(&Subject, &GuestRequest, &Context)` to the
 //! dialect router in `imds-dialects`, apply the response's hop limit to the connection's socket,
-//! write the bytes. Reads touch no store, take no lock and await nothing. An unknown caller gets
-//! no instance's data. The session-token key is loaded from the store at start ([`token_key`]).
+//! write the bytes. Reads touch no store, take no lock and await nothing (long polls excepted: see
+//! below). An unknown caller gets no instance's data. The session-token key is loaded from the
+//! store at start ([`token_key`]).
 //!
-//! The one exception is a guest write (OpenStack's `password`, GCE guest attributes): the
+//! One exception is a guest write (OpenStack's `password`, GCE guest attributes): the
 //! dialect's response carries a [`GuestWrite`](imds_dialects::GuestWrite), which [`write`](mod@write)
-//! applies to the instance's guest state in the store before the response goes out.
+//! applies to the instance's guest state in the store before the response goes out. The other
+//! is a long poll (GCE's `wait_for_change`): [`wait`] holds the request until the instance's
+//! rendered answer changes, woken by the view's per-instance change signals.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -26,12 +29,13 @@ use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
 use imds_store::Store;
 
 use crate::listener::{ConnSocket, Peer};
-use crate::view::View;
+use crate::view::{Snapshot, View};
 use throttle::Throttle;
 
 pub mod identify;
 pub mod throttle;
 pub mod token_key;
+pub mod wait;
 pub mod write;
 
 /// The largest request body a guest may send (guest writes are small: a password, an
@@ -119,39 +123,34 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         }
     };
     let snapshot = plane.view.load();
-    let mut response = match snapshot.by_ip(caller) {
-        Some(entry) if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) => {
-            tracing::debug!(%caller, id = %entry.instance.id, "throttled");
-            imds_dialects::throttled()
-        }
-        Some(entry) => {
-            let guest_request = GuestRequest {
-                method: parts.method,
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().map(str::to_owned),
-                headers: parts.headers,
-                body,
-            };
-            let context = Context { tokens: &plane.tokens, now: unix_now(), settings: &plane.settings };
-            let id = &entry.instance.id;
-            let subject = Subject {
-                instance: &entry.instance,
-                mmds: snapshot.mmds(id).map(|mmds| &**mmds),
-                state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
-            };
-            imds_dialects::route(&subject, &guest_request, &context)
+    let Some(entry) = snapshot.by_ip(caller) else {
+        tracing::debug!(%caller, "guest request from an unknown address");
+        return into_http(imds_dialects::unknown_caller(caller), is_head, caller);
+    };
+    if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
+        tracing::debug!(%caller, id = %entry.instance.id, "throttled");
+        return into_http(imds_dialects::throttled(), is_head, caller);
+    }
+    let id = entry.instance.id.clone();
+    let guest_request = GuestRequest {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+    };
+    let mut response = match imds_dialects::wait_request(&guest_request, &plane.settings) {
+        Some(wait_for) => {
+            drop(snapshot);
+            wait::hold(plane, caller, &id, &guest_request, wait_for).await
         }
         None => {
-            tracing::debug!(%caller, "guest request from an unknown address");
-            imds_dialects::unknown_caller(caller)
+            let response = render(plane, &snapshot, caller, &guest_request);
+            drop(snapshot);
+            response
         }
     };
     if let Some(guest_write) = response.write.take() {
-        let Some(entry) = snapshot.by_ip(caller) else {
-            return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        };
-        let id = entry.instance.id.clone();
-        drop(snapshot);
         response = write::apply(&plane.store, &plane.view, &id, *guest_write, response).await;
     }
     // The response is written after this returns, so the socket's TTL applies to it.
@@ -161,6 +160,21 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         }
     }
     into_http(response, is_head, caller)
+}
+
+/// Renders `request` from `snapshot` for the instance at `caller`.
+fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestRequest) -> GuestResponse {
+    let Some(entry) = snapshot.by_ip(caller) else {
+        return imds_dialects::unknown_caller(caller);
+    };
+    let context = Context { tokens: &plane.tokens, now: unix_now(), settings: &plane.settings };
+    let id = &entry.instance.id;
+    let subject = Subject {
+        instance: &entry.instance,
+        mmds: snapshot.mmds(id).map(|mmds| &**mmds),
+        state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
+    };
+    imds_dialects::route(&subject, request, &context)
 }
 
 fn into_http(response: GuestResponse, is_head: bool, caller: IpAddr) -> Response {

@@ -65,6 +65,8 @@ pub async fn run(store: Arc<dyn Store>, scope: Scope, view: View, backoff: Backo
         };
         let mut last = snapshot.rev;
         view.swap(Snapshot::from_records(snapshot.rev, &snapshot.records));
+        // Anything may have changed: every long-polling guest renders again.
+        view.changes().notify_all();
         tracing::info!(rev = %last, instances = view.load().len(), "view loaded from store snapshot");
         attempt = 0;
 
@@ -117,6 +119,7 @@ async fn follow(
             }
         }
         let mut snapshot: Option<Snapshot> = None;
+        let mut touched = Vec::new();
         let mut outcome = Ok(());
         for item in batch {
             match item {
@@ -124,6 +127,7 @@ async fn follow(
                 Ok(FeedEvent::Changes { rev, changes }) => {
                     let base = snapshot.take().unwrap_or_else(|| (*view.load()).clone());
                     snapshot = Some(base.apply(rev, &changes));
+                    touched.extend(Snapshot::touched(&changes));
                     *last = rev;
                 }
                 Ok(FeedEvent::Progress { rev }) => *last = rev,
@@ -135,6 +139,8 @@ async fn follow(
         }
         if let Some(snapshot) = snapshot {
             view.swap(snapshot);
+            // After the swap: a woken waiter renders from the new snapshot.
+            view.changes().notify(&touched);
         }
         view.advance(*last);
         outcome?;

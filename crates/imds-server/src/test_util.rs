@@ -41,7 +41,14 @@ impl TestServer {
 
     /// Starts a daemon over a fresh in-memory store whose guests are throttled to `throttle`.
     pub async fn with_throttle(throttle: Throttle) -> Self {
-        Self::start_with(Arc::new(MemoryStore::new()), None, imds_model::Limits::default(), None, throttle).await
+        Self::with_guest_limits(throttle, listener::Limits::default()).await
+    }
+
+    /// Starts a daemon over a fresh in-memory store with explicit guest throttle and
+    /// connection limits (tests that hold thousands of connections).
+    pub async fn with_guest_limits(throttle: Throttle, connections: listener::Limits) -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        Self::start_with(store, None, imds_model::Limits::default(), None, throttle, connections).await
     }
 
     /// Starts a daemon with explicit limits and an optional admin Unix socket.
@@ -51,7 +58,7 @@ impl TestServer {
         limits: imds_model::Limits,
         socket: Option<std::path::PathBuf>,
     ) -> Self {
-        Self::start_with(store, token, limits, socket, Throttle::default()).await
+        Self::start_with(store, token, limits, socket, Throttle::default(), listener::Limits::default()).await
     }
 
     async fn start_with(
@@ -60,6 +67,7 @@ impl TestServer {
         limits: imds_model::Limits,
         socket: Option<std::path::PathBuf>,
         throttle: Throttle,
+        connections: listener::Limits,
     ) -> Self {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = server::Config {
@@ -71,7 +79,7 @@ impl TestServer {
                 write_visibility_timeout: Duration::from_secs(5),
             },
             limits,
-            connections: listener::Limits::default(),
+            connections,
             scope: Scope::All,
         };
         let running = server::start(config, Arc::clone(&store)).await.expect("test server starts");

@@ -7,7 +7,8 @@
 //! the current `Arc<Snapshot>` and never lock, await or touch the store.
 //!
 //! The view also tells writers when it has caught up with a revision ([`View::wait_for`]), which
-//! is how an admin write returns only once guests can read it.
+//! is how an admin write returns only once guests can read it, and long-polling guests when
+//! their instance changed ([`View::changes`], module [`changes`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,8 +20,10 @@ use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
 use crate::guest::throttle::Bucket;
+use changes::Changes;
 use sharded::ShardedMap;
 
+pub mod changes;
 mod sharded;
 
 /// The store collection that holds instance records.
@@ -100,6 +103,20 @@ impl Snapshot {
     /// The instance that owns this MAC.
     pub fn by_mac(&self, mac: MacAddr) -> Option<&Arc<Entry>> {
         self.by_mac.get(&mac).and_then(|id| self.by_id.get(id))
+    }
+
+    /// The instances `changes` touch: their record, MMDS document or guest state.
+    pub fn touched(changes: &[Change]) -> impl Iterator<Item = InstanceId> + '_ {
+        changes.iter().filter_map(|change| {
+            let key = match change {
+                Change::Put(record) => &record.key,
+                Change::Delete { key, .. } => key,
+            };
+            [INSTANCES, MMDS, STATE]
+                .contains(&key.collection.as_str())
+                .then(|| InstanceId::try_from(key.id.as_str()).ok())
+                .flatten()
+        })
     }
 
     /// A copy of this snapshot with `changes` applied, at `rev`.
@@ -202,6 +219,7 @@ impl Snapshot {
 pub struct View {
     current: Arc<ArcSwap<Snapshot>>,
     reached: watch::Sender<Option<Revision>>,
+    changes: Arc<Changes>,
 }
 
 impl Default for View {
@@ -214,7 +232,16 @@ impl View {
     /// An empty view that is not ready (no snapshot swapped in yet).
     pub fn new() -> Self {
         let (reached, _) = watch::channel(None);
-        Self { current: Arc::new(ArcSwap::from_pointee(Snapshot::default())), reached }
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            reached,
+            changes: Arc::new(Changes::default()),
+        }
+    }
+
+    /// The per-instance change signals: the replica notifies the instances each swap changed.
+    pub fn changes(&self) -> &Arc<Changes> {
+        &self.changes
     }
 
     /// The current snapshot: one atomic load, no lock.
