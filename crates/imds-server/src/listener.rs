@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,23 +35,22 @@ pub enum Peer {
 }
 
 /// A TCP connection's socket, for settings that must change per response (the hop limit of
-/// EC2 token replies). Carried as a request extension; a duplicate of the connection's fd.
+/// EC2 token replies). Carried as a request extension; it shares the connection's stream (no
+/// second file descriptor: a host holding thousands of long polls needs one per connection).
 #[derive(Debug, Clone)]
 pub struct ConnSocket {
-    fd: Arc<std::os::fd::OwnedFd>,
+    stream: Arc<TcpStream>,
     ipv6: bool,
     default_ttl: u32,
     current_ttl: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl ConnSocket {
-    fn new(stream: &tokio::net::TcpStream) -> std::io::Result<Self> {
-        use std::os::fd::AsFd;
-        let fd = stream.as_fd().try_clone_to_owned()?;
-        let socket = socket2::SockRef::from(&fd);
+    fn new(stream: Arc<TcpStream>) -> std::io::Result<Self> {
+        let socket = socket2::SockRef::from(&*stream);
         let ipv6 = stream.local_addr()?.is_ipv6();
         let default_ttl = if ipv6 { socket.unicast_hops_v6()? } else { socket.ttl_v4()? };
-        Ok(Self { fd: Arc::new(fd), ipv6, default_ttl, current_ttl: Arc::new(default_ttl.into()) })
+        Ok(Self { stream, ipv6, default_ttl, current_ttl: Arc::new(default_ttl.into()) })
     }
 
     /// Makes what the connection sends next leave with IP TTL / IPv6 hop limit `hops`
@@ -62,7 +61,7 @@ impl ConnSocket {
         if self.current_ttl.swap(ttl, Ordering::Relaxed) == ttl {
             return Ok(());
         }
-        let socket = socket2::SockRef::from(&*self.fd);
+        let socket = socket2::SockRef::from(&*self.stream);
         if self.ipv6 {
             socket.set_unicast_hops_v6(ttl)?;
             // IPv4 peers of an IPv6 socket (::ffff:a.b.c.d) are sent with the IPv4 TTL.
@@ -71,6 +70,82 @@ impl ConnSocket {
         } else {
             socket.set_ttl_v4(ttl)
         }
+    }
+}
+
+/// A TCP stream the connection reads and writes while its [`ConnSocket`] (in request extensions)
+/// holds the same stream to change socket options: reads and writes go through tokio's
+/// readiness API on a shared reference.
+#[derive(Debug)]
+struct SharedStream(Arc<TcpStream>);
+
+impl tokio::io::AsyncRead for SharedStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(read) => {
+                    buf.advance(read);
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                // Readiness was stale: poll_read_ready registers for the next wake-up.
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(error) => return std::task::Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for SharedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                result => return std::task::Poll::Ready(result),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                result => return std::task::Poll::Ready(result),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let result = socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write);
+        std::task::Poll::Ready(match result {
+            Err(error) if error.kind() == std::io::ErrorKind::NotConnected => Ok(()),
+            other => other,
+        })
     }
 }
 
@@ -115,15 +190,16 @@ trait Acceptor {
 }
 
 impl Acceptor for TcpListener {
-    type Io = tokio::net::TcpStream;
+    type Io = SharedStream;
     async fn accept(&self) -> std::io::Result<(Self::Io, Peer, Option<ConnSocket>)> {
         let (stream, remote) = TcpListener::accept(self).await?;
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(remote);
-        let socket = ConnSocket::new(&stream)
+        let stream = Arc::new(stream);
+        let socket = ConnSocket::new(Arc::clone(&stream))
             .inspect_err(|error| tracing::warn!(%remote, %error, "cannot control this connection's hop limit"))
             .ok();
-        Ok((stream, Peer::Tcp { remote, local }, socket))
+        Ok((SharedStream(stream), Peer::Tcp { remote, local }, socket))
     }
 }
 
