@@ -46,6 +46,9 @@ pub(crate) enum Node {
     Leaf(Bytes, &'static str),
     /// A directory.
     Dir(Vec<Entry>),
+    /// A signature of the identity document, computed only when requested (signing is the
+    /// one costly leaf; the tree is built per request).
+    Signed(super::credentials::Signature),
 }
 
 impl Entry {
@@ -70,7 +73,7 @@ impl Entry {
         self.since <= at
             && match &self.node {
                 Node::Absent => false,
-                Node::Leaf(..) => true,
+                Node::Leaf(..) | Node::Signed(_) => true,
                 Node::Dir(children) => children.iter().any(|child| child.visible(at)),
             }
     }
