@@ -13,12 +13,18 @@ use utoipa::OpenApi;
 /// The document's root.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "imds admin API", description = "Control plane of imds: instance records and health."),
+    info(title = "imds admin API", description = "Control plane of imds: instance records, roles and credentials, signing keys, health."),
     paths(
         super::instances::list, super::instances::get, super::instances::put,
-        super::instances::patch, super::instances::delete, super::healthz, super::readyz, serve
+        super::instances::patch, super::instances::delete,
+        super::roles::list, super::roles::get, super::roles::put, super::roles::delete,
+        super::roles::put_base, super::roles::refresh,
+        super::signing::keys, super::signing::certificates, super::signing::jwks,
+        super::signing::rotate, super::signing::put_key,
+        super::healthz, super::readyz, serve
     ),
-    components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList)),
+    components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList,
+        super::roles::RoleView, super::roles::RoleList)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]
