@@ -78,3 +78,33 @@ pub async fn follow(view: View, manager: Arc<Manager>, shutdown: CancellationTok
         }
     }
 }
+
+/// Writes a role from the configuration file to the store, unless the stored one is the same.
+/// Base credentials set through the admin API are kept when the configured role has none.
+pub async fn put_configured(
+    store: &Arc<dyn imds_store::Store>,
+    name: &str,
+    role: &imds_creds::Role,
+) -> Result<(), imds_store::StoreError> {
+    use imds_store::{Expect, Key, Put};
+    let key = Key::new(crate::view::ROLES, name);
+    let current = store.get(&key).await?;
+    let mut role = role.clone();
+    let expect = match &current {
+        Some(record) => {
+            if let Ok(stored) = imds_creds::Role::from_bytes(&record.value) {
+                if role.base_credentials.is_none() && matches!(role.source, imds_creds::Source::Sts { .. }) {
+                    role.base_credentials = stored.base_credentials.clone();
+                }
+                if stored == role {
+                    return Ok(());
+                }
+            }
+            Expect::Revision(record.rev)
+        }
+        None => Expect::Absent,
+    };
+    store.put(Put { key, node: None, claims: Vec::new(), value: role.to_bytes(), expect }).await?;
+    tracing::info!(role = name, source = role.source.kind(), "role written from the configuration");
+    Ok(())
+}

@@ -1,11 +1,15 @@
-//! Subcommands: `serve` runs the daemon; `instance` drives the admin API.
+//! Subcommands: `serve` runs the daemon; `instance`, `role` and `signing` drive the admin API;
+//! `verify` checks signed identity documents and tokens.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 pub mod instance;
+pub mod role;
 pub mod serve;
+pub mod signing;
+pub mod verify;
 
 /// imds: an instance metadata service for VM platforms.
 #[derive(Debug, Parser)]
@@ -22,6 +26,14 @@ enum Command {
     /// Create, read, patch, delete and list instances through the admin API.
     #[command(subcommand)]
     Instance(instance::InstanceCommand),
+    /// Manage roles and their credential sources (static, sts, process).
+    #[command(subcommand)]
+    Role(role::RoleCommand),
+    /// Manage the identity signing keys; print certificates and the JWKS.
+    #[command(subcommand)]
+    Signing(signing::SigningCommand),
+    /// Check an identity document's signature, a PKCS#7 signature or an identity token.
+    Verify(verify::VerifyArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -29,5 +41,8 @@ pub async fn run(args: Args) -> ExitCode {
     match args.command {
         Command::Serve(serve) => serve::run(serve).await,
         Command::Instance(command) => instance::run(command).await,
+        Command::Role(command) => role::run(command).await,
+        Command::Signing(command) => signing::run(command).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }
