@@ -76,7 +76,9 @@ async fn the_sdk_imds_credentials_provider_gets_the_role_keys_across_a_rotation(
     let role = server.admin().send(Method::PUT, "/v1/roles/sdk-role", &headers, body).await.unwrap();
     assert_eq!(role.status, http::StatusCode::CREATED);
     server
-        .create(json!({"id": "i-sdk-creds", "ipv4": ["127.0.0.1"], "iam_role": "sdk-role", "imds": {"tokens": "required"}}))
+        .create(
+            json!({"id": "i-sdk-creds", "ipv4": ["127.0.0.1"], "iam_role": "sdk-role", "imds": {"tokens": "required"}}),
+        )
         .await;
     let provider = ImdsCredentialsProvider::builder().imds_client(sdk_client(&server)).build();
 

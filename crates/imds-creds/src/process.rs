@@ -52,7 +52,11 @@ pub async fn run(command: &[String], timeout: Duration) -> Result<Credentials, F
     }
     // The error of a failed parse is not shown: serde's messages may quote the input.
     let parsed: Output = serde_json::from_slice(&output.stdout).map_err(|e| {
-        FetchError::Process(format!("{program} did not print credential_process JSON (line {}, column {})", e.line(), e.column()))
+        FetchError::Process(format!(
+            "{program} did not print credential_process JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
     })?;
     if parsed.version != 1 {
         return Err(FetchError::Process(format!("unsupported credential_process Version {}", parsed.version)));

@@ -24,10 +24,7 @@ impl Role {
             // serde names the unknown or missing field in its message; it never echoes values
             // of string fields it accepted.
             let message = e.to_string();
-            let field = ["source", "base_credentials"]
-                .into_iter()
-                .find(|f| message.contains(f))
-                .unwrap_or("source");
+            let field = ["source", "base_credentials"].into_iter().find(|f| message.contains(f)).unwrap_or("source");
             SourceInvalid { field: field.to_owned(), message }
         })?;
         role.source.validate()?;

@@ -2,8 +2,8 @@
 //! the role) and [`fetch`], which obtains one set of [`Credentials`] from it.
 //!
 //! - `static`: an operator-supplied key triple and optional expiry;
-//! - `sts`: AWS STS `AssumeRole` signed with base credentials (module [`sts`](crate::sts));
-//! - `process`: a command printing `credential_process` JSON (module [`process`](crate::process)).
+//! - `sts`: AWS STS `AssumeRole` signed with base credentials (module [`sts`]);
+//! - `process`: a command printing `credential_process` JSON (module [`process`]).
 
 use serde::{Deserialize, Serialize};
 

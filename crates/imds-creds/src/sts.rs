@@ -24,7 +24,9 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// The HTTP client STS calls go through (shared; HTTPS via the system's roots).
 #[derive(Clone)]
-pub struct HttpClient(Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>);
+pub struct HttpClient(
+    Client<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, Full<Bytes>>,
+);
 
 impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,7 +50,11 @@ impl HttpClient {
                             .with_root_certificates(rustls::RootCertStore::empty())
                             .with_no_client_auth()
                     });
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http().enable_http1().build()
+                hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_or_http()
+                    .enable_http1()
+                    .build()
             }
         };
         Self(Client::builder(TokioExecutor::new()).build(connector))
@@ -164,7 +170,8 @@ pub async fn assume_role(
             message: element(&xml, "Message").unwrap_or_default(),
         });
     }
-    let field = |tag: &str| element(&xml, tag).ok_or_else(|| FetchError::BadAnswer(format!("no <{tag}> in the STS answer")));
+    let field =
+        |tag: &str| element(&xml, tag).ok_or_else(|| FetchError::BadAnswer(format!("no <{tag}> in the STS answer")));
     let expiration = field("Expiration")?;
     Ok(Credentials {
         access_key_id: field("AccessKeyId")?,
@@ -182,7 +189,8 @@ mod tests {
 
     #[test]
     fn elements_are_read_by_tag() {
-        let xml = "<R><Credentials><AccessKeyId>ASIA1</AccessKeyId><SessionToken>a&amp;b</SessionToken></Credentials></R>";
+        let xml =
+            "<R><Credentials><AccessKeyId>ASIA1</AccessKeyId><SessionToken>a&amp;b</SessionToken></Credentials></R>";
         assert_eq!(element(xml, "AccessKeyId").as_deref(), Some("ASIA1"));
         assert_eq!(element(xml, "SessionToken").as_deref(), Some("a&b"));
         assert_eq!(element(xml, "Expiration"), None);

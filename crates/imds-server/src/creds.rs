@@ -64,11 +64,8 @@ pub async fn follow(view: View, manager: Arc<Manager>, shutdown: CancellationTok
         let versions: HashMap<String, u64> =
             snapshot.roles().iter().map(|(name, (_, rev))| (name.clone(), rev.0)).collect();
         if applied.as_ref() != Some(&versions) {
-            let roles = snapshot
-                .roles()
-                .iter()
-                .map(|(name, (role, rev))| (name.clone(), ((**role).clone(), rev.0)))
-                .collect();
+            let roles =
+                snapshot.roles().iter().map(|(name, (role, rev))| (name.clone(), ((**role).clone(), rev.0))).collect();
             manager.apply(&roles);
             applied = Some(versions);
         }

@@ -7,7 +7,7 @@
 //! no instance's data. The session-token key is loaded from the store at start ([`token_key`]).
 //!
 //! The one exception is a guest write (OpenStack's `password`, GCE guest attributes): the
-//! dialect's response carries a [`GuestWrite`](imds_dialects::GuestWrite), which [`write`]
+//! dialect's response carries a [`GuestWrite`](imds_dialects::GuestWrite), which [`write`](mod@write)
 //! applies to the instance's guest state in the store before the response goes out.
 
 use std::net::{IpAddr, SocketAddr};

@@ -65,7 +65,8 @@ pub async fn load_or_create(store: &Arc<dyn Store>) -> Result<Keyring, StoreErro
             return Keyring::from_bytes(&record.value).map_err(unavailable);
         }
         // Generating an RSA key takes a while: off the async threads.
-        let keyring = tokio::task::spawn_blocking(Keyring::generate).await.map_err(unavailable)?.map_err(unavailable)?;
+        let keyring =
+            tokio::task::spawn_blocking(Keyring::generate).await.map_err(unavailable)?.map_err(unavailable)?;
         let value = keyring.to_bytes().map_err(unavailable)?;
         let put = Put { key: key(), node: None, claims: Vec::new(), value, expect: Expect::Absent };
         match store.put(put).await {
@@ -82,7 +83,10 @@ pub async fn load_or_create(store: &Arc<dyn Store>) -> Result<Keyring, StoreErro
 
 /// Makes `key` the active signing key (the previous one stays published) and stores the
 /// keyring; returns it and the write's revision.
-pub async fn replace(store: &Arc<dyn Store>, key_to_install: SigningKey) -> Result<(Keyring, imds_store::Revision), StoreError> {
+pub async fn replace(
+    store: &Arc<dyn Store>,
+    key_to_install: SigningKey,
+) -> Result<(Keyring, imds_store::Revision), StoreError> {
     for _ in 0..8 {
         let (mut keyring, expect) = match store.get(&key()).await? {
             Some(record) => (Keyring::from_bytes(&record.value).map_err(unavailable)?, Expect::Revision(record.rev)),

@@ -95,10 +95,18 @@ async fn bad_roles_are_refused_naming_the_field_and_change_nothing() {
     let server = TestServer::start().await;
     let cases = [
         ("app", json!({"source": {"type": "sts", "role_arn": "not-an-arn"}}), "source.role_arn"),
-        ("app", json!({"source": {"type": "static", "access_key_id": "", "secret_access_key": "x"}}), "source.access_key_id"),
+        (
+            "app",
+            json!({"source": {"type": "static", "access_key_id": "", "secret_access_key": "x"}}),
+            "source.access_key_id",
+        ),
         ("app", json!({"source": {"type": "process", "command": []}}), "source.command"),
         ("app", json!({"source": {"type": "ftp"}}), "source"),
-        ("app", json!({"source": {"type": "sts", "role_arn": "arn:aws:iam::1:role/a", "duration_seconds": 60}}), "source.duration_seconds"),
+        (
+            "app",
+            json!({"source": {"type": "sts", "role_arn": "arn:aws:iam::1:role/a", "duration_seconds": 60}}),
+            "source.duration_seconds",
+        ),
         ("a:b", static_role("AKIA1"), "name"),
     ];
     for (name, body, field) in cases {
@@ -111,9 +119,11 @@ async fn bad_roles_are_refused_naming_the_field_and_change_nothing() {
     // Base credentials only for sts roles; unknown role → 404.
     put_role(&server, "plain", static_role("AKIA2")).await;
     let base = json!({"access_key_id": "AKIABASE", "secret_access_key": "base-secret"});
-    let refused = server.admin().send(Method::PUT, "/v1/roles/plain/base-credentials", &[JSON], base.to_string()).await.unwrap();
+    let refused =
+        server.admin().send(Method::PUT, "/v1/roles/plain/base-credentials", &[JSON], base.to_string()).await.unwrap();
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    let missing = server.admin().send(Method::PUT, "/v1/roles/nope/base-credentials", &[JSON], base.to_string()).await.unwrap();
+    let missing =
+        server.admin().send(Method::PUT, "/v1/roles/nope/base-credentials", &[JSON], base.to_string()).await.unwrap();
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
 
@@ -141,7 +151,8 @@ async fn an_sts_role_waits_for_base_credentials_and_readiness_says_so() {
     // Posting base credentials (AWS key names accepted) is write-only; STS is unreachable, so
     // the error changes to say that.
     let base = json!({"AccessKeyId": "AKIABASEEXAMPLE", "SecretAccessKey": "base-secret-value", "Token": ""});
-    let posted = server.admin().send(Method::PUT, "/v1/roles/app/base-credentials", &[JSON], base.to_string()).await.unwrap();
+    let posted =
+        server.admin().send(Method::PUT, "/v1/roles/app/base-credentials", &[JSON], base.to_string()).await.unwrap();
     assert_eq!(posted.status, StatusCode::NO_CONTENT, "{}", posted.text());
     let role = get(&server.admin(), "/v1/roles/app").await;
     assert!(!role.text().contains("base-secret-value"));
@@ -173,7 +184,8 @@ async fn a_process_role_rotates_on_demand_and_guests_see_the_new_keys() {
         ),
     )
     .unwrap();
-    let body = json!({"source": {"type": "process", "command": ["/bin/sh", script.to_str().unwrap()], "timeout_seconds": 10}});
+    let body =
+        json!({"source": {"type": "process", "command": ["/bin/sh", script.to_str().unwrap()], "timeout_seconds": 10}});
     assert_eq!(put_role(&server, "proc", body).await.status, StatusCode::CREATED);
     server.create(json!({"id": "i-cred4", "ipv4": ["127.0.40.4"], "iam_role": "proc"})).await;
     let guest = server.guest_from("127.0.40.4");

@@ -109,7 +109,10 @@ impl SigningKey {
             })
             .map_err(|e| SignError::Key(format!("not a PEM RSA private key (PKCS#8 or PKCS#1): {e}")))?;
         if private.size() * 8 < 2048 {
-            return Err(SignError::Key(format!("{}-bit keys are too short; use at least 2048 bits", private.size() * 8)));
+            return Err(SignError::Key(format!(
+                "{}-bit keys are too short; use at least 2048 bits",
+                private.size() * 8
+            )));
         }
         match certificate_pem {
             None => Self::with_self_signed(private, DEFAULT_SUBJECT),
@@ -144,8 +147,7 @@ impl SigningKey {
         let subject = Name::from_str(subject).map_err(|e| SignError::Certificate(e.to_string()))?;
         let builder = CertificateBuilder::new(Profile::Root, serial, validity, subject, spki, &signer)
             .map_err(|e| SignError::Certificate(e.to_string()))?;
-        let certificate =
-            builder.build::<pkcs1v15::Signature>().map_err(|e| SignError::Certificate(e.to_string()))?;
+        let certificate = builder.build::<pkcs1v15::Signature>().map_err(|e| SignError::Certificate(e.to_string()))?;
         Self::assemble(private, certificate)
     }
 
@@ -208,11 +210,8 @@ impl SigningKey {
     /// A compact RS256 JWT of `claims`, with this key's `kid` in the header.
     pub fn jwt_rs256(&self, claims: &Value) -> String {
         let header = json!({"alg": "RS256", "kid": self.kid, "typ": "JWT"});
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let signature = self.sign_rsa_sha256(signing_input.as_bytes());
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
     }

@@ -45,10 +45,7 @@ pub fn decode_base64_lines(text: &str) -> Result<Vec<u8>, VerifyError> {
 fn verify_with_any(certificates: &[Certificate], message: &[u8], signature: &[u8]) -> Result<(), VerifyError> {
     let signature = pkcs1v15::Signature::try_from(signature)
         .map_err(|e| VerifyError::Malformed(format!("not an RSA signature: {e}")))?;
-    let verified = certificates
-        .iter()
-        .filter_map(public_key)
-        .any(|key| key.verify(message, &signature).is_ok());
+    let verified = certificates.iter().filter_map(public_key).any(|key| key.verify(message, &signature).is_ok());
     if verified {
         Ok(())
     } else {
@@ -74,15 +71,9 @@ pub fn pkcs7(certificates: &[Certificate], pkcs7_base64: &str) -> Result<Vec<u8>
         .as_ref()
         .ok_or_else(|| VerifyError::Malformed("no document attached".into()))?;
     let document = content.value().to_vec();
-    let signer = signed
-        .signer_infos
-        .0
-        .get(0)
-        .ok_or_else(|| VerifyError::Malformed("no signer".into()))?;
-    let attributes = signer
-        .signed_attrs
-        .as_ref()
-        .ok_or_else(|| VerifyError::Malformed("no signed attributes".into()))?;
+    let signer = signed.signer_infos.0.get(0).ok_or_else(|| VerifyError::Malformed("no signer".into()))?;
+    let attributes =
+        signer.signed_attrs.as_ref().ok_or_else(|| VerifyError::Malformed("no signed attributes".into()))?;
     let digest = attributes
         .iter()
         .find(|attr| attr.oid == const_oid::db::rfc5911::ID_MESSAGE_DIGEST)
@@ -104,9 +95,8 @@ pub fn jwt(certificates: &[Certificate], token: &str) -> Result<Value, VerifyErr
     else {
         return Err(VerifyError::Malformed("a JWT has three dot-separated parts".into()));
     };
-    let decode = |part: &str| {
-        URL_SAFE_NO_PAD.decode(part).map_err(|e| VerifyError::Malformed(format!("not base64url: {e}")))
-    };
+    let decode =
+        |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|e| VerifyError::Malformed(format!("not base64url: {e}")));
     let header: Value = serde_json::from_slice(&decode(header)?)
         .map_err(|e| VerifyError::Malformed(format!("header is not JSON: {e}")))?;
     if header.get("alg").and_then(Value::as_str) != Some("RS256") {

@@ -114,8 +114,8 @@ fn identity_role_credentials(instance: &Instance, context: &Context<'_>, period_
     let access_key_id: String =
         key_bytes.iter().take(16).map(|b| char::from(BASE32[usize::from(*b) % BASE32.len()])).collect();
     let secret = derive("ec2-instance/secret-access-key");
-    let token: Vec<u8> = [derive("ec2-instance/token-1"), derive("ec2-instance/token-2"), derive("ec2-instance/token-3")]
-        .concat();
+    let token: Vec<u8> =
+        [derive("ec2-instance/token-1"), derive("ec2-instance/token-2"), derive("ec2-instance/token-3")].concat();
     IssuedCredentials {
         access_key_id: format!("ASIA{access_key_id}"),
         secret_access_key: STANDARD.encode(&secret[..30]),

@@ -89,7 +89,8 @@ fn role_credentials_are_byte_exact() {
 
 #[test]
 fn a_role_whose_source_failed_gets_the_error_form() {
-    let response = get_at(&with_role("broken-role"), "/latest/meta-data/iam/security-credentials/broken-role", NOW, false);
+    let response =
+        get_at(&with_role("broken-role"), "/latest/meta-data/iam/security-credentials/broken-role", NOW, false);
     assert_eq!(response.status, 200, "EC2 answers 200 with a Code other than Success");
     let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(json["Code"], "AssumeRoleUnauthorizedAccess");

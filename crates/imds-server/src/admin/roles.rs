@@ -87,7 +87,8 @@ async fn load(state: &AdminState, name: &RoleName) -> Result<Option<(Role, Revis
 }
 
 async fn store_role(state: &AdminState, name: &RoleName, role: &Role, expect: Expect) -> Result<bool, AdminError> {
-    let put = Put { key: Key::new(ROLES, name.as_str()), node: None, claims: Vec::new(), value: role.to_bytes(), expect };
+    let put =
+        Put { key: Key::new(ROLES, name.as_str()), node: None, claims: Vec::new(), value: role.to_bytes(), expect };
     let written = state.store.put(put).await?;
     if !state.view.wait_for(written.rev, state.write_visibility_timeout).await {
         tracing::warn!(role = %name, "role is durable but not yet visible");
@@ -169,12 +170,11 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, AdminErro
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
 pub async fn delete(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
-    let rev = state.store.delete(&Key::new(ROLES, name.as_str()), Expect::Present).await.map_err(|error| {
-        match error {
+    let rev =
+        state.store.delete(&Key::new(ROLES, name.as_str()), Expect::Present).await.map_err(|error| match error {
             imds_store::StoreError::NotFound { .. } => AdminError::RoleNotFound(name.to_string()),
             other => other.into(),
-        }
-    })?;
+        })?;
     state.view.wait_for(rev, state.write_visibility_timeout).await;
     tracing::info!(action = "delete", role = %name, "role deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -220,7 +220,10 @@ pub async fn put_base(
     imds_creds::role::validate_base(&base).map_err(|e| invalid(&e.field, e.message))?;
     let (mut role, rev) = load(&state, &name).await?.ok_or_else(|| AdminError::RoleNotFound(name.to_string()))?;
     if !matches!(role.source, imds_creds::Source::Sts { .. }) {
-        return Err(invalid("name", format!("role {name} has a {} source; only sts roles use base credentials", role.source.kind())));
+        return Err(invalid(
+            "name",
+            format!("role {name} has a {} source; only sts roles use base credentials", role.source.kind()),
+        ));
     }
     role.base_credentials = Some(base);
     store_role(&state, &name, &role, Expect::Revision(rev)).await?;

@@ -100,9 +100,9 @@ pub async fn put_key(State(state): State<AdminState>, body: Body) -> Result<Resp
         message: "expected {\"private_key_pem\": \"...\", \"certificate_pem\"?: \"...\"}".into(),
     })?;
     let key = SigningKey::from_pem(&supplied.private_key_pem, supplied.certificate_pem.as_deref()).map_err(|e| {
-        let field = if matches!(e, imds_sign::SignError::Certificate(_)) { "certificate_pem" } else { "private_key_pem" };
+        let field =
+            if matches!(e, imds_sign::SignError::Certificate(_)) { "certificate_pem" } else { "private_key_pem" };
         AdminError::BadRequest { field: field.into(), message: e.to_string() }
     })?;
     install(&state, key).await
 }
-

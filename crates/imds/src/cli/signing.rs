@@ -59,7 +59,10 @@ async fn execute(command: SigningCommand) -> Result<(), Failure> {
             print_json(&call(&client(&target), Method::GET, "/v1/signing/keys", &[], String::new()).await?.json());
         }
         SigningCommand::Certs { target } => {
-            print!("{}", call(&client(&target), Method::GET, "/v1/signing/certificates", &[], String::new()).await?.text());
+            print!(
+                "{}",
+                call(&client(&target), Method::GET, "/v1/signing/certificates", &[], String::new()).await?.text()
+            );
         }
         SigningCommand::Jwks { target } => {
             print_json(&call(&client(&target), Method::GET, "/v1/signing/jwks", &[], String::new()).await?.json());

@@ -61,7 +61,8 @@ async fn execute(args: VerifyArgs) -> Result<(), Failure> {
         verify::signature(&certificates, &read(document)?, &text(signature)?).map_err(refuted)?;
         println!("verified: the signature matches the document");
     } else if let Some(pkcs7) = &args.pkcs7 {
-        let body: String = text(pkcs7)?.lines().filter(|line| !line.starts_with("-----")).collect::<Vec<_>>().join("\n");
+        let body: String =
+            text(pkcs7)?.lines().filter(|line| !line.starts_with("-----")).collect::<Vec<_>>().join("\n");
         let signed = verify::pkcs7(&certificates, &body).map_err(refuted)?;
         if let Some(document) = &args.document {
             if read(document)? != signed {

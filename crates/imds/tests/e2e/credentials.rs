@@ -61,7 +61,10 @@ async fn configured_roles_reach_guests_and_imds_verify_checks_signatures() {
     let listed = imds(&daemon, &["role", "ls"]);
     assert!(listed.status.success(), "{}", text(&listed.stderr));
     let table = text(&listed.stdout);
-    assert!(table.lines().any(|line| line.starts_with("app ") && line.contains("static") && line.contains("true")), "{table}");
+    assert!(
+        table.lines().any(|line| line.starts_with("app ") && line.contains("static") && line.contains("true")),
+        "{table}"
+    );
     assert!(!table.contains("config-secret"));
 
     // imds verify: good signatures pass, a changed document fails with exit 1.
