@@ -109,6 +109,8 @@ impl Fetch for Sources {
 struct Handle {
     /// The stored role's version (store revision), to notice replacements.
     version: u64,
+    /// The role it refreshes.
+    role: Role,
     state: Arc<ArcSwap<RoleState>>,
     wake: Arc<Notify>,
     task: tokio::task::AbortHandle,
@@ -142,7 +144,9 @@ impl Manager {
     }
 
     /// Makes the running roles equal to `roles` (name → (role, version)): new ones start,
-    /// replaced ones (another version) restart with an empty cache, missing ones stop.
+    /// replaced ones (another version) restart at once — keeping their cached credentials
+    /// while the source is the same (say, only the base credentials changed) — and missing
+    /// ones stop.
     /// Must be called within a tokio runtime.
     pub fn apply(&self, roles: &HashMap<String, (Role, u64)>) {
         let _guard = self.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -153,9 +157,12 @@ impl Manager {
                 Some(handle) if handle.version == *version => {
                     next.insert(name.clone(), Arc::clone(handle));
                 }
-                _ => {
+                previous => {
                     tracing::info!(role = %name, source = role.source.kind(), "starting credential refresh");
-                    next.insert(name.clone(), Arc::new(self.start(name.clone(), role.clone(), *version)));
+                    let cached = previous
+                        .filter(|handle| handle.role.source == role.source)
+                        .map(|handle| handle.state.load_full());
+                    next.insert(name.clone(), Arc::new(self.start(name.clone(), role.clone(), *version, cached)));
                 }
             }
         }
@@ -165,18 +172,18 @@ impl Manager {
         self.roles.store(Arc::new(next));
     }
 
-    fn start(&self, name: String, role: Role, version: u64) -> Handle {
-        let state = Arc::new(ArcSwap::from_pointee(RoleState::default()));
+    fn start(&self, name: String, role: Role, version: u64, cached: Option<Arc<RoleState>>) -> Handle {
+        let state = Arc::new(ArcSwap::new(cached.unwrap_or_default()));
         let wake = Arc::new(Notify::new());
         let task = tokio::spawn(refresh_loop(
             name,
-            role,
+            role.clone(),
             Arc::clone(&state),
             Arc::clone(&wake),
             Arc::clone(&self.fetcher),
             self.clock,
         ));
-        Handle { version, state, wake, task: task.abort_handle() }
+        Handle { version, role, state, wake, task: task.abort_handle() }
     }
 
     /// Role `name`'s current state (one atomic load), `None` if no such role.

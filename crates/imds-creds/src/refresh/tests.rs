@@ -169,14 +169,21 @@ async fn refresh_on_demand_and_role_changes() {
     settle().await;
     assert_eq!(script.calls(), 2);
     manager.apply(&HashMap::from([("app".to_owned(), (role(), 2))]));
+    assert_eq!(key(&manager, now).as_deref(), Some("K2"), "same source: the cache is kept while it refetches");
     settle().await;
     assert_eq!(script.calls(), 3);
+    let mut other = role();
+    other.source = Source::Process { command: vec!["true".into()], timeout_seconds: None };
+    manager.apply(&HashMap::from([("app".to_owned(), (other, 3))]));
+    assert_eq!(key(&manager, now), None, "another source: the old credentials are not served");
+    settle().await;
+    assert_eq!(script.calls(), 4);
     manager.apply(&HashMap::new());
     settle().await;
     assert!(manager.state("app").is_none());
     tokio::time::advance(Duration::from_secs(7200)).await;
     settle().await;
-    assert_eq!(script.calls(), 3, "a removed role's task is stopped");
+    assert_eq!(script.calls(), 4, "a removed role's task is stopped");
 }
 
 #[test]
