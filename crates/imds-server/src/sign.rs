@@ -12,16 +12,41 @@ use imds_store::{Expect, Key, Put, Store, StoreError};
 
 use crate::view::{SECRETS, SIGNING_KEYS};
 
-/// A keyring as the guest plane signs with it.
+/// Signatures remembered per keyring: identity documents are stable, so a guest asking again
+/// (or another node's guest with the same document) costs one hash, not an RSA operation.
+const CACHE_ENTRIES: usize = 4096;
+
+/// A keyring as the guest plane signs with it, with a lock-free cache of identity signatures
+/// (read with one atomic load; a miss signs and publishes a new map by compare-and-swap).
 #[derive(Debug)]
 pub struct KeyringSigner {
     keyring: Keyring,
+    cache: arc_swap::ArcSwap<std::collections::HashMap<[u8; 32], Arc<Vec<u8>>>>,
 }
 
 impl KeyringSigner {
     /// Wraps a keyring.
     pub fn new(keyring: Keyring) -> Self {
-        Self { keyring }
+        Self { keyring, cache: arc_swap::ArcSwap::default() }
+    }
+
+    /// The cached signature of kind `kind` over `data`, else `sign(data)` (then cached).
+    fn cached(&self, kind: u8, data: &[u8], sign: impl FnOnce() -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update([kind]);
+        hasher.update(data);
+        let key: [u8; 32] = hasher.finalize().into();
+        if let Some(hit) = self.cache.load().get(&key) {
+            return Some(hit.to_vec());
+        }
+        let signature = Arc::new(sign()?);
+        self.cache.rcu(|current| {
+            let mut next = if current.len() >= CACHE_ENTRIES { Default::default() } else { (**current).clone() };
+            next.insert(key, Arc::clone(&signature));
+            next
+        });
+        Some(signature.to_vec())
     }
 
     /// The keyring.
@@ -32,17 +57,17 @@ impl KeyringSigner {
 
 impl imds_dialects::credentials::Signer for KeyringSigner {
     fn rsa_sha256(&self, data: &[u8]) -> Option<Vec<u8>> {
-        Some(self.keyring.active().sign_rsa_sha256(data))
+        self.cached(0, data, || Some(self.keyring.active().sign_rsa_sha256(data)))
     }
 
     fn pkcs7(&self, data: &[u8]) -> Option<Vec<u8>> {
-        match self.keyring.active().pkcs7(data) {
+        self.cached(1, data, || match self.keyring.active().pkcs7(data) {
             Ok(der) => Some(der),
             Err(error) => {
                 tracing::error!(%error, "cannot build a PKCS#7 signature");
                 None
             }
-        }
+        })
     }
 
     fn jwt_rs256(&self, claims: &serde_json::Value) -> Option<String> {
@@ -101,4 +126,24 @@ pub async fn replace(
         }
     }
     Err(unavailable("kept changing while being replaced"))
+}
+
+#[cfg(test)]
+mod tests {
+    use imds_dialects::credentials::Signer as _;
+
+    use super::*;
+
+    #[test]
+    fn signatures_are_cached_per_document_and_kind() {
+        let signer = KeyringSigner::new(Keyring::generate().unwrap());
+        let first = signer.rsa_sha256(b"document").unwrap();
+        assert_eq!(signer.rsa_sha256(b"document").unwrap(), first);
+        let pkcs7 = signer.pkcs7(b"document").unwrap();
+        assert_ne!(pkcs7, first, "each kind has its own entry");
+        assert_eq!(signer.cache.load().len(), 2);
+        let certs = imds_sign::parse_certificates(&signer.keyring().certificates_pem()).unwrap();
+        imds_sign::verify::pkcs7(&certs, &imds_sign::base64_lines(&pkcs7)).unwrap();
+        imds_sign::verify::signature(&certs, b"document", &imds_sign::base64_lines(&first)).unwrap();
+    }
 }
