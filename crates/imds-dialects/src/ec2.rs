@@ -98,7 +98,7 @@ fn lookup(instance: &Instance, path: &str, split: Option<(&str, &str)>, context:
     let (root, document) = version_dir(instance, context);
     match root.find(&segments, at).map(|entry| &entry.node) {
         Some(Node::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
-        Some(Node::Signed(kind)) => match credentials::sign(*kind, &document, context) {
+        Some(Node::Computed(computed)) => match credentials::compute(*computed, instance, &document, context) {
             Some(body) => text(body),
             None => not_found(),
         },
@@ -160,7 +160,11 @@ fn version_dir(instance: &Instance, context: &Context<'_>) -> (Entry, String) {
 /// `signature`); the signatures only with a signer. (`dsa2048` is not served: no DSA key.)
 fn identity_entries(document: &str, context: &Context<'_>) -> Vec<Entry> {
     let signed = |name: &str, kind| {
-        let node = if context.signer.is_some() { Node::Signed(kind) } else { Node::Absent };
+        let node = if context.signer.is_some() {
+            Node::Computed(credentials::Computed::Signature(kind))
+        } else {
+            Node::Absent
+        };
         Entry { name: name.to_owned(), label: None, since: "2009-04-04", node }
     };
     vec![

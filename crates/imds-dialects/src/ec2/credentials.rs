@@ -10,7 +10,7 @@ use serde_json::Value;
 use imds_model::Instance;
 
 use super::identity::render_flat;
-use super::tree::Entry;
+use super::tree::{Entry, Node};
 use super::{derived, wire};
 use crate::credentials::{format_time, CredentialState, IssuedCredentials};
 use crate::Context;
@@ -22,11 +22,10 @@ const IDENTITY_PERIOD: u64 = 6 * 3600;
 const IDENTITY_GRACE: u64 = 15 * 60;
 
 /// `iam/`: `info` and `security-credentials/<role>` when a role is attached.
-pub(crate) fn iam(instance: &Instance, context: &Context<'_>) -> Entry {
+pub(crate) fn iam(instance: &Instance) -> Entry {
     let Some(role) = instance.iam_role.as_ref().map(|role| role.as_str()) else {
         return Entry::dir("iam", "2012-01-12", Vec::new());
     };
-    let state = context.credentials.credentials(role, context.now);
     Entry::dir(
         "iam",
         "2012-01-12",
@@ -35,10 +34,14 @@ pub(crate) fn iam(instance: &Instance, context: &Context<'_>) -> Entry {
             Entry::dir(
                 "security-credentials",
                 "2012-01-12",
-                vec![Entry::text(role, "2012-01-12", Some(role_credentials(role, state, context.now)))],
+                vec![computed(role, "2012-01-12", Computed::RoleCredentials)],
             ),
         ],
     )
+}
+
+fn computed(name: &str, since: &'static str, what: Computed) -> Entry {
+    Entry { name: name.to_owned(), label: None, since, node: Node::Computed(what) }
 }
 
 /// The body of `iam/security-credentials/<role>`: the credentials, or EC2's error form when
@@ -86,7 +89,6 @@ pub(crate) fn identity_credentials(instance: &Instance, context: &Context<'_>) -
         ("LastUpdated", Value::from(format_time(period_start))),
         ("AccountId", Value::from(derived::account_id(instance))),
     ]);
-    let issued = identity_role_credentials(instance, context, period_start);
     Entry::dir(
         "identity-credentials",
         since,
@@ -98,14 +100,15 @@ pub(crate) fn identity_credentials(instance: &Instance, context: &Context<'_>) -
                 Entry::dir(
                     "security-credentials",
                     since,
-                    vec![Entry::text("ec2-instance", since, Some(render_credentials(&issued)))],
+                    vec![computed("ec2-instance", since, Computed::InstanceCredentials)],
                 ),
             ],
         )],
     )
 }
 
-fn identity_role_credentials(instance: &Instance, context: &Context<'_>, period_start: u64) -> IssuedCredentials {
+fn identity_role_credentials(instance: &Instance, context: &Context<'_>) -> IssuedCredentials {
+    let period_start = context.now - context.now % IDENTITY_PERIOD;
     let mut seed = instance.id.as_str().as_bytes().to_vec();
     seed.extend_from_slice(&period_start.to_be_bytes());
     let derive = |label: &str| context.tokens.derive(label, &seed);
@@ -125,6 +128,29 @@ fn identity_role_credentials(instance: &Instance, context: &Context<'_>, period_
     }
 }
 
+/// A leaf computed on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Computed {
+    /// `iam/security-credentials/<role>` of the instance's role.
+    RoleCredentials,
+    /// `identity-credentials/ec2/security-credentials/ec2-instance`.
+    InstanceCredentials,
+    /// A signature of the identity document.
+    Signature(Signature),
+}
+
+/// The body of a computed leaf; `None` serves a 404 (a signature without a signer).
+pub(crate) fn compute(what: Computed, instance: &Instance, document: &str, context: &Context<'_>) -> Option<String> {
+    match what {
+        Computed::RoleCredentials => {
+            let role = instance.iam_role.as_ref()?.as_str();
+            Some(role_credentials(role, context.credentials.credentials(role, context.now), context.now))
+        }
+        Computed::InstanceCredentials => Some(render_credentials(&identity_role_credentials(instance, context))),
+        Computed::Signature(kind) => sign(kind, document, context),
+    }
+}
+
 /// Which signature of the identity document a leaf serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signature {
@@ -136,7 +162,7 @@ pub(crate) enum Signature {
 
 /// The body of a signature leaf for `document`: base64 wrapped at 64 characters, as EC2
 /// serves it. `None` without a signer (the leaf is then absent).
-pub(crate) fn sign(kind: Signature, document: &str, context: &Context<'_>) -> Option<String> {
+fn sign(kind: Signature, document: &str, context: &Context<'_>) -> Option<String> {
     let signer = context.signer?;
     let bytes = match kind {
         Signature::Raw => signer.rsa_sha256(document.as_bytes())?,

@@ -47,7 +47,7 @@ pub(crate) fn meta_data(instance: &Instance, context: &Context<'_>) -> Entry {
             ],
         ),
         Entry::text("hostname", "1.0", Some(derived::private_dns_name(instance))),
-        credentials::iam(instance, context),
+        credentials::iam(instance),
         credentials::identity_credentials(instance, context),
         Entry::text("instance-action", "2008-09-01", some(wire::INSTANCE_ACTION)),
         Entry::text("instance-id", "1.0", some(id)),
