@@ -46,3 +46,63 @@ async fn the_sdk_sees_a_disabled_endpoint_as_an_error() {
     // A new client: the old one holds a token, and a disabled endpoint refuses even the token PUT.
     assert!(sdk_client(&server).get("/latest/meta-data/instance-id").await.is_err());
 }
+
+/// A `process` role whose command issues `ASIAROTATING000<n>` on its n-th run.
+fn counting_role(dir: &std::path::Path) -> serde_json::Value {
+    let counter = dir.join("n");
+    let script = dir.join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\n\
+             printf '{{\"Version\": 1, \"AccessKeyId\": \"ASIAROTATING000%d\", \"SecretAccessKey\": \"secret-%d\", \
+             \"SessionToken\": \"token-%d\", \"Expiration\": \"2099-01-01T00:00:00Z\"}}' $n $n $n\n",
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    json!({"source": {"type": "process", "command": ["/bin/sh", script.to_str().unwrap()]}})
+}
+
+#[tokio::test]
+async fn the_sdk_imds_credentials_provider_gets_the_role_keys_across_a_rotation() {
+    use aws_config::imds::credentials::ImdsCredentialsProvider;
+    use aws_credential_types::provider::ProvideCredentials;
+
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let headers = [("content-type", "application/json")];
+    let body = counting_role(dir.path()).to_string();
+    let role = server.admin().send(Method::PUT, "/v1/roles/sdk-role", &headers, body).await.unwrap();
+    assert_eq!(role.status, http::StatusCode::CREATED);
+    server
+        .create(
+            json!({"id": "i-sdk-creds", "ipv4": ["127.0.0.1"], "iam_role": "sdk-role", "imds": {"tokens": "required"}}),
+        )
+        .await;
+    let provider = ImdsCredentialsProvider::builder().imds_client(sdk_client(&server)).build();
+
+    let wait_for = |key: &'static str| {
+        let provider = &provider;
+        async move {
+            for _ in 0..200 {
+                if let Ok(credentials) = provider.provide_credentials().await {
+                    if credentials.access_key_id() == key {
+                        return credentials;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the SDK never received {key}");
+        }
+    };
+    let first = wait_for("ASIAROTATING0001").await;
+    assert_eq!(first.secret_access_key(), "secret-1");
+    assert_eq!(first.session_token(), Some("token-1"));
+    assert!(first.expiry().is_some(), "the SDK parsed Expiration");
+
+    let refreshed = server.admin().send(Method::POST, "/v1/roles/sdk-role/refresh", &[], "").await.unwrap();
+    assert_eq!(refreshed.status, http::StatusCode::ACCEPTED);
+    let second = wait_for("ASIAROTATING0002").await;
+    assert_eq!(second.secret_access_key(), "secret-2");
+}

@@ -10,9 +10,9 @@
 //! Served: `meta-data/` (module `meta_data`, per-interface `network/` in `network`), `user-data`
 //! (raw bytes, `application/octet-stream`; 404 and unlisted when absent), `dynamic/fws/` and
 //! `dynamic/instance-identity/document` (module `identity`), IMDSv2 session tokens and the
-//! token gate (module `session`). Not served yet: `iam/security-credentials/` and `identity-credentials/` (need the credential
-//! service), identity signatures (need a signer), spot and rebalance notices (need events in the
-//! record).
+//! token gate (module `session`), role credentials, instance-identity credentials and the
+//! identity document's signatures (module `credentials`, from [`Context::credentials`] and
+//! [`Context::signer`]). Not served yet: spot and rebalance notices (need events in the record).
 //!
 //! Wire rules: listings are `text/plain`, one entry per line with no trailing newline,
 //! sub-directories end in `/`, the version level lists `dynamic`, `meta-data`, `user-data` bare,
@@ -40,6 +40,7 @@ use imds_model::{EndpointMode, Instance};
 
 use crate::{Context, GuestRequest, GuestResponse};
 
+mod credentials;
 pub(crate) mod derived;
 mod identity;
 pub(crate) mod meta_data;
@@ -71,7 +72,7 @@ pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_
         Ok(remaining) => remaining,
         Err(refusal) => return refusal,
     };
-    let mut response = lookup(instance, path, split);
+    let mut response = lookup(instance, path, split, context);
     if response.status == StatusCode::OK {
         // Real 200 metadata responses carry it (recorded traffic); byte ranges are not served.
         response = response.with_header(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
@@ -83,7 +84,7 @@ pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_
 }
 
 /// The tree lookup behind the token gate.
-fn lookup(instance: &Instance, path: &str, split: Option<(&str, &str)>) -> GuestResponse {
+fn lookup(instance: &Instance, path: &str, split: Option<(&str, &str)>, context: &Context<'_>) -> GuestResponse {
     if path.is_empty() {
         return text(versions_listing());
     }
@@ -94,9 +95,13 @@ fn lookup(instance: &Instance, path: &str, split: Option<(&str, &str)>) -> Guest
         return not_found();
     };
     let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
-    let root = version_dir(instance);
+    let (root, document) = version_dir(instance, context);
     match root.find(&segments, at).map(|entry| &entry.node) {
         Some(Node::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
+        Some(Node::Computed(computed)) => match credentials::compute(*computed, instance, &document, context) {
+            Some(body) => text(body),
+            None => not_found(),
+        },
         Some(Node::Dir(children)) => text(Entry::listing(children, at)),
         Some(Node::Absent) | None => not_found(),
     }
@@ -118,12 +123,14 @@ fn versions_listing() -> String {
     versions.join("\n")
 }
 
-/// The tree under `/<version>/`, overrides applied; filtered by version at lookup time.
-fn version_dir(instance: &Instance) -> Entry {
-    let mut meta_data = meta_data::meta_data(instance);
+/// The tree under `/<version>/`, overrides applied; filtered by version at lookup time. Also
+/// returns the identity document: the exact bytes its signatures sign.
+fn version_dir(instance: &Instance, context: &Context<'_>) -> (Entry, String) {
+    let mut meta_data = meta_data::meta_data(instance, context);
     if let Some(overrides) = instance.dialects.override_for("ec2") {
         meta_data.apply_overrides(overrides);
     }
+    let document = identity::document(instance, &meta_data);
     let dynamic = Entry::dir(
         "dynamic",
         "1.0",
@@ -133,11 +140,7 @@ fn version_dir(instance: &Instance) -> Entry {
                 "2009-04-04",
                 vec![Entry::text("instance-monitoring", "2009-04-04", Some(wire::MONITORING.to_owned()))],
             ),
-            Entry::dir(
-                "instance-identity",
-                "2009-04-04",
-                vec![Entry::text("document", "2009-04-04", Some(identity::document(instance, &meta_data)))],
-            ),
+            Entry::dir("instance-identity", "2009-04-04", identity_entries(&document, context)),
         ],
     )
     .labelled("dynamic");
@@ -150,7 +153,26 @@ fn version_dir(instance: &Instance) -> Entry {
             .as_ref()
             .map_or(Node::Absent, |data| Node::Leaf(Bytes::copy_from_slice(data.as_bytes()), wire::OCTET_STREAM)),
     };
-    Entry::dir("", "1.0", vec![dynamic, meta_data, user_data])
+    (Entry::dir("", "1.0", vec![dynamic, meta_data, user_data]), document)
+}
+
+/// `dynamic/instance-identity/`, in EC2's listing order (`rsa2048`, `pkcs7`, `document`,
+/// `signature`); the signatures only with a signer. (`dsa2048` is not served: no DSA key.)
+fn identity_entries(document: &str, context: &Context<'_>) -> Vec<Entry> {
+    let signed = |name: &str, kind| {
+        let node = if context.signer.is_some() {
+            Node::Computed(credentials::Computed::Signature(kind))
+        } else {
+            Node::Absent
+        };
+        Entry { name: name.to_owned(), label: None, since: "2009-04-04", node }
+    };
+    vec![
+        signed("rsa2048", credentials::Signature::Pkcs7),
+        signed("pkcs7", credentials::Signature::Pkcs7),
+        Entry::text("document", "2009-04-04", Some(document.to_owned())),
+        signed("signature", credentials::Signature::Raw),
+    ]
 }
 
 #[cfg(test)]

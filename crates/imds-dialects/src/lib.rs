@@ -25,6 +25,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::{FieldError, GuestState, Instance, Invalid, Mmds, StateWrite};
 
 pub mod azure;
+pub mod credentials;
 mod derive;
 pub mod digitalocean;
 pub mod ec2;
@@ -65,12 +66,16 @@ pub struct Context<'a> {
     pub now: u64,
     /// Deployment-wide dialect settings.
     pub settings: &'a Settings,
+    /// The roles' current credentials.
+    pub credentials: &'a dyn credentials::RoleCredentials,
+    /// The identity signing key, once loaded.
+    pub signer: Option<&'a dyn credentials::Signer>,
 }
 
 impl<'a> Context<'a> {
-    /// A context with the default [`Settings`].
+    /// A context with the default [`Settings`], no roles and no signer.
     pub fn new(tokens: &'a token::TokenKey, now: u64) -> Self {
-        Self { tokens, now, settings: &Settings::DEFAULT }
+        Self { tokens, now, settings: &Settings::DEFAULT, credentials: &credentials::NoCredentials, signer: None }
     }
 }
 

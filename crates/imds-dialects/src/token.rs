@@ -67,6 +67,16 @@ impl TokenKey {
         mac
     }
 
+    /// HMAC-SHA256(key, `label` ‖ 0 ‖ `data`): a value every node sharing the key derives alike
+    /// (EC2's instance-identity credentials), unguessable without the key.
+    pub fn derive(&self, label: &str, data: &[u8]) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        mac.update(label.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
+    }
+
     /// Mints a token for `instance_id` valid for `ttl` seconds from `now` (Unix seconds).
     pub fn mint(&self, instance_id: &str, now: u64, ttl: u64) -> Result<String, TokenError> {
         if !(MIN_TTL..=MAX_TTL).contains(&ttl) {

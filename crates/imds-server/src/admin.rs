@@ -9,8 +9,14 @@
 //! - `GET|PUT|PATCH /v1/instances/{id}/mmds`, `PUT /v1/instances/{id}/mmds/config`: the
 //!   instance's Firecracker MMDS ([`mmds`]; errors in Firecracker's `fault_message` shape)
 //! - `GET /v1/instances/{id}/smbios?dialect=`: the SMBIOS values that make cloud-init pick a dialect
+//! - `PUT|GET|DELETE /v1/roles/{name}`, `GET /v1/roles`: roles and their credential sources
+//!   ([`roles`]; secrets are write-only), `PUT /v1/roles/{name}/base-credentials`,
+//!   `POST /v1/roles/{name}/refresh`
+//! - `GET /v1/signing/{keys,certificates,jwks}`, `POST /v1/signing/rotate`,
+//!   `PUT /v1/signing/key`: the identity signing keys ([`signing`])
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
-//! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded
+//! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded and every role
+//!   has valid credentials
 //!
 //! Every response carrying a record has an `ETag` (its store revision) and `If-Match` is
 //! honoured. Errors are `{"error": {"code", "message", "field"}}` and change nothing. A write
@@ -38,6 +44,8 @@ pub mod instances;
 pub mod mmds;
 pub mod openapi;
 pub mod platform;
+pub mod roles;
+pub mod signing;
 
 pub use auth::Token;
 pub use error::AdminError;
@@ -74,6 +82,8 @@ pub struct AdminState {
     pub store: Arc<dyn Store>,
     /// The guest view (to wait for writes to become visible, and for readiness).
     pub view: View,
+    /// The roles' credential caches (status and on-demand refresh).
+    pub credentials: Arc<imds_creds::Manager>,
     /// Record size limits.
     pub limits: imds_model::Limits,
     /// How long a write waits for visibility.
@@ -93,6 +103,15 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/v1/instances/{id}/mmds", get(mmds::get).put(mmds::put).patch(mmds::patch))
         .route("/v1/instances/{id}/mmds/config", axum::routing::put(mmds::put_config))
         .route("/v1/instances/{id}/smbios", get(platform::smbios))
+        .route("/v1/roles", get(roles::list))
+        .route("/v1/roles/{name}", get(roles::get).put(roles::put).delete(roles::delete))
+        .route("/v1/roles/{name}/base-credentials", axum::routing::put(roles::put_base))
+        .route("/v1/roles/{name}/refresh", axum::routing::post(roles::refresh))
+        .route("/v1/signing/keys", get(signing::keys))
+        .route("/v1/signing/certificates", get(signing::certificates))
+        .route("/v1/signing/jwks", get(signing::jwks))
+        .route("/v1/signing/rotate", axum::routing::post(signing::rotate))
+        .route("/v1/signing/key", axum::routing::put(signing::put_key))
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
     Router::new()
         .merge(api)
@@ -110,15 +129,33 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the view guests read has been loaded from the store.
+/// `GET /readyz`: the view guests read has been loaded from the store, and every role has
+/// valid credentials (those without are named under `roles_without_credentials`).
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "Serving from a loaded view"),
-    (status = 503, description = "Still loading the view")))]
+    (status = 200, description = "Serving from a loaded view; every role has valid credentials"),
+    (status = 503, description = "Still loading the view, or some role has no valid credentials")))]
 pub async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.view.is_ready() {
-        let rev = state.view.load().rev().0;
+    if !state.view.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response();
+    }
+    let snapshot = state.view.load();
+    let rev = snapshot.rev().0;
+    let now = state.credentials.clock().now();
+    let mut missing = serde_json::Map::new();
+    let mut names: Vec<&String> = snapshot.roles().keys().collect();
+    names.sort();
+    for name in names {
+        let reason = match state.credentials.state(name) {
+            Some(role) if role.usable(now).is_some() => continue,
+            Some(role) => role.error.as_ref().map_or_else(|| "no credentials yet".to_owned(), ToString::to_string),
+            None => "not started yet".to_owned(),
+        };
+        missing.insert(name.clone(), reason.into());
+    }
+    if missing.is_empty() {
         (StatusCode::OK, Json(json!({"status": "ready", "revision": rev}))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response()
+        let body = json!({"status": "degraded", "revision": rev, "roles_without_credentials": missing});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

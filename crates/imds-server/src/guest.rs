@@ -66,12 +66,26 @@ impl Default for Config {
 }
 
 /// The guest router: every path is answered from the current view snapshot; session tokens
-/// are minted and checked with `tokens`; guest writes go to `store`.
+/// are minted and checked with `tokens`; guest writes go to `store`. No role has credentials
+/// (see [`router_with_credentials`]).
 pub fn router(view: View, store: Arc<dyn Store>, tokens: TokenKey, config: &Config) -> Router {
+    let manager = imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), imds_creds::Clock::system());
+    router_with_credentials(view, store, tokens, crate::creds::Credentials(Arc::new(manager)), config)
+}
+
+/// [`router`], with roles' credentials served from `credentials`.
+pub fn router_with_credentials(
+    view: View,
+    store: Arc<dyn Store>,
+    tokens: TokenKey,
+    credentials: crate::creds::Credentials,
+    config: &Config,
+) -> Router {
     let plane = Arc::new(Plane {
         view,
         store,
         tokens,
+        credentials,
         throttle: config.throttle,
         settings: config.dialects.clone(),
         clock: tokio::time::Instant::now(),
@@ -88,6 +102,7 @@ struct Plane {
     view: View,
     store: Arc<dyn Store>,
     tokens: TokenKey,
+    credentials: crate::creds::Credentials,
     throttle: Throttle,
     settings: Settings,
     /// The origin of the throttle's monotonic clock.
@@ -167,7 +182,14 @@ fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestReq
     let Some(entry) = snapshot.by_ip(caller) else {
         return imds_dialects::unknown_caller(caller);
     };
-    let context = Context { tokens: &plane.tokens, now: unix_now(), settings: &plane.settings };
+    let signer = snapshot.signer().map(|signer| &**signer as &dyn imds_dialects::credentials::Signer);
+    let context = Context {
+        tokens: &plane.tokens,
+        now: unix_now(),
+        settings: &plane.settings,
+        credentials: &plane.credentials,
+        signer,
+    };
     let id = &entry.instance.id;
     let subject = Subject {
         instance: &entry.instance,

@@ -11,10 +11,12 @@
 
 pub mod admin;
 pub mod client;
+pub mod creds;
 pub mod guest;
 pub mod listener;
 pub mod replica;
 pub mod server;
+pub mod sign;
 pub mod view;
 
 #[cfg(feature = "test-util")]

@@ -81,6 +81,7 @@ impl Running {
 async fn serve_guests(
     store: Arc<dyn Store>,
     view: View,
+    credentials: crate::creds::Credentials,
     listeners: Vec<TcpListener>,
     config: guest::Config,
     limits: Limits,
@@ -106,16 +107,42 @@ async fn serve_guests(
             }
         }
     };
+    // The identity signing keys: generated on first start. A failure is logged and retried in
+    // the background; meanwhile documents are served unsigned (signature leaves unlisted).
+    tokio::spawn(ensure_signing_keys(Arc::clone(&store), backoff.clone(), shutdown.clone()));
     tokio::select! {
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
     }
-    let router = guest::router(view, store, tokens, &config);
+    let router = guest::router_with_credentials(view, store, tokens, credentials, &config);
     let mut serving = JoinSet::new();
     for listener in listeners {
         serving.spawn(listener::serve_tcp(listener, router.clone(), limits.clone(), shutdown.clone()));
     }
     while serving.join_next().await.is_some() {}
+}
+
+/// Creates the signing keys if the store has none, retrying while the store is unavailable.
+async fn ensure_signing_keys(store: Arc<dyn Store>, backoff: Backoff, shutdown: CancellationToken) {
+    let mut attempt = 0;
+    loop {
+        let created = tokio::select! {
+            () = shutdown.cancelled() => return,
+            created = crate::sign::load_or_create(&store) => created,
+        };
+        match created {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, "cannot load the identity signing keys; retrying");
+                let delay = backoff.delay(attempt);
+                attempt = attempt.saturating_add(1);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
 }
 
 /// The listen backlog of TCP listeners: a burst of new connections (every VM of a host booting
@@ -174,9 +201,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
     }
+    let manager =
+        Arc::new(imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), imds_creds::Clock::system()));
+    tasks.spawn(crate::creds::follow(view.clone(), Arc::clone(&manager), shutdown.clone()));
     tasks.spawn(serve_guests(
         Arc::clone(&store),
         view.clone(),
+        crate::creds::Credentials(Arc::clone(&manager)),
         guest_listeners,
         config.guest.clone(),
         config.connections.clone(),
@@ -186,6 +217,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let state = AdminState {
         store,
         view: view.clone(),
+        credentials: manager,
         limits: config.limits,
         write_visibility_timeout: config.admin.write_visibility_timeout,
         dialects: config.guest.dialects.clone(),

@@ -10,6 +10,7 @@
 //! is how an admin write returns only once guests can read it, and long-polling guests when
 //! their instance changed ([`View::changes`], module [`changes`]).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,12 @@ pub const INSTANCES: &str = "instances";
 pub const MMDS: &str = "mmds";
 /// The store collection that holds what each instance's guests wrote.
 pub const STATE: &str = "state";
+/// The store collection that holds roles and their credential sources, keyed by role name.
+pub const ROLES: &str = "roles";
+/// The store collection of deployment secrets (session-token key, signing keys).
+pub const SECRETS: &str = "secrets";
+/// The record of [`SECRETS`] holding the identity signing keys.
+pub const SIGNING_KEYS: &str = "signing-keys";
 
 /// One served instance and the revision that last wrote it.
 #[derive(Debug, Clone)]
@@ -53,6 +60,9 @@ pub struct Snapshot {
     by_mac: ShardedMap<MacAddr, InstanceId>,
     mmds: ShardedMap<InstanceId, Arc<Mmds>>,
     state: ShardedMap<InstanceId, Arc<GuestState>>,
+    /// Roles are few: a plain map, copied whole with each snapshot.
+    roles: HashMap<String, (Arc<imds_creds::Role>, Revision)>,
+    signer: Option<Arc<crate::sign::KeyringSigner>>,
 }
 
 impl Snapshot {
@@ -100,6 +110,16 @@ impl Snapshot {
         self.state.get(id)
     }
 
+    /// The configured roles: name → (role, revision that last wrote it).
+    pub fn roles(&self) -> &HashMap<String, (Arc<imds_creds::Role>, Revision)> {
+        &self.roles
+    }
+
+    /// The identity signing keys, once stored.
+    pub fn signer(&self) -> Option<&Arc<crate::sign::KeyringSigner>> {
+        self.signer.as_ref()
+    }
+
     /// The instance that owns this MAC.
     pub fn by_mac(&self, mac: MacAddr) -> Option<&Arc<Entry>> {
         self.by_mac.get(&mac).and_then(|id| self.by_id.get(id))
@@ -126,6 +146,12 @@ impl Snapshot {
         for change in changes {
             match change {
                 Change::Put(record) => next.put(record),
+                Change::Delete { key, .. } if key.collection == ROLES => {
+                    next.roles.remove(&key.id);
+                }
+                Change::Delete { key, .. } if key.collection == SECRETS && key.id == SIGNING_KEYS => {
+                    next.signer = None;
+                }
                 Change::Delete { key, .. } => {
                     let Ok(id) = InstanceId::try_from(key.id.as_str()) else { continue };
                     match key.collection.as_str() {
@@ -149,6 +175,16 @@ impl Snapshot {
             INSTANCES => self.put_instance(record),
             MMDS => Self::put_attachment(&mut self.mmds, record, Mmds::from_bytes),
             STATE => Self::put_attachment(&mut self.state, record, GuestState::from_bytes),
+            ROLES => match imds_creds::Role::from_bytes(&record.value) {
+                Ok(role) => {
+                    self.roles.insert(record.key.id.clone(), (Arc::new(role), record.rev));
+                }
+                Err(error) => tracing::error!(key = %record.key, %error, "skipping unreadable role"),
+            },
+            SECRETS if record.key.id == SIGNING_KEYS => match imds_sign::Keyring::from_bytes(&record.value) {
+                Ok(keyring) => self.signer = Some(Arc::new(crate::sign::KeyringSigner::new(keyring))),
+                Err(error) => tracing::error!(key = %record.key, %error, "skipping unreadable signing keys"),
+            },
             _ => {}
         }
     }
@@ -267,6 +303,11 @@ impl View {
                 false
             }
         });
+    }
+
+    /// A receiver that sees every revision the view reaches (to follow roles and keys).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Revision>> {
+        self.reached.subscribe()
     }
 
     /// Whether a first snapshot has been swapped in.

@@ -1,4 +1,5 @@
-//! Subcommands: `serve` runs the daemon; `instance` and `mmds` drive the admin API.
+//! Subcommands: `serve` runs the daemon; `instance`, `mmds`, `role` and `signing` drive the admin
+//! API; `verify` checks signed identity documents and tokens.
 
 use std::process::ExitCode;
 
@@ -6,7 +7,10 @@ use clap::{Parser, Subcommand};
 
 pub mod instance;
 pub mod mmds;
+pub mod role;
 pub mod serve;
+pub mod signing;
+pub mod verify;
 
 /// imds: an instance metadata service for VM platforms.
 #[derive(Debug, Parser)]
@@ -26,6 +30,14 @@ enum Command {
     /// Put, patch, read and configure an instance's Firecracker MMDS document.
     #[command(subcommand)]
     Mmds(mmds::MmdsCommand),
+    /// Manage roles and their credential sources (static, sts, process).
+    #[command(subcommand)]
+    Role(role::RoleCommand),
+    /// Manage the identity signing keys; print certificates and the JWKS.
+    #[command(subcommand)]
+    Signing(signing::SigningCommand),
+    /// Check an identity document's signature, a PKCS#7 signature or an identity token.
+    Verify(verify::VerifyArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -34,5 +46,8 @@ pub async fn run(args: Args) -> ExitCode {
         Command::Serve(serve) => serve::run(serve).await,
         Command::Instance(command) => instance::run(command).await,
         Command::Mmds(command) => mmds::run(command).await,
+        Command::Role(command) => role::run(command).await,
+        Command::Signing(command) => signing::run(command).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }

@@ -33,6 +33,10 @@ pub struct RawConfig {
     /// `[log]`
     #[serde(default)]
     pub log: RawLog,
+    /// `[roles.<name>]`: roles and their credential sources, written to the store at start
+    /// (same shape as the admin API's `PUT /v1/roles/{name}` body).
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, toml::Value>,
 }
 
 /// `[guest]`
@@ -173,6 +177,8 @@ pub struct Config {
     pub log_level: String,
     /// `--dev`: demo instance, loopback defaults, no admin token needed.
     pub dev: bool,
+    /// Roles from the file, by name, written to the store at start.
+    pub roles: Vec<(String, imds_creds::Role)>,
 }
 
 /// Defaults in production: where cloud images and operators expect things.
@@ -321,6 +327,25 @@ impl Config {
             problems.push(format!("log.level: {log_level:?} is not a filter: {error}"));
         }
 
+        let mut roles = Vec::new();
+        for (name, value) in &raw.roles {
+            if let Err(error) = imds_model::RoleName::try_from(name.as_str()) {
+                problems.push(format!("roles.{name}: {error}"));
+                continue;
+            }
+            let json = match serde_json::to_value(value) {
+                Ok(json) => json,
+                Err(error) => {
+                    problems.push(format!("roles.{name}: {error}"));
+                    continue;
+                }
+            };
+            match imds_creds::Role::parse(&json) {
+                Ok(role) => roles.push((name.clone(), role)),
+                Err(error) => problems.push(format!("roles.{name}.{}: {}", error.field, error.message)),
+            }
+        }
+
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -341,6 +366,7 @@ impl Config {
             log_format,
             log_level,
             dev,
+            roles,
         })
     }
 }

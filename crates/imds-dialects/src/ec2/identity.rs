@@ -10,7 +10,7 @@ use super::tree::{Entry, NEWEST};
 use super::{derived, wire};
 
 /// Renders a flat JSON object the way EC2 does: one `"key" : value` per line, 2-space indent.
-fn render_flat(fields: &[(&str, Value)]) -> String {
+pub(crate) fn render_flat(fields: &[(&str, Value)]) -> String {
     let lines: Vec<String> = fields.iter().map(|(key, value)| format!("  {} : {value}", Value::from(*key))).collect();
     format!("{{\n{}\n}}", lines.join(",\n"))
 }

@@ -5,10 +5,11 @@
 use imds_model::{Instance, SshKey, TagsMode};
 
 use super::tree::Entry;
-use super::{derived, identity, network, wire};
+use super::{credentials, derived, network, wire};
+use crate::Context;
 
 /// The `meta-data` entry of a version directory, before overrides.
-pub(crate) fn meta_data(instance: &Instance) -> Entry {
+pub(crate) fn meta_data(instance: &Instance, context: &Context<'_>) -> Entry {
     let id = instance.id.as_str();
     let some = |value: &str| Some(value.to_owned());
     let (region, zone) = derived::placement(instance);
@@ -46,7 +47,8 @@ pub(crate) fn meta_data(instance: &Instance) -> Entry {
             ],
         ),
         Entry::text("hostname", "1.0", Some(derived::private_dns_name(instance))),
-        iam(instance),
+        credentials::iam(instance),
+        credentials::identity_credentials(instance, context),
         Entry::text("instance-action", "2008-09-01", some(wire::INSTANCE_ACTION)),
         Entry::text("instance-id", "1.0", some(id)),
         Entry::text("instance-life-cycle", "2019-10-01", some(wire::LIFE_CYCLE)),
@@ -104,13 +106,6 @@ fn ami_id(instance: &Instance) -> String {
 /// AWS's documentation uses in its examples).
 pub(crate) fn instance_type(instance: &Instance) -> &str {
     instance.instance_type.as_deref().unwrap_or(wire::DEFAULT_INSTANCE_TYPE)
-}
-
-/// `iam/`: `info` when a role is attached. `security-credentials/` comes with the credential
-/// service (it needs a clock and a signer), so it is not listed yet.
-fn iam(instance: &Instance) -> Entry {
-    let info = instance.iam_role.as_ref().map(|role| identity::iam_info(instance, role.as_str()));
-    Entry::dir("iam", "2012-01-12", vec![Entry::text("info", "2012-01-12", info)])
 }
 
 /// `public-keys/`: `N=name` lines, `N/` → `openssh-key` → the key line plus `\n`.

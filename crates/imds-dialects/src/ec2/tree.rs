@@ -46,6 +46,9 @@ pub(crate) enum Node {
     Leaf(Bytes, &'static str),
     /// A directory.
     Dir(Vec<Entry>),
+    /// A leaf whose body is computed only when it is requested (credentials, signatures: the
+    /// costly leaves; the tree itself is built per request).
+    Computed(super::credentials::Computed),
 }
 
 impl Entry {
@@ -70,7 +73,7 @@ impl Entry {
         self.since <= at
             && match &self.node {
                 Node::Absent => false,
-                Node::Leaf(..) => true,
+                Node::Leaf(..) | Node::Computed(_) => true,
                 Node::Dir(children) => children.iter().any(|child| child.visible(at)),
             }
     }

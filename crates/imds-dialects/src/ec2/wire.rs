@@ -101,3 +101,9 @@ pub(crate) const US_EAST_1: &str = "us-east-1";
 pub(crate) const AWS_PARTITION: (&str, &str) = ("amazonaws.com", "aws");
 /// `services/domain` and `services/partition` of the China partition (regions `cn-*`).
 pub(crate) const CHINA_PARTITION: (&str, &str) = ("amazonaws.com.cn", "aws-cn");
+
+/// `Code` of the credentials error form (EC2 could not assume the role).
+pub(crate) const ASSUME_ROLE_FAILED: &str = "AssumeRoleUnauthorizedAccess";
+/// The pointer EC2's credentials error message ends with.
+pub(crate) const ROLE_HELP: &str =
+    "Please see documentation at http://docs.amazonwebservices.com/IAM/latest/UserGuide/RolesTroubleshooting.html.";

@@ -67,8 +67,8 @@ fn every_category_of_the_three_fixtures() {
             "/latest/meta-data/",
             200,
             TEXT,
-            "ami-id\nami-launch-index\nami-manifest-path\nblock-device-mapping/\nevents/\nhostname\ninstance-action\n\
-             instance-id\ninstance-life-cycle\ninstance-type\nlocal-hostname\nprofile\nreservation-id\nsecurity-groups\n\
+            "ami-id\nami-launch-index\nami-manifest-path\nblock-device-mapping/\nevents/\nhostname\nidentity-credentials/\n\
+             instance-action\ninstance-id\ninstance-life-cycle\ninstance-type\nlocal-hostname\nprofile\nreservation-id\nsecurity-groups\n\
              services/",
         ),
         (
@@ -83,8 +83,8 @@ fn every_category_of_the_three_fixtures() {
             "/latest/meta-data/",
             200,
             TEXT,
-            "ami-id\nami-launch-index\nami-manifest-path\nblock-device-mapping/\nevents/\nhostname\ninstance-action\n\
-             instance-id\ninstance-life-cycle\ninstance-type\nipv6\nlocal-hostname\nmac\nnetwork/\nplacement/\nprofile\n\
+            "ami-id\nami-launch-index\nami-manifest-path\nblock-device-mapping/\nevents/\nhostname\nidentity-credentials/\n\
+             instance-action\ninstance-id\ninstance-life-cycle\ninstance-type\nipv6\nlocal-hostname\nmac\nnetwork/\nplacement/\nprofile\n\
              reservation-id\nsecurity-groups\nservices/",
         ),
         // Scalar leaves, with and without a trailing slash.
@@ -107,13 +107,27 @@ fn every_category_of_the_three_fixtures() {
         ("full", "/latest/meta-data/local-hostname", 200, TEXT, "web-1.example.internal"),
         ("min", "/latest/meta-data/hostname", 200, TEXT, "i-minimal.ec2.internal"),
         ("v6", "/latest/meta-data/local-hostname", 200, TEXT, "i-v6only.ec2.internal"),
-        ("full", "/latest/meta-data/iam/", 200, TEXT, "info"),
-        ("full", "/latest/meta-data/iam/security-credentials/", 404, HTML, NF),
-        ("full", "/latest/meta-data/iam/security-credentials/app-role", 404, HTML, NF),
+        ("full", "/latest/meta-data/iam/", 200, TEXT, "info\nsecurity-credentials/"),
+        ("full", "/latest/meta-data/iam/security-credentials/", 200, TEXT, "app-role"),
+        ("full", "/latest/meta-data/iam/security-credentials", 200, TEXT, "app-role"),
+        // A role with no credentials to serve (none configured here): EC2's error form.
+        (
+            "full",
+            "/latest/meta-data/iam/security-credentials/app-role",
+            200,
+            TEXT,
+            "{\n  \"Code\" : \"AssumeRoleUnauthorizedAccess\",\n  \"Message\" : \"EC2 cannot assume the role app-role.  \
+             Please see documentation at http://docs.amazonwebservices.com/IAM/latest/UserGuide/RolesTroubleshooting.html.\",\n  \
+             \"LastUpdated\" : \"2027-01-15T08:00:00Z\"\n}",
+        ),
+        ("full", "/latest/meta-data/iam/security-credentials/other-role", 404, HTML, NF),
         ("min", "/latest/meta-data/iam/", 404, HTML, NF),
         ("min", "/latest/meta-data/iam/info", 404, HTML, NF),
         ("min", "/latest/meta-data/iam/security-credentials/", 404, HTML, NF),
-        ("min", "/latest/meta-data/identity-credentials/ec2/info", 404, HTML, NF),
+        ("min", "/latest/meta-data/identity-credentials/", 200, TEXT, "ec2/"),
+        ("min", "/latest/meta-data/identity-credentials/ec2/", 200, TEXT, "info\nsecurity-credentials/"),
+        ("min", "/latest/meta-data/identity-credentials/ec2/security-credentials/", 200, TEXT, "ec2-instance"),
+        ("min", "/2018-03-28/meta-data/identity-credentials/ec2/info", 404, HTML, NF),
         ("min", "/latest/meta-data/instance-action", 200, TEXT, "none"),
         ("full", "/latest/meta-data/instance-id", 200, TEXT, "i-0123456789abcdef0"),
         ("full", "/latest/meta-data/instance-id/", 200, TEXT, "i-0123456789abcdef0"),
@@ -272,7 +286,7 @@ fn versions_filter_the_tree() {
         ("full", "/2020-10-27/meta-data/ipv6", 404, HTML, NF),
         ("full", "/2021-01-03/meta-data/ipv6", 200, TEXT, "2001:db8:1::11"),
         ("full", "/2011-05-01/meta-data/iam/", 404, HTML, NF),
-        ("full", "/2012-01-12/meta-data/iam/", 200, TEXT, "info"),
+        ("full", "/2012-01-12/meta-data/iam/", 200, TEXT, "info\nsecurity-credentials/"),
         ("full", "/2009-04-04/meta-data/network/", 404, HTML, NF),
         ("full", "/2011-01-01/meta-data/network/interfaces/macs/02:00:00:00:00:0b/ipv6s", 404, HTML, NF),
         ("full", "/2016-06-30/meta-data/network/interfaces/macs/02:00:00:00:00:0b/ipv6s", 200, TEXT, "2001:db8:1::11"),

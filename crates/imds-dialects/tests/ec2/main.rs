@@ -6,6 +6,7 @@
 
 mod cases;
 mod crawl;
+mod credentials;
 mod fixtures;
 mod golden;
 mod session;

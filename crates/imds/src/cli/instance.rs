@@ -101,7 +101,12 @@ pub enum Output {
 
 /// Runs one command: exit 0 on success, 1 when the server refused, 2 on local mistakes.
 pub async fn run(command: InstanceCommand) -> ExitCode {
-    match execute(command).await {
+    finish(execute(command).await)
+}
+
+/// Exit 0 on success; otherwise prints the failure and exits with its code.
+pub(crate) fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { message, code }) => {
             eprintln!("imds: {message}");
@@ -110,13 +115,13 @@ pub async fn run(command: InstanceCommand) -> ExitCode {
     }
 }
 
-pub(super) struct Failure {
-    pub(super) message: String,
-    pub(super) code: u8,
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) code: u8,
 }
 
 impl Failure {
-    pub(super) fn local(message: impl Into<String>) -> Self {
+    pub(crate) fn local(message: impl Into<String>) -> Self {
         Self { message: message.into(), code: 2 }
     }
 }
@@ -217,7 +222,7 @@ fn path_for(id: &str) -> String {
 }
 
 /// Percent-encodes what is not safe in a path segment or query value.
-pub(super) fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => (b as char).to_string(),
@@ -226,7 +231,7 @@ pub(super) fn encode(text: &str) -> String {
         .collect()
 }
 
-pub(super) fn client(target: &Target) -> Client {
+pub(crate) fn client(target: &Target) -> Client {
     let endpoint = match target.admin.as_deref() {
         Some(text) => parse_endpoint(text),
         None if Path::new("/run/imds/admin.sock").exists() => Endpoint::Unix(PathBuf::from("/run/imds/admin.sock")),
@@ -248,7 +253,7 @@ fn parse_endpoint(text: &str) -> Endpoint {
     }
 }
 
-pub(super) fn read_json(file: &str) -> Result<serde_json::Value, Failure> {
+pub(crate) fn read_json(file: &str) -> Result<serde_json::Value, Failure> {
     let mut text = String::new();
     let read = if file == "-" {
         std::io::stdin().read_to_string(&mut text).map(|_| ())
@@ -259,7 +264,7 @@ pub(super) fn read_json(file: &str) -> Result<serde_json::Value, Failure> {
     serde_json::from_str(&text).map_err(|error| Failure::local(format!("{file} is not valid JSON: {error}")))
 }
 
-async fn call(
+pub(crate) async fn call(
     client: &Client,
     method: Method,
     path: &str,
@@ -317,7 +322,7 @@ fn refusal(response: &Response) -> String {
     text
 }
 
-pub(super) fn print_json(value: &serde_json::Value) {
+pub(crate) fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
 }
 

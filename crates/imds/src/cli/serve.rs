@@ -155,6 +155,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if config.dev {
         dev::ensure_demo_instance(&*store).await.context("creating the demo instance")?;
     }
+    for (name, role) in &config.roles {
+        imds_server::creds::put_configured(&store, name, role)
+            .await
+            .with_context(|| format!("writing role {name} from the configuration"))?;
+    }
     let running = imds_server::server::start(config.server.clone(), store).await.context("starting the listeners")?;
     // Announce only once guests are answered from the store's data (scripts read the lines).
     if tokio::time::timeout(std::time::Duration::from_secs(2), running.view.ready()).await.is_err() {

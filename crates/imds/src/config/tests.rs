@@ -150,3 +150,22 @@ fn nocloud_prefix_comes_from_file_or_env_and_is_checked() {
         assert!(problems.iter().any(|p| p.starts_with("guest.nocloud_prefix")), "{bad}: {problems:?}");
     }
 }
+
+#[test]
+fn roles_in_the_file_are_validated_like_the_admin_api_does() {
+    let (_dir, path) = config_file(
+        "[roles.app.source]\ntype = \"static\"\naccess_key_id = \"AKIAFILE\"\nsecret_access_key = \"s\"\n\
+         [roles.vault.source]\ntype = \"process\"\ncommand = [\"/usr/local/bin/vault-creds\", \"app\"]\n",
+    );
+    let config = load(&ServeArgs { config: Some(path), ..ServeArgs::default() }, &env(&[])).unwrap();
+    let names: Vec<&str> = config.roles.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["app", "vault"]);
+    assert_eq!(config.roles[1].1.source.kind(), "process");
+
+    let (_dir, path) = config_file(
+        "[roles.bad.source]\ntype = \"sts\"\nrole_arn = \"nope\"\n[roles.\"a:b\".source]\ntype = \"process\"\ncommand = [\"x\"]\n",
+    );
+    let problems = load(&ServeArgs { config: Some(path), ..ServeArgs::default() }, &env(&[])).unwrap_err().join("\n");
+    assert!(problems.contains("roles.bad.source.role_arn"), "{problems}");
+    assert!(problems.contains("roles.a:b"), "{problems}");
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod credentials;
 mod daemon;
 mod durability;
 mod mmds;

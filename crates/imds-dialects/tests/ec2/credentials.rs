@@ -1,0 +1,153 @@
+//! Role credentials, instance-identity credentials and the identity document's signatures, with
+//! a fake credential cache and a fake signer standing in for the server's.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use http::Method;
+use imds_dialects::credentials::{CredentialState, IssuedCredentials, RoleCredentials, Signer};
+use imds_dialects::token::TokenKey;
+use imds_dialects::{ec2, Context, GuestRequest, GuestResponse};
+use imds_model::Instance;
+use sha2::{Digest, Sha256};
+
+use super::{assert_text_eq, body, fixtures};
+
+const NOW: u64 = 1_800_000_000;
+
+#[derive(Debug)]
+struct Roles;
+
+impl RoleCredentials for Roles {
+    fn credentials(&self, role: &str, now: u64) -> Option<CredentialState> {
+        match role {
+            "app-role" => Some(CredentialState::Ready(IssuedCredentials {
+                access_key_id: "ASIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+                token: "IQoJb3JpZ2luX2VjEXAMPLE==".into(),
+                expiration: now + 3600,
+                last_updated: now - 60,
+            })),
+            "broken-role" => Some(CredentialState::Unavailable { last_updated: now - 5 }),
+            _ => None,
+        }
+    }
+}
+
+/// Signs with SHA-256 ("raw") and a marked copy ("pkcs7") so tests see exactly which bytes were signed.
+#[derive(Debug)]
+struct FakeSigner;
+
+impl Signer for FakeSigner {
+    fn rsa_sha256(&self, data: &[u8]) -> Option<Vec<u8>> {
+        Some(Sha256::digest(data).to_vec())
+    }
+    fn pkcs7(&self, data: &[u8]) -> Option<Vec<u8>> {
+        Some([b"P7:".as_slice(), data].concat())
+    }
+    fn jwt_rs256(&self, _claims: &serde_json::Value) -> Option<String> {
+        None
+    }
+}
+
+fn key() -> &'static TokenKey {
+    static KEY: std::sync::LazyLock<TokenKey> = std::sync::LazyLock::new(|| TokenKey::from_bytes([7; 32]));
+    &KEY
+}
+
+fn get_at(instance: &Instance, path: &str, now: u64, signer: bool) -> GuestResponse {
+    let mut context = Context::new(key(), now);
+    context.credentials = &Roles;
+    if signer {
+        context.signer = Some(&FakeSigner);
+    }
+    ec2::respond(instance, &GuestRequest::new(Method::GET, path), &context)
+}
+
+fn with_role(role: &str) -> Instance {
+    let mut doc = fixtures::full_doc();
+    doc["iam_role"] = role.into();
+    fixtures::parse(doc)
+}
+
+#[test]
+fn role_credentials_are_byte_exact() {
+    let response = get_at(&fixtures::full(), "/latest/meta-data/iam/security-credentials/app-role", NOW, false);
+    assert_eq!(response.status, 200);
+    assert_text_eq(
+        "credentials",
+        "{\n  \"Code\" : \"Success\",\n  \"LastUpdated\" : \"2027-01-15T07:59:00Z\",\n  \"Type\" : \"AWS-HMAC\",\n  \
+         \"AccessKeyId\" : \"ASIAIOSFODNN7EXAMPLE\",\n  \"SecretAccessKey\" : \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\",\n  \
+         \"Token\" : \"IQoJb3JpZ2luX2VjEXAMPLE==\",\n  \"Expiration\" : \"2027-01-15T09:00:00Z\"\n}",
+        body(&response),
+    );
+    // A trailing slash serves the leaf too; the listing is the role name alone, no newline.
+    let slash = get_at(&fixtures::full(), "/latest/meta-data/iam/security-credentials/app-role/", NOW, false);
+    assert_eq!(slash.body, response.body);
+    let listing = get_at(&fixtures::full(), "/latest/meta-data/iam/security-credentials/", NOW, false);
+    assert_eq!(body(&listing), "app-role");
+}
+
+#[test]
+fn a_role_whose_source_failed_gets_the_error_form() {
+    let response =
+        get_at(&with_role("broken-role"), "/latest/meta-data/iam/security-credentials/broken-role", NOW, false);
+    assert_eq!(response.status, 200, "EC2 answers 200 with a Code other than Success");
+    let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(json["Code"], "AssumeRoleUnauthorizedAccess");
+    assert_eq!(json["LastUpdated"], "2027-01-15T07:59:55Z");
+    assert!(json.get("AccessKeyId").is_none());
+    assert!(body(&response).starts_with("{\n  \"Code\" : "));
+}
+
+#[test]
+fn instance_identity_credentials_rotate_per_period_and_differ_per_instance() {
+    let path = "/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance";
+    let read = |instance: &Instance, now: u64| -> serde_json::Value {
+        serde_json::from_slice(&get_at(instance, path, now, false).body).unwrap()
+    };
+    let minimal = fixtures::minimal();
+    let first = read(&minimal, NOW);
+    let keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["Code", "LastUpdated", "Type", "AccessKeyId", "SecretAccessKey", "Token", "Expiration"]);
+    let id = first["AccessKeyId"].as_str().unwrap();
+    assert!(id.starts_with("ASIA") && id.len() == 20, "{id}");
+    assert_eq!(read(&minimal, NOW + 60), first, "stable within a period");
+    let next = read(&minimal, NOW + 6 * 3600);
+    assert_ne!(next["AccessKeyId"], first["AccessKeyId"], "a new set each period");
+    assert_ne!(read(&fixtures::full(), NOW)["AccessKeyId"], first["AccessKeyId"]);
+    // Served expiry is always at least 15 minutes ahead.
+    for offset in [0, 3600, 6 * 3600 - 1] {
+        let json = read(&minimal, NOW + offset);
+        let expiration = json["Expiration"].as_str().unwrap();
+        assert!(expiration > imds_dialects::credentials::format_time(NOW + offset + 15 * 60 - 1).as_str());
+    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&get_at(&minimal, "/latest/meta-data/identity-credentials/ec2/info", NOW, false).body)
+            .unwrap();
+    assert_eq!(info["Code"], "Success");
+    assert_eq!(info["AccountId"].as_str().unwrap().len(), 12);
+}
+
+fn decode(text: &str) -> Vec<u8> {
+    assert!(text.lines().all(|line| line.len() <= 64), "wrapped at 64: {text}");
+    STANDARD.decode(text.replace('\n', "")).unwrap()
+}
+
+#[test]
+fn signatures_sign_the_exact_document_bytes() {
+    let instance = fixtures::full();
+    let document = get_at(&instance, "/latest/dynamic/instance-identity/document", NOW, true).body;
+    let signature = get_at(&instance, "/latest/dynamic/instance-identity/signature", NOW, true);
+    assert_eq!(signature.status, 200);
+    assert_eq!(decode(body(&signature)), Sha256::digest(&document).to_vec());
+    for leaf in ["pkcs7", "rsa2048"] {
+        let response = get_at(&instance, &format!("/latest/dynamic/instance-identity/{leaf}"), NOW, true);
+        assert_eq!(decode(body(&response)), [b"P7:".as_slice(), &document].concat(), "{leaf}");
+    }
+    let listing = get_at(&instance, "/latest/dynamic/instance-identity/", NOW, true);
+    assert_eq!(body(&listing), "rsa2048\npkcs7\ndocument\nsignature");
+    // Without a signer only the document is served (and listed).
+    let listing = get_at(&instance, "/latest/dynamic/instance-identity/", NOW, false);
+    assert_eq!(body(&listing), "document");
+    assert_eq!(get_at(&instance, "/latest/dynamic/instance-identity/signature", NOW, false).status, 404);
+}
