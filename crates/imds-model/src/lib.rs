@@ -35,4 +35,5 @@ pub use merge_patch::merge_patch;
 pub use network::{Interface, InterfaceRole, Network, Route};
 pub use settings::{EndpointMode, ImdsSettings, TagsMode, TokenMode};
 pub use ssh::SshKey;
+pub use text::node_name;
 pub use user_data::{UserData, UserDataError};

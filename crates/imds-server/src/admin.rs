@@ -7,7 +7,8 @@
 //! - `DELETE /v1/instances/{id}`: delete (204)
 //! - `GET /v1/instances?limit=&after=`: list, paged by id
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
-//! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded
+//! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded and follows
+//!   the store (503 `stale` while the store is away; `staleness_ms` either way)
 //!
 //! Every response carrying a record has an `ETag` (its store revision) and `If-Match` is
 //! honoured. Errors are `{"error": {"code", "message", "field"}}` and change nothing. A write
@@ -24,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
-use imds_store::Store;
+use imds_store::{Scope, Store};
 use serde_json::json;
 
 use crate::view::View;
@@ -73,6 +74,9 @@ pub struct AdminState {
     pub limits: imds_model::Limits,
     /// How long a write waits for visibility.
     pub write_visibility_timeout: Duration,
+    /// The part of the store this node serves: a write waits for the view only when this node
+    /// serves the instance (before or after the write).
+    pub scope: Scope,
 }
 
 /// The admin router. `token`: when set, TCP clients must present it.
@@ -100,15 +104,26 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the view guests read has been loaded from the store.
+/// `GET /readyz`: the view guests read has been loaded from the store and follows it.
+///
+/// `staleness_ms` is the time since the last change or progress notice from the store. While
+/// the store is away the answer is 503 with `"status": "stale"`: guests are still served, from
+/// the last view.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "Serving from a loaded view"),
-    (status = 503, description = "Still loading the view")))]
+    (status = 200, description = "Serving from a loaded view that follows the store"),
+    (status = 503, description = "Still loading the view, or the store is away (guests get the last view)")))]
 pub async fn readyz(State(state): State<AdminState>) -> Response {
-    if state.view.is_ready() {
-        let rev = state.view.load().rev().0;
-        (StatusCode::OK, Json(json!({"status": "ready", "revision": rev}))).into_response()
+    if !state.view.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response();
+    }
+    let rev = state.view.load().rev().0;
+    let health = state.view.health().status();
+    let staleness_ms = health.staleness.map(|staleness| u64::try_from(staleness.as_millis()).unwrap_or(u64::MAX));
+    if health.connected {
+        let body = json!({"status": "ready", "revision": rev, "staleness_ms": staleness_ms});
+        (StatusCode::OK, Json(body)).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response()
+        let body = json!({"status": "stale", "revision": rev, "staleness_ms": staleness_ms, "error": health.error});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod client;
 pub mod guest;
+pub mod health;
 pub mod listener;
 pub mod replica;
 pub mod server;

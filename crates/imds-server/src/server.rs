@@ -175,6 +175,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         view: view.clone(),
         limits: config.limits,
         write_visibility_timeout: config.admin.write_visibility_timeout,
+        scope: config.scope.clone(),
     };
     let admin_router = admin::router(state, config.admin.token.clone());
     let mut admin_addr = None;

@@ -19,6 +19,7 @@ use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
 use crate::guest::throttle::Bucket;
+use crate::health::FeedHealth;
 
 /// The store collection that holds instance records.
 pub const INSTANCES: &str = "instances";
@@ -150,6 +151,7 @@ impl Snapshot {
 pub struct View {
     current: Arc<ArcSwap<Snapshot>>,
     reached: watch::Sender<Option<Revision>>,
+    health: Arc<FeedHealth>,
 }
 
 impl Default for View {
@@ -162,7 +164,12 @@ impl View {
     /// An empty view that is not ready (no snapshot swapped in yet).
     pub fn new() -> Self {
         let (reached, _) = watch::channel(None);
-        Self { current: Arc::new(ArcSwap::from_pointee(Snapshot::default())), reached }
+        Self { current: Arc::new(ArcSwap::from_pointee(Snapshot::default())), reached, health: Arc::default() }
+    }
+
+    /// Whether the view follows the store right now, and how stale it is.
+    pub fn health(&self) -> &FeedHealth {
+        &self.health
     }
 
     /// The current snapshot: one atomic load, no lock.

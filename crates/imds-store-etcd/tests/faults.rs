@@ -1,0 +1,376 @@
+//! A serving node (the real server, real sockets) on real etcd while members die, the whole
+//! cluster stops, and history is compacted past the node's resume point. Guests must keep being
+//! answered, and every change must reach the node exactly once.
+//!
+//! The cases start their own etcd processes and run one at a time (a mutex), so kills and
+//! elections do not compete for this machine's two cores.
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use http::{Method, StatusCode};
+use imds_model::{Instance, Limits};
+use imds_server::client::{Client, Endpoint};
+use imds_server::server::{self, Running};
+use imds_server::{admin, guest, listener};
+use imds_store::unreliable::Unreliable;
+use imds_store::{Expect, FeedEvent, Key, Put, Revision, Scope, Store, StoreError, Written};
+use imds_store_etcd::testing::EtcdCluster;
+use imds_store_etcd::EtcdStore;
+
+/// One case at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const NODE: &str = "hv-1";
+
+struct Node {
+    running: Running,
+    guest: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Node {
+    async fn start(store: Arc<dyn Store>) -> Node {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let config = server::Config {
+            guest: guest::Config { listen: vec![loopback], throttle: guest::throttle::Throttle::default() },
+            admin: admin::Config {
+                listen: Some(loopback),
+                socket: None,
+                token: None,
+                write_visibility_timeout: Duration::from_secs(5),
+            },
+            limits: Limits::default(),
+            connections: listener::Limits::default(),
+            scope: Scope::Node(NODE.into()),
+        };
+        let running = server::start(config, store).await.unwrap();
+        let (guest, admin) = (running.guest_addrs[0], running.admin_addr.unwrap());
+        assert!(running.view.wait_for(Revision(0), Duration::from_secs(20)).await, "the view did not load");
+        Node { running, guest, admin }
+    }
+
+    fn admin(&self) -> Client {
+        Client::new(Endpoint::Tcp(self.admin)).with_timeout(Duration::from_secs(20))
+    }
+
+    /// What the guest at `ip` reads as its instance id: `Ok(id)` or `Err(status or error)`.
+    async fn instance_id(&self, ip: &str) -> Result<String, String> {
+        let client = Client::from_source(self.guest, ip.parse().unwrap()).with_timeout(Duration::from_secs(2));
+        match client.get("/latest/meta-data/instance-id").await {
+            Ok(response) if response.status == StatusCode::OK => Ok(response.text()),
+            Ok(response) => Err(format!("status {}", response.status)),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    /// Waits up to `within` for the guest at `ip` to read `id`.
+    async fn wait_serves(&self, ip: &str, id: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.instance_id(ip).await;
+            if got.as_deref() == Ok(id) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "guest {ip} reads {got:?}, not {id}, after {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn readyz(&self) -> (StatusCode, serde_json::Value) {
+        let response = self.admin().get("/readyz").await.unwrap();
+        (response.status, response.json())
+    }
+}
+
+fn instance_put(id: &str, ip: &str, node: &str, seq: u64) -> Put {
+    let doc = serde_json::json!({"id": id, "ipv4": [ip], "node": node, "tags": {"seq": seq.to_string()}});
+    let instance = Instance::parse(&doc, &Limits::default()).unwrap();
+    Put {
+        key: Key::new("instances", id),
+        node: Some(node.into()),
+        claims: instance.claims(),
+        value: instance.to_bytes(),
+        expect: Expect::Any,
+    }
+}
+
+/// Puts, retrying while the cluster is unavailable (up to 30 s).
+async fn put_retrying(store: &dyn Store, put: Put) -> Written {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match store.put(put.clone()).await {
+            Ok(written) => return written,
+            Err(StoreError::Unavailable(err)) if tokio::time::Instant::now() < deadline => {
+                eprintln!("write retried: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("write failed: {err}"),
+        }
+    }
+}
+
+async fn connect(cluster: &EtcdCluster) -> Arc<EtcdStore> {
+    Arc::new(EtcdStore::connect(cluster.options()).await.unwrap())
+}
+
+/// Follows `scope` like a node does (resume from the last revision after any error) and records
+/// the revision of every change it receives, until `stop`.
+fn observe(store: Arc<EtcdStore>, after: Revision, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Revision>> {
+    tokio::spawn(async move {
+        let mut last = after;
+        let mut seen = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            let mut feed = match store.subscribe(&Scope::Node(NODE.into()), last).await {
+                Ok(feed) => feed,
+                Err(StoreError::Unavailable(_)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(err) => panic!("observer: {err}"),
+            };
+            loop {
+                let item = tokio::select! {
+                    item = feed.next() => item,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if stop.load(Ordering::SeqCst) { return seen; }
+                        continue;
+                    }
+                };
+                match item {
+                    Some(Ok(FeedEvent::Changes { rev, .. })) => {
+                        assert!(rev > last, "change at {rev} after {last}: repeated or out of order");
+                        seen.push(rev);
+                        last = rev;
+                    }
+                    Some(Ok(FeedEvent::Progress { rev })) => last = last.max(rev),
+                    Some(Err(StoreError::Unavailable(_))) | None => break,
+                    Some(Err(err)) => panic!("observer feed: {err}"),
+                }
+            }
+        }
+        seen
+    })
+}
+
+/// Kill -9 a follower, then the leader, of a 3-member cluster under a steady write load, and
+/// restart each: no guest read fails, the node's feed sees every one of its changes exactly
+/// once, and the node has the last write within 1 s of the cluster being whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_and_leader_kills_lose_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = EtcdCluster::start(3).await;
+    let writer_store = connect(&cluster).await;
+    let node = Node::start(connect(&cluster).await).await;
+
+    let guest_ip = "127.0.62.1";
+    let first = put_retrying(&*writer_store, instance_put("i-guest", guest_ip, NODE, 0)).await;
+    node.wait_serves(guest_ip, "i-guest", Duration::from_secs(5)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = observe(connect(&cluster).await, first.rev, Arc::clone(&stop));
+
+    // The load: every 10 ms a write, two of three on this node, one elsewhere.
+    let writer = {
+        let (store, stop) = (Arc::clone(&writer_store), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut seq = 0u64;
+            while !stop.load(Ordering::SeqCst) && seq < 3000 {
+                seq += 1;
+                let (node, id) = if seq % 3 == 0 { ("hv-2", "i-other") } else { (NODE, "i-load") };
+                let ip = if seq % 3 == 0 { "127.0.62.3" } else { "127.0.62.2" };
+                let written = put_retrying(&*store, instance_put(id, ip, node, seq)).await;
+                if node == NODE {
+                    mine.push(written.rev);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            mine
+        })
+    };
+    // Guests read all along; every read must succeed.
+    let reads = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, reads) = (Arc::clone(&stop), Arc::clone(&reads));
+        let client = Client::from_source(node.guest, guest_ip.parse().unwrap()).with_timeout(Duration::from_secs(2));
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match client.get("/latest/meta-data/instance-id").await {
+                    Ok(response) if response.status == StatusCode::OK && response.text() == "i-guest" => {}
+                    Ok(response) => failures.push(format!("status {}: {}", response.status, response.text())),
+                    Err(err) => failures.push(err.to_string()),
+                }
+                reads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            failures
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leader = cluster.leader().await.expect("a leader");
+    let follower = (leader + 1) % cluster.size();
+    cluster.kill(follower);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.restart(follower).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leader = cluster.leader().await.expect("a leader");
+    cluster.kill(leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.restart(leader).await;
+    // The cluster is whole again.
+    let whole = tokio::time::Instant::now();
+    let marker = put_retrying(&*writer_store, instance_put("i-marker", "127.0.62.4", NODE, 0)).await;
+    let converged = node.running.view.wait_for(marker.rev, Duration::from_secs(1)).await;
+    let took = whole.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let mine = writer.await.unwrap();
+    let failures = reader.await.unwrap();
+    let mut seen = observer.await.unwrap();
+    assert!(converged, "the node did not have revision {} within 1 s of the cluster being whole", marker.rev);
+    eprintln!("converged {took:?} after the cluster was whole; {} guest reads", reads.load(Ordering::SeqCst));
+
+    assert!(
+        failures.is_empty(),
+        "{} of {} guest reads failed: {failures:?}",
+        failures.len(),
+        reads.load(Ordering::SeqCst)
+    );
+    assert!(mine.len() > 30, "the write load was too thin to prove anything: {} writes", mine.len());
+    // Every revision of this node's writes reached the feed once, in order, nothing else did.
+    let mut expected: Vec<Revision> = mine.clone();
+    expected.push(marker.rev);
+    expected.sort();
+    seen.retain(|rev| *rev <= marker.rev);
+    assert_eq!(seen.len(), expected.len(), "changes missed or repeated");
+    assert_eq!(seen, expected);
+    // The node's view equals the store's view of its scope.
+    let snapshot = writer_store.snapshot(&Scope::Node(NODE.into())).await.unwrap();
+    let view = node.running.view.load();
+    assert_eq!(view.len(), snapshot.records.len());
+    for record in &snapshot.records {
+        let id = imds_model::InstanceId::try_from(record.key.id.as_str()).unwrap();
+        assert_eq!(view.get(&id).map(|entry| entry.rev), Some(record.rev), "{}", record.key);
+    }
+    node.running.stop().await;
+}
+
+/// The whole (single-member) cluster stops for 30 s: guests keep reading the last data,
+/// `/readyz` says the view is stale, admin writes get 503; after the restart the node catches up
+/// by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_second_outage_keeps_guests_served() {
+    let _serial = SERIAL.lock().await;
+    let mut cluster = EtcdCluster::single().await;
+    let node = Node::start(connect(&cluster).await).await;
+    let doc = serde_json::json!({"id": "i-before", "ipv4": ["127.0.63.1"], "node": NODE});
+    let created = node
+        .admin()
+        .send(Method::PUT, "/v1/instances/i-before", &[("content-type", "application/json")], doc.to_string())
+        .await
+        .unwrap();
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    node.wait_serves("127.0.63.1", "i-before", Duration::from_secs(1)).await;
+    let (status, ready) = node.readyz().await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+
+    cluster.kill(0);
+    let down = tokio::time::Instant::now();
+    let mut saw_stale = None;
+    let mut refused_write = false;
+    let mut reads = 0;
+    while down.elapsed() < Duration::from_secs(30) {
+        assert_eq!(
+            node.instance_id("127.0.63.1").await,
+            Ok("i-before".into()),
+            "a guest read failed during the outage"
+        );
+        reads += 1;
+        if saw_stale.is_none() {
+            let (status, body) = node.readyz().await;
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                assert_eq!(body["status"], "stale", "{body}");
+                saw_stale = Some(body);
+            }
+        } else if !refused_write {
+            let doc = serde_json::json!({"id": "i-refused", "ipv4": ["127.0.63.9"], "node": NODE});
+            let response = node
+                .admin()
+                .send(Method::PUT, "/v1/instances/i-refused", &[("content-type", "application/json")], doc.to_string())
+                .await
+                .unwrap();
+            assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE, "{}", response.text());
+            refused_write = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let stale = saw_stale.expect("/readyz never said the view is stale during a 30 s outage");
+    assert!(stale["staleness_ms"].as_u64().is_some(), "{stale}");
+    assert!(refused_write);
+    assert!(reads > 50);
+
+    cluster.restart(0).await;
+    let store = connect(&cluster).await;
+    put_retrying(&*store, instance_put("i-after", "127.0.63.2", NODE, 1)).await;
+    node.wait_serves("127.0.63.2", "i-after", Duration::from_secs(10)).await;
+    assert_eq!(node.instance_id("127.0.63.9").await, Err("status 403 Forbidden".into()), "the refused write happened");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = node.readyz().await;
+        if status == StatusCode::OK {
+            assert!(body["staleness_ms"].as_u64().unwrap() < 5_000, "{body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/readyz still says {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.running.stop().await;
+}
+
+/// History compacted past the node's resume point while its feed is down: it re-lists, and
+/// guests are answered from the old view until the new one is swapped in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_past_the_resume_point_relists_without_a_gap() {
+    let _serial = SERIAL.lock().await;
+    let cluster = EtcdCluster::single().await;
+    let etcd = connect(&cluster).await;
+    put_retrying(&*etcd, instance_put("i-old", "127.0.64.1", NODE, 0)).await;
+    // Every feed the node opens breaks at once: it keeps its snapshot and retries.
+    let flaky = Arc::new(Unreliable::new(Arc::clone(&etcd) as Arc<dyn Store>));
+    flaky.break_feeds_after(0);
+    let node = Node::start(Arc::clone(&flaky) as Arc<dyn Store>).await;
+    let loaded = node.running.view.load().rev();
+    node.wait_serves("127.0.64.1", "i-old", Duration::from_secs(1)).await;
+
+    let mut last = Revision(0);
+    for seq in 1..=20 {
+        last = put_retrying(&*etcd, instance_put("i-new", "127.0.64.2", NODE, seq)).await.rev;
+    }
+    etcd.compact(last).await.unwrap();
+    match etcd.subscribe(&Scope::Node(NODE.into()), loaded).await {
+        Err(StoreError::Compacted { after, .. }) => assert_eq!(after, loaded),
+        Err(err) => panic!("expected Compacted, got {err}"),
+        Ok(_) => panic!("resuming after {loaded} works although history was compacted through {last}"),
+    }
+    assert_eq!(node.instance_id("127.0.64.1").await, Ok("i-old".into()));
+
+    flaky.heal();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while node.instance_id("127.0.64.2").await.is_err() {
+        // The old view serves all along.
+        assert_eq!(node.instance_id("127.0.64.1").await, Ok("i-old".into()));
+        assert!(tokio::time::Instant::now() < deadline, "the node never re-listed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(node.running.view.load().rev() >= last);
+    let entry = node.running.view.load().get(&imds_model::InstanceId::try_from("i-new").unwrap()).cloned().unwrap();
+    assert_eq!(entry.instance.tags.get("seq").map(String::as_str), Some("20"));
+    node.running.stop().await;
+}
