@@ -71,3 +71,25 @@ impl FeedHealth {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn staleness_counts_from_the_last_notice_and_errors_show_until_reconnected() {
+        let health = FeedHealth::default();
+        assert_eq!(health.status(), HealthStatus { connected: false, staleness: None, error: None });
+        health.connected();
+        health.heard();
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(health.status().staleness, Some(Duration::from_millis(1500)));
+        health.disconnected("etcd: connection refused");
+        let status = health.status();
+        assert!(!status.connected);
+        assert_eq!(status.error.as_deref(), Some("etcd: connection refused"));
+        health.connected();
+        health.heard();
+        assert_eq!(health.status(), HealthStatus { connected: true, staleness: Some(Duration::ZERO), error: None });
+    }
+}

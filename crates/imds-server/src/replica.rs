@@ -69,6 +69,7 @@ pub async fn run(store: Arc<dyn Store>, scope: Scope, view: View, backoff: Backo
         };
         let mut last = snapshot.rev;
         view.swap(Snapshot::from_records(snapshot.rev, &snapshot.records));
+        view.health().connected();
         view.health().heard();
         tracing::info!(rev = %last, instances = view.load().len(), "view loaded from store snapshot");
         attempt = 0;

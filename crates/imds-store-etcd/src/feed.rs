@@ -3,19 +3,25 @@
 //! Owns the watch task. It watches the scope's prefix from `after + 1` with progress
 //! notifications, asks for one whenever the watch was quiet for a progress interval (so a node
 //! whose instances do not change still advances its resume point and its staleness figure),
-//! turns each revision's events into one [`FeedEvent::Changes`] and queues it in a bounded
-//! channel. The network read never waits for the apply: when the queue is full the task drops
+//! turns each revision's events into one [`FeedEvent::Changes`] and queues each response's
+//! events in a bounded channel (bounded in responses: etcd sends at most 1,000 revisions per
+//! response). The network read never waits for the apply: when the queue is full the task drops
 //! the watch (releasing etcd's buffers) and the feed ends after the queued events, so the reader
 //! resumes from the last revision it applied. A cancellation naming a compaction revision
 //! becomes [`StoreError::Compacted`]; any other failure [`StoreError::Unavailable`]. Dropping
 //! the feed ends the task and the watch.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, WatchOptions, WatchResponse, WatchStream};
 use futures::stream;
 use imds_store::{Change, Feed, FeedEvent, Revision, Scope, StoreError};
 use tokio::sync::mpsc;
+
+/// What the watch task queues: the feed events of one watch response, or the error that ended it.
+type Item = Result<Vec<FeedEvent>, StoreError>;
+type Receiver = mpsc::Receiver<Item>;
 
 use crate::layout::{self, Layout};
 use crate::EtcdOptions;
@@ -50,7 +56,18 @@ pub(crate) async fn open(
     let (tx, rx) = mpsc::channel(options.queue.max(1));
     let task = WatchTask { stream, layout, scope, last: after, tx, progress_interval: options.progress_interval };
     tokio::spawn(task.run());
-    Ok(Box::pin(stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })))
+    let state = (rx, VecDeque::new());
+    Ok(Box::pin(stream::unfold(state, |(mut rx, mut pending): (Receiver, VecDeque<FeedEvent>)| async move {
+        loop {
+            if let Some(event) = pending.pop_front() {
+                return Some((Ok(event), (rx, pending)));
+            }
+            match rx.recv().await? {
+                Ok(events) => pending.extend(events),
+                Err(err) => return Some((Err(err), (rx, pending))),
+            }
+        }
+    })))
 }
 
 /// The error a cancelled watch means.
@@ -69,7 +86,7 @@ struct WatchTask {
     scope: Scope,
     /// Every event up to this revision was queued.
     last: Revision,
-    tx: mpsc::Sender<Result<FeedEvent, StoreError>>,
+    tx: mpsc::Sender<Item>,
     progress_interval: Duration,
 }
 
@@ -122,12 +139,14 @@ impl WatchTask {
                     if response.canceled() {
                         return Stop::Failed(cancelled(&response, self.last));
                     }
-                    for event in self.events(&response) {
-                        match self.tx.try_send(Ok(event)) {
-                            Ok(()) => {}
-                            Err(mpsc::error::TrySendError::Full(_)) => return Stop::Overflow,
-                            Err(mpsc::error::TrySendError::Closed(_)) => return Stop::Dropped,
-                        }
+                    let events = self.events(&response);
+                    if events.is_empty() {
+                        continue;
+                    }
+                    match self.tx.try_send(Ok(events)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => return Stop::Overflow,
+                        Err(mpsc::error::TrySendError::Closed(_)) => return Stop::Dropped,
                     }
                 }
             }

@@ -53,10 +53,12 @@ pub struct EtcdOptions {
     /// [`StoreError::Unavailable`]. Default 5 s.
     pub write_deadline: Duration,
     /// How often an idle feed asks etcd for a progress notification (the node's staleness
-    /// figure moves with it). Default 1 s.
+    /// figure and resume point move with it). Default 5 s: at one request per second, 1,000
+    /// idle nodes on one member measurably slowed writes (docs/scale.md).
     pub progress_interval: Duration,
-    /// How many watch responses may wait between the network read and the apply; past it the
-    /// feed ends and the reader resumes from its last revision. Default 1,024.
+    /// How many watch responses (each up to 1,000 revisions) may wait between the network read
+    /// and the apply; past it the watch is dropped, the feed ends after the queued events and
+    /// the reader resumes from its last revision. Default 1,024.
     pub queue: usize,
     /// Records per page of a snapshot. Default 500.
     pub page: i64,
@@ -74,7 +76,7 @@ impl Default for EtcdOptions {
             keep_alive_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(5),
             write_deadline: Duration::from_secs(5),
-            progress_interval: Duration::from_secs(1),
+            progress_interval: Duration::from_secs(5),
             queue: 1024,
             page: 500,
             max_value_bytes: 1280 * 1024,

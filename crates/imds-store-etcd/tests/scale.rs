@@ -5,7 +5,8 @@
 //!
 //! Ignored by `cargo test` (it is a measurement, not a check): `scripts/scale` runs it and the
 //! figures go to docs/scale.md. Sizes come from `IMDS_SIM_NODES`, `IMDS_SIM_INSTANCES`,
-//! `IMDS_SIM_VALUE_BYTES`, `IMDS_SIM_WRITES`; every phase is bounded in count and time.
+//! `IMDS_SIM_VALUE_BYTES`, `IMDS_SIM_WRITES`, `IMDS_SIM_PROGRESS_MS` (how often an idle node asks
+//! for a progress notice, default 1,000); every phase is bounded in count and time.
 
 #![allow(clippy::unwrap_used)]
 
@@ -85,14 +86,18 @@ async fn simulate_many_node_watchers() {
     let per_node = env_or("IMDS_SIM_INSTANCES", 100);
     let size = env_or("IMDS_SIM_VALUE_BYTES", 2048);
     let writes = env_or("IMDS_SIM_WRITES", 2000);
-    let connections = 4;
+    let progress = Duration::from_millis(env_or("IMDS_SIM_PROGRESS_MS", 1000) as u64);
+    // A real node has its own connection; here 100 watch streams share one (etcd's HTTP/2 server
+    // caps concurrent streams per connection, at 250 with Go's defaults).
+    let connections = nodes.div_ceil(100).max(4);
 
     let cluster = EtcdCluster::single().await;
     let pid = cluster.pid(0).unwrap();
     let rss_start = rss_mib(pid);
     let mut stores = Vec::new();
     for _ in 0..connections {
-        stores.push(Arc::new(EtcdStore::connect(cluster.options()).await.unwrap()));
+        let options = imds_store_etcd::EtcdOptions { progress_interval: progress, ..cluster.options() };
+        stores.push(Arc::new(EtcdStore::connect(options).await.unwrap()));
     }
 
     // Load: 32 writers over every (node, instance).
@@ -116,6 +121,7 @@ async fn simulate_many_node_watchers() {
         tokio::time::timeout(Duration::from_secs(1800), loader).await.expect("load within 30 min").unwrap();
     }
     let load_time = started.elapsed();
+    eprintln!("loaded {total} records in {load_time:?}");
     let rss_loaded = rss_mib(pid);
 
     // Bootstrap: every node snapshots its prefix (64 at a time).
@@ -140,6 +146,7 @@ async fn simulate_many_node_watchers() {
         from = from.max(rev);
     }
     let bootstrap_time = started.elapsed();
+    eprintln!("bootstrapped {nodes} nodes in {bootstrap_time:?}");
     boot_times.sort();
 
     // One feed per node, each on its own watch stream.
@@ -199,7 +206,9 @@ async fn simulate_many_node_watchers() {
     }
     latencies.sort();
 
-    println!("## Simulation: {nodes} node watchers x {per_node} instances ({size}-byte values), one etcd member");
+    println!(
+        "## Simulation: {nodes} node watchers x {per_node} instances ({size}-byte values), one etcd member, progress every {progress:?} when idle"
+    );
     println!();
     println!("| measure | result |");
     println!("|---|---|");
