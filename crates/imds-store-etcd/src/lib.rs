@@ -168,6 +168,12 @@ impl EtcdStore {
         if options.endpoints.is_empty() {
             return Err(StoreError::Unavailable("etcd: no endpoint given".into()));
         }
+        if options.keep_alive < Duration::from_secs(5) {
+            tracing::warn!(
+                keep_alive = ?options.keep_alive,
+                "etcd cuts off clients pinging more often than its --grpc-keepalive-min-time (5 s by default)"
+            );
+        }
         let connect = ConnectOptions::new()
             .with_keep_alive(options.keep_alive, options.keep_alive_timeout)
             .with_keep_alive_while_idle(true)

@@ -35,7 +35,8 @@ pub struct ServeArgs {
     /// File holding the admin API's bearer token.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<String>,
-    /// Store backend: sqlite, memory, or etcd://host:port[,host:port…][/prefix].
+    /// Store backend: sqlite, memory, or an etcd URL: etcd://HOST:PORT,HOST:PORT/PREFIX (one or
+    /// more members; the prefix is optional).
     #[arg(long, value_name = "BACKEND")]
     pub store: Option<String>,
     /// The serving node this process is (serves only instances placed on it); "all" follows
