@@ -437,21 +437,18 @@ impl Store for EtcdStore {
         let index_value = layout::encode_index(&entry);
         let deadline = tokio::time::Instant::now() + self.options.write_deadline;
         let mut ambiguous = false;
-        let mut created_at_first = None;
+        // Whether the attempt whose answer was lost would have created the record.
+        let mut created_if_committed = false;
         let mut attempt = 0u32;
         for _ in 0..MAX_RACES {
             let (current, holders) = self.read_for_write(&key, &claims).await?;
             if ambiguous {
                 if let Some(current) = current.as_ref().filter(|c| c.entry.write == tag) {
                     // An earlier attempt committed; its answer was lost.
-                    return Ok(Written {
-                        rev: layout::revision(current.mod_rev),
-                        created: created_at_first.unwrap_or(false),
-                    });
+                    return Ok(Written { rev: layout::revision(current.mod_rev), created: created_if_committed });
                 }
             }
             expect.check(&key, current.as_ref().map(|c| layout::revision(c.mod_rev)))?;
-            created_at_first.get_or_insert(current.is_none());
             let held: &[String] = current.as_ref().map_or(&[], |c| &c.entry.claims);
             let holder_name = format!("{}/{}", key.collection, key.id);
             let mut compares = vec![match &current {
@@ -464,14 +461,16 @@ impl Store for EtcdStore {
                     continue;
                 }
                 match holder {
-                    Some(holder) if *holder != holder_name => {
+                    // Already ours (the index entry missed it): nothing to take.
+                    Some(holder) if *holder == holder_name => {}
+                    Some(holder) => {
                         let holder = match holder.split_once('/') {
                             Some((collection, id)) => Key::new(collection, id),
                             None => Key::new(holder.clone(), ""),
                         };
                         return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
                     }
-                    _ => {
+                    None => {
                         compares.push(Compare::create_revision(self.layout.claim(claim), CompareOp::Equal, 0));
                         ops.push(TxnOp::put(self.layout.claim(claim), holder_name.clone(), None));
                     }
@@ -497,6 +496,7 @@ impl Store for EtcdStore {
                 Ok(_) => continue, // lost a race: read again and re-check
                 Err(err) => {
                     ambiguous = true;
+                    created_if_committed = current.is_none();
                     let delay = backoff(attempt);
                     attempt = attempt.saturating_add(1);
                     if tokio::time::Instant::now() + delay >= deadline {
