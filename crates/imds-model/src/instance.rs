@@ -84,6 +84,10 @@ pub struct Instance {
     /// Zone, e.g. `europe-west1-b`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The serving node (hypervisor) the instance is placed on: only that node serves it.
+    /// Absent: served by nodes that follow the whole store (scope `all`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Instance type / machine type / VM size.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
@@ -137,6 +141,7 @@ impl Instance {
             password_auth: None,
             region: None,
             zone: None,
+            node: None,
             instance_type: None,
             image_id: None,
             tags: BTreeMap::new(),

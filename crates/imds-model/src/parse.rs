@@ -40,6 +40,7 @@ const FIELDS: &[&str] = &[
     "password_auth",
     "region",
     "zone",
+    "node",
     "instance_type",
     "image_id",
     "tags",
@@ -316,6 +317,7 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
     let password_auth = field(c, map, "", "password_auth", boolean);
     let region = field(c, map, "", "region", |c, p, v| text_with(c, p, v, text::segment));
     let zone = field(c, map, "", "zone", |c, p, v| text_with(c, p, v, text::segment));
+    let node = field(c, map, "", "node", |c, p, v| text_with(c, p, v, text::node_name));
     let instance_type = field(c, map, "", "instance_type", |c, p, v| text_with(c, p, v, text::text));
     let image_id = field(c, map, "", "image_id", |c, p, v| text_with(c, p, v, text::text));
     let tags = field(c, map, "", "tags", section::tags).unwrap_or_default();
@@ -349,6 +351,7 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
         password_auth,
         region,
         zone,
+        node,
         instance_type,
         image_id,
         tags,

@@ -58,6 +58,21 @@ pub(crate) fn segment(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A serving node's name: 1 to 253 ASCII letters, digits, `.`, `_` or `-` (it becomes a key
+/// segment in the store).
+pub fn node_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 253 {
+        return Err(format!("is {} characters; the limit is 253", s.len()));
+    }
+    if let Some(bad) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("must hold only letters, digits, '.', '_' and '-', not {bad:?}"));
+    }
+    Ok(())
+}
+
 /// A tag key: 1 to 128 characters, no `/` (keys become path segments), no control characters.
 pub(crate) fn tag_key(s: &str) -> Result<(), String> {
     let len = s.chars().count();

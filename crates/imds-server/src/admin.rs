@@ -15,8 +15,9 @@
 //! - `GET /v1/signing/{keys,certificates,jwks}`, `POST /v1/signing/rotate`,
 //!   `PUT /v1/signing/key`: the identity signing keys ([`signing`])
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
-//! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded and every role
-//!   has valid credentials
+//! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded, follows the
+//!   store (503 `stale` while the store is away; `staleness_ms` either way), and every role has
+//!   valid credentials
 //!
 //! Every response carrying a record has an `ETag` (its store revision) and `If-Match` is
 //! honoured. Errors are `{"error": {"code", "message", "field"}}` and change nothing. A write
@@ -33,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
-use imds_store::Store;
+use imds_store::{Scope, Store};
 use serde_json::json;
 
 use crate::view::View;
@@ -90,6 +91,9 @@ pub struct AdminState {
     pub write_visibility_timeout: Duration,
     /// The guest plane's dialect settings (the NoCloud prefix the platform hints point at).
     pub dialects: imds_dialects::Settings,
+    /// The part of the store this node serves: a write waits for the view only when this node
+    /// serves the instance (before or after the write).
+    pub scope: Scope,
 }
 
 /// The admin router. `token`: when set, TCP clients must present it.
@@ -129,17 +133,23 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the view guests read has been loaded from the store, and every role has
-/// valid credentials (those without are named under `roles_without_credentials`).
+/// `GET /readyz`: the view guests read has been loaded from the store and follows it, and every
+/// role has valid credentials (those without are named under `roles_without_credentials`).
+///
+/// `staleness_ms` is the time since the last change or progress notice from the store. While
+/// the store is away the answer is 503 with `"status": "stale"`: guests are still served, from
+/// the last view.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "Serving from a loaded view; every role has valid credentials"),
-    (status = 503, description = "Still loading the view, or some role has no valid credentials")))]
+    (status = 200, description = "Serving from a loaded view that follows the store; every role has valid credentials"),
+    (status = 503, description = "Still loading the view, the store is away (guests get the last view), or some role has no valid credentials")))]
 pub async fn readyz(State(state): State<AdminState>) -> Response {
     if !state.view.is_ready() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response();
     }
     let snapshot = state.view.load();
     let rev = snapshot.rev().0;
+    let health = state.view.health().status();
+    let staleness_ms = health.staleness.map(|staleness| u64::try_from(staleness.as_millis()).unwrap_or(u64::MAX));
     let now = state.credentials.clock().now();
     let mut missing = serde_json::Map::new();
     let mut names: Vec<&String> = snapshot.roles().keys().collect();
@@ -152,10 +162,14 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
         };
         missing.insert(name.clone(), reason.into());
     }
-    if missing.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready", "revision": rev}))).into_response()
+    if !health.connected {
+        let body = json!({"status": "stale", "revision": rev, "staleness_ms": staleness_ms, "error": health.error});
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    } else if missing.is_empty() {
+        let body = json!({"status": "ready", "revision": rev, "staleness_ms": staleness_ms});
+        (StatusCode::OK, Json(body)).into_response()
     } else {
-        let body = json!({"status": "degraded", "revision": rev, "roles_without_credentials": missing});
+        let body = json!({"status": "degraded", "revision": rev, "staleness_ms": staleness_ms, "roles_without_credentials": missing});
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

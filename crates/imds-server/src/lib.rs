@@ -13,6 +13,7 @@ pub mod admin;
 pub mod client;
 pub mod creds;
 pub mod guest;
+pub mod health;
 pub mod listener;
 pub mod replica;
 pub mod server;

@@ -7,7 +7,9 @@
 //!    again: nothing is missed or applied twice.
 //! 4. [`StoreError::Compacted`] → back to 1, serving the old view meanwhile.
 //!
-//! While the store is away, guests keep being served from the last view.
+//! While the store is away, guests keep being served from the last view; the view's
+//! [`FeedHealth`](crate::health::FeedHealth) says so (connected or not, time since the last
+//! change or progress notice).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +30,10 @@ pub struct Backoff {
 }
 
 impl Default for Backoff {
-    /// 50 ms doubling to 5 s.
+    /// 50 ms doubling to 1 s: a node is back within about a second of its store, and the
+    /// jitter spreads many nodes reconnecting at once (resuming a feed is cheap).
     fn default() -> Self {
-        Self { initial: Duration::from_millis(50), max: Duration::from_secs(5) }
+        Self { initial: Duration::from_millis(50), max: Duration::from_secs(1) }
     }
 }
 
@@ -57,6 +60,7 @@ pub async fn run(store: Arc<dyn Store>, scope: Scope, view: View, backoff: Backo
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::warn!(%error, "store snapshot failed; retrying");
+                view.health().disconnected(&error.to_string());
                 if sleep_or_stop(&backoff, &mut attempt, &shutdown).await {
                     return;
                 }
@@ -65,6 +69,8 @@ pub async fn run(store: Arc<dyn Store>, scope: Scope, view: View, backoff: Backo
         };
         let mut last = snapshot.rev;
         view.swap(Snapshot::from_records(snapshot.rev, &snapshot.records));
+        view.health().connected();
+        view.health().heard();
         // Anything may have changed: every long-polling guest renders again.
         view.changes().notify_all();
         tracing::info!(rev = %last, instances = view.load().len(), "view loaded from store snapshot");
@@ -79,6 +85,7 @@ pub async fn run(store: Arc<dyn Store>, scope: Scope, view: View, backoff: Backo
                 }
                 Err(error) => {
                     tracing::warn!(%error, rev = %last, "change feed interrupted; resuming");
+                    view.health().disconnected(&error.to_string());
                     if sleep_or_stop(&backoff, &mut attempt, &shutdown).await {
                         return;
                     }
@@ -101,6 +108,7 @@ async fn follow(
         () = shutdown.cancelled() => return Ok(()),
         feed = store.subscribe(scope, *last) => feed?,
     };
+    view.health().connected();
     loop {
         let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -121,6 +129,9 @@ async fn follow(
         let mut snapshot: Option<Snapshot> = None;
         let mut touched = Vec::new();
         let mut outcome = Ok(());
+        if batch.first().is_some_and(Result::is_ok) {
+            view.health().heard();
+        }
         for item in batch {
             match item {
                 Ok(event) if event.rev() <= *last => {} // already applied: never apply twice

@@ -221,6 +221,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         limits: config.limits,
         write_visibility_timeout: config.admin.write_visibility_timeout,
         dialects: config.guest.dialects.clone(),
+        scope: config.scope.clone(),
     };
     let admin_router = admin::router(state, config.admin.token.clone());
     let mut admin_addr = None;

@@ -24,6 +24,8 @@ use crate::guest::throttle::Bucket;
 use changes::Changes;
 use sharded::ShardedMap;
 
+use crate::health::FeedHealth;
+
 pub mod changes;
 mod sharded;
 
@@ -256,6 +258,7 @@ pub struct View {
     current: Arc<ArcSwap<Snapshot>>,
     reached: watch::Sender<Option<Revision>>,
     changes: Arc<Changes>,
+    health: Arc<FeedHealth>,
 }
 
 impl Default for View {
@@ -272,12 +275,18 @@ impl View {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             reached,
             changes: Arc::new(Changes::default()),
+            health: Arc::default(),
         }
     }
 
     /// The per-instance change signals: the replica notifies the instances each swap changed.
     pub fn changes(&self) -> &Arc<Changes> {
         &self.changes
+    }
+
+    /// Whether the view follows the store right now, and how stale it is.
+    pub fn health(&self) -> &FeedHealth {
+        &self.health
     }
 
     /// The current snapshot: one atomic load, no lock.

@@ -73,8 +73,13 @@ pub struct RawAdmin {
 #[derive(Debug, Default, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
-    /// `sqlite` or `memory`.
+    /// `sqlite`, `memory`, `etcd`, or an `etcd://` URL (shorthand for `etcd` with that `url`).
     pub backend: Option<String>,
+    /// The etcd cluster: `etcd://host:port[,host:port…][/prefix]`.
+    pub url: Option<String>,
+    /// The serving node this process is: it follows and serves only instances placed on it.
+    /// `all` (the default) follows the whole store.
+    pub node: Option<String>,
     /// The SQLite file.
     pub path: Option<String>,
     /// Change-log rows kept for resuming readers.
@@ -122,7 +127,7 @@ impl RawConfig {
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
-        let strings: [(&str, &mut Option<String>); 9] = [
+        let strings: [(&str, &mut Option<String>); 11] = [
             ("IMDS_GUEST_NOCLOUD_PREFIX", &mut self.guest.nocloud_prefix),
             ("IMDS_ADMIN_LISTEN", &mut self.admin.listen),
             ("IMDS_ADMIN_SOCKET", &mut self.admin.socket),
@@ -130,6 +135,8 @@ impl RawConfig {
             ("IMDS_ADMIN_TOKEN_FILE", &mut self.admin.token_file),
             ("IMDS_STORE_BACKEND", &mut self.store.backend),
             ("IMDS_STORE_PATH", &mut self.store.path),
+            ("IMDS_STORE_URL", &mut self.store.url),
+            ("IMDS_STORE_NODE", &mut self.store.node),
             ("IMDS_LOG_FORMAT", &mut self.log.format),
             ("IMDS_LOG_LEVEL", &mut self.log.level),
         ];
@@ -153,6 +160,11 @@ pub enum StoreConfig {
     },
     /// In memory: gone when the process exits.
     Memory,
+    /// An etcd cluster shared by many nodes (needs the `etcd` cargo feature).
+    Etcd {
+        /// `etcd://host:port[,host:port…][/prefix]`.
+        url: String,
+    },
 }
 
 /// Log output format.
@@ -282,9 +294,28 @@ impl Config {
                 retain_changes: raw.store.retain_changes.unwrap_or(100_000),
             },
             "memory" => StoreConfig::Memory,
+            "etcd" => match &raw.store.url {
+                Some(url) => etcd_store(url, "store.url", &mut problems),
+                None => {
+                    problems.push("store.url: the etcd backend needs etcd://host:port[,host:port…][/prefix]".into());
+                    StoreConfig::Memory
+                }
+            },
+            url if url.starts_with("etcd://") => etcd_store(url, "store.backend", &mut problems),
             other => {
-                problems.push(format!("store.backend: {other:?} is not a backend; use \"sqlite\" or \"memory\""));
+                problems.push(format!(
+                    "store.backend: {other:?} is not a backend; use \"sqlite\", \"memory\" or an etcd://host:port URL"
+                ));
                 StoreConfig::Memory
+            }
+        };
+        let scope = match raw.store.node.as_deref() {
+            None | Some("all") => Scope::All,
+            Some(node) => {
+                if let Err(error) = imds_model::node_name(node) {
+                    problems.push(format!("store.node: {node:?} {error}"));
+                }
+                Scope::Node(node.to_owned())
             }
         };
         if raw.store.retain_changes == Some(0) {
@@ -360,7 +391,7 @@ impl Config {
                 admin: admin::Config { listen: admin_listen, socket: admin_socket, token, write_visibility_timeout },
                 limits,
                 connections,
-                scope: Scope::All,
+                scope,
             },
             store,
             log_format,
@@ -369,6 +400,17 @@ impl Config {
             roles,
         })
     }
+}
+
+/// The etcd store at `url`, or a problem naming `field` (also when this build lacks etcd).
+fn etcd_store(url: &str, field: &str, problems: &mut Vec<String>) -> StoreConfig {
+    #[cfg(feature = "etcd")]
+    if let Err(error) = imds_store_etcd::EtcdOptions::from_url(url) {
+        problems.push(format!("{field}: {error}"));
+    }
+    #[cfg(not(feature = "etcd"))]
+    problems.push(format!("{field}: {url:?} needs an imds built with the `etcd` cargo feature"));
+    StoreConfig::Etcd { url: url.to_owned() }
 }
 
 /// Overlays a whole-number variable, or reports it malformed.

@@ -206,7 +206,9 @@ pub async fn delete(
         }
         other => AdminError::from(other),
     })?;
-    wait_visible(&state, rev).await;
+    if state.serves(&id, None) {
+        wait_visible(&state, rev).await;
+    }
     tracing::info!(action = "delete", id = %id, rev = %rev, "instance deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -309,15 +311,27 @@ fn decode(record: &Record) -> Result<(Instance, Revision), AdminError> {
 
 async fn write(state: &AdminState, instance: &Instance, expect: Expect) -> Result<Written, AdminError> {
     let key = Key::new(INSTANCES, instance.id.as_str());
-    let put = Put { key, node: None, claims: instance.claims(), value: instance.to_bytes(), expect };
+    let put = Put { key, node: instance.node.clone(), claims: instance.claims(), value: instance.to_bytes(), expect };
     let written = state.store.put(put).await.map_err(|error| match error {
         StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_) | Expect::Present) => {
             AdminError::PreconditionFailed(format!("instance {} does not exist", instance.id))
         }
         other => AdminError::from(other),
     })?;
-    wait_visible(state, written.rev).await;
+    if state.serves(&instance.id, instance.node.as_deref()) {
+        wait_visible(state, written.rev).await;
+    }
     Ok(written)
+}
+
+impl AdminState {
+    /// Whether this node's guests read the instance `id`, now placed on `node`: it is in this
+    /// node's scope, or this node's view holds it (it is moving away or being deleted). Only
+    /// then can a write wait for this node's view; the owner of an instance on another node
+    /// applies the write from its own feed.
+    fn serves(&self, id: &InstanceId, node: Option<&str>) -> bool {
+        self.scope.contains(node) || self.view.load().get(id).is_some()
+    }
 }
 
 /// Read-your-writes: answer only once guests can read what was written (bounded wait).

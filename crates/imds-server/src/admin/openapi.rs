@@ -105,6 +105,7 @@ impl utoipa::PartialSchema for InstanceSchema {
             .property("password_auth", ObjectBuilder::new().schema_type(SchemaType::new(Type::Boolean)))
             .property("region", string("Region"))
             .property("zone", string("Availability zone"))
+            .property("node", string("Serving node (hypervisor) the instance is placed on; only that node serves it"))
             .property("instance_type", string("Instance type"))
             .property("image_id", string("Image id"))
             .property(

@@ -1,4 +1,4 @@
-//! `imds instance put|get|patch|rm|ls|smbios`: the admin API from the shell.
+//! `imds instance put|get|patch|move|rm|ls|smbios`: the admin API from the shell.
 //!
 //! The server is found with `--admin` (an `http://host:port` URL or a Unix socket path), else
 //! `IMDS_ADMIN`, else `/run/imds/admin.sock` when it exists, else `http://127.0.0.1:8998`
@@ -45,6 +45,16 @@ pub enum InstanceCommand {
         /// The JSON patch file, or - for standard input.
         #[arg(short = 'f', long = "file", value_name = "FILE|-")]
         file: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Place an instance on another serving node (one store transaction: the old node stops
+    /// serving it at the revision the new one starts).
+    Move {
+        /// The instance id.
+        id: String,
+        /// The node that serves it from now on.
+        node: String,
         #[command(flatten)]
         target: Target,
     },
@@ -157,6 +167,18 @@ async fn execute(command: InstanceCommand) -> Result<(), Failure> {
             .await?;
             eprintln!("patched instance {id} (etag {})", response.header("etag").unwrap_or("?"));
             print_json(&response.json());
+        }
+        InstanceCommand::Move { id, node, target } => {
+            let patch = serde_json::json!({ "node": node });
+            let response = call(
+                &client(&target),
+                Method::PATCH,
+                &path_for(&id),
+                &[("content-type", "application/merge-patch+json")],
+                patch.to_string(),
+            )
+            .await?;
+            eprintln!("moved instance {id} to node {node} (etag {})", response.header("etag").unwrap_or("?"));
         }
         InstanceCommand::Rm { id, target } => {
             call(&client(&target), Method::DELETE, &path_for(&id), &[], String::new()).await?;

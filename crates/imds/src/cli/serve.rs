@@ -35,9 +35,14 @@ pub struct ServeArgs {
     /// File holding the admin API's bearer token.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<String>,
-    /// Store backend: sqlite or memory.
+    /// Store backend: sqlite, memory, or an etcd URL: etcd://HOST:PORT,HOST:PORT/PREFIX (one or
+    /// more members; the prefix is optional).
     #[arg(long, value_name = "BACKEND")]
     pub store: Option<String>,
+    /// The serving node this process is (serves only instances placed on it); "all" follows
+    /// the whole store.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
     /// SQLite file.
     #[arg(long, value_name = "FILE")]
     pub store_path: Option<String>,
@@ -57,11 +62,12 @@ impl ServeArgs {
         if !self.guest_listen.is_empty() {
             raw.guest.listen = Some(self.guest_listen.clone());
         }
-        let pairs: [(&Option<String>, &mut Option<String>); 6] = [
+        let pairs: [(&Option<String>, &mut Option<String>); 7] = [
             (&self.admin_listen, &mut raw.admin.listen),
             (&self.admin_socket, &mut raw.admin.socket),
             (&self.store, &mut raw.store.backend),
             (&self.store_path, &mut raw.store.path),
+            (&self.node, &mut raw.store.node),
             (&self.log_format, &mut raw.log.format),
             (&self.log_level, &mut raw.log.level),
         ];
@@ -147,6 +153,13 @@ async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
                 SqliteStore::open(path, options).with_context(|| format!("opening the store {}", path.display()))?;
             Arc::new(store)
         }
+        #[cfg(feature = "etcd")]
+        StoreConfig::Etcd { url } => {
+            let options = imds_store_etcd::EtcdOptions::from_url(url).map_err(anyhow::Error::msg)?;
+            Arc::new(imds_store_etcd::EtcdStore::connect(options).await.context("connecting to etcd")?)
+        }
+        #[cfg(not(feature = "etcd"))]
+        StoreConfig::Etcd { .. } => anyhow::bail!("this imds was built without the `etcd` cargo feature"),
     })
 }
 
@@ -197,6 +210,10 @@ fn announce(config: &Config, running: &imds_server::server::Running) {
     match &config.store {
         StoreConfig::Sqlite { path, .. } => println!("  store:       sqlite {}", path.display()),
         StoreConfig::Memory => println!("  store:       memory (nothing survives a restart)"),
+        StoreConfig::Etcd { url } => println!("  store:       {url}"),
+    }
+    if let imds_store::Scope::Node(node) = &config.server.scope {
+        println!("  node:        {node} (serves only instances placed on it)");
     }
     if config.dev {
         if config.server.admin.token.is_none() {

@@ -169,3 +169,42 @@ fn roles_in_the_file_are_validated_like_the_admin_api_does() {
     assert!(problems.contains("roles.bad.source.role_arn"), "{problems}");
     assert!(problems.contains("roles.a:b"), "{problems}");
 }
+
+#[test]
+fn node_scope_comes_from_flag_env_or_file() {
+    assert_eq!(load(&ServeArgs::default(), &env(&[])).unwrap().server.scope, Scope::All);
+    let args = ServeArgs { node: Some("hv-0001".into()), ..ServeArgs::default() };
+    assert_eq!(load(&args, &env(&[])).unwrap().server.scope, Scope::Node("hv-0001".into()));
+    let config = load(&ServeArgs::default(), &env(&[("IMDS_STORE_NODE", "hv-2")])).unwrap();
+    assert_eq!(config.server.scope, Scope::Node("hv-2".into()));
+    let (_dir, path) = config_file("[store]\nnode = \"all\"\n");
+    let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
+    assert_eq!(load(&args, &env(&[])).unwrap().server.scope, Scope::All);
+    let args = ServeArgs { node: Some("hv/1".into()), ..ServeArgs::default() };
+    let problems = load(&args, &env(&[])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("store.node:")), "{problems:?}");
+}
+
+#[test]
+fn etcd_store_urls() {
+    let args = ServeArgs { store: Some("etcd://10.0.0.1:2379,10.0.0.2:2379/imds/eu".into()), ..ServeArgs::default() };
+    let outcome = load(&args, &env(&[]));
+    if cfg!(feature = "etcd") {
+        assert_eq!(
+            outcome.unwrap().store,
+            StoreConfig::Etcd { url: "etcd://10.0.0.1:2379,10.0.0.2:2379/imds/eu".into() }
+        );
+    } else {
+        let problems = outcome.unwrap_err();
+        assert!(problems.iter().any(|p| p.contains("`etcd` cargo feature")), "{problems:?}");
+    }
+    let config = load(
+        &ServeArgs::default(),
+        &env(&[("IMDS_STORE_BACKEND", "etcd"), ("IMDS_STORE_URL", "etcd://127.0.0.1:2379")]),
+    );
+    assert_eq!(config.is_ok(), cfg!(feature = "etcd"));
+    let problems = load(&ServeArgs::default(), &env(&[("IMDS_STORE_BACKEND", "etcd")])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("store.url:")), "{problems:?}");
+    let args = ServeArgs { store: Some("postgres://x".into()), ..ServeArgs::default() };
+    assert!(load(&args, &env(&[])).unwrap_err().iter().any(|p| p.starts_with("store.backend:")));
+}

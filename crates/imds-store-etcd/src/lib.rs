@@ -1,0 +1,640 @@
+//! The etcd backend of the imds [`Store`] trait: many serving nodes share one source of truth.
+//!
+//! Owns [`EtcdStore`] and its [`EtcdOptions`] (parsed from an `etcd://host:port[,host:port…][/prefix]`
+//! URL). The store revision is etcd's cluster revision (a fresh cluster's initial revision 1
+//! reads as `0`), so every node agrees on it. The key layout (module `layout`) puts a record
+//! under its node's prefix, which is all a node watches; an index key per record serves admin
+//! look-ups and listing, and one key per claim makes claims unique. Every write is one `Txn`
+//! guarded by the `mod_revision` of the record's index key (the admin ETag) and by
+//! `create_revision == 0` on each claim it takes; a move between nodes deletes the old key and
+//! puts the new one in that same `Txn`, so both nodes see it at one revision.
+//!
+//! Calls that fail for transport reasons are retried with jittered back-off across the
+//! endpoints until [`EtcdOptions::write_deadline`] (the client does not fail over by itself);
+//! a write retried after a lost answer recognises its own earlier success by a tag in the index
+//! entry. The change feed (module `feed`) is a prefix watch from `after + 1` with progress
+//! requests while idle, read by its own task into a bounded queue.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse,
+};
+use imds_store::{Expect, Feed, Key, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError, Written};
+
+mod feed;
+mod layout;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+use crate::layout::{IndexEntry, Layout};
+
+/// How an [`EtcdStore`] connects and behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdOptions {
+    /// Client endpoints, e.g. `http://10.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// The key prefix of this deployment (default `/imds/v1`).
+    pub prefix: String,
+    /// HTTP/2 keep-alive interval. etcd cuts off clients pinging more often than its
+    /// `--grpc-keepalive-min-time` (5 s by default), so this is never below 5 s unless the
+    /// servers were told otherwise. Default 5 s.
+    pub keep_alive: Duration,
+    /// How long a keep-alive ping may go unanswered before the connection is dropped. Default 5 s.
+    pub keep_alive_timeout: Duration,
+    /// How long one call may take. Default 5 s.
+    pub call_timeout: Duration,
+    /// How long a read or write keeps retrying across endpoints before failing with
+    /// [`StoreError::Unavailable`]. Default 5 s.
+    pub write_deadline: Duration,
+    /// How often an idle feed asks etcd for a progress notification (the node's staleness
+    /// figure and resume point move with it). Default 5 s: at one request per second, 1,000
+    /// idle nodes on one member measurably slowed writes (docs/scale.md).
+    pub progress_interval: Duration,
+    /// How many watch responses (each up to 1,000 revisions) may wait between the network read
+    /// and the apply; past it the watch is dropped, the feed ends after the queued events and
+    /// the reader resumes from its last revision. Default 1,024.
+    pub queue: usize,
+    /// Records per page of a snapshot. Default 500.
+    pub page: i64,
+    /// The largest record value accepted (etcd refuses requests over 1.5 MiB by default).
+    /// Default 1.25 MiB.
+    pub max_value_bytes: usize,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        Self {
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            prefix: "/imds/v1".into(),
+            keep_alive: Duration::from_secs(5),
+            keep_alive_timeout: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(5),
+            write_deadline: Duration::from_secs(5),
+            progress_interval: Duration::from_secs(5),
+            queue: 1024,
+            page: 500,
+            max_value_bytes: 1280 * 1024,
+        }
+    }
+}
+
+impl EtcdOptions {
+    /// Parses `etcd://host:port[,host:port…][/prefix]` (default prefix `/imds/v1`).
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("etcd://").ok_or_else(|| format!("{url:?} does not start with etcd://"))?;
+        let (hosts, prefix) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, ""),
+        };
+        let mut endpoints = Vec::new();
+        for host in hosts.split(',') {
+            let Some((name, port)) = host.rsplit_once(':') else {
+                return Err(format!("etcd endpoint {host:?} in {url:?} has no port (host:port)"));
+            };
+            if name.is_empty() || port.parse::<u16>().is_err() {
+                return Err(format!("etcd endpoint {host:?} in {url:?} is not host:port"));
+            }
+            endpoints.push(format!("http://{host}"));
+        }
+        let prefix = prefix.trim_end_matches('/');
+        if prefix.split('/').skip(1).any(str::is_empty) {
+            return Err(format!("etcd prefix {prefix:?} in {url:?} has an empty segment"));
+        }
+        let mut options = Self { endpoints, ..Self::default() };
+        if !prefix.is_empty() {
+            options.prefix = prefix.to_owned();
+        }
+        Ok(options)
+    }
+}
+
+/// A [`Store`] on an etcd cluster.
+#[derive(Clone)]
+pub struct EtcdStore {
+    client: Client,
+    layout: Layout,
+    options: EtcdOptions,
+}
+
+impl fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.options.endpoints)
+            .field("prefix", &self.layout.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps a client error to [`StoreError`]: compaction is reported as such, everything else may be
+/// retried.
+fn etcd_error(context: &str, err: &etcd_client::Error) -> StoreError {
+    StoreError::Unavailable(format!("etcd: {context}: {err}"))
+}
+
+/// Whether a client error says the revision asked for is compacted.
+fn is_compacted(err: &etcd_client::Error) -> bool {
+    err.to_string().contains("required revision has been compacted")
+}
+
+/// The header revision of a response, as an etcd revision.
+fn header_rev(header: Option<&etcd_client::ResponseHeader>) -> i64 {
+    header.map_or(0, etcd_client::ResponseHeader::revision)
+}
+
+/// A tag unique enough to tell this process's writes apart.
+fn write_tag() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}-{:x}-{:x}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// What a write observed of a record before building its transaction.
+struct Current {
+    entry: IndexEntry,
+    /// The index key's (and record's) `mod_revision`.
+    mod_rev: i64,
+}
+
+impl EtcdStore {
+    /// Connects to the cluster. Does not fail when no member answers yet: calls then fail with
+    /// [`StoreError::Unavailable`] and are retried by the caller.
+    pub async fn connect(options: EtcdOptions) -> Result<Self, StoreError> {
+        if options.endpoints.is_empty() {
+            return Err(StoreError::Unavailable("etcd: no endpoint given".into()));
+        }
+        if options.keep_alive < Duration::from_secs(5) {
+            tracing::warn!(
+                keep_alive = ?options.keep_alive,
+                "etcd cuts off clients pinging more often than its --grpc-keepalive-min-time (5 s by default)"
+            );
+        }
+        let connect = ConnectOptions::new()
+            .with_keep_alive(options.keep_alive, options.keep_alive_timeout)
+            .with_keep_alive_while_idle(true)
+            .with_connect_timeout(options.call_timeout)
+            .with_require_leader(true);
+        let client = Client::connect(&options.endpoints, Some(connect))
+            .await
+            .map_err(|err| etcd_error(&format!("connecting to {:?}", options.endpoints), &err))?;
+        Ok(Self { client, layout: Layout::new(&options.prefix), options })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &EtcdOptions {
+        &self.options
+    }
+
+    /// Runs `call` until it succeeds, fails for a reason other than transport, or the write
+    /// deadline passes; each attempt is bounded by the call timeout.
+    async fn retry<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.options.write_deadline;
+        let mut attempt = 0u32;
+        loop {
+            let outcome = tokio::time::timeout(self.options.call_timeout, call(self.client.clone())).await;
+            let err = match outcome {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) if is_compacted(&err) => {
+                    return Err(StoreError::Compacted { after: Revision(0), oldest: Revision(0) })
+                }
+                Ok(Err(err)) => etcd_error(what, &err),
+                Err(_) => {
+                    StoreError::Unavailable(format!("etcd: {what}: no answer within {:?}", self.options.call_timeout))
+                }
+            };
+            let delay = backoff(attempt);
+            attempt = attempt.saturating_add(1);
+            if tokio::time::Instant::now() + delay >= deadline {
+                return Err(err);
+            }
+            tracing::debug!(%err, "etcd call failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One transaction attempt, bounded by the call timeout. An error may mean it committed.
+    async fn txn_once(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
+        let outcome = tokio::time::timeout(self.options.call_timeout, self.client.clone().txn(txn)).await;
+        match outcome {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) => Err(etcd_error("transaction", &err)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "etcd: transaction: no answer within {:?}",
+                self.options.call_timeout
+            ))),
+        }
+    }
+
+    /// Reads a record's index entry and the entries of `claims`, atomically.
+    async fn read_for_write(
+        &self,
+        key: &Key,
+        claims: &[String],
+    ) -> Result<(Option<Current>, Vec<Option<String>>), StoreError> {
+        let mut ops = vec![TxnOp::get(self.layout.index(key), None)];
+        ops.extend(claims.iter().map(|claim| TxnOp::get(self.layout.claim(claim), None)));
+        let response = self
+            .retry("reading before a write", |mut client| {
+                let txn = Txn::new().and_then(ops.clone());
+                async move { client.txn(txn).await }
+            })
+            .await?;
+        let mut results = response.op_responses().into_iter().map(|op| match op {
+            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+            _ => None,
+        });
+        let current = match results.next().flatten() {
+            Some(kv) => Some(Current { entry: layout::decode_index(key, kv.value())?, mod_rev: kv.mod_revision() }),
+            None => None,
+        };
+        let holders = results.map(|kv| kv.map(|kv| String::from_utf8_lossy(kv.value()).into_owned())).collect();
+        Ok((current, holders))
+    }
+
+    /// The index entry of a record, with the revision it was read at.
+    async fn read_index(&self, key: &Key) -> Result<(Option<Current>, i64), StoreError> {
+        let index = self.layout.index(key);
+        let mut response = self
+            .retry("reading an index entry", |mut client| {
+                let index = index.clone();
+                async move { client.get(index, None).await }
+            })
+            .await?;
+        let rev = header_rev(response.header());
+        let current = match response.take_kvs().into_iter().next() {
+            Some(kv) => Some(Current { entry: layout::decode_index(key, kv.value())?, mod_rev: kv.mod_revision() }),
+            None => None,
+        };
+        Ok((current, rev))
+    }
+
+    /// Reads record keys at one revision.
+    async fn read_records(&self, keys: Vec<(Key, Option<String>)>, rev: i64) -> Result<Vec<Record>, StoreError> {
+        let mut records = Vec::with_capacity(keys.len());
+        // At most 100 reads per transaction (etcd refuses more than 128 operations).
+        for chunk in keys.chunks(100) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(key, node)| {
+                    TxnOp::get(self.layout.record(key, node.as_deref()), Some(GetOptions::new().with_revision(rev)))
+                })
+                .collect();
+            let response = self
+                .retry("reading records", |mut client| {
+                    let txn = Txn::new().and_then(ops.clone());
+                    async move { client.txn(txn).await }
+                })
+                .await?;
+            for ((key, node), op) in chunk.iter().zip(response.op_responses()) {
+                if let TxnOpResponse::Get(get) = op {
+                    if let Some(kv) = get.kvs().first() {
+                        records.push(layout::decode_record(key.clone(), node.clone(), kv.value(), kv.mod_revision())?);
+                    }
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Every key under `prefix` at revision `rev` (`0`: the current one, which is returned),
+    /// one page at a time.
+    async fn range_all(&self, prefix: &str, mut rev: i64) -> Result<(Vec<KeyValue>, i64), StoreError> {
+        let end = layout::prefix_end(prefix);
+        let mut start = prefix.as_bytes().to_vec();
+        let mut out = Vec::new();
+        loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(self.options.page);
+            if rev > 0 {
+                options = options.with_revision(rev);
+            }
+            let key = start.clone();
+            let mut response = self
+                .retry("listing", |mut client| {
+                    let (key, options) = (key.clone(), options.clone());
+                    async move { client.get(key, Some(options)).await }
+                })
+                .await?;
+            if rev == 0 {
+                rev = header_rev(response.header());
+            }
+            let more = response.more();
+            let kvs = response.take_kvs();
+            if let Some(last) = kvs.last() {
+                start = last.key().to_vec();
+                start.push(0);
+            }
+            let empty = kvs.is_empty();
+            out.extend(kvs);
+            if !more || empty {
+                return Ok((out, rev));
+            }
+        }
+    }
+
+    /// The oldest revision a feed may resume after, once etcd said `after` is compacted: a
+    /// watch from revision 1 is cancelled naming the compaction revision.
+    async fn compaction_point(&self, after: Revision) -> Revision {
+        let probe = async {
+            let options = etcd_client::WatchOptions::new().with_start_revision(1);
+            let mut stream =
+                self.client.clone().watch(format!("{}/", self.layout.prefix()), Some(options)).await.ok()?;
+            while let Ok(Some(response)) = stream.message().await {
+                if response.compact_revision() > 0 {
+                    return Some(layout::revision(response.compact_revision()));
+                }
+                if response.canceled() {
+                    return None;
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(self.options.call_timeout, probe).await {
+            Ok(Some(oldest)) if oldest > after => oldest,
+            _ => Revision(after.0 + 1),
+        }
+    }
+}
+
+/// The jittered back-off before retry `attempt`: 25 ms doubling to 1 s, 50–100 % of that.
+fn backoff(attempt: u32) -> Duration {
+    let exp = Duration::from_millis(25).saturating_mul(1u32 << attempt.min(6)).min(Duration::from_secs(1));
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    exp.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
+}
+
+/// Sorts and de-duplicates claims, the form [`Record::claims`] promises.
+fn normalize_claims(mut claims: Vec<String>) -> Vec<String> {
+    claims.sort();
+    claims.dedup();
+    claims
+}
+
+/// How many times a write re-reads and retries after losing a race.
+const MAX_RACES: usize = 64;
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        let (current, rev) = self.read_index(key).await?;
+        let Some(current) = current else { return Ok(None) };
+        Ok(self.read_records(vec![(key.clone(), current.entry.node)], rev).await?.into_iter().next())
+    }
+
+    async fn list(&self, collection: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.max(1);
+        let prefix = self.layout.index_prefix(collection);
+        let start = match after {
+            Some(after) => format!("{prefix}{after}\0"),
+            None => prefix.clone(),
+        };
+        let options = GetOptions::new()
+            .with_range(layout::prefix_end(&prefix))
+            .with_limit(i64::try_from(limit + 1).unwrap_or(i64::MAX));
+        let mut response = self
+            .retry("listing", |mut client| {
+                let (start, options) = (start.clone(), options.clone());
+                async move { client.get(start, Some(options)).await }
+            })
+            .await?;
+        let rev = header_rev(response.header());
+        let mut keys = Vec::new();
+        for kv in response.take_kvs() {
+            let id = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
+            let key = Key::new(collection, id);
+            let entry = layout::decode_index(&key, kv.value())?;
+            keys.push((key, entry.node));
+        }
+        let records = self.read_records(keys, rev).await?;
+        Ok(Page::from_overfetch(records, limit))
+    }
+
+    async fn put(&self, put: Put) -> Result<Written, StoreError> {
+        let Put { key, node, claims, value, expect } = put;
+        layout::check_segment("collection", &key.collection)?;
+        layout::check_segment("id", &key.id)?;
+        if let Some(node) = &node {
+            layout::check_segment("node", node)?;
+        }
+        if value.len() > self.options.max_value_bytes {
+            return Err(StoreError::TooLarge { size: value.len(), limit: self.options.max_value_bytes });
+        }
+        let claims = normalize_claims(claims);
+        let tag = write_tag();
+        let index_key = self.layout.index(&key);
+        let record_key = self.layout.record(&key, node.as_deref());
+        let stored = layout::encode_record(&claims, &value);
+        let entry = IndexEntry { node: node.clone(), claims: claims.clone(), write: tag.clone() };
+        let index_value = layout::encode_index(&entry);
+        let deadline = tokio::time::Instant::now() + self.options.write_deadline;
+        let mut ambiguous = false;
+        // Whether the attempt whose answer was lost would have created the record.
+        let mut created_if_committed = false;
+        let mut attempt = 0u32;
+        for _ in 0..MAX_RACES {
+            let (current, holders) = self.read_for_write(&key, &claims).await?;
+            if ambiguous {
+                if let Some(current) = current.as_ref().filter(|c| c.entry.write == tag) {
+                    // An earlier attempt committed; its answer was lost.
+                    return Ok(Written { rev: layout::revision(current.mod_rev), created: created_if_committed });
+                }
+            }
+            expect.check(&key, current.as_ref().map(|c| layout::revision(c.mod_rev)))?;
+            let held: &[String] = current.as_ref().map_or(&[], |c| &c.entry.claims);
+            let holder_name = format!("{}/{}", key.collection, key.id);
+            let mut compares = vec![match &current {
+                Some(current) => Compare::mod_revision(index_key.clone(), CompareOp::Equal, current.mod_rev),
+                None => Compare::create_revision(index_key.clone(), CompareOp::Equal, 0),
+            }];
+            let mut ops = Vec::new();
+            for (claim, holder) in claims.iter().zip(&holders) {
+                if held.contains(claim) {
+                    continue;
+                }
+                match holder {
+                    // Already ours (the index entry missed it): nothing to take.
+                    Some(holder) if *holder == holder_name => {}
+                    Some(holder) => {
+                        let holder = match holder.split_once('/') {
+                            Some((collection, id)) => Key::new(collection, id),
+                            None => Key::new(holder.clone(), ""),
+                        };
+                        return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
+                    }
+                    None => {
+                        compares.push(Compare::create_revision(self.layout.claim(claim), CompareOp::Equal, 0));
+                        ops.push(TxnOp::put(self.layout.claim(claim), holder_name.clone(), None));
+                    }
+                }
+            }
+            for claim in held.iter().filter(|claim| !claims.contains(claim)) {
+                ops.push(TxnOp::delete(self.layout.claim(claim), None));
+            }
+            if let Some(current) = &current {
+                if current.entry.node != node {
+                    ops.push(TxnOp::delete(self.layout.record(&key, current.entry.node.as_deref()), None));
+                }
+            }
+            ops.push(TxnOp::put(record_key.clone(), stored.clone(), None));
+            ops.push(TxnOp::put(index_key.clone(), index_value.clone(), None));
+            match self.txn_once(Txn::new().when(compares).and_then(ops)).await {
+                Ok(response) if response.succeeded() => {
+                    return Ok(Written {
+                        rev: layout::revision(header_rev(response.header())),
+                        created: current.is_none(),
+                    });
+                }
+                Ok(_) => continue, // lost a race: read again and re-check
+                Err(err) => {
+                    ambiguous = true;
+                    created_if_committed = current.is_none();
+                    let delay = backoff(attempt);
+                    attempt = attempt.saturating_add(1);
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!("etcd: {key} kept changing under {MAX_RACES} write attempts")))
+    }
+
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.options.write_deadline;
+        let mut attempt = 0u32;
+        for _ in 0..MAX_RACES {
+            let (current, _) = self.read_index(key).await?;
+            let Some(current) = current else {
+                return Err(StoreError::NotFound { key: key.clone() });
+            };
+            expect.check(key, Some(layout::revision(current.mod_rev)))?;
+            let index_key = self.layout.index(key);
+            let mut ops = vec![
+                TxnOp::delete(self.layout.record(key, current.entry.node.as_deref()), None),
+                TxnOp::delete(index_key.clone(), None),
+            ];
+            ops.extend(current.entry.claims.iter().map(|claim| TxnOp::delete(self.layout.claim(claim), None)));
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(index_key, CompareOp::Equal, current.mod_rev)])
+                .and_then(ops);
+            match self.txn_once(txn).await {
+                Ok(response) if response.succeeded() => return Ok(layout::revision(header_rev(response.header()))),
+                Ok(_) => continue,
+                Err(err) => {
+                    // A retry that finds the key gone reports NotFound even if this attempt was
+                    // the one that deleted it: etcd keeps no trace of who deleted a key.
+                    let delay = backoff(attempt);
+                    attempt = attempt.saturating_add(1);
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!("etcd: {key} kept changing under {MAX_RACES} delete attempts")))
+    }
+
+    async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
+        if let Scope::Node(node) = scope {
+            layout::check_segment("node", node)?;
+        }
+        // A compaction racing a long paginated read invalidates its pinned revision: start over.
+        'again: for _ in 0..3 {
+            let mut rev = 0;
+            let mut records = Vec::new();
+            for prefix in self.layout.snapshot_prefixes(scope) {
+                let (kvs, at) = match self.range_all(&prefix, rev).await {
+                    Ok(found) => found,
+                    Err(StoreError::Compacted { .. }) => continue 'again,
+                    Err(err) => return Err(err),
+                };
+                rev = at;
+                for kv in kvs {
+                    if let Some((key, node)) = self.layout.parse_record(kv.key()) {
+                        records.push(layout::decode_record(key, node, kv.value(), kv.mod_revision())?);
+                    }
+                }
+            }
+            return Ok(Snapshot { rev: layout::revision(rev), records });
+        }
+        Err(StoreError::Unavailable("etcd: snapshot kept being compacted away".into()))
+    }
+
+    async fn subscribe(&self, scope: &Scope, after: Revision) -> Result<Feed, StoreError> {
+        if let Scope::Node(node) = scope {
+            layout::check_segment("node", node)?;
+        }
+        let feed = feed::open(self.client.clone(), self.layout.clone(), scope.clone(), after, &self.options).await?;
+        // etcd refuses a watch starting before its compaction revision but accepts one starting
+        // at it, although the changes at that revision may be gone: a read at `after` tells.
+        let probe = GetOptions::new().with_revision(layout::etcd_revision(after)).with_count_only();
+        let prefix = self.layout.prefix().to_owned();
+        match self
+            .retry("checking the resume point", |mut client| {
+                let (prefix, probe) = (prefix.clone(), probe.clone());
+                async move { client.get(prefix, Some(probe)).await }
+            })
+            .await
+        {
+            Ok(_) => Ok(feed),
+            Err(StoreError::Compacted { .. }) => {
+                Err(StoreError::Compacted { after, oldest: self.compaction_point(after).await })
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn compact(&self, through: Revision) -> Result<(), StoreError> {
+        let head = self.revision().await?;
+        let through = through.min(head);
+        if through.0 < 2 {
+            return Ok(());
+        }
+        let rev = layout::etcd_revision(through);
+        match self.retry("compacting", |mut client| async move { client.compact(rev, None).await }).await {
+            // Compacting less far than an earlier compaction forgets nothing more.
+            Ok(_) | Err(StoreError::Compacted { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn revision(&self) -> Result<Revision, StoreError> {
+        let prefix = self.layout.prefix().to_owned();
+        let response = self
+            .retry("reading the revision", |mut client| {
+                let prefix = prefix.clone();
+                async move { client.get(prefix, Some(GetOptions::new().with_count_only())).await }
+            })
+            .await?;
+        Ok(layout::revision(header_rev(response.header())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let options = EtcdOptions::from_url("etcd://127.0.0.1:2379").unwrap();
+        assert_eq!(options.endpoints, ["http://127.0.0.1:2379"]);
+        assert_eq!(options.prefix, "/imds/v1");
+        let options = EtcdOptions::from_url("etcd://a:1,b:2/imds/eu-1/").unwrap();
+        assert_eq!(options.endpoints, ["http://a:1", "http://b:2"]);
+        assert_eq!(options.prefix, "/imds/eu-1");
+        for bad in ["http://a:1", "etcd://a", "etcd://a:x", "etcd://:1", "etcd://a:1//x", "etcd://a:1,"] {
+            assert!(EtcdOptions::from_url(bad).is_err(), "{bad} parsed");
+        }
+    }
+}
