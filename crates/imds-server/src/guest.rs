@@ -147,6 +147,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         return into_http(imds_dialects::throttled(), is_head, caller);
     }
     let id = entry.instance.id.clone();
+    let node = entry.instance.node.clone();
     let guest_request = GuestRequest {
         method: parts.method,
         path: parts.uri.path().to_owned(),
@@ -166,7 +167,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         }
     };
     if let Some(guest_write) = response.write.take() {
-        response = write::apply(&plane.store, &plane.view, &id, *guest_write, response).await;
+        response = write::apply(&plane.store, &plane.view, &id, node, *guest_write, response).await;
     }
     // The response is written after this returns, so the socket's TTL applies to it.
     if let Some(socket) = socket {

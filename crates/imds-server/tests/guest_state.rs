@@ -39,7 +39,7 @@ async fn concurrent_guest_writes_all_land_and_are_visible_when_acknowledged() {
         let (store, view, id) = (server.store.clone(), server.running.view.clone(), id.clone());
         tasks.push(tokio::spawn(async move {
             let key = format!("k{n}");
-            let response = write::apply(&store, &view, &id, set("gce", &["attrs", &key], "v", false), ok()).await;
+            let response = write::apply(&store, &view, &id, None, set("gce", &["attrs", &key], "v", false), ok()).await;
             assert_eq!(response.status, StatusCode::OK, "{}", String::from_utf8_lossy(&response.body));
             // Acknowledged means the view guests read has it.
             let state = view.load().state(&id).cloned().unwrap();
@@ -60,9 +60,9 @@ async fn a_write_once_value_is_set_once_and_the_second_writer_gets_the_conflict_
     server.create(json!({"id": "i-once", "ipv4": ["127.0.0.62"]})).await;
     let id = InstanceId::try_from("i-once").unwrap();
     let (store, view) = (&server.store, &server.running.view);
-    let first = write::apply(store, view, &id, set("openstack", &["password"], "one", true), ok()).await;
+    let first = write::apply(store, view, &id, None, set("openstack", &["password"], "one", true), ok()).await;
     assert_eq!(first.status, StatusCode::OK);
-    let second = write::apply(store, view, &id, set("openstack", &["password"], "two", true), ok()).await;
+    let second = write::apply(store, view, &id, None, set("openstack", &["password"], "two", true), ok()).await;
     assert_eq!((second.status, &second.body[..]), (StatusCode::CONFLICT, &b"taken"[..]));
     let state = view.load().state(&id).cloned().unwrap();
     assert_eq!(state.get("openstack", &["password"]), Some(&json!("one")));
@@ -73,7 +73,8 @@ async fn replacing_the_record_keeps_guest_state_and_deleting_the_instance_remove
     let server = TestServer::start().await;
     server.create(json!({"id": "i-keep", "ipv4": ["127.0.0.63"]})).await;
     let id = InstanceId::try_from("i-keep").unwrap();
-    let response = write::apply(&server.store, &server.running.view, &id, set("gce", &["a"], "b", false), ok()).await;
+    let response =
+        write::apply(&server.store, &server.running.view, &id, None, set("gce", &["a"], "b", false), ok()).await;
     assert_eq!(response.status, StatusCode::OK);
     let mmds = Put {
         key: Key::new(MMDS, "i-keep"),
@@ -103,4 +104,41 @@ async fn replacing_the_record_keeps_guest_state_and_deleting_the_instance_remove
     assert!(server.store.get(&Key::new(MMDS, "i-keep")).await.unwrap().is_none());
     let snapshot = server.running.view.load();
     assert!(snapshot.state(&id).is_none() && snapshot.mmds(&id).is_none());
+}
+
+#[tokio::test]
+async fn mmds_and_guest_state_live_on_their_instance_node_and_move_with_it() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-node", "ipv4": ["127.0.0.64"], "node": "hv-a"})).await;
+    let admin = server.admin();
+    // The guest writes first: once its MMDS is configured, MMDS answers every path.
+    let guest = server.guest_from("127.0.0.64");
+    let password = guest.send(Method::POST, "/openstack/latest/password", &[], "secret").await.unwrap();
+    assert_eq!(password.status, StatusCode::OK, "{}", password.text());
+    let put = admin
+        .send(Method::PUT, "/v1/instances/i-node/mmds", &[("content-type", "application/json")], r#"{"a":"b"}"#)
+        .await
+        .unwrap();
+    assert_eq!(put.status, StatusCode::NO_CONTENT, "{}", put.text());
+    let node_of = |collection: &'static str| {
+        let store = server.store.clone();
+        async move { store.get(&Key::new(collection, "i-node")).await.unwrap().unwrap().node }
+    };
+    assert_eq!(node_of(MMDS).await.as_deref(), Some("hv-a"));
+    assert_eq!(node_of(STATE).await.as_deref(), Some("hv-a"));
+
+    let moved = admin
+        .send(
+            Method::PATCH,
+            "/v1/instances/i-node",
+            &[("content-type", "application/merge-patch+json")],
+            r#"{"node":"hv-b"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text());
+    assert_eq!(node_of(MMDS).await.as_deref(), Some("hv-b"), "the MMDS document moves with its instance");
+    assert_eq!(node_of(STATE).await.as_deref(), Some("hv-b"), "guest state moves with its instance");
+    let read = guest.send(Method::GET, "/a", &[], "").await.unwrap();
+    assert_eq!(read.text(), "b", "the moved MMDS document is still served");
 }

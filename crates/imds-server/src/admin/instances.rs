@@ -318,10 +318,40 @@ async fn write(state: &AdminState, instance: &Instance, expect: Expect) -> Resul
         }
         other => AdminError::from(other),
     })?;
+    let last = follow_node(state, instance).await?.max(written.rev);
     if state.serves(&instance.id, instance.node.as_deref()) {
-        wait_visible(state, written.rev).await;
+        wait_visible(state, last).await;
     }
     Ok(written)
+}
+
+/// Moves the instance's MMDS record and guest state to the instance's node when it changed, so
+/// that they are served where the instance is (one write each, after the instance's own; a
+/// guest of the new node may see the instance a moment before them). Returns the last revision
+/// written.
+async fn follow_node(state: &AdminState, instance: &Instance) -> Result<Revision, AdminError> {
+    let mut last = Revision(0);
+    for collection in [MMDS, STATE] {
+        let key = Key::new(collection, instance.id.as_str());
+        let Some(record) = state.store.get(&key).await? else { continue };
+        if record.node == instance.node {
+            continue;
+        }
+        let put = Put {
+            key,
+            node: instance.node.clone(),
+            claims: Vec::new(),
+            value: record.value,
+            expect: Expect::Revision(record.rev),
+        };
+        match state.store.put(put).await {
+            Ok(moved) => last = last.max(moved.rev),
+            // Written meanwhile by its own endpoint, which placed it from the instance record.
+            Err(StoreError::RevisionMismatch { .. } | StoreError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(last)
 }
 
 impl AdminState {

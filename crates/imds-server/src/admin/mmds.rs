@@ -209,9 +209,10 @@ fn check_size(state: &AdminState, document: &Value) -> Result<(), MmdsError> {
     Ok(())
 }
 
-async fn ensure_instance(state: &AdminState, id: &InstanceId) -> Result<(), MmdsError> {
+/// The instance's node placement (its MMDS record lives on the same node), or 404.
+async fn ensure_instance(state: &AdminState, id: &InstanceId) -> Result<Option<String>, MmdsError> {
     match state.store.get(&Key::new(INSTANCES, id.as_str())).await? {
-        Some(_) => Ok(()),
+        Some(record) => Ok(record.node),
         None => Err(MmdsError::NotFound(id.to_string())),
     }
 }
@@ -234,11 +235,11 @@ async fn update(
 ) -> Result<(), MmdsError> {
     let key = Key::new(MMDS, id.as_str());
     for _ in 0..ATTEMPTS {
-        ensure_instance(state, id).await?;
+        let node = ensure_instance(state, id).await?;
         let current = load(state, id).await?;
         let expect = current.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
         let next = change(current.map(|(mmds, _)| mmds))?;
-        let put = Put { key: key.clone(), node: None, claims: Vec::new(), value: next.to_bytes(), expect };
+        let put = Put { key: key.clone(), node, claims: Vec::new(), value: next.to_bytes(), expect };
         match state.store.put(put).await {
             Ok(written) => {
                 // An instance deleted meanwhile must not leave its MMDS record behind for a

@@ -23,13 +23,14 @@ const ATTEMPTS: usize = 8;
 /// How long a write waits for the view to contain it.
 const VISIBILITY: Duration = Duration::from_secs(5);
 
-/// Applies `guest_write` to instance `id`'s guest state; answers `done` when it is applied, the
-/// write's conflict response when a write-once value is already set, and a plain-text error
-/// when the state cannot be written.
+/// Applies `guest_write` to instance `id`'s guest state, placed on the instance's `node`;
+/// answers `done` when it is applied, the write's conflict response when a write-once value is
+/// already set, and a plain-text error when the state cannot be written.
 pub async fn apply(
     store: &Arc<dyn Store>,
     view: &View,
     id: &InstanceId,
+    node: Option<String>,
     guest_write: GuestWrite,
     done: GuestResponse,
 ) -> GuestResponse {
@@ -66,7 +67,10 @@ pub async fn apply(
             if value.len() > MAX_STATE {
                 return error_response(StatusCode::PAYLOAD_TOO_LARGE, "the instance's guest state is full");
             }
-            store.put(Put { key: key.clone(), node: None, claims: Vec::new(), value, expect }).await.map(|w| w.rev)
+            store
+                .put(Put { key: key.clone(), node: node.clone(), claims: Vec::new(), value, expect })
+                .await
+                .map(|w| w.rev)
         };
         match written {
             Ok(rev) => {
