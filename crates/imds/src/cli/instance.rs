@@ -156,28 +156,12 @@ async fn execute(command: InstanceCommand) -> Result<(), Failure> {
             print_json(&response.json());
         }
         InstanceCommand::Patch { id, file, target } => {
-            let patch = read_json(&file)?;
-            let response = call(
-                &client(&target),
-                Method::PATCH,
-                &path_for(&id),
-                &[("content-type", "application/merge-patch+json")],
-                patch.to_string(),
-            )
-            .await?;
+            let response = merge_patch(&target, &id, &read_json(&file)?).await?;
             eprintln!("patched instance {id} (etag {})", response.header("etag").unwrap_or("?"));
             print_json(&response.json());
         }
         InstanceCommand::Move { id, node, target } => {
-            let patch = serde_json::json!({ "node": node });
-            let response = call(
-                &client(&target),
-                Method::PATCH,
-                &path_for(&id),
-                &[("content-type", "application/merge-patch+json")],
-                patch.to_string(),
-            )
-            .await?;
+            let response = merge_patch(&target, &id, &serde_json::json!({ "node": node })).await?;
             eprintln!("moved instance {id} to node {node} (etag {})", response.header("etag").unwrap_or("?"));
         }
         InstanceCommand::Rm { id, target } => {
@@ -241,6 +225,18 @@ fn shell_quote(arg: &str) -> String {
 
 fn path_for(id: &str) -> String {
     format!("/v1/instances/{}", encode(id))
+}
+
+/// `PATCH /v1/instances/{id}` with an RFC 7396 merge patch.
+async fn merge_patch(target: &Target, id: &str, patch: &serde_json::Value) -> Result<Response, Failure> {
+    call(
+        &client(target),
+        Method::PATCH,
+        &path_for(id),
+        &[("content-type", "application/merge-patch+json")],
+        patch.to_string(),
+    )
+    .await
 }
 
 /// Percent-encodes what is not safe in a path segment or query value.
