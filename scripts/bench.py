@@ -280,14 +280,16 @@ def prepare(work: Path, imds: Proc) -> tuple[list[Workload], Path]:
                  moto=True),
         Workload("listing /latest/meta-data/", "/latest/meta-data/"),
         Workload("16 KiB user-data", "/latest/user-data"),
+        Workload("GCE recursive JSON", "/computeMetadata/v1/instance/?recursive=true", {"Metadata-Flavor": "Google"}),
     ]
     root = work / "www"
     shutil.rmtree(root, ignore_errors=True)
     for w in workloads:
         status, body = http("GET", f"http://127.0.0.1:{imds.port}{w.path}", headers=w.headers)
         assert status == 200, (w.path, status)
-        target = root / w.path.lstrip("/")
-        if w.path.endswith("/"):
+        path = w.path.split("?", 1)[0]  # nginx serves a static file whatever the query string
+        target = root / path.lstrip("/")
+        if path.endswith("/"):
             target = target / "index.txt"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
