@@ -11,12 +11,17 @@
 //! - `/metadata/versions`: `{"apiVersions":[…]}`, no `api-version` needed.
 //! - `/metadata/scheduledevents?api-version=<v>`: `{"DocumentIncarnation":0,"Events":[]}` (the
 //!   record has no events yet); `POST` with a JSON object (`{"StartRequests":[…]}`) answers `200`.
-//! - `/metadata/identity/oauth2/token`: Azure's answer for a VM without a managed identity, `400`
-//!   `{"error":"invalid_request","error_description":"Identity not found"}`, after the same header
-//!   and `api-version` checks (with the token endpoint's OAuth-shaped bodies).
-//! - `/metadata/attested/document`, `/metadata/reprovisiondata`: `404` (no attestation signer and
-//!   no pre-provisioning yet); `/metadata/loadbalancer`: Azure's `404` for a VM behind no standard
-//!   load balancer.
+//! - `/metadata/identity/oauth2/token?api-version=…&resource=…[&client_id|object_id|msi_res_id=…]`
+//!   (module `credentials`): the instance role's token as Azure's compact JSON (numbers as
+//!   strings); `400 {"error":"invalid_request","error_description":"Identity not found"}` when
+//!   the instance has no role, the role is not configured or the query names another identity;
+//!   `500 unknown_error` while the role has no valid credentials; the same header and
+//!   `api-version` checks first, with the token endpoint's OAuth-shaped bodies.
+//! - `/metadata/attested/document?api-version=…[&nonce=<up to 10 digits>]`: `{"encoding":"pkcs7",
+//!   "signature":…}`, base64 DER PKCS#7 SignedData (deployment identity key) over the JSON
+//!   `nonce`, `plan`, `timeStamp`, `vmId`, `licenseType`, `subscriptionId`, `sku`.
+//! - `/metadata/reprovisiondata`: `404` (no pre-provisioning); `/metadata/loadbalancer`: Azure's
+//!   `404` for a VM behind no standard load balancer.
 //!
 //! All JSON primitives are strings and missing values are `""`, as Azure documents.
 //!
@@ -38,21 +43,23 @@ use serde_json::{json, Value};
 
 use crate::{Context, GuestRequest, GuestResponse, Subject};
 
+mod credentials;
 mod document;
 mod overrides;
 pub mod wire;
 
+pub use credentials::{client_id, object_id};
 pub use document::{mac, vm_id};
 pub use overrides::check as check_overrides;
 
 /// Answers one Azure request for the subject instance.
-pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context<'_>) -> GuestResponse {
+pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
     let path = request.path.trim_end_matches('/');
     let rest = path.strip_prefix("/metadata/").unwrap_or_default();
     let mut segments = rest.split('/').filter(|s| !s.is_empty());
     let category = segments.next().unwrap_or_default();
     if category == "identity" {
-        return identity(request, rest);
+        return identity(subject.instance, request, rest, context);
     }
     if let Err(refusal) = check_headers(&request.headers) {
         return error(StatusCode::BAD_REQUEST, refusal.message());
@@ -105,7 +112,16 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context
                 error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED)
             }
         }
-        "attested" | "loadbalancer" | "reprovisiondata" => {
+        "attested" if segments.next() == Some("document") && segments.next().is_none() => {
+            if !is_get {
+                return error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED);
+            }
+            if query.version(wire::API_VERSIONS).is_none() {
+                return bad_api_version(wire::API_VERSIONS);
+            }
+            credentials::attested(subject.instance, &query, context)
+        }
+        "loadbalancer" | "reprovisiondata" => {
             if !is_get {
                 return error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED);
             }
@@ -159,12 +175,14 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// `/metadata/identity/…`: the managed-identity endpoint of a VM with no identity assigned.
-fn identity(request: &GuestRequest, rest: &str) -> GuestResponse {
-    let oauth = |code: &str, description: &str| {
-        let body = json!({"error": code, "error_description": description});
-        GuestResponse::new(StatusCode::BAD_REQUEST, wire::JSON, body.to_string())
-    };
+/// `/metadata/identity/…`: the managed-identity token endpoint.
+fn identity(
+    instance: &imds_model::Instance,
+    request: &GuestRequest,
+    rest: &str,
+    context: &Context<'_>,
+) -> GuestResponse {
+    let oauth = |code: &str, description: &str| credentials::oauth(StatusCode::BAD_REQUEST, code, description);
     match check_headers(&request.headers) {
         Err(Refusal::Forwarded) => return oauth(wire::OAUTH_INVALID_REQUEST, wire::FORWARDED),
         Err(Refusal::MissingHeader) => return oauth(wire::OAUTH_MISSING_HEADER, wire::IDENTITY_MISSING_HEADER),
@@ -176,13 +194,11 @@ fn identity(request: &GuestRequest, rest: &str) -> GuestResponse {
     if request.method != Method::GET && request.method != Method::HEAD {
         return error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED);
     }
-    let query = Query::parse(request.query.as_deref());
-    if query.ok().and_then(|query| query.version(wire::API_VERSIONS)).is_none() {
-        return oauth(wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_BAD_API_VERSION);
-    }
-    // Tokens come with the credential service; until then every VM answers as one without an
-    // assigned identity, which SDK credential chains read as "try the next credential".
-    oauth(wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_NOT_FOUND)
+    let query = match Query::parse(request.query.as_deref()) {
+        Ok(query) if query.version(wire::API_VERSIONS).is_some() => query,
+        _ => return oauth(wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_BAD_API_VERSION),
+    };
+    credentials::token(instance, &query, context)
 }
 
 /// A JSON error body `{"error": message}`.

@@ -15,8 +15,11 @@
 //! directory asked for without its slash answers 301 to the slash form. `?recursive=true`
 //! (booleans are case-insensitive) renders a directory as JSON with camelCase keys;
 //! `?alt=text` flattens it into `path value` lines, `?alt=json` renders a leaf or a listing as
-//! JSON. Service-account `token` and `identity` are listed but answer 404 (no credential
-//! service yet).
+//! JSON. Service-account `token` and `identity` are computed on request (module `credentials`):
+//! `token` serves the role's current token as `{"access_token","expires_in","token_type"}`
+//! (404 when the role is not configured, 503 while it has no valid credentials) and
+//! `identity?audience=…[&format=full]` an RS256 JWT signed with the deployment's identity key
+//! (400 without `audience`).
 //!
 //! Guest attributes (`instance/guest-attributes/<namespace>/<key>`) are written by the guest
 //! with `PUT` (the body is the value) and removed with `DELETE`, once the instance or project
@@ -48,6 +51,7 @@ use sha2::{Digest, Sha256};
 use crate::{Context, GuestRequest, GuestResponse, Subject};
 
 mod build;
+mod credentials;
 pub mod overrides;
 mod tree;
 pub mod wire;
@@ -88,7 +92,7 @@ pub fn wait_request(request: &GuestRequest) -> Option<Wait> {
 }
 
 /// Answers one GCE request for the subject instance.
-pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context<'_>) -> GuestResponse {
+pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
     if request.headers.contains_key("x-forwarded-for") {
         return error(
             StatusCode::FORBIDDEN,
@@ -155,7 +159,10 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context
         Node::Dir(_) if !slash && !segments.is_empty() => redirect(request),
         Node::Dir(dir) => render_dir(dir, node, &query),
         Node::Leaf(_) if slash => not_found(path),
-        Node::Leaf(Leaf::Unserved) => not_found(path),
+        Node::Leaf(Leaf::Credential(what)) => {
+            let names = build::Names::new(subject.instance, &overrides);
+            credentials::respond(what, subject.instance, &names, request.query.as_deref(), path, context)
+        }
         Node::Leaf(leaf) => render_leaf(leaf, node, &query),
     }
 }
@@ -196,7 +203,7 @@ fn render_leaf(leaf: &Leaf, node: &Node, query: &Query) -> GuestResponse {
             node.to_text_lines("", &mut out);
             ok(wire::TEXT, out)
         }
-        (Leaf::Unserved, _) => ok(wire::TEXT, String::new()),
+        (Leaf::Credential(_), _) => ok(wire::TEXT, String::new()),
     }
 }
 
@@ -317,7 +324,7 @@ fn parse_query(query: Option<&str>) -> Result<Query, String> {
     Ok(parsed)
 }
 
-fn percent_decode(value: &str) -> String {
+pub(crate) fn percent_decode(value: &str) -> String {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -100,6 +100,21 @@ pub const IDENTITY_MISSING_HEADER: &str = "Required metadata header not specifie
 /// `error_description` of the identity endpoint without a supported `api-version`.
 pub const IDENTITY_BAD_API_VERSION: &str = "Required query variable 'api-version' is missing or invalid";
 
+/// `error_description` of the token endpoint without `resource`.
+pub const IDENTITY_MISSING_RESOURCE: &str = "Required query variable 'resource' is missing";
+/// OAuth error code of the token endpoint's `500`.
+pub const OAUTH_UNKNOWN_ERROR: &str = "unknown_error";
+/// `error_description` when the identity has no valid token now.
+pub const IDENTITY_NO_TOKEN: &str = "Failed to retrieve a token for the managed identity. Try again later.";
+/// Query parameter naming the token's resource.
+pub const RESOURCE: &str = "resource";
+/// Query parameter of the attested document's nonce.
+pub const NONCE: &str = "nonce";
+/// 400 body for a nonce that is not 1 to 10 digits.
+pub const BAD_NONCE: &str = "Bad request. nonce must be a string of at most 10 digits";
+/// 503 body of the attested document while no signing key is loaded.
+pub const NO_SIGNER: &str = "The attestation signing key is not available yet";
+
 /// `compute.provider` of every VM.
 pub const PROVIDER: &str = "Microsoft.Compute";
 /// Default `compute.azEnvironment`.

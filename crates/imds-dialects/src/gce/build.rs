@@ -8,7 +8,7 @@ use imds_model::{GuestState, Instance, Interface, SshKey};
 use serde_json::Value;
 
 use super::overrides::Overrides;
-use super::tree::{Dir, Entry, Leaf, Node};
+use super::tree::{Credential, Dir, Entry, Leaf, Node};
 use super::wire;
 use crate::ec2::derived::fnv1a;
 
@@ -320,9 +320,10 @@ fn service_accounts(instance: &Instance, overrides: &Overrides<'_>, names: &Name
         Node::Dir(Dir::sorted(vec![
             Entry::new("aliases", Node::Leaf(Leaf::Lines(aliases))),
             Entry::text("email", email.clone()),
-            Entry::new("identity", Node::Leaf(Leaf::Unserved)).not_recursive(),
+            Entry::new("identity", Node::Leaf(Leaf::Credential(Credential::Identity { email: email.clone() })))
+                .not_recursive(),
             Entry::new("scopes", Node::Leaf(Leaf::Lines(scopes.clone()))),
-            Entry::new("token", Node::Leaf(Leaf::Unserved)).not_recursive(),
+            Entry::new("token", Node::Leaf(Leaf::Credential(Credential::Token))).not_recursive(),
         ]))
     };
     vec![

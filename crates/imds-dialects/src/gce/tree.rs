@@ -36,6 +36,18 @@ pub(crate) struct Entry {
     pub(crate) recursive: bool,
 }
 
+/// A service-account leaf computed on request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// `token`: the role's access token.
+    Token,
+    /// `identity`: a signed JWT for the service account `email`.
+    Identity {
+        /// The service account's e-mail.
+        email: String,
+    },
+}
+
 /// A leaf value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Leaf {
@@ -47,8 +59,9 @@ pub(crate) enum Leaf {
     Lines(Vec<String>),
     /// A list served as a JSON array even alone (`tags`).
     JsonList(Vec<String>),
-    /// Listed, but answered 404 (credential leaves served elsewhere).
-    Unserved,
+    /// Computed on request from the context (`token`, `identity`); never in recursive
+    /// renderings.
+    Credential(Credential),
 }
 
 impl Dir {
@@ -111,7 +124,7 @@ impl Entry {
 }
 
 impl Node {
-    /// The recursive JSON form; `None` for an unserved leaf.
+    /// The recursive JSON form; `None` for a computed leaf.
     pub(crate) fn to_json(&self) -> Option<Value> {
         Some(match self {
             Node::Dir(dir) if dir.array => Value::Array(
@@ -131,7 +144,7 @@ impl Node {
             Node::Leaf(Leaf::Lines(items) | Leaf::JsonList(items)) => {
                 Value::Array(items.iter().cloned().map(Value::String).collect())
             }
-            Node::Leaf(Leaf::Unserved) => return None,
+            Node::Leaf(Leaf::Credential(_)) => return None,
         })
     }
 
@@ -149,7 +162,7 @@ impl Node {
                     Leaf::Text(text) => vec![text.clone()],
                     Leaf::Number(number) => vec![number.to_string()],
                     Leaf::Lines(items) | Leaf::JsonList(items) => items.clone(),
-                    Leaf::Unserved => Vec::new(),
+                    Leaf::Credential(_) => Vec::new(),
                 };
                 for value in values {
                     if prefix.is_empty() {

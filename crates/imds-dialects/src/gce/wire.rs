@@ -23,6 +23,9 @@ pub const ROOT: &str = "/computeMetadata";
 /// The one API version served.
 pub const VERSION: &str = "v1";
 
+/// `iss` of identity tokens.
+pub const TOKEN_ISSUER: &str = "https://accounts.google.com";
+
 /// Default scope of a service account when the record names none.
 pub const DEFAULT_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 /// Zone when the record has neither zone nor region.

@@ -1,0 +1,206 @@
+//! The service-account leaves computed on request: `token` (the role's access token as
+//! `{"access_token","expires_in","token_type"}`) and `identity?audience=…[&format=full]` (an
+//! RS256 JWT signed with the deployment's identity key, whose public half the admin API
+//! publishes as JWKS). Credentials come from [`Context::credentials`], signatures from
+//! [`Context::signer`]; no I/O here.
+
+use http::StatusCode;
+use imds_model::Instance;
+use serde_json::{json, Value};
+
+use super::build::Names;
+use super::tree::Credential;
+use super::{error, ok, percent_decode, wire};
+use crate::credentials::CredentialState;
+use crate::ec2::derived::fnv1a;
+use crate::{Context, GuestResponse};
+
+/// How long an identity token is valid, seconds (Google's: one hour).
+const IDENTITY_LIFETIME: u64 = 3600;
+
+/// The answer for a credential leaf of the instance's service account.
+pub(super) fn respond(
+    what: &Credential,
+    instance: &Instance,
+    names: &Names,
+    query: Option<&str>,
+    path: &str,
+    context: &Context<'_>,
+) -> GuestResponse {
+    match what {
+        Credential::Token => token(instance, path, context),
+        Credential::Identity { email } => identity(instance, names, email, query, context),
+    }
+}
+
+/// `token`: the role's session token while the role has valid credentials; `404` when the
+/// role is not configured (as for a missing service account); `503` while it has none.
+fn token(instance: &Instance, path: &str, context: &Context<'_>) -> GuestResponse {
+    let Some(role) = instance.iam_role.as_ref().map(|r| r.as_str()) else {
+        return super::not_found(path);
+    };
+    match context.credentials.credentials(role, context.now) {
+        None => super::not_found(path),
+        Some(CredentialState::Unavailable { .. }) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            &format!("No access token is available for the service account of role {} now.", wire::escape(role)),
+        ),
+        Some(CredentialState::Ready(issued)) => {
+            let body = render_token(&issued.token, issued.expiration.saturating_sub(context.now));
+            ok(wire::JSON, body)
+        }
+    }
+}
+
+/// The token JSON exactly as GCE sends it: compact, `access_token`, `expires_in` (a number),
+/// `token_type`.
+pub(crate) fn render_token(access_token: &str, expires_in: u64) -> String {
+    json!({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"}).to_string()
+}
+
+/// The parameters of an `identity` request.
+#[derive(Debug, Default)]
+struct IdentityQuery {
+    audience: Option<String>,
+    full: bool,
+}
+
+fn identity_query(query: Option<&str>) -> Result<IdentityQuery, String> {
+    let mut parsed = IdentityQuery::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        match name {
+            "audience" => parsed.audience = Some(value).filter(|a| !a.is_empty()),
+            "format" => {
+                parsed.full = match value.as_str() {
+                    "full" => true,
+                    "standard" => false,
+                    other => return Err(format!("Invalid format {}: expected standard or full.", wire::escape(other))),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(parsed)
+}
+
+/// `identity`: a JWT for `audience`; `400` without one, `503` without a signing key.
+fn identity(
+    instance: &Instance,
+    names: &Names,
+    email: &str,
+    query: Option<&str>,
+    context: &Context<'_>,
+) -> GuestResponse {
+    let parsed = match identity_query(query) {
+        Ok(parsed) => parsed,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "Bad Request", &message),
+    };
+    let Some(audience) = parsed.audience else {
+        return error(StatusCode::BAD_REQUEST, "Bad Request", "non-empty audience parameter required");
+    };
+    let claims = identity_claims(instance, names, email, &audience, parsed.full, context.now);
+    match context.signer.and_then(|signer| signer.jwt_rs256(&claims)) {
+        Some(jwt) => ok(wire::TEXT, jwt),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "The identity signing key is not available yet.",
+        ),
+    }
+}
+
+/// The claims of an identity token: `aud`, `azp`, `email`, `email_verified`, `exp`, `iat`,
+/// `iss`, `sub`, and with `full` the `google.compute_engine` instance claims.
+pub(crate) fn identity_claims(
+    instance: &Instance,
+    names: &Names,
+    email: &str,
+    audience: &str,
+    full: bool,
+    now: u64,
+) -> Value {
+    let subject = service_account_id(email);
+    let mut claims = json!({
+        "aud": audience,
+        "azp": subject,
+        "email": email,
+        "email_verified": true,
+        "exp": now + IDENTITY_LIFETIME,
+        "iat": now,
+        "iss": wire::TOKEN_ISSUER,
+        "sub": subject,
+    });
+    if full {
+        let mut engine = json!({
+            "instance_id": names.id.to_string(),
+            "instance_name": names.name,
+            "project_id": names.project_id,
+            "project_number": names.project_number,
+            "zone": names.zone,
+        });
+        if let Some(created) = instance.created_at.as_deref().and_then(unix_seconds) {
+            engine["instance_creation_timestamp"] = Value::from(created);
+        }
+        claims["google"] = json!({"compute_engine": engine});
+    }
+    claims
+}
+
+/// The service account's unique id: 21 decimal digits, derived from its e-mail.
+pub(crate) fn service_account_id(email: &str) -> String {
+    format!("1{:020}", fnv1a(&["gce-service-account", email]))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac]Z` as Unix seconds (the record's `created_at`).
+fn unix_seconds(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creation_times_parse_as_unix_seconds() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2021-09-20T21:42:26Z"), Some(1_632_174_146));
+        assert_eq!(unix_seconds("2024-02-29T00:00:00.5Z"), Some(1_709_164_800));
+        assert_eq!(unix_seconds("yesterday"), None);
+    }
+
+    #[test]
+    fn service_account_ids_are_21_digits_and_stable() {
+        let id = service_account_id("app@p.iam.gserviceaccount.com");
+        assert_eq!(id.len(), 21);
+        assert!(id.bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(id, service_account_id("app@p.iam.gserviceaccount.com"));
+        assert_ne!(id, service_account_id("other@p.iam.gserviceaccount.com"));
+    }
+
+    #[test]
+    fn identity_queries_need_a_known_format() {
+        let parsed = identity_query(Some("audience=https%3A%2F%2Fexample.com&format=full")).unwrap();
+        assert_eq!(parsed.audience.as_deref(), Some("https://example.com"));
+        assert!(parsed.full);
+        assert!(identity_query(Some("audience=x&format=huge")).is_err());
+        assert!(identity_query(Some("audience=")).unwrap().audience.is_none());
+    }
+}
