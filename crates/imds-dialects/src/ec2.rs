@@ -51,8 +51,37 @@ pub mod wire;
 
 use tree::{Entry, Node};
 
-/// Answers one EC2 request for `instance`.
+/// The instance's rendered tree: everything under `/<version>/` that depends on the record
+/// alone, and the identity document its signatures sign. Build it once per record version
+/// ([`Tree::build`]) and answer many requests from it ([`respond_with`]); credentials,
+/// signatures and other time-dependent leaves are computed per request.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    root: Entry,
+    document: String,
+}
+
+impl Tree {
+    /// Renders `instance`'s tree, overrides applied.
+    pub fn build(instance: &Instance) -> Self {
+        let (root, document) = version_dir(instance);
+        Self { root, document }
+    }
+}
+
+/// Answers one EC2 request for `instance`, rendering its tree for this request.
 pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
+    respond_with(instance, None, request, context)
+}
+
+/// Answers one EC2 request for `instance` from `tree`, its [`Tree::build`] (rendered here when
+/// `None`).
+pub fn respond_with(
+    instance: &Instance,
+    tree: Option<&Tree>,
+    request: &GuestRequest,
+    context: &Context<'_>,
+) -> GuestResponse {
     if instance.imds.endpoint == EndpointMode::Disabled {
         return session::error(StatusCode::FORBIDDEN, "403 - Forbidden");
     }
@@ -72,7 +101,15 @@ pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_
         Ok(remaining) => remaining,
         Err(refusal) => return refusal,
     };
-    let mut response = lookup(instance, path, split, context);
+    let built;
+    let tree = match tree {
+        Some(tree) => tree,
+        None => {
+            built = Tree::build(instance);
+            &built
+        }
+    };
+    let mut response = lookup(instance, tree, path, split, context);
     if response.status == StatusCode::OK {
         // Real 200 metadata responses carry it (recorded traffic); byte ranges are not served.
         response = response.with_header(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
@@ -84,7 +121,13 @@ pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_
 }
 
 /// The tree lookup behind the token gate.
-fn lookup(instance: &Instance, path: &str, split: Option<(&str, &str)>, context: &Context<'_>) -> GuestResponse {
+fn lookup(
+    instance: &Instance,
+    tree: &Tree,
+    path: &str,
+    split: Option<(&str, &str)>,
+    context: &Context<'_>,
+) -> GuestResponse {
     if path.is_empty() {
         return text(versions_listing());
     }
@@ -95,14 +138,13 @@ fn lookup(instance: &Instance, path: &str, split: Option<(&str, &str)>, context:
         return not_found();
     };
     let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
-    let (root, document) = version_dir(instance, context);
-    match root.find(&segments, at).map(|entry| &entry.node) {
+    match tree.root.find(&segments, at).map(|entry| &entry.node) {
         Some(Node::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
-        Some(Node::Computed(computed)) => match credentials::compute(*computed, instance, &document, context) {
+        Some(Node::Computed(computed)) => match credentials::compute(*computed, instance, &tree.document, context) {
             Some(body) => text(body),
             None => not_found(),
         },
-        Some(Node::Dir(children)) => text(Entry::listing(children, at)),
+        Some(Node::Dir(children)) => text(Entry::listing(children, at, context.signer.is_some())),
         Some(Node::Absent) | None => not_found(),
     }
 }
@@ -125,8 +167,8 @@ fn versions_listing() -> String {
 
 /// The tree under `/<version>/`, overrides applied; filtered by version at lookup time. Also
 /// returns the identity document: the exact bytes its signatures sign.
-fn version_dir(instance: &Instance, context: &Context<'_>) -> (Entry, String) {
-    let mut meta_data = meta_data::meta_data(instance, context);
+fn version_dir(instance: &Instance) -> (Entry, String) {
+    let mut meta_data = meta_data::meta_data(instance);
     if let Some(overrides) = instance.dialects.override_for("ec2") {
         meta_data.apply_overrides(overrides);
     }
@@ -140,7 +182,7 @@ fn version_dir(instance: &Instance, context: &Context<'_>) -> (Entry, String) {
                 "2009-04-04",
                 vec![Entry::text("instance-monitoring", "2009-04-04", Some(wire::MONITORING.to_owned()))],
             ),
-            Entry::dir("instance-identity", "2009-04-04", identity_entries(&document, context)),
+            Entry::dir("instance-identity", "2009-04-04", identity_entries(&document)),
         ],
     )
     .labelled("dynamic");
@@ -158,14 +200,13 @@ fn version_dir(instance: &Instance, context: &Context<'_>) -> (Entry, String) {
 
 /// `dynamic/instance-identity/`, in EC2's listing order (`rsa2048`, `pkcs7`, `document`,
 /// `signature`); the signatures only with a signer. (`dsa2048` is not served: no DSA key.)
-fn identity_entries(document: &str, context: &Context<'_>) -> Vec<Entry> {
-    let signed = |name: &str, kind| {
-        let node = if context.signer.is_some() {
-            Node::Computed(credentials::Computed::Signature(kind))
-        } else {
-            Node::Absent
-        };
-        Entry { name: name.to_owned(), label: None, since: "2009-04-04", node }
+fn identity_entries(document: &str) -> Vec<Entry> {
+    // Listed and served only while a signing key is loaded (`Entry::listing`, `compute`).
+    let signed = |name: &str, kind| Entry {
+        name: name.to_owned(),
+        label: None,
+        since: "2009-04-04",
+        node: Node::Computed(credentials::Computed::Signature(kind)),
     };
     vec![
         signed("rsa2048", credentials::Signature::Pkcs7),

@@ -88,13 +88,16 @@ pub struct Subject<'a> {
     pub mmds: Option<&'a Mmds>,
     /// What the instance's guests wrote.
     pub state: &'a GuestState,
+    /// The instance's EC2 tree, rendered once per record version by whoever keeps the record
+    /// (`None`: rendered for each request).
+    pub ec2: Option<&'a ec2::Tree>,
 }
 
 impl<'a> Subject<'a> {
     /// An instance with no MMDS and no guest state.
     pub fn new(instance: &'a Instance) -> Self {
         static EMPTY: std::sync::OnceLock<GuestState> = std::sync::OnceLock::new();
-        Self { instance, mmds: None, state: EMPTY.get_or_init(GuestState::default) }
+        Self { instance, mmds: None, state: EMPTY.get_or_init(GuestState::default), ec2: None }
     }
 }
 
@@ -300,7 +303,7 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
                 HeaderValue::from_static(gce::wire::FLAVOR),
             )
         }
-        Dialect::Ec2 | Dialect::Mmds => ec2_shaped(ec2::respond(subject.instance, request, context)),
+        Dialect::Ec2 | Dialect::Mmds => ec2_shaped(ec2::respond_with(subject.instance, subject.ec2, request, context)),
         Dialect::Gce => gce::respond(subject, request, context),
         Dialect::Azure => azure::respond(subject, request, context),
         Dialect::OpenStack => openstack::respond(subject, request, context),

@@ -51,6 +51,9 @@ pub struct Entry {
     pub rev: Revision,
     /// The instance's request budget, carried over from version to version.
     pub throttle: Arc<Bucket>,
+    /// The instance's EC2 tree, rendered by the first request that needs it and kept for as
+    /// long as this version of the record is served.
+    pub ec2: std::sync::OnceLock<imds_dialects::ec2::Tree>,
 }
 
 /// An immutable index of served instances at one revision.
@@ -230,7 +233,7 @@ impl Snapshot {
         for mac in &instance.mac {
             self.by_mac.insert(*mac, id.clone());
         }
-        self.by_id.insert(id, Arc::new(Entry { instance, rev: record.rev, throttle }));
+        self.by_id.insert(id, Arc::new(Entry { instance, rev: record.rev, throttle, ec2: std::sync::OnceLock::new() }));
     }
 
     fn remove(&mut self, id: &InstanceId) {

@@ -81,14 +81,8 @@ fn error_form(role: &str, last_updated: u64) -> String {
 /// or without a role. The credentials are derived from the deployment's key, the instance id
 /// and the current six-hour period, so every node serves the same set; they authenticate the
 /// instance to whoever holds the key, not to AWS.
-pub(crate) fn identity_credentials(instance: &Instance, context: &Context<'_>) -> Entry {
+pub(crate) fn identity_credentials() -> Entry {
     let since = "2018-05-23";
-    let period_start = context.now - context.now % IDENTITY_PERIOD;
-    let info = render_flat(&[
-        ("Code", Value::from("Success")),
-        ("LastUpdated", Value::from(format_time(period_start))),
-        ("AccountId", Value::from(derived::account_id(instance))),
-    ]);
     Entry::dir(
         "identity-credentials",
         since,
@@ -96,7 +90,7 @@ pub(crate) fn identity_credentials(instance: &Instance, context: &Context<'_>) -
             "ec2",
             since,
             vec![
-                Entry::text("info", since, Some(info)),
+                computed("info", since, Computed::IdentityInfo),
                 Entry::dir(
                     "security-credentials",
                     since,
@@ -137,6 +131,8 @@ pub(crate) enum Computed {
     InstanceCredentials,
     /// A signature of the identity document.
     Signature(Signature),
+    /// `identity-credentials/ec2/info`: its `LastUpdated` follows the credentials' period.
+    IdentityInfo,
 }
 
 /// The body of a computed leaf; `None` serves a 404 (a signature without a signer).
@@ -147,6 +143,14 @@ pub(crate) fn compute(what: Computed, instance: &Instance, document: &str, conte
             Some(role_credentials(role, context.credentials.credentials(role, context.now), context.now))
         }
         Computed::InstanceCredentials => Some(render_credentials(&identity_role_credentials(instance, context))),
+        Computed::IdentityInfo => {
+            let period_start = context.now - context.now % IDENTITY_PERIOD;
+            Some(render_flat(&[
+                ("Code", Value::from("Success")),
+                ("LastUpdated", Value::from(format_time(period_start))),
+                ("AccountId", Value::from(derived::account_id(instance))),
+            ]))
+        }
         Computed::Signature(kind) => sign(kind, document, context),
     }
 }

@@ -6,10 +6,9 @@ use imds_model::{Instance, SshKey, TagsMode};
 
 use super::tree::Entry;
 use super::{credentials, derived, network, wire};
-use crate::Context;
 
 /// The `meta-data` entry of a version directory, before overrides.
-pub(crate) fn meta_data(instance: &Instance, context: &Context<'_>) -> Entry {
+pub(crate) fn meta_data(instance: &Instance) -> Entry {
     let id = instance.id.as_str();
     let some = |value: &str| Some(value.to_owned());
     let (region, zone) = derived::placement(instance);
@@ -48,7 +47,7 @@ pub(crate) fn meta_data(instance: &Instance, context: &Context<'_>) -> Entry {
         ),
         Entry::text("hostname", "1.0", Some(derived::private_dns_name(instance))),
         credentials::iam(instance),
-        credentials::identity_credentials(instance, context),
+        credentials::identity_credentials(),
         Entry::text("instance-action", "2008-09-01", some(wire::INSTANCE_ACTION)),
         Entry::text("instance-id", "1.0", some(id)),
         Entry::text("instance-life-cycle", "2019-10-01", some(wire::LIFE_CYCLE)),

@@ -102,11 +102,11 @@ fn overrides_keep_listing_order_and_skip_paths_through_leaves() {
         vec![Entry::text("b", "1.0", Some("1".into())), Entry::text("d", "2000", Some("2".into()))],
     );
     root.apply_overrides(&json!({"c/x": "3", "a": "0", "b/below": "no", "d": null, "e": ["no"]}));
-    assert_eq!(Entry::listing(children(&root), NEWEST), "a\nb\nc/");
+    assert_eq!(Entry::listing(children(&root), NEWEST, false), "a\nb\nc/");
     assert_eq!(root.text_at("c/x", NEWEST), Some("3"));
     assert_eq!(root.text_at("b", NEWEST), Some("1"));
     root.apply_overrides(&json!("not an object"));
-    assert_eq!(Entry::listing(children(&root), NEWEST), "a\nb\nc/");
+    assert_eq!(Entry::listing(children(&root), NEWEST, false), "a\nb\nc/");
 }
 
 fn children(entry: &Entry) -> &[Entry] {

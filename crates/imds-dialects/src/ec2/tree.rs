@@ -46,8 +46,8 @@ pub(crate) enum Node {
     Leaf(Bytes, &'static str),
     /// A directory.
     Dir(Vec<Entry>),
-    /// A leaf whose body is computed only when it is requested (credentials, signatures: the
-    /// costly leaves; the tree itself is built per request).
+    /// A leaf whose body is computed only when it is requested (credentials, signatures, and
+    /// what depends on the clock: the tree itself is built once per record version).
     Computed(super::credentials::Computed),
 }
 
@@ -99,10 +99,12 @@ impl Entry {
     }
 
     /// A directory's listing at `at`: visible children, one per line, no trailing newline.
-    pub(crate) fn listing(children: &[Entry], at: &str) -> String {
+    /// Signature leaves are listed only when a signing key is loaded (`signer`).
+    pub(crate) fn listing(children: &[Entry], at: &str, signer: bool) -> String {
         let lines: Vec<String> = children
             .iter()
             .filter(|child| child.visible(at))
+            .filter(|child| signer || !matches!(child.node, Node::Computed(super::credentials::Computed::Signature(_))))
             .map(|child| match (&child.label, &child.node) {
                 (Some(label), _) => label.clone(),
                 (None, Node::Dir(_)) => format!("{}/", child.name),
