@@ -19,6 +19,7 @@ import queue
 import re
 import subprocess
 import threading
+import uuid
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -171,6 +172,13 @@ def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> I
             proc.kill()
             proc.wait()
         stderr.close()
+
+
+def derived_uuid(instance_id: str) -> str:
+    """imds's documented UUID for an id that is not a UUID (rule R1): UUIDv5 of
+    `imds:instance/<id>` in the URL name space (OpenStack `uuid`, Azure `vmId`), computed here
+    independently of imds."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"imds:instance/{instance_id}"))
 
 
 def put_instance(imds: Imds, instance_id: str, record: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from azure.identity._internal.managed_identity_client import ManagedIdentityClie
 from cloudinit import helpers
 from cloudinit.sources import DataSourceAzure as azure
 
-from conftest import CLOUD_CONFIG, KEYS, MAC, Imds, put_instance, running_imds
+from conftest import CLOUD_CONFIG, KEYS, MAC, Imds, derived_uuid, put_instance, running_imds
 
 INSTANCE_ID = "i-azure-clients"
 SECOND_MAC = "02:00:00:0a:00:0c"
@@ -67,10 +66,9 @@ RECORD: dict[str, Any] = {
     "dialects": {"azure": {"resourceGroupName": "rg-clients"}},
 }
 
-# What imds derives for a non-UUID id (rule R1), computed here independently.
 IMDS_TOKEN_PATH = "/metadata/identity/oauth2/token"
 
-VM_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, f"imds:instance/{INSTANCE_ID}"))
+VM_ID = derived_uuid(INSTANCE_ID)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import base64
 import gzip
 import logging
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from cloudinit import sources
 from cloudinit.sources.DataSourceOpenStack import read_metadata_service
 from cloudinit.sources.helpers import ec2, openstack
 
-from conftest import Imds, _ssh_ed25519, put_instance, running_imds
+from conftest import Imds, _ssh_ed25519, derived_uuid, put_instance, running_imds
 
 INSTANCE_ID = "os-client-1"
 MAC = "02:00:00:0a:01:0b"
@@ -61,8 +60,7 @@ RECORD: dict[str, Any] = {
         "routes": [{"to": "192.168.0.0/16", "via": "10.1.0.254"}],
     },
 }
-# imds's documented rule for ids that are not UUIDs: UUIDv5 of "imds:instance/<id>" (URL space).
-UUID = str(uuid.uuid5(uuid.NAMESPACE_URL, f"imds:instance/{INSTANCE_ID}"))
+UUID = derived_uuid(INSTANCE_ID)
 
 
 @pytest.fixture(scope="module")

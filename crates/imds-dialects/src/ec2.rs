@@ -34,6 +34,8 @@
 //! "public-keys": null}`. The identity document reads `meta-data` after overrides, so it agrees
 //! with what `meta-data/` serves.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::{EndpointMode, Instance};
@@ -53,7 +55,7 @@ use tree::{Entry, Node};
 
 /// The instance's rendered tree: everything under `/<version>/` that depends on the record
 /// alone, and the identity document its signatures sign. Build it once per record version
-/// ([`Tree::build`]) and answer many requests from it ([`respond_with`]); credentials,
+/// (a `OnceLock` passed to [`respond_with`]) and answer many requests from it; credentials,
 /// signatures and other time-dependent leaves are computed per request.
 #[derive(Debug, Clone)]
 pub struct Tree {
@@ -74,11 +76,12 @@ pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_
     respond_with(instance, None, request, context)
 }
 
-/// Answers one EC2 request for `instance` from `tree`, its [`Tree::build`] (rendered here when
-/// `None`).
+/// Answers one EC2 request for `instance`, taking its tree from `cache` (filled with
+/// [`Tree::build`] by the first request that needs the tree; rendered for this request alone
+/// when `None`).
 pub fn respond_with(
     instance: &Instance,
-    tree: Option<&Tree>,
+    cache: Option<&OnceLock<Tree>>,
     request: &GuestRequest,
     context: &Context<'_>,
 ) -> GuestResponse {
@@ -101,15 +104,7 @@ pub fn respond_with(
         Ok(remaining) => remaining,
         Err(refusal) => return refusal,
     };
-    let built;
-    let tree = match tree {
-        Some(tree) => tree,
-        None => {
-            built = Tree::build(instance);
-            &built
-        }
-    };
-    let mut response = lookup(instance, tree, path, split, context);
+    let mut response = lookup(instance, cache, path, split, context);
     if response.status == StatusCode::OK {
         // Real 200 metadata responses carry it (recorded traffic); byte ranges are not served.
         response = response.with_header(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
@@ -123,7 +118,7 @@ pub fn respond_with(
 /// The tree lookup behind the token gate.
 fn lookup(
     instance: &Instance,
-    tree: &Tree,
+    cache: Option<&OnceLock<Tree>>,
     path: &str,
     split: Option<(&str, &str)>,
     context: &Context<'_>,
@@ -138,6 +133,14 @@ fn lookup(
         return not_found();
     };
     let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    let built;
+    let tree = match cache {
+        Some(cache) => cache.get_or_init(|| Tree::build(instance)),
+        None => {
+            built = Tree::build(instance);
+            &built
+        }
+    };
     match tree.root.find(&segments, at).map(|entry| &entry.node) {
         Some(Node::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
         Some(Node::Computed(computed)) => match credentials::compute(*computed, instance, &tree.document, context) {

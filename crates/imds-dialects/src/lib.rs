@@ -90,7 +90,7 @@ pub struct Subject<'a> {
     pub state: &'a GuestState,
     /// The instance's EC2 tree, rendered once per record version by whoever keeps the record
     /// (`None`: rendered for each request).
-    pub ec2: Option<&'a ec2::Tree>,
+    pub ec2: Option<&'a std::sync::OnceLock<ec2::Tree>>,
 }
 
 impl<'a> Subject<'a> {

@@ -25,7 +25,7 @@ use http_body_util::BodyExt;
 use std::sync::Arc;
 
 use imds_dialects::token::TokenKey;
-use imds_dialects::{Context, Dialect, GuestRequest, GuestResponse, Settings, Subject};
+use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
 use imds_store::Store;
 
 use crate::listener::{ConnSocket, Peer};
@@ -192,16 +192,13 @@ fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestReq
         signer,
     };
     let id = &entry.instance.id;
-    let mmds = snapshot.mmds(id).map(|mmds| &**mmds);
-    // The EC2 tree is rendered (and kept with this version of the record) only for instances
-    // whose guests ask EC2 paths: an instance that only speaks other dialects never holds one.
-    let ec2 = (mmds.is_none() && Dialect::for_path(&request.path, &plane.settings) == Dialect::Ec2)
-        .then(|| entry.ec2.get_or_init(|| imds_dialects::ec2::Tree::build(&entry.instance)));
     let subject = Subject {
         instance: &entry.instance,
-        mmds,
+        mmds: snapshot.mmds(id).map(|mmds| &**mmds),
         state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
-        ec2,
+        // Filled by the EC2 dialect on the first request that needs the tree, and kept with this
+        // version of the record: instances whose guests speak other dialects never build one.
+        ec2: Some(&entry.ec2),
     };
     imds_dialects::route(&subject, request, &context)
 }

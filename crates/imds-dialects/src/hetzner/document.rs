@@ -71,21 +71,14 @@ pub(crate) fn network_config(instance: &Instance, nics: &[Nic]) -> Option<Value>
         if nic.dhcp4 {
             subnets.push(json!({"type": "dhcp"}));
         }
-        for cidr in &nic.ipv4 {
+        let v4 = nic.ipv4.iter().map(|c| (c.address.to_string(), c.prefix, c.gateway.map(|g| g.to_string())));
+        let v6 = nic.ipv6.iter().map(|c| (c.address.to_string(), c.prefix, c.gateway.map(|g| g.to_string())));
+        for (address, prefix, gateway) in v4.chain(v6) {
             let mut subnet = Map::new();
             subnet.insert("type".into(), json!("static"));
-            subnet.insert("address".into(), json!(format!("{}/{}", cidr.address, cidr.prefix)));
-            if let Some(gateway) = cidr.gateway {
-                subnet.insert("gateway".into(), json!(gateway.to_string()));
-            }
-            subnets.push(Value::Object(subnet));
-        }
-        for cidr in &nic.ipv6 {
-            let mut subnet = Map::new();
-            subnet.insert("type".into(), json!("static"));
-            subnet.insert("address".into(), json!(format!("{}/{}", cidr.address, cidr.prefix)));
-            if let Some(gateway) = cidr.gateway {
-                subnet.insert("gateway".into(), json!(gateway.to_string()));
+            subnet.insert("address".into(), json!(format!("{address}/{prefix}")));
+            if let Some(gateway) = gateway {
+                subnet.insert("gateway".into(), json!(gateway));
             }
             subnets.push(Value::Object(subnet));
         }
