@@ -83,19 +83,25 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
                 return bad_api_version(wire::API_VERSIONS);
             };
             let extended = query.get(wire::EXTENDED).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            let whole = document::render(subject.instance, version, extended);
-            let Some(node) = segments.try_fold(&whole, step) else {
-                return error(StatusCode::NOT_FOUND, wire::NOT_FOUND);
-            };
-            match (query.get(wire::FORMAT).map(str::to_ascii_lowercase).as_deref(), node) {
-                (None | Some("json"), Value::String(_)) => error(StatusCode::BAD_REQUEST, wire::LEAF_NEEDS_TEXT),
-                (None | Some("json"), node) => json_ok(node),
-                (Some("text"), Value::String(leaf)) => {
-                    GuestResponse::new(StatusCode::OK, wire::TEXT, Bytes::from(leaf.clone()))
-                }
-                (Some("text"), _) => error(StatusCode::BAD_REQUEST, wire::TEXT_NEEDS_LEAF),
-                (Some(_), _) => error(StatusCode::BAD_REQUEST, wire::BAD_FORMAT),
-            }
+            let format = query.get(wire::FORMAT).map(str::to_ascii_lowercase);
+            // The document renders from the record alone: keep its answers with this version.
+            let key = || format!("azure {path} {version} {extended} {format:?}");
+            crate::cache::answer_with(subject.cache, key, || {
+                let whole = document::render(subject.instance, version, extended);
+                let Some(node) = segments.try_fold(&whole, step) else {
+                    return (error(StatusCode::NOT_FOUND, wire::NOT_FOUND), false);
+                };
+                let response = match (format.as_deref(), node) {
+                    (None | Some("json"), Value::String(_)) => error(StatusCode::BAD_REQUEST, wire::LEAF_NEEDS_TEXT),
+                    (None | Some("json"), node) => json_ok(node),
+                    (Some("text"), Value::String(leaf)) => {
+                        GuestResponse::new(StatusCode::OK, wire::TEXT, Bytes::from(leaf.clone()))
+                    }
+                    (Some("text"), _) => error(StatusCode::BAD_REQUEST, wire::TEXT_NEEDS_LEAF),
+                    (Some(_), _) => error(StatusCode::BAD_REQUEST, wire::BAD_FORMAT),
+                };
+                (response, true)
+            })
         }
         "scheduledevents" if segments.next().is_none() => {
             if query.version(wire::SCHEDULED_EVENTS_VERSIONS).is_none() {

@@ -125,45 +125,72 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
     let Some(rest) = path.strip_prefix(wire::ROOT).and_then(|p| p.strip_prefix('/')) else {
         return not_found(path);
     };
-    let overrides = Overrides::new(subject.instance.dialects.override_for("gce"));
-    let root = build::root(subject.instance, subject.state, &overrides);
-    let versions = Dir::sorted(vec![tree::Entry::new(wire::VERSION, Node::Dir(root))]);
-    let (segments, slash) = match rest.strip_suffix('/') {
+    let (dir, slash) = match rest.strip_suffix('/') {
         Some(dir) => (dir, true),
         None => (rest, false),
     };
-    let segments: Vec<&str> = if segments.is_empty() { Vec::new() } else { segments.split('/').collect() };
-    if segments.len() >= 3 && segments[..3] == [wire::VERSION, "instance", wire::GUEST_ATTRIBUTES] {
+    let segments: Vec<&str> = if dir.is_empty() { Vec::new() } else { dir.split('/').collect() };
+    let guest_attributes = segments.len() >= 3 && segments[..3] == [wire::VERSION, "instance", wire::GUEST_ATTRIBUTES];
+    let readable = request.method == Method::GET || request.method == Method::HEAD;
+    if readable && !guest_attributes {
+        // Everything but guest attributes and credentials renders from the record alone: keep
+        // those answers with this version of the record.
+        let cache = subject.cache;
+        let key = || format!("gce {path} {}{:?}{}", query.recursive, query.alt, query.wait.is_some());
+        return crate::cache::answer_with(cache, key, || {
+            walk(subject, request, context, &query, &segments, slash, guest_attributes)
+        });
+    }
+    walk(subject, request, context, &query, &segments, slash, guest_attributes).0
+}
+
+/// Renders the tree and answers from the node at `segments`; the flag says whether the answer
+/// depends on the record alone (not on guest state, credentials or the clock).
+fn walk(
+    subject: &Subject<'_>,
+    request: &GuestRequest,
+    context: &Context<'_>,
+    query: &Query,
+    segments: &[&str],
+    slash: bool,
+    guest_attributes: bool,
+) -> (GuestResponse, bool) {
+    let path = request.path.as_str();
+    let overrides = Overrides::new(subject.instance.dialects.override_for("gce"));
+    let root = build::root(subject.instance, subject.state, &overrides);
+    let versions = Dir::sorted(vec![tree::Entry::new(wire::VERSION, Node::Dir(root))]);
+    if guest_attributes {
         if let Some(refusal) = guest_attributes_gate(&versions, path) {
-            return refusal;
+            return (refusal, false);
         }
         if request.method == Method::PUT || request.method == Method::DELETE {
-            return guest_attribute_write(request, &segments[3..], slash);
+            return (guest_attribute_write(request, &segments[3..], slash), false);
         }
     }
     if request.method != Method::GET && request.method != Method::HEAD {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "The request method is not allowed.")
+        let refusal = error(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed", "The request method is not allowed.")
             .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return (refusal, false);
     }
     let mut node = &Node::Dir(versions);
-    for segment in &segments {
+    for segment in segments {
         node = match node {
             Node::Dir(dir) => match dir.get(segment) {
                 Some(entry) => &entry.node,
-                None => return not_found(path),
+                None => return (not_found(path), false),
             },
-            Node::Leaf(_) => return not_found(path),
+            Node::Leaf(_) => return (not_found(path), false),
         };
     }
     match node {
-        Node::Dir(_) if !slash && !segments.is_empty() => redirect(request),
-        Node::Dir(dir) => render_dir(dir, node, &query),
-        Node::Leaf(_) if slash => not_found(path),
+        Node::Dir(_) if !slash && !segments.is_empty() => (redirect(request), false),
+        Node::Dir(dir) => (render_dir(dir, node, query), true),
+        Node::Leaf(_) if slash => (not_found(path), false),
         Node::Leaf(Leaf::Credential(what)) => {
             let names = build::Names::new(subject.instance, &overrides);
-            credentials::respond(what, subject.instance, &names, request.query.as_deref(), path, context)
+            (credentials::respond(what, subject.instance, &names, request.query.as_deref(), path, context), false)
         }
-        Node::Leaf(leaf) => render_leaf(leaf, node, &query),
+        Node::Leaf(leaf) => (render_leaf(leaf, node, query), true),
     }
 }
 

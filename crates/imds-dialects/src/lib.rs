@@ -24,7 +24,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::{FieldError, GuestState, Instance, Invalid, Mmds, StateWrite};
 
+pub use cache::Cache;
+
 pub mod azure;
+mod cache;
 pub mod credentials;
 mod derive;
 pub mod digitalocean;
@@ -88,16 +91,16 @@ pub struct Subject<'a> {
     pub mmds: Option<&'a Mmds>,
     /// What the instance's guests wrote.
     pub state: &'a GuestState,
-    /// The instance's EC2 tree, rendered once per record version by whoever keeps the record
-    /// (`None`: rendered for each request).
-    pub ec2: Option<&'a std::sync::OnceLock<ec2::Tree>>,
+    /// What dialects keep of this version of the record between requests, held by whoever
+    /// keeps the record (`None`: everything is rendered for each request).
+    pub cache: Option<&'a Cache>,
 }
 
 impl<'a> Subject<'a> {
     /// An instance with no MMDS and no guest state.
     pub fn new(instance: &'a Instance) -> Self {
         static EMPTY: std::sync::OnceLock<GuestState> = std::sync::OnceLock::new();
-        Self { instance, mmds: None, state: EMPTY.get_or_init(GuestState::default), ec2: None }
+        Self { instance, mmds: None, state: EMPTY.get_or_init(GuestState::default), cache: None }
     }
 }
 
@@ -303,7 +306,9 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
                 HeaderValue::from_static(gce::wire::FLAVOR),
             )
         }
-        Dialect::Ec2 | Dialect::Mmds => ec2_shaped(ec2::respond_with(subject.instance, subject.ec2, request, context)),
+        Dialect::Ec2 | Dialect::Mmds => {
+            ec2_shaped(ec2::respond_with(subject.instance, subject.cache.map(Cache::ec2), request, context))
+        }
         Dialect::Gce => gce::respond(subject, request, context),
         Dialect::Azure => azure::respond(subject, request, context),
         Dialect::OpenStack => openstack::respond(subject, request, context),

@@ -68,7 +68,7 @@ fn send(instance: &Instance, request: GuestRequest, signer: bool) -> GuestRespon
         context.signer = Some(&EchoSigner);
     }
     let state = GuestState::default();
-    route(&Subject { instance, mmds: None, state: &state, ec2: None }, &request, &context)
+    route(&Subject { instance, mmds: None, state: &state, cache: None }, &request, &context)
 }
 
 fn gce(instance: &Instance, target: &str, signer: bool) -> GuestResponse {

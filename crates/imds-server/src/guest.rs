@@ -196,9 +196,9 @@ fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestReq
         instance: &entry.instance,
         mmds: snapshot.mmds(id).map(|mmds| &**mmds),
         state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
-        // Filled by the EC2 dialect on the first request that needs the tree, and kept with this
-        // version of the record: instances whose guests speak other dialects never build one.
-        ec2: Some(&entry.ec2),
+        // Filled by the dialects on the first requests that need a rendering, and kept with this
+        // version of the record: an instance keeps only what its guests asked for.
+        cache: Some(&entry.cache),
     };
     imds_dialects::route(&subject, request, &context)
 }

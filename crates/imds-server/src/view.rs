@@ -43,7 +43,7 @@ pub const SECRETS: &str = "secrets";
 pub const SIGNING_KEYS: &str = "signing-keys";
 
 /// One served instance and the revision that last wrote it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Entry {
     /// The instance record.
     pub instance: Instance,
@@ -51,9 +51,9 @@ pub struct Entry {
     pub rev: Revision,
     /// The instance's request budget, carried over from version to version.
     pub throttle: Arc<Bucket>,
-    /// The instance's EC2 tree, rendered by the first request that needs it and kept for as
-    /// long as this version of the record is served.
-    pub ec2: std::sync::OnceLock<imds_dialects::ec2::Tree>,
+    /// What dialects render from this version of the record (the EC2 tree, GCE and Azure
+    /// documents), filled by the first requests that need it and dropped with the version.
+    pub cache: imds_dialects::Cache,
 }
 
 /// An immutable index of served instances at one revision.
@@ -233,7 +233,8 @@ impl Snapshot {
         for mac in &instance.mac {
             self.by_mac.insert(*mac, id.clone());
         }
-        self.by_id.insert(id, Arc::new(Entry { instance, rev: record.rev, throttle, ec2: std::sync::OnceLock::new() }));
+        self.by_id
+            .insert(id, Arc::new(Entry { instance, rev: record.rev, throttle, cache: imds_dialects::Cache::new() }));
     }
 
     fn remove(&mut self, id: &InstanceId) {
