@@ -46,7 +46,7 @@ fn snapshot(size: u32) -> Snapshot {
             }
         })
         .collect();
-    Snapshot::from_records(Revision(u64::from(size)), &records)
+    Snapshot::from_records(Revision(u64::from(size)), &records, imds_dialects::Budget::unlimited())
 }
 
 fn identify(c: &mut Criterion) {

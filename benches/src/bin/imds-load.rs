@@ -44,6 +44,26 @@ enum Mode {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// One GET from every instance's address (`source_address(0..instances)`), each on a new
+    /// connection, `concurrency` at a time; each answer must be 200 and name the instance
+    /// (`i-bench-N`), so every instance's guest has asked once.
+    Sweep {
+        /// The guest listener.
+        #[arg(long)]
+        target: SocketAddr,
+        /// The path to GET (its answer must contain the instance id).
+        #[arg(long, default_value = "/latest/meta-data/instance-id")]
+        path: String,
+        /// Instances to sweep.
+        #[arg(long)]
+        instances: u32,
+        /// Connections in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: u32,
+        /// Seconds before the sweep stops, counting what is left as errors.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
     /// Opens this many connections at once, one GET on each; every answer must be 200.
     Burst {
         /// The guest listener.
@@ -71,7 +91,8 @@ enum Mode {
         #[arg(long, default_value_t = 60)]
         seconds: u64,
     },
-    /// Registers `count` instances through the admin API, `concurrency` writes at a time.
+    /// Registers `count` instances through the admin API, `concurrency` requests at a time:
+    /// one `PUT` per instance, or bulk imports of `--batch` instances per request.
     Populate {
         /// The admin listener.
         #[arg(long)]
@@ -82,9 +103,12 @@ enum Mode {
         /// Instances to register (ids `i-bench-N`, addresses `source_address(N)`).
         #[arg(long)]
         count: u32,
-        /// Writes in flight.
+        /// Requests in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: u32,
+        /// Instances per request: above 1, `POST /v1/instances` with that many NDJSON lines.
+        #[arg(long, default_value_t = 1)]
+        batch: u32,
     },
     /// Times `count` admin writes from send until a guest read sees them.
     Visibility {
@@ -214,6 +238,59 @@ async fn get(target: SocketAddr, path: String, connections: u32, instances: u32,
     Ok(())
 }
 
+async fn sweep(target: SocketAddr, path: String, instances: u32, concurrency: u32, seconds: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, path) = (std::sync::Arc::clone(&next), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut micros, mut errors, mut first_error) = (Vec::new(), 0u64, None);
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= instances {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    errors += 1;
+                    continue;
+                }
+                let start = Instant::now();
+                let answer = async {
+                    let mut conn = Conn::open(target, Some(source_address(n))).await?;
+                    conn.send(Method::GET, &path, &[], Bytes::new()).await
+                };
+                let id = format!("i-bench-{n}");
+                match answer.await {
+                    Ok((StatusCode::OK, body)) if body.windows(id.len()).any(|w| w == id.as_bytes()) => {
+                        if micros.len() < MAX_SAMPLES_PER_CONNECTION {
+                            micros.push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
+                        }
+                    }
+                    other => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| match other {
+                            Ok((status, body)) => format!("{id}: {status} {}", String::from_utf8_lossy(&body)),
+                            Err(error) => format!("{id}: {error}"),
+                        });
+                    }
+                }
+            }
+            (micros, errors, first_error)
+        }));
+    }
+    let (mut micros, mut errors, mut first_error) = (Vec::new(), 0, None);
+    for task in tasks {
+        let (m, e, f) = task.await?;
+        micros.extend(m);
+        errors += e;
+        first_error = first_error.or(f);
+    }
+    report("sweep", micros, errors, started.elapsed(), json!({"instances": instances, "first_error": first_error}));
+    Ok(())
+}
+
 async fn burst(target: SocketAddr, path: String, connections: u32, seconds: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -297,12 +374,17 @@ async fn collect(
     (micros, errors, first_error)
 }
 
-fn instance_doc(n: u32, hostname: &str) -> String {
-    json!({"ipv4": [source_address(n).to_string()], "hostname": hostname, "region": "eu-west-1"}).to_string()
+fn instance_value(n: u32, hostname: &str) -> serde_json::Value {
+    json!({"ipv4": [source_address(n).to_string()], "hostname": hostname, "region": "eu-west-1"})
 }
 
-async fn populate(admin: SocketAddr, token: String, count: u32, concurrency: u32) -> anyhow::Result<()> {
+fn instance_doc(n: u32, hostname: &str) -> String {
+    instance_value(n, hostname).to_string()
+}
+
+async fn populate(admin: SocketAddr, token: String, count: u32, concurrency: u32, batch: u32) -> anyhow::Result<()> {
     let started = Instant::now();
+    let batch = batch.max(1);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -312,17 +394,28 @@ async fn populate(admin: SocketAddr, token: String, count: u32, concurrency: u32
             let auth = format!("Bearer {token}");
             let mut micros = Vec::new();
             loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if n >= count {
+                let first = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                if first >= count {
                     return anyhow::Ok(micros);
                 }
                 let start = Instant::now();
-                let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-                let body = Bytes::from(instance_doc(n, &format!("bench-{n}")));
-                let (status, text) =
-                    conn.send(Method::PUT, &format!("/v1/instances/i-bench-{n}"), &headers, body).await?;
+                let (status, text) = if batch == 1 {
+                    let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+                    let body = Bytes::from(instance_doc(first, &format!("bench-{first}")));
+                    conn.send(Method::PUT, &format!("/v1/instances/i-bench-{first}"), &headers, body).await?
+                } else {
+                    let headers = [("authorization", auth.as_str()), ("content-type", "application/x-ndjson")];
+                    let mut lines = String::new();
+                    for n in first..first.saturating_add(batch).min(count) {
+                        let mut doc = instance_value(n, &format!("bench-{n}"));
+                        doc["id"] = json!(format!("i-bench-{n}"));
+                        lines.push_str(&doc.to_string());
+                        lines.push('\n');
+                    }
+                    conn.send(Method::POST, "/v1/instances", &headers, Bytes::from(lines)).await?
+                };
                 if !status.is_success() {
-                    bail!("PUT i-bench-{n} answered {status}: {}", String::from_utf8_lossy(&text));
+                    bail!("registering i-bench-{first}.. answered {status}: {}", String::from_utf8_lossy(&text));
                 }
                 micros.push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
             }
@@ -332,7 +425,15 @@ async fn populate(admin: SocketAddr, token: String, count: u32, concurrency: u32
     for task in tasks {
         micros.extend(task.await??);
     }
-    report("populate", micros, 0, started.elapsed(), json!({"count": count, "concurrency": concurrency}));
+    let elapsed = started.elapsed();
+    report(
+        "populate",
+        micros,
+        0,
+        elapsed,
+        json!({"count": count, "concurrency": concurrency, "batch": batch,
+        "instances_per_second": f64::from(count) / elapsed.as_secs_f64()}),
+    );
     Ok(())
 }
 
@@ -373,9 +474,14 @@ async fn main() -> anyhow::Result<()> {
         Mode::Get { target, path, connections, instances, seconds } => {
             get(target, path, connections, instances, seconds).await
         }
+        Mode::Sweep { target, path, instances, concurrency, seconds } => {
+            sweep(target, path, instances, concurrency, seconds).await
+        }
         Mode::Burst { target, path, connections, seconds } => burst(target, path, connections, seconds).await,
         Mode::Tokens { target, connections, seconds } => tokens(target, connections, seconds).await,
-        Mode::Populate { admin, token, count, concurrency } => populate(admin, token, count, concurrency).await,
+        Mode::Populate { admin, token, count, concurrency, batch } => {
+            populate(admin, token, count, concurrency, batch).await
+        }
         Mode::Visibility { admin, target, token, count } => visibility(admin, target, token, count).await,
     }
 }

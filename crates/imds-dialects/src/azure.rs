@@ -86,7 +86,7 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
             let format = query.get(wire::FORMAT).map(str::to_ascii_lowercase);
             // The document renders from the record alone: keep its answers with this version.
             let key = || format!("azure {path} {version} {extended} {format:?}");
-            crate::cache::answer_with(subject.cache, key, || {
+            crate::cache::answer_with(subject.cache, context.now, key, || {
                 let whole = document::render(subject.instance, version, extended);
                 let Some(node) = segments.try_fold(&whole, step) else {
                     return (error(StatusCode::NOT_FOUND, wire::NOT_FOUND), false);

@@ -34,8 +34,6 @@
 //! "public-keys": null}`. The identity document reads `meta-data` after overrides, so it agrees
 //! with what `meta-data/` serves.
 
-use std::sync::OnceLock;
-
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::{EndpointMode, Instance};
@@ -55,7 +53,7 @@ use tree::{Entry, Node};
 
 /// The instance's rendered tree: everything under `/<version>/` that depends on the record
 /// alone, and the identity document its signatures sign. Build it once per record version
-/// (a `OnceLock` passed to [`respond_with`]) and answer many requests from it; credentials,
+/// (kept in the [`crate::Cache`] passed to [`respond_with`]) and answer many requests from it; credentials,
 /// signatures and other time-dependent leaves are computed per request.
 #[derive(Debug, Clone)]
 pub struct Tree {
@@ -69,6 +67,11 @@ impl Tree {
         let (root, document) = version_dir(instance);
         Self { root, document }
     }
+
+    /// About how many bytes of memory the tree holds (what a [`crate::Cache`] charges for it).
+    pub fn heap_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.root.heap_size() + self.document.capacity()
+    }
 }
 
 /// Answers one EC2 request for `instance`, rendering its tree for this request.
@@ -76,12 +79,12 @@ pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_
     respond_with(instance, None, request, context)
 }
 
-/// Answers one EC2 request for `instance`, taking its tree from `cache` (filled with
-/// [`Tree::build`] by the first request that needs the tree; rendered for this request alone
-/// when `None`).
+/// Answers one EC2 request for `instance`, taking its tree from `cache` (built by the first
+/// request that needs the tree and kept while the cache's budget allows; rendered for this
+/// request alone when `None`).
 pub fn respond_with(
     instance: &Instance,
-    cache: Option<&OnceLock<Tree>>,
+    cache: Option<&crate::Cache>,
     request: &GuestRequest,
     context: &Context<'_>,
 ) -> GuestResponse {
@@ -118,7 +121,7 @@ pub fn respond_with(
 /// The tree lookup behind the token gate.
 fn lookup(
     instance: &Instance,
-    cache: Option<&OnceLock<Tree>>,
+    cache: Option<&crate::Cache>,
     path: &str,
     split: Option<(&str, &str)>,
     context: &Context<'_>,
@@ -133,13 +136,9 @@ fn lookup(
         return not_found();
     };
     let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
-    let built;
     let tree = match cache {
-        Some(cache) => cache.get_or_init(|| Tree::build(instance)),
-        None => {
-            built = Tree::build(instance);
-            &built
-        }
+        Some(cache) => cache.ec2_tree(context.now, || Tree::build(instance)),
+        None => std::sync::Arc::new(Tree::build(instance)),
     };
     match tree.root.find(&segments, at).map(|entry| &entry.node) {
         Some(Node::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),

@@ -137,7 +137,7 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
         // those answers with this version of the record.
         let cache = subject.cache;
         let key = || format!("gce {path} {}{:?}{}", query.recursive, query.alt, query.wait.is_some());
-        return crate::cache::answer_with(cache, key, || {
+        return crate::cache::answer_with(cache, context.now, key, || {
             walk(subject, request, context, &query, &segments, slash, guest_attributes)
         });
     }

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::{FieldError, GuestState, Instance, Invalid, Mmds, StateWrite};
 
-pub use cache::Cache;
+pub use cache::{Budget, Cache};
 
 pub mod azure;
 mod cache;
@@ -307,7 +307,7 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
             )
         }
         Dialect::Ec2 | Dialect::Mmds => {
-            ec2_shaped(ec2::respond_with(subject.instance, subject.cache.map(Cache::ec2), request, context))
+            ec2_shaped(ec2::respond_with(subject.instance, subject.cache, request, context))
         }
         Dialect::Gce => gce::respond(subject, request, context),
         Dialect::Azure => azure::respond(subject, request, context),

@@ -1,13 +1,14 @@
 //! Answers kept in a [`Cache`] are the answers rendered without one: for every dialect that
 //! keeps renderings (EC2's tree, GCE's and Azure's documents), asked twice with one cache and
-//! once without, and guest state written between requests is seen at once.
+//! once without, and guest state written between requests is seen at once. What caches keep
+//! stays within their [`Budget`] and is given back when they are cleared or dropped.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
 use http::{HeaderName, HeaderValue, Method};
 use imds_dialects::token::TokenKey;
-use imds_dialects::{route, Cache, Context, GuestRequest, GuestResponse, Subject};
+use imds_dialects::{route, Budget, Cache, Context, GuestRequest, GuestResponse, Subject};
 use imds_model::{GuestState, Instance, Limits, StateWrite};
 use serde_json::json;
 
@@ -81,7 +82,7 @@ const TARGETS: &[&str] = &[
 fn kept_answers_are_the_rendered_answers() {
     let instance = instance();
     let state = GuestState::default();
-    let cache = Cache::new();
+    let cache = Cache::new(Budget::unlimited());
     for target in TARGETS {
         for method in [Method::GET, Method::HEAD] {
             let request = request(method.clone(), target);
@@ -99,7 +100,7 @@ fn kept_answers_are_the_rendered_answers() {
 #[test]
 fn guest_attributes_written_between_requests_are_seen_with_the_same_cache() {
     let instance = instance();
-    let cache = Cache::new();
+    let cache = Cache::new(Budget::unlimited());
     let target = "/computeMetadata/v1/instance/guest-attributes/hostkeys/ssh-ed25519";
     let before = send(&instance, &GuestState::default(), Some(&cache), &request(Method::GET, target));
     assert_eq!(before.status, 404, "no attribute yet");
@@ -126,7 +127,7 @@ fn a_guest_walking_many_paths_keeps_a_bounded_number_of_answers() {
         (0..200).map(|i| (format!("key-{i}"), json!(format!("value-{i}")))).collect();
     doc["dialects"]["gce"]["attributes"] = attributes.into();
     let instance = Instance::parse(&doc, &Limits::default()).unwrap();
-    let cache = Cache::new();
+    let cache = Cache::new(Budget::unlimited());
     for i in 0..200 {
         let target = format!("/computeMetadata/v1/instance/attributes/key-{i}");
         let response = send(&instance, &GuestState::default(), Some(&cache), &request(Method::GET, &target));
@@ -140,4 +141,35 @@ fn a_guest_walking_many_paths_keeps_a_bounded_number_of_answers() {
         &request(Method::GET, "/computeMetadata/v1/instance/attributes/key-3"),
     );
     assert_eq!(&again.body[..], b"value-3");
+}
+
+#[test]
+fn caches_keep_within_their_budget_and_give_it_back() {
+    let instance = instance();
+    let state = GuestState::default();
+    let targets = ["/latest/meta-data/instance-id", "/computeMetadata/v1/?recursive=true"];
+    // Room for a few instances' renderings.
+    let budget = Budget::new(48 << 10);
+    let caches: Vec<Cache> = (0..8).map(|_| Cache::new(std::sync::Arc::clone(&budget))).collect();
+    for cache in &caches {
+        for target in targets {
+            let request = request(Method::GET, target);
+            assert_eq!(send(&instance, &state, Some(cache), &request), send(&instance, &state, None, &request));
+            assert!(budget.used() <= budget.limit(), "{} bytes kept", budget.used());
+        }
+    }
+    let trees = caches.iter().filter(|cache| cache.has_ec2_tree()).count();
+    assert!((1..8).contains(&trees), "{trees} caches keep an EC2 tree");
+    assert_eq!(caches.iter().map(Cache::bytes).sum::<usize>(), budget.used());
+    let first = caches.iter().position(|cache| cache.has_ec2_tree()).unwrap();
+    caches[first].clear();
+    assert!(!caches[first].has_ec2_tree());
+    assert_eq!(caches[first].answers(), 0);
+    assert_eq!(caches.iter().map(Cache::bytes).sum::<usize>(), budget.used());
+    // The room a clear gives back is used by the next cache that asks.
+    let late = caches.iter().position(|cache| !cache.has_ec2_tree()).unwrap();
+    send(&instance, &state, Some(&caches[late]), &request(Method::GET, targets[0]));
+    assert!(caches[late].has_ec2_tree());
+    drop(caches);
+    assert_eq!(budget.used(), 0, "dropped caches give their bytes back");
 }

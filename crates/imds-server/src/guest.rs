@@ -51,6 +51,8 @@ pub struct Config {
     pub throttle: Throttle,
     /// Deployment-wide dialect settings.
     pub dialects: Settings,
+    /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
+    pub render_cache_bytes: usize,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             listen: vec![SocketAddr::from(([169, 254, 169, 254], 80))],
             throttle: Throttle::default(),
             dialects: Settings::default(),
+            render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
         }
     }
 }
@@ -114,7 +117,7 @@ fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
 }
 
 /// Seconds since the Unix epoch; token expiry is whole seconds, as on EC2.
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

@@ -68,7 +68,7 @@ pub async fn run(store: Arc<dyn Store>, scope: Scope, view: View, backoff: Backo
             }
         };
         let mut last = snapshot.rev;
-        view.swap(Snapshot::from_records(snapshot.rev, &snapshot.records));
+        view.swap(Snapshot::from_records(snapshot.rev, &snapshot.records, Arc::clone(view.load().budget())));
         view.health().connected();
         view.health().heard();
         // Anything may have changed: every long-polling guest renders again.

@@ -183,9 +183,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         None => None,
     };
 
-    let view = View::new();
+    let view = View::with_budget(imds_dialects::Budget::new(config.guest.render_cache_bytes));
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    tasks.spawn(crate::view::renderings::tend(view.clone(), shutdown.clone()));
     tasks.spawn(replica::run(
         Arc::clone(&store),
         config.scope.clone(),

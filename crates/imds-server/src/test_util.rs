@@ -48,7 +48,16 @@ impl TestServer {
     /// connection limits (tests that hold thousands of connections).
     pub async fn with_guest_limits(throttle: Throttle, connections: listener::Limits) -> Self {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        Self::start_with(store, None, imds_model::Limits::default(), None, throttle, connections).await
+        let guest = guest::Config { throttle, ..guest::Config::default() };
+        Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections).await
+    }
+
+    /// Starts a daemon over a fresh in-memory store whose instances keep at most
+    /// `render_cache_bytes` of renderings together.
+    pub async fn with_render_cache(render_cache_bytes: usize) -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let guest = guest::Config { render_cache_bytes, ..guest::Config::default() };
+        Self::start_with(store, None, imds_model::Limits::default(), None, guest, listener::Limits::default()).await
     }
 
     /// Starts a daemon with explicit limits and an optional admin Unix socket.
@@ -58,7 +67,7 @@ impl TestServer {
         limits: imds_model::Limits,
         socket: Option<std::path::PathBuf>,
     ) -> Self {
-        Self::start_with(store, token, limits, socket, Throttle::default(), listener::Limits::default()).await
+        Self::start_with(store, token, limits, socket, guest::Config::default(), listener::Limits::default()).await
     }
 
     async fn start_with(
@@ -66,12 +75,12 @@ impl TestServer {
         token: Option<&str>,
         limits: imds_model::Limits,
         socket: Option<std::path::PathBuf>,
-        throttle: Throttle,
+        guest: guest::Config,
         connections: listener::Limits,
     ) -> Self {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = server::Config {
-            guest: guest::Config { listen: vec![loopback], throttle, dialects: Default::default() },
+            guest: guest::Config { listen: vec![loopback], ..guest },
             admin: admin::Config {
                 listen: Some(loopback),
                 socket,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use imds_dialects::{Budget, Cache};
 use imds_model::{GuestState, Instance, InstanceId, MacAddr, Mmds};
 use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
@@ -27,6 +28,7 @@ use sharded::ShardedMap;
 use crate::health::FeedHealth;
 
 pub mod changes;
+pub mod renderings;
 mod sharded;
 
 /// The store collection that holds instance records.
@@ -53,13 +55,15 @@ pub struct Entry {
     pub throttle: Arc<Bucket>,
     /// What dialects render from this version of the record (the EC2 tree, GCE and Azure
     /// documents), filled by the first requests that need it and dropped with the version.
-    pub cache: imds_dialects::Cache,
+    pub cache: Cache,
 }
 
 /// An immutable index of served instances at one revision.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     rev: Revision,
+    /// What the renderings kept with every instance may hold together.
+    budget: Arc<Budget>,
     by_id: ShardedMap<InstanceId, Arc<Entry>>,
     by_ip: ShardedMap<IpAddr, InstanceId>,
     by_mac: ShardedMap<MacAddr, InstanceId>,
@@ -70,10 +74,33 @@ pub struct Snapshot {
     signer: Option<Arc<crate::sign::KeyringSigner>>,
 }
 
+impl Default for Snapshot {
+    /// An empty snapshot whose renderings are not bounded.
+    fn default() -> Self {
+        Self::empty(Budget::unlimited())
+    }
+}
+
 impl Snapshot {
-    /// Builds a snapshot from a store snapshot's records (other collections are skipped).
-    pub fn from_records(rev: Revision, records: &[Record]) -> Self {
-        let mut snapshot = Snapshot { rev, ..Snapshot::default() };
+    /// An empty snapshot at revision 0 whose instances keep renderings within `budget`.
+    pub fn empty(budget: Arc<Budget>) -> Self {
+        Self {
+            rev: Revision::default(),
+            budget,
+            by_id: ShardedMap::default(),
+            by_ip: ShardedMap::default(),
+            by_mac: ShardedMap::default(),
+            mmds: ShardedMap::default(),
+            state: ShardedMap::default(),
+            roles: HashMap::new(),
+            signer: None,
+        }
+    }
+
+    /// Builds a snapshot from a store snapshot's records (other collections are skipped), its
+    /// instances keeping renderings within `budget`.
+    pub fn from_records(rev: Revision, records: &[Record], budget: Arc<Budget>) -> Self {
+        let mut snapshot = Snapshot { rev, ..Snapshot::empty(budget) };
         for record in records {
             snapshot.put(record);
         }
@@ -93,6 +120,16 @@ impl Snapshot {
     /// Whether it holds no instance.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+
+    /// Every instance, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Arc<Entry>> {
+        self.by_id.values()
+    }
+
+    /// The budget every instance's renderings draw on.
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     /// The instance with this id.
@@ -233,8 +270,10 @@ impl Snapshot {
         for mac in &instance.mac {
             self.by_mac.insert(*mac, id.clone());
         }
-        self.by_id
-            .insert(id, Arc::new(Entry { instance, rev: record.rev, throttle, cache: imds_dialects::Cache::new() }));
+        self.by_id.insert(
+            id,
+            Arc::new(Entry { instance, rev: record.rev, throttle, cache: Cache::new(Arc::clone(&self.budget)) }),
+        );
     }
 
     fn remove(&mut self, id: &InstanceId) {
@@ -256,6 +295,10 @@ impl Snapshot {
     }
 }
 
+/// The bytes of renderings (EC2 trees, GCE and Azure answers) kept by default over all
+/// instances: about 20,000 instances' EC2 trees.
+pub const DEFAULT_RENDER_BYTES: usize = 256 << 20;
+
 /// The shared, atomically swapped view, plus the revision it has reached.
 #[derive(Debug, Clone)]
 pub struct View {
@@ -272,11 +315,17 @@ impl Default for View {
 }
 
 impl View {
-    /// An empty view that is not ready (no snapshot swapped in yet).
+    /// An empty view that is not ready (no snapshot swapped in yet), keeping renderings within
+    /// [`DEFAULT_RENDER_BYTES`].
     pub fn new() -> Self {
+        Self::with_budget(Budget::new(DEFAULT_RENDER_BYTES))
+    }
+
+    /// An empty view whose instances keep renderings within `budget`.
+    pub fn with_budget(budget: Arc<Budget>) -> Self {
         let (reached, _) = watch::channel(None);
         Self {
-            current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::empty(budget))),
             reached,
             changes: Arc::new(Changes::default()),
             health: Arc::default(),

@@ -51,6 +51,8 @@ pub struct RawGuest {
     pub throttle_burst: Option<u32>,
     /// Where NoCloud is served, e.g. `/nocloud/`.
     pub nocloud_prefix: Option<String>,
+    /// MiB of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
+    pub render_cache_mib: Option<u32>,
 }
 
 /// `[admin]`
@@ -120,6 +122,7 @@ impl RawConfig {
     pub fn overlay_env(&mut self, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
         env_number(lookup, "IMDS_GUEST_THROTTLE_PER_SECOND", &mut self.guest.throttle_per_second, problems);
         env_number(lookup, "IMDS_GUEST_THROTTLE_BURST", &mut self.guest.throttle_burst, problems);
+        env_number(lookup, "IMDS_GUEST_RENDER_CACHE_MIB", &mut self.guest.render_cache_mib, problems);
         env_number(lookup, "IMDS_STORE_RETAIN_CHANGES", &mut self.store.retain_changes, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_USER_DATA", &mut self.limits.max_user_data, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_RECORD", &mut self.limits.max_record, problems);
@@ -225,6 +228,10 @@ impl Config {
                 imds_dialects::Settings::default()
             }
         };
+        let render_cache_bytes = raw
+            .guest
+            .render_cache_mib
+            .map_or(imds_server::view::DEFAULT_RENDER_BYTES, |mib| usize::try_from(mib).unwrap_or(usize::MAX) << 20);
         if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
             problems.push("guest.listen: give at least one address, e.g. \"169.254.169.254:80\"".into());
         }
@@ -387,7 +394,7 @@ impl Config {
             .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
-                guest: guest::Config { listen: guest_listen, throttle, dialects },
+                guest: guest::Config { listen: guest_listen, throttle, dialects, render_cache_bytes },
                 admin: admin::Config { listen: admin_listen, socket: admin_socket, token, write_visibility_timeout },
                 limits,
                 connections,

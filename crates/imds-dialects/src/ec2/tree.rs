@@ -68,6 +68,21 @@ impl Entry {
         Self { label: Some(label.into()), ..self }
     }
 
+    /// About how many bytes this entry and everything below it hold.
+    pub(crate) fn heap_size(&self) -> usize {
+        // Each heap block costs its bytes plus the allocator's header, rounded up.
+        let block = |len: usize| if len == 0 { 0 } else { (len + 16).next_multiple_of(16) };
+        let own = block(self.name.capacity()) + self.label.as_ref().map_or(0, |label| block(label.capacity()));
+        own + match &self.node {
+            Node::Absent | Node::Computed(_) => 0,
+            Node::Leaf(body, _) => block(body.len()) + 32,
+            Node::Dir(children) => {
+                block(children.capacity() * std::mem::size_of::<Entry>())
+                    + children.iter().map(Entry::heap_size).sum::<usize>()
+            }
+        }
+    }
+
     /// Whether this entry answers at filter key `at`.
     pub(crate) fn visible(&self, at: &str) -> bool {
         self.since <= at

@@ -36,6 +36,11 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
         usize::try_from(self.hasher.hash_one(key) >> 56).unwrap_or(0) % SHARDS
     }
 
+    /// Every value, in no particular order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
+        self.shards.iter().flat_map(|shard| shard.values())
+    }
+
     /// The value of `key`.
     pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
     where

@@ -18,7 +18,7 @@ fn record(doc: serde_json::Value, rev: u64) -> Record {
 #[test]
 fn indexes_follow_puts_and_deletes() {
     let a = record(json!({"id": "i-a", "ipv4": ["10.0.0.1"], "ipv6": ["fd00::1"], "mac": ["02:00:00:00:00:0a"]}), 1);
-    let snapshot = Snapshot::from_records(Revision(1), &[a]);
+    let snapshot = Snapshot::from_records(Revision(1), &[a], Budget::unlimited());
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     assert_eq!(snapshot.by_ip(ip("10.0.0.1")).unwrap().instance.id.as_str(), "i-a");
     assert_eq!(snapshot.by_ip(ip("::ffff:10.0.0.1")).unwrap().instance.id.as_str(), "i-a", "IPv4-mapped callers");
@@ -47,7 +47,7 @@ fn other_collections_and_unreadable_records_are_skipped() {
     let other =
         Record { key: Key::new("secrets", "k"), node: None, claims: vec![], value: b"x".to_vec(), rev: Revision(2) };
     let ok = record(json!({"id": "i-ok", "ipv4": ["10.0.0.8"]}), 3);
-    let snapshot = Snapshot::from_records(Revision(3), &[junk, other, ok]);
+    let snapshot = Snapshot::from_records(Revision(3), &[junk, other, ok], Budget::unlimited());
     assert_eq!(snapshot.len(), 1);
     assert!(snapshot.by_ip("10.0.0.8".parse().unwrap()).is_some());
 }
@@ -61,7 +61,7 @@ async fn wait_for_returns_when_the_revision_is_swapped_in() {
         let view = view.clone();
         tokio::spawn(async move { view.wait_for(Revision(5), Duration::from_secs(10)).await })
     };
-    view.swap(Snapshot::from_records(Revision(4), &[]));
+    view.swap(Snapshot::from_records(Revision(4), &[], Budget::unlimited()));
     assert!(view.is_ready());
     view.advance(Revision(5));
     assert!(waiter.await.unwrap());

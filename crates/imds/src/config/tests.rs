@@ -152,6 +152,20 @@ fn nocloud_prefix_comes_from_file_or_env_and_is_checked() {
 }
 
 #[test]
+fn the_render_cache_size_comes_from_file_or_env() {
+    let args = ServeArgs::default();
+    let default = load(&args, &env(&[])).unwrap().server.guest.render_cache_bytes;
+    assert_eq!(default, imds_server::view::DEFAULT_RENDER_BYTES);
+    let (_dir, path) = config_file("[guest]\nrender_cache_mib = 64\n");
+    let from_file = ServeArgs { config: Some(path), ..ServeArgs::default() };
+    assert_eq!(load(&from_file, &env(&[])).unwrap().server.guest.render_cache_bytes, 64 << 20);
+    let from_env = load(&from_file, &env(&[("IMDS_GUEST_RENDER_CACHE_MIB", "0")])).unwrap();
+    assert_eq!(from_env.server.guest.render_cache_bytes, 0, "env beats file; 0 keeps nothing");
+    let problems = load(&args, &env(&[("IMDS_GUEST_RENDER_CACHE_MIB", "lots")])).unwrap_err();
+    assert!(problems.iter().any(|p| p.contains("IMDS_GUEST_RENDER_CACHE_MIB")), "{problems:?}");
+}
+
+#[test]
 fn roles_in_the_file_are_validated_like_the_admin_api_does() {
     let (_dir, path) = config_file(
         "[roles.app.source]\ntype = \"static\"\naccess_key_id = \"AKIAFILE\"\nsecret_access_key = \"s\"\n\
