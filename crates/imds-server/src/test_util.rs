@@ -48,7 +48,14 @@ impl TestServer {
     /// connection limits (tests that hold thousands of connections).
     pub async fn with_guest_limits(throttle: Throttle, connections: listener::Limits) -> Self {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        Self::start_with(store, None, imds_model::Limits::default(), None, throttle, connections).await
+        Self::start_with(store, None, imds_model::Limits::default(), None, throttle, connections, Default::default())
+            .await
+    }
+
+    /// Starts a daemon over `store` with explicit bulk-import limits.
+    pub async fn with_import_limits(store: Arc<dyn Store>, import: admin::import::Limits) -> Self {
+        let limits = imds_model::Limits::default();
+        Self::start_with(store, None, limits, None, Throttle::default(), listener::Limits::default(), import).await
     }
 
     /// Starts a daemon with explicit limits and an optional admin Unix socket.
@@ -58,7 +65,8 @@ impl TestServer {
         limits: imds_model::Limits,
         socket: Option<std::path::PathBuf>,
     ) -> Self {
-        Self::start_with(store, token, limits, socket, Throttle::default(), listener::Limits::default()).await
+        let connections = listener::Limits::default();
+        Self::start_with(store, token, limits, socket, Throttle::default(), connections, Default::default()).await
     }
 
     async fn start_with(
@@ -68,6 +76,7 @@ impl TestServer {
         socket: Option<std::path::PathBuf>,
         throttle: Throttle,
         connections: listener::Limits,
+        import: admin::import::Limits,
     ) -> Self {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = server::Config {
@@ -77,6 +86,7 @@ impl TestServer {
                 socket,
                 token: token.map(Token::new),
                 write_visibility_timeout: Duration::from_secs(5),
+                import,
             },
             limits,
             connections,
