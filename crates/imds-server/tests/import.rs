@@ -140,7 +140,9 @@ async fn bad_input_changes_nothing() {
     let mut moved = instance(2, "moved");
     moved["ipv4"] = existing["ipv4"].clone();
 
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, StatusCode, &str)> = vec![
+    // (what, body, extra headers, status, field)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "an invalid field",
             format!("{}\n\n{}\n{bad_ip}\n", good(10), good(11)),
@@ -149,7 +151,13 @@ async fn bad_input_changes_nothing() {
             "line 4: network.interfaces[0].ipv4[0].address",
         ),
         ("not JSON", format!("{}\n{{\"id\": \n", good(10)), vec![], StatusCode::BAD_REQUEST, "line 2:"),
-        ("no id", format!("{}\n{}\n", good(10), json!({"hostname": "x"})), vec![], StatusCode::BAD_REQUEST, "line 2: id"),
+        (
+            "no id",
+            format!("{}\n{}\n", good(10), json!({"hostname": "x"})),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "line 2: id",
+        ),
         ("a repeated id", ndjson(&[good(10), good(11), good(10)]), vec![], StatusCode::BAD_REQUEST, "line 3: id"),
         ("two lines, one MAC", ndjson(&[good(10), twin]), vec![], StatusCode::CONFLICT, "line 2: mac"),
         ("an address held outside", ndjson(&[good(10), outsider]), vec![], StatusCode::CONFLICT, "line 2: ipv4"),
@@ -170,8 +178,11 @@ async fn bad_input_changes_nothing() {
         assert_eq!(field(&response), want_field, "{what}: {}", response.text());
         assert_eq!(store_state(&server).await, before, "{what} changed the store");
     }
-    let response =
-        server.admin().send(Method::POST, "/v1/instances", &[("content-type", "application/json")], "{}").await.unwrap();
+    let response = server
+        .admin()
+        .send(Method::POST, "/v1/instances", &[("content-type", "application/json")], "{}")
+        .await
+        .unwrap();
     assert_eq!(response.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     // Two lines claiming one address are both named.

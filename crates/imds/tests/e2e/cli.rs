@@ -166,9 +166,7 @@ async fn smbios_prints_qemu_arguments_for_the_configured_seed() {
 async fn instance_import_sends_batches_and_says_what_happened() {
     let (_guard, dir) = temp_dir();
     let daemon = Daemon::with_db(&dir, &dir.join("imds.db"));
-    let doc = |n: u32, host: &str| {
-        serde_json::json!({"id": format!("i-imp-{n:02}"), "hostname": host, "ipv4": [format!("127.0.4.{}", n + 1)]})
-    };
+    let doc = |n: u32, host: &str| serde_json::json!({"id": format!("i-imp-{n:02}"), "hostname": host, "ipv4": [format!("127.0.4.{}", n + 1)]});
     let ndjson: String = (0..25).map(|n| format!("{}\n\n", doc(n, "first"))).collect();
     let file = dir.join("inventory.ndjson");
     std::fs::write(&file, &ndjson).unwrap();
