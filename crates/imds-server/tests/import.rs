@@ -217,3 +217,69 @@ async fn create_only_writes_new_ids_only() {
     assert_eq!(response.json(), json!({"created": 0, "replaced": 0}));
     assert_eq!(store_state(&server).await, before);
 }
+
+/// A memory store committing two puts per batch whose second batch loses a race: another
+/// writer took an address between the import's checks and its write.
+#[derive(Debug)]
+struct RacedStore {
+    inner: imds_store::memory::MemoryStore,
+    batches: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl imds_store::Store for RacedStore {
+    async fn get(&self, key: &Key) -> Result<Option<imds_store::Record>, imds_store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<imds_store::Page, imds_store::StoreError> {
+        self.inner.list(collection, after, limit).await
+    }
+    async fn put(&self, put: imds_store::Put) -> Result<imds_store::Written, imds_store::StoreError> {
+        self.inner.put(put).await
+    }
+    async fn put_batch(&self, puts: Vec<imds_store::Put>) -> Result<Vec<imds_store::Written>, imds_store::StoreError> {
+        if self.batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            let holder = Key::new("instances", "i-racer");
+            return Err(imds_store::StoreError::ClaimConflict { claim: "ipv4/127.9.9.9".into(), holder });
+        }
+        self.inner.put_batch(puts).await
+    }
+    fn max_batch(&self) -> usize {
+        2
+    }
+    async fn delete(&self, key: &Key, expect: imds_store::Expect) -> Result<Revision, imds_store::StoreError> {
+        self.inner.delete(key, expect).await
+    }
+    async fn snapshot(&self, scope: &Scope) -> Result<imds_store::Snapshot, imds_store::StoreError> {
+        self.inner.snapshot(scope).await
+    }
+    async fn subscribe(&self, scope: &Scope, after: Revision) -> Result<imds_store::Feed, imds_store::StoreError> {
+        self.inner.subscribe(scope, after).await
+    }
+    async fn compact(&self, through: Revision) -> Result<(), imds_store::StoreError> {
+        self.inner.compact(through).await
+    }
+    async fn revision(&self) -> Result<Revision, imds_store::StoreError> {
+        self.inner.revision().await
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_lost_to_a_race_reports_what_was_committed() {
+    let store = RacedStore { inner: imds_store::memory::MemoryStore::new(), batches: Default::default() };
+    let server = TestServer::with_import_limits(Arc::new(store), Limits::default()).await;
+    let docs: Vec<Value> = (0..5).map(|n| instance(n, "raced")).collect();
+    let response = import(&server, ndjson(&docs), &[]).await;
+    assert_eq!(response.status, StatusCode::CONFLICT, "{}", response.text());
+    let error = &response.json()["error"];
+    assert_eq!(error["committed"], 2, "{error}");
+    assert_eq!(error["conflicting_instance"], "i-racer", "{error}");
+    assert!(error["message"].as_str().unwrap().contains("2 instances were imported"), "{error}");
+    let ids: Vec<String> = store_state(&server).await.1.into_iter().map(|(id, _, _)| id).collect();
+    assert_eq!(ids, ["i-000000", "i-000001"], "the first chunk stays, nothing after it");
+}
