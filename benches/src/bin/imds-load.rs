@@ -85,6 +85,9 @@ enum Mode {
         /// Writes in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: u32,
+        /// Instances per bulk import (`POST /v1/instances`); 0 registers them one `PUT` each.
+        #[arg(long, default_value_t = 0)]
+        bulk: u32,
     },
     /// Times `count` admin writes from send until a guest read sees them.
     Visibility {
@@ -336,6 +339,57 @@ async fn populate(admin: SocketAddr, token: String, count: u32, concurrency: u32
     Ok(())
 }
 
+/// Registers `count` instances in bulk imports of `bulk` each, `concurrency` requests in
+/// flight. Latencies are per request; `rps` is instances registered per second.
+async fn populate_bulk(
+    admin: SocketAddr,
+    token: String,
+    count: u32,
+    concurrency: u32,
+    bulk: u32,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, token) = (std::sync::Arc::clone(&next), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(admin, None).await?;
+            let auth = format!("Bearer {token}");
+            let mut micros = Vec::new();
+            loop {
+                let first = next.fetch_add(bulk, std::sync::atomic::Ordering::Relaxed);
+                if first >= count {
+                    return anyhow::Ok(micros);
+                }
+                let mut body = String::new();
+                for n in first..first.saturating_add(bulk).min(count) {
+                    let mut doc: serde_json::Value = serde_json::from_str(&instance_doc(n, &format!("bench-{n}")))?;
+                    doc["id"] = json!(format!("i-bench-{n}"));
+                    body.push_str(&doc.to_string());
+                    body.push('\n');
+                }
+                let start = Instant::now();
+                let headers = [("authorization", auth.as_str()), ("content-type", "application/x-ndjson")];
+                let (status, text) = conn.send(Method::POST, "/v1/instances", &headers, Bytes::from(body)).await?;
+                if !status.is_success() {
+                    bail!("import from i-bench-{first} answered {status}: {}", String::from_utf8_lossy(&text));
+                }
+                micros.push(u32::try_from(start.elapsed().as_micros()).unwrap_or(u32::MAX));
+            }
+        }));
+    }
+    let mut micros = Vec::new();
+    for task in tasks {
+        micros.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    let rate = f64::from(count) / elapsed.as_secs_f64().max(1e-9);
+    let extra = json!({"count": count, "concurrency": concurrency, "bulk": bulk, "rps": rate});
+    report("populate", micros, 0, elapsed, extra);
+    Ok(())
+}
+
 async fn visibility(admin: SocketAddr, target: SocketAddr, token: String, count: u32) -> anyhow::Result<()> {
     let auth = format!("Bearer {token}");
     let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
@@ -375,7 +429,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Mode::Burst { target, path, connections, seconds } => burst(target, path, connections, seconds).await,
         Mode::Tokens { target, connections, seconds } => tokens(target, connections, seconds).await,
-        Mode::Populate { admin, token, count, concurrency } => populate(admin, token, count, concurrency).await,
+        Mode::Populate { admin, token, count, concurrency, bulk: 0 } => {
+            populate(admin, token, count, concurrency).await
+        }
+        Mode::Populate { admin, token, count, concurrency, bulk } => {
+            populate_bulk(admin, token, count, concurrency, bulk).await
+        }
         Mode::Visibility { admin, target, token, count } => visibility(admin, target, token, count).await,
     }
 }

@@ -99,7 +99,14 @@ pub async fn import(
     let expect = precondition(&headers)?;
     let limit = state.import.max_body;
     let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AdminError::BodyTooLarge { limit })?;
-    let lines = parse_lines(&state, &bytes)?;
+    // Validating up to 100,000 documents is CPU work of its own: keep it off the async workers
+    // that also serve guests.
+    let lines = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || parse_lines(&state, &bytes))
+            .await
+            .map_err(|error| AdminError::Unavailable(format!("import validation did not complete: {error}")))??
+    };
     let chunk = state.store.max_batch().clamp(1, CHUNK_CAP);
     check_claims(&lines)?;
     check_against_store(&state, &lines, expect, chunk).await?;
