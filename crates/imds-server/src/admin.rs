@@ -6,6 +6,8 @@
 //! - `PATCH /v1/instances/{id}`: RFC 7396 merge-patch (`application/merge-patch+json`)
 //! - `DELETE /v1/instances/{id}`: delete (204)
 //! - `GET /v1/instances?limit=&after=`: list, paged by id
+//! - `POST /v1/instances`: bulk import from NDJSON, checked whole before the first write, then
+//!   written in store transactions of many instances ([`import`])
 //! - `GET|PUT|PATCH /v1/instances/{id}/mmds`, `PUT /v1/instances/{id}/mmds/config`: the
 //!   instance's Firecracker MMDS ([`mmds`]; errors in Firecracker's `fault_message` shape)
 //! - `GET /v1/instances/{id}/smbios?dialect=`: the SMBIOS values that make cloud-init pick a dialect
@@ -41,6 +43,7 @@ use crate::view::View;
 
 pub mod auth;
 pub mod error;
+pub mod import;
 pub mod instances;
 pub mod mmds;
 pub mod openapi;
@@ -62,6 +65,8 @@ pub struct Config {
     pub token: Option<Token>,
     /// How long a write waits for the guest view to contain it before answering anyway.
     pub write_visibility_timeout: Duration,
+    /// How big a bulk import (`POST /v1/instances`) may be.
+    pub import: import::Limits,
 }
 
 impl Default for Config {
@@ -72,6 +77,7 @@ impl Default for Config {
             socket: Some(PathBuf::from("/run/imds/admin.sock")),
             token: None,
             write_visibility_timeout: Duration::from_secs(5),
+            import: import::Limits::default(),
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct AdminState {
     pub limits: imds_model::Limits,
     /// How long a write waits for visibility.
     pub write_visibility_timeout: Duration,
+    /// How big a bulk import may be.
+    pub import: import::Limits,
     /// The guest plane's dialect settings (the NoCloud prefix the platform hints point at).
     pub dialects: imds_dialects::Settings,
     /// The part of the store this node serves: a write waits for the view only when this node
@@ -99,7 +107,7 @@ pub struct AdminState {
 /// The admin router. `token`: when set, TCP clients must present it.
 pub fn router(state: AdminState, token: Option<Token>) -> Router {
     let api = Router::new()
-        .route("/v1/instances", get(instances::list))
+        .route("/v1/instances", get(instances::list).post(import::import))
         .route(
             "/v1/instances/{id}",
             get(instances::get).put(instances::put).patch(instances::patch).delete(instances::delete),

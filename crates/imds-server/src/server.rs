@@ -221,6 +221,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         credentials: manager,
         limits: config.limits,
         write_visibility_timeout: config.admin.write_visibility_timeout,
+        import: config.admin.import,
         dialects: config.guest.dialects.clone(),
         scope: config.scope.clone(),
     };

@@ -49,7 +49,7 @@ impl TestServer {
     pub async fn with_guest_limits(throttle: Throttle, connections: listener::Limits) -> Self {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let guest = guest::Config { throttle, ..guest::Config::default() };
-        Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections).await
+        Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections, Default::default()).await
     }
 
     /// Starts a daemon over a fresh in-memory store whose instances keep at most
@@ -57,7 +57,15 @@ impl TestServer {
     pub async fn with_render_cache(render_cache_bytes: usize) -> Self {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let guest = guest::Config { render_cache_bytes, ..guest::Config::default() };
-        Self::start_with(store, None, imds_model::Limits::default(), None, guest, listener::Limits::default()).await
+        let connections = listener::Limits::default();
+        Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections, Default::default()).await
+    }
+
+    /// Starts a daemon over `store` with explicit bulk-import limits.
+    pub async fn with_import_limits(store: Arc<dyn Store>, import: admin::import::Limits) -> Self {
+        let limits = imds_model::Limits::default();
+        let guest = guest::Config::default();
+        Self::start_with(store, None, limits, None, guest, listener::Limits::default(), import).await
     }
 
     /// Starts a daemon with explicit limits and an optional admin Unix socket.
@@ -67,7 +75,8 @@ impl TestServer {
         limits: imds_model::Limits,
         socket: Option<std::path::PathBuf>,
     ) -> Self {
-        Self::start_with(store, token, limits, socket, guest::Config::default(), listener::Limits::default()).await
+        let connections = listener::Limits::default();
+        Self::start_with(store, token, limits, socket, guest::Config::default(), connections, Default::default()).await
     }
 
     async fn start_with(
@@ -77,6 +86,7 @@ impl TestServer {
         socket: Option<std::path::PathBuf>,
         guest: guest::Config,
         connections: listener::Limits,
+        import: admin::import::Limits,
     ) -> Self {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = server::Config {
@@ -86,6 +96,7 @@ impl TestServer {
                 socket,
                 token: token.map(Token::new),
                 write_visibility_timeout: Duration::from_secs(5),
+                import,
             },
             limits,
             connections,

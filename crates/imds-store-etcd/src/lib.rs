@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,6 +155,16 @@ fn write_tag() -> String {
     format!("{:x}-{:x}-{:x}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// One put of a batch, checked and encoded.
+struct Prepared {
+    put: Put,
+    /// `collection/id`, the value of the claim keys it holds.
+    holder_name: String,
+    index_key: String,
+    record_key: String,
+    stored: Vec<u8>,
+}
+
 /// What a write observed of a record before building its transaction.
 struct Current {
     entry: IndexEntry,
@@ -232,6 +243,169 @@ impl EtcdStore {
                 self.options.call_timeout
             ))),
         }
+    }
+
+    /// Checks one put of a batch and encodes it under the batch's write `tag` (added later).
+    fn prepare(&self, put: Put) -> Result<Prepared, StoreError> {
+        layout::check_segment("collection", &put.key.collection)?;
+        layout::check_segment("id", &put.key.id)?;
+        if let Some(node) = &put.node {
+            layout::check_segment("node", node)?;
+        }
+        if put.value.len() > self.options.max_value_bytes {
+            return Err(StoreError::TooLarge { size: put.value.len(), limit: self.options.max_value_bytes });
+        }
+        let put = Put { claims: normalize_claims(put.claims), ..put };
+        Ok(Prepared {
+            holder_name: format!("{}/{}", put.key.collection, put.key.id),
+            index_key: self.layout.index(&put.key),
+            record_key: self.layout.record(&put.key, put.node.as_deref()),
+            stored: layout::encode_record(&put.claims, &put.value),
+            put,
+        })
+    }
+
+    /// Commits a checked batch in one `Txn`: every index entry guarded by its `mod_revision`,
+    /// every claim taken from outside the batch by `create_revision == 0`. A claim held by a
+    /// record of the batch is guarded by that record's index guard (claims change only with
+    /// their index entry), so it may move to another put without a delete.
+    async fn write_batch(&self, batch: &[Prepared]) -> Result<Vec<Written>, StoreError> {
+        let tag = write_tag();
+        let names: HashSet<&str> = batch.iter().map(|p| p.holder_name.as_str()).collect();
+        let taken: HashSet<&str> = batch.iter().flat_map(|p| p.put.claims.iter().map(String::as_str)).collect();
+        let deadline = tokio::time::Instant::now() + self.options.write_deadline;
+        let mut ambiguous: Option<Vec<bool>> = None;
+        let mut attempt = 0u32;
+        for _ in 0..MAX_RACES {
+            let (currents, holders) = self.read_batch(batch).await?;
+            if let Some(created) = &ambiguous {
+                if let Some(first) = currents[0].as_ref().filter(|c| c.entry.write == tag) {
+                    // An earlier attempt committed; its answer was lost.
+                    let rev = layout::revision(first.mod_rev);
+                    return Ok(created.iter().map(|&created| Written { rev, created }).collect());
+                }
+            }
+            let mut compares = Vec::new();
+            let mut ops = Vec::new();
+            for ((prepared, current), holders) in batch.iter().zip(&currents).zip(&holders) {
+                let put = &prepared.put;
+                put.expect.check(&put.key, current.as_ref().map(|c| layout::revision(c.mod_rev)))?;
+                let held: &[String] = current.as_ref().map_or(&[], |c| &c.entry.claims);
+                compares.push(match current {
+                    Some(current) => {
+                        Compare::mod_revision(prepared.index_key.clone(), CompareOp::Equal, current.mod_rev)
+                    }
+                    None => Compare::create_revision(prepared.index_key.clone(), CompareOp::Equal, 0),
+                });
+                for (claim, holder) in put.claims.iter().zip(holders) {
+                    if held.contains(claim) {
+                        continue;
+                    }
+                    match holder {
+                        Some(holder) if *holder == prepared.holder_name => {}
+                        // Held by a record this batch rewrites without it: moves here.
+                        Some(holder) if names.contains(holder.as_str()) => {
+                            ops.push(TxnOp::put(self.layout.claim(claim), prepared.holder_name.clone(), None));
+                        }
+                        Some(holder) => {
+                            let holder = match holder.split_once('/') {
+                                Some((collection, id)) => Key::new(collection, id),
+                                None => Key::new(holder.clone(), ""),
+                            };
+                            return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
+                        }
+                        None => {
+                            compares.push(Compare::create_revision(self.layout.claim(claim), CompareOp::Equal, 0));
+                            ops.push(TxnOp::put(self.layout.claim(claim), prepared.holder_name.clone(), None));
+                        }
+                    }
+                }
+                for claim in held.iter().filter(|claim| !taken.contains(claim.as_str())) {
+                    ops.push(TxnOp::delete(self.layout.claim(claim), None));
+                }
+                if let Some(current) = current {
+                    if current.entry.node != put.node {
+                        ops.push(TxnOp::delete(self.layout.record(&put.key, current.entry.node.as_deref()), None));
+                    }
+                }
+                let entry = IndexEntry { node: put.node.clone(), claims: put.claims.clone(), write: tag.clone() };
+                ops.push(TxnOp::put(prepared.record_key.clone(), prepared.stored.clone(), None));
+                ops.push(TxnOp::put(prepared.index_key.clone(), layout::encode_index(&entry), None));
+            }
+            let needed = compares.len().max(ops.len());
+            if needed > MAX_TXN_OPS {
+                return Err(StoreError::BatchTooLarge { ops: needed, limit: MAX_TXN_OPS });
+            }
+            match self.txn_once(Txn::new().when(compares).and_then(ops)).await {
+                Ok(response) if response.succeeded() => {
+                    let rev = layout::revision(header_rev(response.header()));
+                    return Ok(currents.iter().map(|current| Written { rev, created: current.is_none() }).collect());
+                }
+                Ok(_) => continue, // lost a race: read again and re-check
+                Err(err) => {
+                    ambiguous = Some(currents.iter().map(Option::is_none).collect());
+                    let delay = backoff(attempt);
+                    attempt = attempt.saturating_add(1);
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "etcd: a batch of {} kept changing under {MAX_RACES} write attempts",
+            batch.len()
+        )))
+    }
+
+    /// Reads the index entries of a batch's records and the holders of their claims, at most
+    /// [`READS_PER_TXN`] reads per transaction (so possibly at several revisions: the write's
+    /// guards catch whatever changed in between).
+    async fn read_batch(
+        &self,
+        batch: &[Prepared],
+    ) -> Result<(Vec<Option<Current>>, Vec<Vec<Option<String>>>), StoreError> {
+        let mut ops = Vec::new();
+        for prepared in batch {
+            ops.push(TxnOp::get(prepared.index_key.clone(), None));
+            ops.extend(prepared.put.claims.iter().map(|claim| TxnOp::get(self.layout.claim(claim), None)));
+        }
+        let mut found: Vec<Option<KeyValue>> = Vec::with_capacity(ops.len());
+        for chunk in ops.chunks(READS_PER_TXN) {
+            let response = self
+                .retry("reading before a write", |mut client| {
+                    let txn = Txn::new().and_then(chunk.to_vec());
+                    async move { client.txn(txn).await }
+                })
+                .await?;
+            found.extend(response.op_responses().into_iter().map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().cloned(),
+                _ => None,
+            }));
+        }
+        let mut found = found.into_iter();
+        let mut currents = Vec::with_capacity(batch.len());
+        let mut holders = Vec::with_capacity(batch.len());
+        for prepared in batch {
+            let current = match found.next().flatten() {
+                Some(kv) => Some(Current {
+                    entry: layout::decode_index(&prepared.put.key, kv.value())?,
+                    mod_rev: kv.mod_revision(),
+                }),
+                None => None,
+            };
+            currents.push(current);
+            holders.push(
+                prepared
+                    .put
+                    .claims
+                    .iter()
+                    .map(|_| found.next().flatten().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+                    .collect(),
+            );
+        }
+        Ok((currents, holders))
     }
 
     /// Reads a record's index entry and the entries of `claims`, atomically.
@@ -382,6 +556,23 @@ fn normalize_claims(mut claims: Vec<String>) -> Vec<String> {
 /// How many times a write re-reads and retries after losing a race.
 const MAX_RACES: usize = 64;
 
+/// etcd's default `--max-txn-ops`: the most compares, and the most success operations, one
+/// `Txn` may hold.
+const MAX_TXN_OPS: usize = 128;
+
+/// The claims a batched record is assumed to hold when sizing [`Store::max_batch`] (an
+/// instance's IPv4, IPv6 and MAC, and one spare).
+const CLAIMS_PER_PUT: usize = 4;
+
+/// The success operations one put of a batch needs at most, with [`CLAIMS_PER_PUT`] claims:
+/// the record and its index entry, the old record's delete when it moves between nodes, and
+/// per claim a put (taken) or a delete (released). Its compares (the index entry's revision and
+/// one per taken claim, 5) are fewer, so the operations bound the batch.
+const OPS_PER_PUT: usize = 3 + 2 * CLAIMS_PER_PUT;
+
+/// Reads per transaction when a batch reads its index entries and claims.
+const READS_PER_TXN: usize = 100;
+
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
@@ -507,6 +698,22 @@ impl Store for EtcdStore {
             }
         }
         Err(StoreError::Unavailable(format!("etcd: {key} kept changing under {MAX_RACES} write attempts")))
+    }
+
+    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
+        imds_store::check_batch(&puts)?;
+        if puts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut prepared = Vec::with_capacity(puts.len());
+        for put in puts {
+            prepared.push(self.prepare(put)?);
+        }
+        self.write_batch(&prepared).await
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_TXN_OPS / OPS_PER_PUT
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {

@@ -44,6 +44,7 @@ impl Node {
                 socket: None,
                 token: None,
                 write_visibility_timeout: Duration::from_secs(5),
+                import: admin::import::Limits::default(),
             },
             limits: Limits::default(),
             connections: listener::Limits::default(),

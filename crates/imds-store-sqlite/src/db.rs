@@ -5,6 +5,7 @@
 //! poll), each behind a `std::sync::Mutex`. Every method blocks; callers run them on
 //! `tokio::task::spawn_blocking`. Nothing here knows about tasks or wakeups.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -101,58 +102,100 @@ impl Db {
 
     /// Creates or replaces a record in one transaction.
     pub(crate) fn put(&self, put: Put) -> Result<Written, StoreError> {
-        let Put { key, node, claims, value, expect } = put;
-        let mut claims = claims;
-        claims.sort();
-        claims.dedup();
+        let mut written = self.put_batch(vec![put])?;
+        written.pop().ok_or_else(|| StoreError::Unavailable("sqlite: a put wrote nothing".into()))
+    }
+
+    /// Creates or replaces records in one transaction, all at one revision (see
+    /// `Store::put_batch`): every check runs before the first statement that writes.
+    pub(crate) fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
+        imds_store::check_batch(&puts)?;
+        if puts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let puts: Vec<Put> = puts
+            .into_iter()
+            .map(|mut put| {
+                put.claims.sort();
+                put.claims.dedup();
+                put
+            })
+            .collect();
+        let batch: HashSet<&Key> = puts.iter().map(|put| &put.key).collect();
         let mut conn = self.writer();
         let tx = begin_write(&mut conn)?;
-        let current = current_version(&tx, &key)?;
-        expect.check(&key, current.as_ref().map(|(rev, _)| *rev))?;
+        let mut currents = Vec::with_capacity(puts.len());
         {
             let mut holder = tx
                 .prepare_cached("SELECT collection, id FROM claims WHERE claim = ?1")
                 .map_err(sql_error("preparing the claim check"))?;
-            for claim in &claims {
-                let found: Option<Key> = holder
-                    .query_row([claim], |row| Ok(Key::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
-                    .optional()
-                    .map_err(sql_error(format_args!("checking claim {claim}")))?;
-                if let Some(holder) = found.filter(|holder| *holder != key) {
-                    return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
+            for put in &puts {
+                let current = current_version(&tx, &put.key)?;
+                put.expect.check(&put.key, current.as_ref().map(|(rev, _)| *rev))?;
+                for claim in &put.claims {
+                    let found: Option<Key> = holder
+                        .query_row([claim], |row| Ok(Key::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                        .optional()
+                        .map_err(sql_error(format_args!("checking claim {claim}")))?;
+                    // A holder the batch rewrites releases the claim (`check_batch` refused a
+                    // claim listed twice).
+                    if let Some(holder) = found.filter(|holder| *holder != put.key && !batch.contains(holder)) {
+                        return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
+                    }
                 }
+                currents.push(current);
             }
         }
+        drop(batch);
         let rev = next_revision(&tx)?;
-        let joined = join_claims(&claims);
-        let context = format!("writing {key}");
-        tx.execute(
-            "INSERT INTO records (collection, id, node, claims, value, rev) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (collection, id) DO UPDATE
-             SET node = excluded.node, claims = excluded.claims, value = excluded.value, rev = excluded.rev",
-            params![key.collection, key.id, node, joined, value, Rev(rev)],
-        )
-        .map_err(sql_error(&context))?;
-        tx.execute("DELETE FROM claims WHERE collection = ?1 AND id = ?2", params![key.collection, key.id])
-            .map_err(sql_error(&context))?;
         {
+            // Release every old claim of the batch first, so a claim may move between its puts.
+            let mut release = tx
+                .prepare_cached("DELETE FROM claims WHERE collection = ?1 AND id = ?2")
+                .map_err(sql_error("preparing the claim release"))?;
+            for put in &puts {
+                release
+                    .execute(params![put.key.collection, put.key.id])
+                    .map_err(sql_error(format_args!("releasing the claims of {}", put.key)))?;
+            }
+        }
+        let mut written = Vec::with_capacity(puts.len());
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO records (collection, id, node, claims, value, rev) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (collection, id) DO UPDATE
+                     SET node = excluded.node, claims = excluded.claims, value = excluded.value, rev = excluded.rev",
+                )
+                .map_err(sql_error("preparing a record write"))?;
             let mut insert = tx
                 .prepare_cached("INSERT INTO claims (claim, collection, id) VALUES (?1, ?2, ?3)")
-                .map_err(sql_error(&context))?;
-            for claim in &claims {
-                insert.execute(params![claim, key.collection, key.id]).map_err(sql_error(&context))?;
+                .map_err(sql_error("preparing a claim write"))?;
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO changes (rev, collection, id, node, op, value, claims, old_node)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(sql_error("preparing a change-log write"))?;
+            for (put, current) in puts.iter().zip(currents) {
+                let Put { key, node, claims, value, expect: _ } = put;
+                let joined = join_claims(claims);
+                let context = format!("writing {key}");
+                upsert
+                    .execute(params![key.collection, key.id, node, joined, value, Rev(rev)])
+                    .map_err(sql_error(&context))?;
+                for claim in claims {
+                    insert.execute(params![claim, key.collection, key.id]).map_err(sql_error(&context))?;
+                }
+                let created = current.is_none();
+                let old_node = current.and_then(|(_, old)| old).filter(|old| node.as_ref() != Some(old));
+                log.execute(params![Rev(rev), key.collection, key.id, node, OP_PUT, value, joined, old_node])
+                    .map_err(sql_error(&context))?;
+                written.push(Written { rev, created });
             }
         }
-        let created = current.is_none();
-        let old_node = current.and_then(|(_, old)| old).filter(|old| node.as_ref() != Some(old));
-        tx.execute(
-            "INSERT INTO changes (rev, collection, id, node, op, value, claims, old_node)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![Rev(rev), key.collection, key.id, node, OP_PUT, value, joined, old_node],
-        )
-        .map_err(sql_error(&context))?;
         self.finish_write(tx, rev)?;
-        Ok(Written { rev, created })
+        Ok(written)
     }
 
     /// Deletes a record in one transaction.
@@ -260,33 +303,41 @@ impl Db {
             return Ok(Batch::Compacted(compacted));
         }
         let head = meta(&tx, "head")?;
-        let columns = "rev, collection, id, node, op, value, claims, old_node";
-        let rows: Vec<ChangeRow> = match scope {
-            Scope::All => {
-                let mut stmt = tx
-                    .prepare_cached(&format!("SELECT {columns} FROM changes WHERE rev > ?1 ORDER BY rev LIMIT ?2"))
-                    .map_err(sql_error("preparing a feed read"))?;
-                let rows =
-                    stmt.query_map(params![Rev(after), limit], ChangeRow::from_row).and_then(|rows| rows.collect());
-                rows.map_err(sql_error(format_args!("reading changes after {after}")))?
-            }
-            Scope::Node(node) => {
-                let mut stmt = tx
-                    .prepare_cached(&format!(
-                        "SELECT {columns} FROM changes WHERE rev > ?1 AND (node = ?3 OR old_node = ?3)
-                         ORDER BY rev LIMIT ?2"
-                    ))
-                    .map_err(sql_error("preparing a feed read"))?;
-                let rows = stmt
-                    .query_map(params![Rev(after), limit, node], ChangeRow::from_row)
-                    .and_then(|rows| rows.collect());
-                rows.map_err(sql_error(format_args!("reading changes of node {node} after {after}")))?
-            }
+        let columns = "rev, collection, id, node, op, value, claims, old_node, seq";
+        // `?3` is the node, or NULL for every node.
+        let node = match scope {
+            Scope::All => None,
+            Scope::Node(node) => Some(node.as_str()),
         };
+        let filter = "(?3 IS NULL OR node = ?3 OR old_node = ?3)";
+        let mut rows: Vec<ChangeRow> = {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {columns} FROM changes WHERE rev > ?1 AND {filter} ORDER BY rev, seq LIMIT ?2"
+                ))
+                .map_err(sql_error("preparing a feed read"))?;
+            let rows =
+                stmt.query_map(params![Rev(after), limit, node], ChangeRow::from_row).and_then(|rows| rows.collect());
+            rows.map_err(sql_error(format_args!("reading changes after {after}")))?
+        };
+        let full = rows.len() >= usize::try_from(limit).unwrap_or(usize::MAX);
+        if let (true, Some(last)) = (full, rows.last()) {
+            // A batch's revision is delivered whole: read the rest of the last one.
+            let (rev, seq) = (last.rev, last.seq);
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {columns} FROM changes WHERE rev = ?1 AND {filter} AND seq > ?4 ORDER BY seq LIMIT ?2"
+                ))
+                .map_err(sql_error("preparing a feed read"))?;
+            let rest: Vec<ChangeRow> = stmt
+                .query_map(params![Rev(rev), u32::MAX, node, seq], ChangeRow::from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(sql_error(format_args!("reading the changes of revision {rev}")))?;
+            rows.extend(rest);
+        }
         tx.finish().map_err(sql_error("ending a feed read"))?;
 
         // A short batch read everything up to the head; a full one only up to its last row.
-        let full = rows.len() >= usize::try_from(limit).unwrap_or(usize::MAX);
         let mut through = if full { rows.last().map_or(after, |row| row.rev) } else { head };
         through = through.max(after);
         let mut events: Vec<FeedEvent> = Vec::new();
@@ -317,6 +368,8 @@ struct ChangeRow {
     value: Option<Vec<u8>>,
     claims: Option<String>,
     old_node: Option<String>,
+    /// Commit order within the log.
+    seq: i64,
 }
 
 impl ChangeRow {
@@ -329,13 +382,14 @@ impl ChangeRow {
             value: row.get(5)?,
             claims: row.get(6)?,
             old_node: row.get(7)?,
+            seq: row.get(8)?,
         })
     }
 
     /// The change as a reader of `scope` sees it: a put moved off the scope's node is a delete
     /// there.
     fn into_change(self, scope: &Scope) -> Option<Change> {
-        let Self { rev, key, node, op, value, claims, old_node } = self;
+        let Self { rev, key, node, op, value, claims, old_node, seq: _ } = self;
         if op == OP_DELETE {
             return scope.contains(node.as_deref()).then_some(Change::Delete { key, node });
         }

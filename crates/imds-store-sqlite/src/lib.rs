@@ -123,6 +123,11 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// The most puts one batch commits: SQLite has no limit of its own, but one transaction holds
+/// the write lock (and every other writer) until it commits, so a batch stays around a tenth
+/// of a second.
+const MAX_BATCH: usize = 5_000;
+
 /// Runs `f` on tokio's blocking pool.
 async fn blocking<T, F>(f: F) -> Result<T, StoreError>
 where
@@ -155,6 +160,18 @@ impl Store for SqliteStore {
         let written = self.call(move |db| db.put(put)).await?;
         self.shared.advance(written.rev);
         Ok(written)
+    }
+
+    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
+        let written = self.call(move |db| db.put_batch(puts)).await?;
+        if let Some(first) = written.first() {
+            self.shared.advance(first.rev);
+        }
+        Ok(written)
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {

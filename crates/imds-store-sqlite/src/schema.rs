@@ -13,7 +13,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::sql_error;
 
 /// The schema version this build creates and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a connection waits for another writer (e.g. a second process) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,6 +58,28 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value) VALUES ('head', 0), ('compacted_through', 0);
 ";
 
+/// Version 2: a revision may hold many changes (a batch write), so `changes` is keyed by its
+/// own `seq` (commit order within a revision) with an index on `rev`. Migrating from version 1
+/// copies the log row for row.
+const SCHEMA_V2: &str = "
+CREATE TABLE changes_v2 (
+    seq        INTEGER PRIMARY KEY,
+    rev        INTEGER NOT NULL,
+    collection TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    node       TEXT,
+    op         INTEGER NOT NULL,
+    value      BLOB,
+    claims     TEXT,
+    old_node   TEXT
+);
+INSERT INTO changes_v2 (rev, collection, id, node, op, value, claims, old_node)
+    SELECT rev, collection, id, node, op, value, claims, old_node FROM changes ORDER BY rev;
+DROP TABLE changes;
+ALTER TABLE changes_v2 RENAME TO changes;
+CREATE INDEX changes_by_rev ON changes (rev);
+";
+
 /// Opens one connection to `path` (creating the file) with the store's settings.
 pub(crate) fn connect(path: &Path) -> Result<Connection, StoreError> {
     let context = |what: &str| format!("opening {}: {what}", path.display());
@@ -83,8 +105,11 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     let version: i64 =
         tx.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql_error(&context("user_version")))?;
     match version {
-        0 => {
-            tx.execute_batch(SCHEMA_V1).map_err(sql_error(&context("create tables")))?;
+        0 | 1 => {
+            if version == 0 {
+                tx.execute_batch(SCHEMA_V1).map_err(sql_error(&context("create tables")))?;
+            }
+            tx.execute_batch(SCHEMA_V2).map_err(sql_error(&context("migrate to version 2")))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error(&context("set user_version")))?;
         }
         SCHEMA_VERSION => {}

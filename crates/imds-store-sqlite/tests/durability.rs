@@ -181,3 +181,75 @@ async fn feeds_end_when_the_store_is_dropped() {
     }
     assert!(tokio::time::timeout(WAIT, feed.next()).await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_longer_than_a_feed_read_arrives_as_one_event() {
+    // A feed reads 500 change rows at a time; a batch of 1,200 must still be one event.
+    const N: usize = 1_200;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("imds.db"));
+    let before = store.put(put("first", Some("n1"), &[], b"f")).await.unwrap().rev;
+    let puts: Vec<Put> = (0..N)
+        .map(|i| {
+            let node = if i % 3 == 0 { "n2" } else { "n1" };
+            put(&format!("i-{i:04}"), Some(node), &[&format!("ip/{i}")], b"v")
+        })
+        .collect();
+    let written = store.put_batch(puts).await.unwrap();
+    let rev = written[0].rev;
+    assert_eq!(rev, Revision(before.0 + 1));
+    let after = store.put(put("last", Some("n1"), &[], b"l")).await.unwrap().rev;
+
+    let mut all = store.subscribe(&Scope::All, before).await.unwrap();
+    let (got, changes) = next_changes(&mut all).await;
+    assert_eq!((got, changes.len()), (rev, N));
+    assert_eq!(next_changes(&mut all).await.0, after, "the next write is its own event");
+    let mut n2 = store.subscribe(&Scope::Node("n2".into()), before).await.unwrap();
+    let (got, changes) = next_changes(&mut n2).await;
+    assert_eq!((got, changes.len()), (rev, N.div_ceil(3)));
+
+    // Reopened, the batch is still one revision of N records.
+    drop((all, n2, store));
+    let store = open(&dir.path().join("imds.db"));
+    let snapshot = store.snapshot(&Scope::All).await.unwrap();
+    assert_eq!(snapshot.records.iter().filter(|record| record.rev == rev).count(), N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_is_migrated_keeping_records_and_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("imds.db");
+    {
+        // The version 1 schema as it shipped, with one record and its change row.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE records (collection TEXT NOT NULL, id TEXT NOT NULL, node TEXT, claims TEXT NOT NULL,
+                 value BLOB NOT NULL, rev INTEGER NOT NULL, PRIMARY KEY (collection, id));
+             CREATE INDEX records_by_node ON records (node);
+             CREATE TABLE claims (claim TEXT PRIMARY KEY NOT NULL, collection TEXT NOT NULL, id TEXT NOT NULL,
+                 FOREIGN KEY (collection, id) REFERENCES records (collection, id) ON DELETE CASCADE);
+             CREATE INDEX claims_by_holder ON claims (collection, id);
+             CREATE TABLE changes (rev INTEGER PRIMARY KEY, collection TEXT NOT NULL, id TEXT NOT NULL, node TEXT,
+                 op INTEGER NOT NULL, value BLOB, claims TEXT, old_node TEXT);
+             CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+             INSERT INTO meta (key, value) VALUES ('head', 1), ('compacted_through', 0);
+             INSERT INTO records VALUES ('instances', 'old', NULL, 'ip/1', x'6f6c64', 1);
+             INSERT INTO claims VALUES ('ip/1', 'instances', 'old');
+             INSERT INTO changes VALUES (1, 'instances', 'old', NULL, 0, x'6f6c64', 'ip/1', NULL);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = open(&path);
+    let old = store.get(&Key::new("instances", "old")).await.unwrap().unwrap();
+    assert_eq!((old.value.as_slice(), old.rev, old.claims), (b"old".as_slice(), Revision(1), vec!["ip/1".to_owned()]));
+    let mut feed = store.subscribe(&Scope::All, Revision(0)).await.unwrap();
+    assert_eq!(next_changes(&mut feed).await.0, Revision(1), "the old log row is still there");
+    let written = store.put_batch(vec![put("a", None, &["ip/2"], b"a"), put("b", None, &[], b"b")]).await.unwrap();
+    assert_eq!(written[0].rev, Revision(2));
+    let (rev, changes) = next_changes(&mut feed).await;
+    assert_eq!((rev, changes.len()), (Revision(2), 2));
+    let err = store.put(put("c", None, &["ip/1"], b"c")).await.unwrap_err();
+    assert_eq!(err, StoreError::ClaimConflict { claim: "ip/1".into(), holder: Key::new("instances", "old") });
+}

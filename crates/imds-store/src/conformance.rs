@@ -103,6 +103,13 @@ macro_rules! conformance_tests {
             revision_tracks_head,
             resume_through_unreliable,
             concurrent_writers,
+            batch_commits_at_one_revision,
+            batch_failing_precondition_writes_nothing,
+            batch_claim_conflict_writes_nothing,
+            batch_refuses_repeats,
+            batch_moves_claims_between_its_puts,
+            batch_filters_by_node,
+            batch_empty,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -849,4 +856,246 @@ pub async fn concurrent_writers(store: Arc<dyn Store>) {
     }
     assert_eq!(seen, written.into_iter().collect::<Vec<_>>());
     assert_eq!(revision(&*store).await, last);
+}
+
+// ---- batches ----------------------------------------------------------------------------------
+
+/// Sorts a revision's changes by key, so backends may report a batch's changes in any order.
+fn sorted(mut changes: Vec<Change>) -> Vec<Change> {
+    fn change_key(change: &Change) -> &Key {
+        match change {
+            Change::Put(record) => &record.key,
+            Change::Delete { key, .. } => key,
+        }
+    }
+    changes.sort_by(|a, b| change_key(a).cmp(change_key(b)));
+    changes
+}
+
+/// Asserts that a failed batch left the store as `before` (every record of the collections
+/// written) at revision `head`, and that a feed from `head` sees the sentinel write first.
+async fn assert_unchanged(store: &dyn Store, before: &[Record], head: Revision) {
+    assert_eq!(revision(store).await, head, "a failed batch moved the revision");
+    let mut now = ok("snapshot", store.snapshot(&Scope::All)).await.records;
+    now.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(now, before, "a failed batch changed records");
+    let mut feed = subscribe(store, &Scope::All, head).await;
+    let k = key("instances", "sentinel");
+    let w = write(store, &k, None, b"s").await;
+    assert_eq!(
+        next_changes(&mut feed, head).await,
+        (w.rev, vec![Change::Put(record(&k, None, &[], b"s", w.rev))]),
+        "a failed batch reached the feed"
+    );
+}
+
+/// Every record, sorted by key.
+async fn all_records(store: &dyn Store) -> Vec<Record> {
+    let mut records = ok("snapshot", store.snapshot(&Scope::All)).await.records;
+    records.sort_by(|a, b| a.key.cmp(&b.key));
+    records
+}
+
+/// A batch of creates and replaces commits at one revision above the head; every `Written`
+/// names it, `created` is per put, and a feed delivers one `Changes` event holding every change.
+pub async fn batch_commits_at_one_revision(store: Arc<dyn Store>) {
+    assert!(store.max_batch() >= 1, "max_batch must allow one put");
+    let old = key("instances", "i-0");
+    let w0 = ok("existing", store.put(put(&old, None, &["ip/0"], b"v0", Expect::Any))).await;
+    let mut feed = subscribe(&*store, &Scope::All, w0.rev).await;
+
+    let mut puts = vec![put(&old, None, &["ip/0", "mac/0"], b"v0b", Expect::Revision(w0.rev))];
+    for i in 1..20 {
+        let k = key("instances", &format!("i-{i}"));
+        puts.push(put(&k, None, &[&format!("ip/{i}")], format!("v{i}").as_bytes(), Expect::Absent));
+    }
+    let other = key("mmds", "i-1");
+    puts.push(put(&other, None, &[], b"m", Expect::Any));
+    let written = ok("batch", store.put_batch(puts.clone())).await;
+    assert_eq!(written.len(), puts.len(), "one Written per put");
+    let rev = written[0].rev;
+    assert!(rev > w0.rev, "batch revision {rev} not above {}", w0.rev);
+    assert!(written.iter().all(|w| w.rev == rev), "a batch committed at several revisions: {written:?}");
+    assert!(!written[0].created, "replacing must not report created");
+    assert!(written[1..].iter().all(|w| w.created), "new keys must report created");
+    assert_eq!(revision(&*store).await, rev);
+
+    let expected: Vec<Change> = puts
+        .iter()
+        .map(|p| {
+            let claims: Vec<&str> = p.claims.iter().map(String::as_str).collect();
+            Change::Put(record(&p.key, None, &claims, &p.value, rev))
+        })
+        .collect();
+    for change in &expected {
+        let Change::Put(want) = change else { unreachable!("only puts were built") };
+        assert_eq!(get(&*store, &want.key).await.as_ref(), Some(want));
+    }
+    let (got_rev, changes) = next_changes(&mut feed, w0.rev).await;
+    assert_eq!(got_rev, rev);
+    assert_eq!(sorted(changes), sorted(expected), "the batch's event must hold every change");
+
+    // The next write is a revision of its own.
+    let k = key("instances", "after");
+    let w = write(&*store, &k, None, b"a").await;
+    assert_eq!(next_changes(&mut feed, rev).await, (w.rev, vec![Change::Put(record(&k, None, &[], b"a", w.rev))]));
+}
+
+/// A precondition failing in the middle of a batch fails it with that error; nothing of the
+/// batch is written, the revision stays and the feed sees nothing.
+pub async fn batch_failing_precondition_writes_nothing(store: Arc<dyn Store>) {
+    let existing = key("instances", "i-2");
+    let w = ok("existing", store.put(put(&existing, None, &["ip/2"], b"old", Expect::Any))).await;
+    let before = all_records(&*store).await;
+    let puts = vec![
+        put(&key("instances", "i-1"), None, &["ip/1"], b"v1", Expect::Absent),
+        put(&existing, None, &["ip/2"], b"new", Expect::Absent),
+        put(&key("instances", "i-3"), None, &["ip/3"], b"v3", Expect::Any),
+    ];
+    let err = fails("batch over an existing key", store.put_batch(puts)).await;
+    assert_eq!(err, StoreError::AlreadyExists { key: existing.clone(), actual: w.rev });
+    let stale = Revision(w.rev.0 + 5);
+    let puts = vec![
+        put(&key("instances", "i-1"), None, &[], b"v1", Expect::Any),
+        put(&existing, None, &[], b"new", Expect::Revision(stale)),
+    ];
+    let err = fails("batch with a stale revision", store.put_batch(puts)).await;
+    assert_eq!(err, StoreError::RevisionMismatch { key: existing.clone(), expected: stale, actual: w.rev });
+    let puts = vec![
+        put(&key("instances", "i-1"), None, &[], b"v1", Expect::Any),
+        put(&key("instances", "i-9"), None, &[], b"v9", Expect::Present),
+    ];
+    let err = fails("batch replacing a missing key", store.put_batch(puts)).await;
+    assert_eq!(err, StoreError::NotFound { key: key("instances", "i-9") });
+    assert_unchanged(&*store, &before, w.rev).await;
+}
+
+/// A batch taking a claim held by a record outside it fails with `ClaimConflict` naming the
+/// holder; nothing is written and the batch's other claims stay free.
+pub async fn batch_claim_conflict_writes_nothing(store: Arc<dyn Store>) {
+    let holder = key("instances", "holder");
+    let w = ok("holder", store.put(put(&holder, None, &["ip/9"], b"h", Expect::Any))).await;
+    let before = all_records(&*store).await;
+    let puts = vec![
+        put(&key("instances", "i-1"), None, &["ip/1"], b"v1", Expect::Any),
+        put(&key("instances", "i-2"), None, &["ip/2", "ip/9"], b"v2", Expect::Any),
+        put(&key("instances", "i-3"), None, &["ip/3"], b"v3", Expect::Any),
+    ];
+    let err = fails("batch taking a held claim", store.put_batch(puts)).await;
+    assert_eq!(err, StoreError::ClaimConflict { claim: "ip/9".into(), holder: holder.clone() });
+    assert_unchanged(&*store, &before, w.rev).await;
+    for (i, claim) in ["ip/1", "ip/2", "ip/3"].into_iter().enumerate() {
+        let k = key("secrets", &format!("s-{i}"));
+        ok("a claim of the failed batch is free", store.put(put(&k, None, &[claim], b"v", Expect::Any))).await;
+    }
+}
+
+/// A key named twice fails with `DuplicateKey`; a claim listed by two puts fails with
+/// `ClaimConflict` naming the earlier put; neither writes anything.
+pub async fn batch_refuses_repeats(store: Arc<dyn Store>) {
+    let w = write(&*store, &key("instances", "existing"), None, b"e").await;
+    let before = all_records(&*store).await;
+    let k1 = key("instances", "i-1");
+    let k2 = key("instances", "i-2");
+    let puts = vec![
+        put(&k1, None, &["ip/1"], b"v1", Expect::Any),
+        put(&k2, None, &["ip/2"], b"v2", Expect::Any),
+        put(&k1, None, &["ip/3"], b"v1b", Expect::Any),
+    ];
+    let err = fails("a repeated key", store.put_batch(puts)).await;
+    assert_eq!(err, StoreError::DuplicateKey { key: k1.clone() });
+    let puts = vec![
+        put(&k1, None, &["ip/1", "mac/a"], b"v1", Expect::Any),
+        put(&key("mmds", "m"), None, &[], b"m", Expect::Any),
+        put(&k2, None, &["mac/a", "ip/2"], b"v2", Expect::Any),
+    ];
+    let err = fails("a claim held twice", store.put_batch(puts)).await;
+    assert_eq!(err, StoreError::ClaimConflict { claim: "mac/a".into(), holder: k1.clone() });
+    assert_unchanged(&*store, &before, w.rev).await;
+}
+
+/// Claims are checked after the batch: two records of one batch may swap their claims, and a
+/// claim released by one put may be taken by another.
+pub async fn batch_moves_claims_between_its_puts(store: Arc<dyn Store>) {
+    let a = key("instances", "a");
+    let b = key("instances", "b");
+    let c = key("instances", "c");
+    ok("a", store.put(put(&a, None, &["ip/1", "mac/a"], b"a", Expect::Any))).await;
+    ok("b", store.put(put(&b, None, &["ip/2"], b"b", Expect::Any))).await;
+    let puts = vec![
+        put(&a, None, &["ip/2"], b"a2", Expect::Present),
+        put(&b, None, &["ip/1"], b"b2", Expect::Present),
+        put(&c, None, &["mac/a"], b"c", Expect::Absent),
+    ];
+    let written = ok("swap", store.put_batch(puts)).await;
+    let rev = written[0].rev;
+    assert_eq!(get(&*store, &a).await, Some(record(&a, None, &["ip/2"], b"a2", rev)));
+    assert_eq!(get(&*store, &b).await, Some(record(&b, None, &["ip/1"], b"b2", rev)));
+    assert_eq!(get(&*store, &c).await, Some(record(&c, None, &["mac/a"], b"c", rev)));
+    // The claims really moved: each is held by its new record only.
+    let err = fails("ip/1 is b's", store.put(put(&key("x", "x"), None, &["ip/1"], b"x", Expect::Any))).await;
+    assert_eq!(err, StoreError::ClaimConflict { claim: "ip/1".into(), holder: b.clone() });
+    let err = fails("mac/a is c's", store.put(put(&key("x", "x"), None, &["mac/a"], b"x", Expect::Any))).await;
+    assert_eq!(err, StoreError::ClaimConflict { claim: "mac/a".into(), holder: c.clone() });
+    // Deleting a releases only what a holds now.
+    ok("delete a", store.delete(&a, Expect::Any)).await;
+    let err = fails("ip/1 is still b's", store.put(put(&key("x", "x"), None, &["ip/1"], b"x", Expect::Any))).await;
+    assert_eq!(err, StoreError::ClaimConflict { claim: "ip/1".into(), holder: b.clone() });
+    ok("ip/2 is free", store.put(put(&key("x", "x"), None, &["ip/2"], b"x", Expect::Any))).await;
+}
+
+/// A batch placing records on several nodes shows each node only its own records, in the
+/// snapshot and in one feed event; a record moved away is a delete in the old node's event.
+pub async fn batch_filters_by_node(store: Arc<dyn Store>) {
+    let moved = key("instances", "moved");
+    let start = ok("on n1", store.put(put(&moved, Some("n1"), &["ip/m"], b"m1", Expect::Any))).await.rev;
+    let n1 = Scope::Node("n1".into());
+    let n2 = Scope::Node("n2".into());
+    let mut feed1 = subscribe(&*store, &n1, start).await;
+    let mut feed2 = subscribe(&*store, &n2, start).await;
+    let mut feed_all = subscribe(&*store, &Scope::All, start).await;
+
+    let a = key("instances", "a");
+    let b = key("instances", "b");
+    let c = key("instances", "c");
+    let puts = vec![
+        put(&a, Some("n1"), &["ip/a"], b"a", Expect::Absent),
+        put(&b, Some("n2"), &["ip/b"], b"b", Expect::Absent),
+        put(&c, None, &[], b"c", Expect::Absent),
+        put(&moved, Some("n2"), &["ip/m"], b"m2", Expect::Present),
+    ];
+    let rev = ok("batch", store.put_batch(puts)).await[0].rev;
+    let ra = record(&a, Some("n1"), &["ip/a"], b"a", rev);
+    let rb = record(&b, Some("n2"), &["ip/b"], b"b", rev);
+    let rc = record(&c, None, &[], b"c", rev);
+    let rm = record(&moved, Some("n2"), &["ip/m"], b"m2", rev);
+
+    let snap = ok("snapshot n1", store.snapshot(&n1)).await;
+    assert_eq!(snap.rev, rev);
+    assert_eq!(snap.records, vec![ra.clone()]);
+    let mut snap = ok("snapshot n2", store.snapshot(&n2)).await;
+    assert_eq!(snap.rev, rev);
+    snap.records.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(snap.records, vec![rb.clone(), rm.clone()]);
+
+    let (got, changes) = next_changes(&mut feed1, start).await;
+    assert_eq!(got, rev);
+    assert_eq!(
+        sorted(changes),
+        vec![Change::Put(ra.clone()), Change::Delete { key: moved.clone(), node: Some("n1".into()) }]
+    );
+    let (got, changes) = next_changes(&mut feed2, start).await;
+    assert_eq!(got, rev);
+    assert_eq!(sorted(changes), vec![Change::Put(rb.clone()), Change::Put(rm.clone())]);
+    let (got, changes) = next_changes(&mut feed_all, start).await;
+    assert_eq!(got, rev);
+    assert_eq!(sorted(changes), vec![Change::Put(ra), Change::Put(rb), Change::Put(rc), Change::Put(rm)]);
+}
+
+/// An empty batch writes nothing: no revision, no event.
+pub async fn batch_empty(store: Arc<dyn Store>) {
+    let w = write(&*store, &key("instances", "i-1"), None, b"v").await;
+    let before = all_records(&*store).await;
+    assert_eq!(ok("empty batch", store.put_batch(Vec::new())).await, Vec::new());
+    assert_unchanged(&*store, &before, w.rev).await;
 }

@@ -165,6 +165,27 @@ pub struct Written {
     pub created: bool,
 }
 
+/// Checks what [`Store::put_batch`] requires of a batch before it reaches the store: distinct
+/// keys, and no claim listed by two puts. Backends call it first.
+pub fn check_batch(puts: &[Put]) -> Result<(), StoreError> {
+    let mut keys = std::collections::HashSet::with_capacity(puts.len());
+    let mut claims: std::collections::HashMap<&str, &Key> = std::collections::HashMap::new();
+    for put in puts {
+        if !keys.insert(&put.key) {
+            return Err(StoreError::DuplicateKey { key: put.key.clone() });
+        }
+        for claim in &put.claims {
+            match claims.insert(claim.as_str(), &put.key) {
+                Some(holder) if *holder != put.key => {
+                    return Err(StoreError::ClaimConflict { claim: claim.clone(), holder: holder.clone() });
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One page of a collection, in ascending id order.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -294,6 +315,21 @@ pub enum StoreError {
         /// The backend's limit.
         limit: usize,
     },
+    /// A batch names the same key twice ([`Store::put_batch`]); nothing was written.
+    #[error("{key} appears more than once in one batch")]
+    DuplicateKey {
+        /// The repeated key.
+        key: Key,
+    },
+    /// A batch needs more operations in one transaction than the backend allows (etcd's
+    /// `--max-txn-ops`); nothing was written. Send fewer puts per batch.
+    #[error("batch needs {ops} operations in one transaction; the store allows {limit}")]
+    BatchTooLarge {
+        /// The operations the batch needs.
+        ops: usize,
+        /// The backend's limit.
+        limit: usize,
+    },
     /// The backend cannot be reached or failed; the call may be retried.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -313,6 +349,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Creates or replaces a record, subject to its precondition and claims.
     async fn put(&self, put: Put) -> Result<Written, StoreError>;
+
+    /// Creates or replaces several records in one transaction: all of them commit at ONE
+    /// revision, delivered by feeds as one [`FeedEvent::Changes`] holding every change in the
+    /// reader's scope, or none commits and the store (revision included) is unchanged.
+    ///
+    /// Returns one [`Written`] per put, in order, all with the same revision; an empty batch
+    /// writes nothing and returns an empty list. Before touching the store, the batch itself is
+    /// checked: a key named twice fails with [`StoreError::DuplicateKey`], a claim listed by two
+    /// puts with [`StoreError::ClaimConflict`] naming the earlier put's key as holder. Then, in
+    /// put order, each precondition and each claim is checked against the store; the first
+    /// failure is returned. Claims are checked against the store *after* the batch: a claim
+    /// held by a record the batch rewrites without it may move to another put of the batch.
+    /// Backends may refuse a batch longer than [`Store::max_batch`].
+    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError>;
+
+    /// The most puts [`Store::put_batch`] commits in one transaction (at least 1). On etcd it
+    /// assumes records of a few claims; a batch of records with many claims may still fail with
+    /// [`StoreError::BatchTooLarge`].
+    fn max_batch(&self) -> usize;
 
     /// Deletes a record, subject to its precondition; returns the revision of the delete.
     async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError>;

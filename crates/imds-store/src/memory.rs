@@ -41,16 +41,23 @@ struct State {
     compacted_through: Revision,
 }
 
-/// One change-log entry: a committed change and, for a put that moved the record to another
-/// node, the node it left (so that node's feed sees a delete).
+/// One change-log entry: every change committed at one revision (one per write, many for a
+/// batch).
 #[derive(Debug, Clone)]
 struct Entry {
     rev: Revision,
+    changes: Vec<Logged>,
+}
+
+/// A committed change and, for a put that moved the record to another node, the node it left
+/// (so that node's feed sees a delete).
+#[derive(Debug, Clone)]
+struct Logged {
     change: Change,
     old_node: Option<String>,
 }
 
-impl Entry {
+impl Logged {
     /// The change as a reader of `scope` sees it, if at all.
     fn in_scope(&self, scope: &Scope) -> Option<Change> {
         match &self.change {
@@ -75,11 +82,12 @@ impl MemoryStore {
         lock(&self.state)
     }
 
-    /// Records a committed change and wakes the feeds; called with the state locked.
-    fn commit(&self, state: &mut State, change: Change, old_node: Option<String>) -> Revision {
+    /// Records the changes committed at the next revision and wakes the feeds; called with the
+    /// state locked.
+    fn commit(&self, state: &mut State, changes: Vec<Logged>) -> Revision {
         let rev = Revision(state.head.0 + 1);
         state.head = rev;
-        state.log.push_back(Entry { rev, change, old_node });
+        state.log.push_back(Entry { rev, changes });
         self.head_tx.send_replace(rev);
         rev
     }
@@ -127,39 +135,66 @@ impl Store for MemoryStore {
     }
 
     async fn put(&self, put: Put) -> Result<Written, StoreError> {
-        let Put { key, node, claims, value, expect } = put;
-        let claims = normalize_claims(claims);
+        let mut written = self.put_batch(vec![put]).await?;
+        written.pop().ok_or_else(|| StoreError::Unavailable("memory store: a put wrote nothing".into()))
+    }
+
+    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
+        crate::check_batch(&puts)?;
+        if puts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let puts: Vec<Put> = puts.into_iter().map(|put| Put { claims: normalize_claims(put.claims), ..put }).collect();
         let mut state = self.lock();
-        let current = state.records.get(&key);
-        expect.check(&key, current.map(|record| record.rev))?;
-        for claim in &claims {
-            if let Some(holder) = state.claims.get(claim) {
-                if *holder != key {
-                    return Err(StoreError::ClaimConflict { claim: claim.clone(), holder: holder.clone() });
+        let batch: std::collections::HashSet<&Key> = puts.iter().map(|put| &put.key).collect();
+        for put in &puts {
+            put.expect.check(&put.key, state.records.get(&put.key).map(|record| record.rev))?;
+            for claim in &put.claims {
+                if let Some(holder) = state.claims.get(claim) {
+                    // A holder the batch rewrites releases the claim unless it lists it again,
+                    // which `check_batch` already refused.
+                    if *holder != put.key && !batch.contains(holder) {
+                        return Err(StoreError::ClaimConflict { claim: claim.clone(), holder: holder.clone() });
+                    }
                 }
             }
         }
+        drop(batch);
         // All checks passed: from here on nothing fails.
-        let old = state.records.remove(&key);
-        let created = old.is_none();
-        let mut old_node = None;
-        if let Some(old) = old {
-            for claim in &old.claims {
-                state.claims.remove(claim);
-            }
-            if old.node != node {
-                old_node = old.node;
-            }
-        }
-        for claim in &claims {
-            state.claims.insert(claim.clone(), key.clone());
-        }
         let rev = Revision(state.head.0 + 1);
-        let record = Record { key: key.clone(), node, claims, value, rev };
-        state.records.insert(key, record.clone());
-        let committed = self.commit(&mut state, Change::Put(record), old_node);
+        let mut written = Vec::with_capacity(puts.len());
+        let mut olds = Vec::with_capacity(puts.len());
+        for put in &puts {
+            let old = state.records.remove(&put.key);
+            if let Some(old) = &old {
+                for claim in &old.claims {
+                    if state.claims.get(claim) == Some(&put.key) {
+                        state.claims.remove(claim);
+                    }
+                }
+            }
+            olds.push(old);
+        }
+        let mut changes = Vec::with_capacity(puts.len());
+        for (put, old) in puts.into_iter().zip(olds) {
+            let Put { key, node, claims, value, expect: _ } = put;
+            written.push(Written { rev, created: old.is_none() });
+            let old_node = old.and_then(|old| old.node).filter(|old| node.as_ref() != Some(old));
+            for claim in &claims {
+                state.claims.insert(claim.clone(), key.clone());
+            }
+            let record = Record { key: key.clone(), node, claims, value, rev };
+            state.records.insert(key, record.clone());
+            changes.push(Logged { change: Change::Put(record), old_node });
+        }
+        let committed = self.commit(&mut state, changes);
         debug_assert_eq!(committed, rev);
-        Ok(Written { rev, created })
+        Ok(written)
+    }
+
+    fn max_batch(&self) -> usize {
+        // No transaction limit in memory; callers cap their own chunks.
+        usize::MAX
     }
 
     async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
@@ -172,7 +207,10 @@ impl Store for MemoryStore {
         for claim in &old.claims {
             state.claims.remove(claim);
         }
-        Ok(self.commit(&mut state, Change::Delete { key: key.clone(), node: old.node }, None))
+        Ok(self.commit(
+            &mut state,
+            vec![Logged { change: Change::Delete { key: key.clone(), node: old.node }, old_node: None }],
+        ))
     }
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
@@ -263,11 +301,9 @@ impl FeedState {
         for entry in state.log.iter().skip(skip).take(FEED_BATCH) {
             taken += 1;
             through = entry.rev;
-            if let Some(change) = entry.in_scope(&self.scope) {
-                match self.pending.back_mut() {
-                    Some(FeedEvent::Changes { rev, changes }) if *rev == entry.rev => changes.push(change),
-                    _ => self.pending.push_back(FeedEvent::Changes { rev: entry.rev, changes: vec![change] }),
-                }
+            let changes: Vec<Change> = entry.changes.iter().filter_map(|logged| logged.in_scope(&self.scope)).collect();
+            if !changes.is_empty() {
+                self.pending.push_back(FeedEvent::Changes { rev: entry.rev, changes });
                 last_queued = entry.rev;
             }
         }

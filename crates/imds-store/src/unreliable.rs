@@ -117,6 +117,16 @@ impl<S: Store + ?Sized> Store for Unreliable<S> {
         self.inner.put(put).await
     }
 
+    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
+        self.enter()?;
+        self.inner.put_batch(puts).await
+    }
+
+    fn max_batch(&self) -> usize {
+        // Not a call that can fail: it is not counted and never faulted.
+        self.inner.max_batch()
+    }
+
     async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
         self.enter()?;
         self.inner.delete(key, expect).await

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod import;
 pub mod instance;
 pub mod mmds;
 pub mod role;

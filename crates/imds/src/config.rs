@@ -69,6 +69,10 @@ pub struct RawAdmin {
     pub token_file: Option<String>,
     /// How long a write waits for guests to see it, in milliseconds.
     pub write_visibility_timeout_ms: Option<u64>,
+    /// Largest bulk-import body (`POST /v1/instances`), bytes.
+    pub import_max_body: Option<usize>,
+    /// Most instances per bulk-import request.
+    pub import_max_lines: Option<usize>,
 }
 
 /// `[store]`
@@ -127,6 +131,8 @@ impl RawConfig {
         env_number(lookup, "IMDS_LIMITS_MAX_USER_DATA", &mut self.limits.max_user_data, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_RECORD", &mut self.limits.max_record, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_MMDS", &mut self.limits.max_mmds, problems);
+        env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_BODY", &mut self.admin.import_max_body, problems);
+        env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
@@ -344,6 +350,17 @@ impl Config {
         if limits.max_record < 1024 {
             problems.push("limits.max_record: must be at least 1024 bytes".into());
         }
+        let import_defaults = admin::import::Limits::default();
+        let import = admin::import::Limits {
+            max_body: raw.admin.import_max_body.unwrap_or(import_defaults.max_body),
+            max_lines: raw.admin.import_max_lines.unwrap_or(import_defaults.max_lines),
+        };
+        if import.max_body < 1024 {
+            problems.push("admin.import_max_body: must be at least 1024 bytes".into());
+        }
+        if import.max_lines == 0 {
+            problems.push("admin.import_max_lines: must be at least 1".into());
+        }
         let mut connections = listener::Limits::default();
         if let Some(max) = raw.limits.max_connections {
             if max == 0 {
@@ -395,7 +412,13 @@ impl Config {
         Ok(Config {
             server: server::Config {
                 guest: guest::Config { listen: guest_listen, throttle, dialects, render_cache_bytes },
-                admin: admin::Config { listen: admin_listen, socket: admin_socket, token, write_visibility_timeout },
+                admin: admin::Config {
+                    listen: admin_listen,
+                    socket: admin_socket,
+                    token,
+                    write_visibility_timeout,
+                    import,
+                },
                 limits,
                 connections,
                 scope,

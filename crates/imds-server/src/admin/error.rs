@@ -69,6 +69,43 @@ pub enum AdminError {
     /// The store failed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A line of an import is at fault; the field names the line.
+    #[error("line {line}: {error}")]
+    Line {
+        /// 1-based line number in the body.
+        line: usize,
+        /// What is wrong with it.
+        error: Box<AdminError>,
+    },
+    /// Two instances of one import claim the same address.
+    #[error("{kind} {value} is claimed by instance {holder} (line {holder_line}) and instance {id}")]
+    DuplicateAddress {
+        /// `ipv4`, `ipv6` or `mac`.
+        kind: String,
+        /// The contested address.
+        value: String,
+        /// The later instance.
+        id: String,
+        /// The earlier instance.
+        holder: String,
+        /// The earlier instance's line.
+        holder_line: usize,
+    },
+    /// An import has more instance lines than allowed.
+    #[error("import has more than {limit} instances; split it into several requests")]
+    TooManyLines {
+        /// The limit.
+        limit: usize,
+    },
+    /// An import failed after some of its chunks were committed (a concurrent write won a race);
+    /// those stay written.
+    #[error("{error} ({committed} instances were imported before this failure and stay)")]
+    ImportIncomplete {
+        /// How many instances were committed.
+        committed: usize,
+        /// Why the next chunk failed.
+        error: Box<AdminError>,
+    },
 }
 
 impl From<StoreError> for AdminError {
@@ -85,6 +122,10 @@ impl From<StoreError> for AdminError {
                 let (kind, value) = split_claim(&claim).unwrap_or(("address", claim.as_str()));
                 AdminError::AddressConflict { kind: kind.to_owned(), value: value.to_owned(), holder: holder.id }
             }
+            StoreError::DuplicateKey { key } => AdminError::BadRequest {
+                field: "id".into(),
+                message: format!("instance {} appears more than once", key.id),
+            },
             StoreError::TooLarge { size, limit } => AdminError::Invalid(Invalid {
                 errors: vec![FieldError {
                     field: String::new(),
@@ -120,6 +161,9 @@ pub struct ErrorDetail {
     /// The instance that holds a contested address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicting_instance: Option<String>,
+    /// For an import that failed part way: how many instances were written before (and stay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed: Option<usize>,
 }
 
 impl AdminError {
@@ -138,6 +182,9 @@ impl AdminError {
             AdminError::UnsupportedMediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            AdminError::Line { error, .. } | AdminError::ImportIncomplete { error, .. } => error.status_and_code(),
+            AdminError::DuplicateAddress { .. } => (StatusCode::CONFLICT, "address_conflict"),
+            AdminError::TooManyLines { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         }
     }
 
@@ -149,6 +196,7 @@ impl AdminError {
             field: None,
             details: Vec::new(),
             conflicting_instance: None,
+            committed: None,
         };
         match self {
             AdminError::InvalidJson(_) | AdminError::BodyTooLarge { .. } => detail.field = Some(String::new()),
@@ -167,6 +215,29 @@ impl AdminError {
             AdminError::UnsupportedMediaType { .. } => detail.field = Some("Content-Type".into()),
             AdminError::Unauthorized => detail.field = Some("Authorization".into()),
             AdminError::NoRoute(_) | AdminError::MethodNotAllowed | AdminError::Unavailable(_) => {}
+            AdminError::Line { line, error } => {
+                let inner = error.detail();
+                let at = |field: &str| format!("line {line}: {field}");
+                detail.field = Some(at(inner.field.as_deref().unwrap_or("")).trim_end().to_owned());
+                detail.details = inner
+                    .details
+                    .into_iter()
+                    .map(|error| FieldError { field: at(&error.field).trim_end().to_owned(), ..error })
+                    .collect();
+                detail.conflicting_instance = inner.conflicting_instance;
+            }
+            AdminError::DuplicateAddress { kind, holder, .. } => {
+                detail.field = Some(kind.clone());
+                detail.conflicting_instance = Some(holder.clone());
+            }
+            AdminError::TooManyLines { .. } => detail.field = Some(String::new()),
+            AdminError::ImportIncomplete { committed, error } => {
+                let inner = error.detail();
+                detail.field = inner.field;
+                detail.details = inner.details;
+                detail.conflicting_instance = inner.conflicting_instance;
+                detail.committed = Some(*committed);
+            }
         }
         detail
     }

@@ -239,7 +239,7 @@ pub async fn list(
 }
 
 /// Validates a record document, its dialect override blocks included.
-fn parse(state: &AdminState, doc: &serde_json::Value) -> Result<Instance, AdminError> {
+pub(super) fn parse(state: &AdminState, doc: &serde_json::Value) -> Result<Instance, AdminError> {
     let instance = Instance::parse(doc, &state.limits).map_err(AdminError::Invalid)?;
     imds_dialects::check_overrides(&instance).map_err(AdminError::Invalid)?;
     Ok(instance)
@@ -359,7 +359,7 @@ impl AdminState {
     /// node's scope, or this node's view holds it (it is moving away or being deleted). Only
     /// then can a write wait for this node's view; the owner of an instance on another node
     /// applies the write from its own feed.
-    fn serves(&self, id: &InstanceId, node: Option<&str>) -> bool {
+    pub(super) fn serves(&self, id: &InstanceId, node: Option<&str>) -> bool {
         self.scope.contains(node) || self.view.load().get(id).is_some()
     }
 }

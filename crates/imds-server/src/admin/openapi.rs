@@ -16,7 +16,7 @@ use utoipa::OpenApi;
     info(title = "imds admin API", description = "Control plane of imds: instance records, their Firecracker MMDS, platform hints, roles and credentials, signing keys, health."),
     paths(
         super::instances::list, super::instances::get, super::instances::put,
-        super::instances::patch, super::instances::delete, super::mmds::get, super::mmds::put,
+        super::instances::patch, super::instances::delete, super::import::import, super::mmds::get, super::mmds::put,
         super::mmds::patch, super::mmds::put_config, super::platform::smbios,
         super::roles::list, super::roles::get, super::roles::put, super::roles::delete,
         super::roles::put_base, super::roles::refresh,
@@ -24,7 +24,7 @@ use utoipa::OpenApi;
         super::signing::rotate, super::signing::put_key,
         super::healthz, super::readyz, serve
     ),
-    components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList,
+    components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList, super::import::ImportSummary,
         super::mmds::FaultMessage, super::mmds::MmdsConfig, super::platform::SmbiosHint,
         super::roles::RoleView, super::roles::RoleList)),
     modifiers(&BearerAuth),

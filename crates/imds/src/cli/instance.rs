@@ -1,4 +1,4 @@
-//! `imds instance put|get|patch|move|rm|ls|smbios`: the admin API from the shell.
+//! `imds instance put|get|patch|move|rm|ls|smbios|import`: the admin API from the shell.
 //!
 //! The server is found with `--admin` (an `http://host:port` URL or a Unix socket path), else
 //! `IMDS_ADMIN`, else `/run/imds/admin.sock` when it exists, else `http://127.0.0.1:8998`
@@ -89,7 +89,27 @@ pub enum InstanceCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Create or replace many instances from NDJSON (one instance document per line; a JSON
+    /// array file works too), sent in requests of `--batch` instances. Each request is checked
+    /// whole before it writes anything; earlier requests stay written if a later one fails.
+    Import {
+        /// The NDJSON (or JSON array) file, or - for standard input.
+        #[arg(value_name = "FILE|-")]
+        file: String,
+        /// Instances per request.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_IMPORT_BATCH,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        batch: u32,
+        /// Create only: fail (writing nothing of that request) if an instance already exists.
+        #[arg(long)]
+        create_only: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
+
+/// Instances per import request unless `--batch` says otherwise.
+const DEFAULT_IMPORT_BATCH: u32 = 10_000;
 
 /// How `smbios` prints.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -190,6 +210,10 @@ async fn execute(command: InstanceCommand) -> Result<(), Failure> {
                 Output::Json => print_json(&serde_json::Value::Array(all)),
                 Output::Table => print_table(&all),
             }
+        }
+        InstanceCommand::Import { file, batch, create_only, target } => {
+            let batch = usize::try_from(batch).unwrap_or(usize::MAX);
+            super::import::run(&client(&target), &file, batch, create_only).await?;
         }
         InstanceCommand::Smbios { id, dialect, output, target } => {
             let mut path = format!("{}/smbios", path_for(&id));
@@ -311,6 +335,22 @@ pub(super) fn unreachable_hint(client: &Client, error: ClientError) -> Failure {
 
 /// The server's error, with what to do about it.
 fn refusal(response: &Response) -> String {
+    let mut text = describe(response);
+    let hint = match response.status {
+        StatusCode::UNAUTHORIZED => Some("set IMDS_ADMIN_TOKEN to the server's admin token"),
+        StatusCode::NOT_FOUND => Some("`imds instance ls` lists the instances that exist"),
+        StatusCode::CONFLICT => Some("remove the address from the other instance first, or pick another"),
+        StatusCode::PRECONDITION_FAILED => Some("the instance changed meanwhile: get it again and retry"),
+        _ => None,
+    };
+    if let Some(hint) = hint {
+        text.push_str(&format!("\n  hint: {hint}"));
+    }
+    text
+}
+
+/// The server's error: status, message and each field at fault.
+pub(super) fn describe(response: &Response) -> String {
     let body = response.json();
     let error = body.get("error");
     let message = error
@@ -326,16 +366,6 @@ fn refusal(response: &Response) -> String {
             let message = detail.get("message").and_then(|m| m.as_str()).unwrap_or("");
             text.push_str(&format!("\n  - {}: {message}", if field.is_empty() { "(record)" } else { field }));
         }
-    }
-    let hint = match response.status {
-        StatusCode::UNAUTHORIZED => Some("set IMDS_ADMIN_TOKEN to the server's admin token"),
-        StatusCode::NOT_FOUND => Some("`imds instance ls` lists the instances that exist"),
-        StatusCode::CONFLICT => Some("remove the address from the other instance first, or pick another"),
-        StatusCode::PRECONDITION_FAILED => Some("the instance changed meanwhile: get it again and retry"),
-        _ => None,
-    };
-    if let Some(hint) = hint {
-        text.push_str(&format!("\n  hint: {hint}"));
     }
     text
 }

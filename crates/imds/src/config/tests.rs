@@ -135,6 +135,23 @@ fn the_mmds_size_limit_comes_from_file_env_or_flag() {
 }
 
 #[test]
+fn import_limits_come_from_file_or_env_and_are_checked() {
+    let dev = ServeArgs { dev: true, ..ServeArgs::default() };
+    let defaults = load(&dev, &env(&[])).unwrap().server.admin.import;
+    assert_eq!((defaults.max_body, defaults.max_lines), (64 * 1024 * 1024, 100_000));
+    let (_dir, path) = config_file("[admin]\nimport_max_body = 2048\nimport_max_lines = 10\n");
+    let file = ServeArgs { dev: true, config: Some(path), ..ServeArgs::default() };
+    let from_file = load(&file, &env(&[])).unwrap().server.admin.import;
+    assert_eq!((from_file.max_body, from_file.max_lines), (2048, 10));
+    let from_env = load(&file, &env(&[("IMDS_ADMIN_IMPORT_MAX_LINES", "20")])).unwrap().server.admin.import;
+    assert_eq!(from_env.max_lines, 20, "env beats file");
+    let problems =
+        load(&dev, &env(&[("IMDS_ADMIN_IMPORT_MAX_LINES", "0"), ("IMDS_ADMIN_IMPORT_MAX_BODY", "10")])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("admin.import_max_lines")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.starts_with("admin.import_max_body")), "{problems:?}");
+}
+
+#[test]
 fn nocloud_prefix_comes_from_file_or_env_and_is_checked() {
     let args = ServeArgs::default();
     let config = load(&args, &env(&[])).unwrap();

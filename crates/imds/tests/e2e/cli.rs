@@ -161,3 +161,46 @@ async fn smbios_prints_qemu_arguments_for_the_configured_seed() {
         text(&unknown.stderr)
     );
 }
+
+#[tokio::test]
+async fn instance_import_sends_batches_and_says_what_happened() {
+    let (_guard, dir) = temp_dir();
+    let daemon = Daemon::with_db(&dir, &dir.join("imds.db"));
+    let doc = |n: u32, host: &str| serde_json::json!({"id": format!("i-imp-{n:02}"), "hostname": host, "ipv4": [format!("127.0.4.{}", n + 1)]});
+    let ndjson: String = (0..25).map(|n| format!("{}\n\n", doc(n, "first"))).collect();
+    let file = dir.join("inventory.ndjson");
+    std::fs::write(&file, &ndjson).unwrap();
+
+    let first = imds(&daemon, &["instance", "import", file.to_str().unwrap(), "--batch", "10"], None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert_eq!(text(&first.stdout).trim(), "created 25, replaced 0");
+    let guest = daemon.guest_from("127.0.4.25");
+    assert_eq!(guest.get("/latest/meta-data/instance-id").await.unwrap().text(), "i-imp-24");
+
+    // A JSON array from standard input replaces.
+    let array = serde_json::Value::Array((0..25).map(|n| doc(n, "second")).chain([doc(30, "new")]).collect());
+    let second = imds(&daemon, &["instance", "import", "-"], Some(&array.to_string()));
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(text(&second.stdout).trim(), "created 1, replaced 25");
+    assert_eq!(guest.get("/latest/meta-data/hostname").await.unwrap().text(), "second");
+
+    // Create-only over existing ids refuses, names what to do, and writes nothing.
+    let refused = imds(&daemon, &["instance", "import", "--create-only", "-"], Some(&format!("{}\n", doc(40, "x"))));
+    assert!(refused.status.success(), "{}", text(&refused.stderr));
+    let refused = imds(&daemon, &["instance", "import", "--create-only", "-"], Some(&format!("{}\n", doc(3, "x"))));
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("412") && stderr.contains("drop --create-only"), "{stderr}");
+
+    // A bad line: the error points into the file; earlier batches stay and are counted.
+    let mut lines: Vec<String> = (50..60).map(|n| doc(n, "ok").to_string()).collect();
+    lines.push(r#"{"id": "i-imp-bad", "ipv4": ["nope"]}"#.to_owned());
+    let file = dir.join("bad.ndjson");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let bad = imds(&daemon, &["instance", "import", file.to_str().unwrap(), "--batch", "5"], None);
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = text(&bad.stderr);
+    assert!(stderr.contains("lines from 11 of") && stderr.contains("line 1: ipv4"), "{stderr}");
+    assert!(stderr.contains("created 10, replaced 0"), "{stderr}");
+    assert!(stderr.contains("hint: fix that line"), "{stderr}");
+}

@@ -67,3 +67,44 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+#[tokio::test]
+async fn an_acknowledged_import_survives_kill_9() {
+    const N: usize = 3_000;
+    let (_guard, dir) = temp_dir();
+    let db = dir.join("imds.db");
+    let daemon = Daemon::with_db(&dir, &db);
+    let body: String = (0..N)
+        .map(|n| {
+            let ip = format!("127.3.{}.{}", n / 250, n % 250 + 1);
+            format!("{}\n", json!({"id": format!("i-bulk-{n:04}"), "hostname": format!("bulk-{n}"), "ipv4": [ip]}))
+        })
+        .collect();
+    let response = daemon
+        .admin_client()
+        .send(Method::POST, "/v1/instances", &[("content-type", "application/x-ndjson")], body)
+        .await
+        .unwrap();
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    assert_eq!(response.json()["created"], N);
+    daemon.kill9();
+
+    let restarted = Daemon::with_db(&dir, &db);
+    let admin = restarted.admin_client();
+    let mut count = 0;
+    let mut path = "/v1/instances?limit=1000".to_owned();
+    loop {
+        let page = admin.get(&path).await.unwrap().json();
+        count += page["instances"].as_array().unwrap().len();
+        match page["next_after"].as_str() {
+            Some(next) => path = format!("/v1/instances?limit=1000&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(count, N, "every imported instance survived");
+    for n in [0, 1_234, N - 1] {
+        let ip = format!("127.3.{}.{}", n / 250, n % 250 + 1);
+        let got = restarted.guest_from(&ip).get("/latest/meta-data/instance-id").await.unwrap();
+        assert_eq!(got.text(), format!("i-bulk-{n:04}"), "guest {ip}");
+    }
+}
