@@ -393,12 +393,16 @@ def cost_shape(work: Path, args: argparse.Namespace, out: list[str]) -> None:
     out.append("Guest load from `imds-load` (16 connections, each from a different registered instance's address, "
                "moving to other instances as it goes), imds pinned to core 0 and the client to core 1. "
                "Populate: bulk imports (`POST /v1/instances`) of 10,000 instances, two requests in flight. "
-               "Cold start is process start to `/readyz` with the store already populated. "
+               "Cold start is process start to `/readyz` with the store already populated; RSS is read "
+               "right after it. *Every guest once*: one GET from each instance's own address on a new "
+               "connection (64 at a time, each answer checked to name its instance), then RSS again: "
+               "the renderings every instance's guest caused, within the render budget "
+               "(`guest.render_cache_mib`, default 256 MiB). "
                "Write → visible: admin PUT sent until a guest read sees the new value (the admin API "
                "acknowledges a write only once the guest view has it), over 1,000 writes.\n")
     out.append("| instances | populate (instances/s) | cold start s | RSS MiB | req/s | p99 µs | CPU/req µs | "
-               "CPU vs 1 instance | write → visible p50 / p99 µs |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "CPU vs 1 instance | every guest once: answers/s, RSS MiB | write → visible p50 / p99 µs |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base_cpu = None
     for size in args.sizes:
         imds = start_imds(work, pinned=True)
@@ -420,11 +424,17 @@ def cost_shape(work: Path, args: argparse.Namespace, out: list[str]) -> None:
             if r["errors"]:
                 raise RuntimeError(f"{r['errors']} failed guest GETs at {size} instances")
             base_cpu = base_cpu or cpu
+            swept = load(["sweep", "--target", target, "--instances", str(size), "--concurrency", "64",
+                          "--seconds", "900"], timeout=1000, pinned=True)
+            if swept["errors"]:
+                raise RuntimeError(f"{swept['errors']} failed sweep GETs at {size} instances: {swept['first_error']}")
+            swept_rss = rss_mib(imds.pid)
             v = load(["visibility", "--admin", f"127.0.0.1:{imds.extra['admin']}", "--target", target,
                       "--token", TOKEN, "--count", "1000"], timeout=600)
             out.append(
-                f"| {size:,} | {populated['rps']:,.0f} | {cold:.2f} | {rss:,.0f} | {r['rps']:,.0f} | {r['p99_us']:,} | "
-                f"{cpu:.1f} | {cpu / base_cpu:.2f} | {v['p50_us']:,} / {v['p99_us']:,}"
+                f"| {size:,} | {populated.get('instances_per_second', populated['rps']):,.0f} | {cold:.2f} | {rss:,.0f} | {r['rps']:,.0f} | {r['p99_us']:,} | "
+                f"{cpu:.1f} | {cpu / base_cpu:.2f} | {swept['rps']:,.0f}, {swept_rss:,.0f} | "
+                f"{v['p50_us']:,} / {v['p99_us']:,}"
                 f"{'' if not v['errors'] else ' (' + str(v['errors']) + ' stale reads)'} |"
             )
             log(f"cost shape at {size} instances done")
@@ -450,8 +460,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3, help="seconds per load point")
     parser.add_argument("--repeats", type=int, default=3, help="repeats of each side-by-side point")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 256])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10_000, 100_000],
-                        help="instance counts of the cost shape (add 1000000 for the full run)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10_000, 100_000, 1_000_000],
+                        help="instance counts of the cost shape")
     parser.add_argument("--quick", action="store_true", help="pinned only, one repeat, 1 s points, sizes 1 and 1000")
     parser.add_argument("--only", nargs="+", default=["compare", "robustness", "cost", "micro"])
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))

@@ -4,6 +4,7 @@
 //! to use as a store key and a URL path segment, a `RoleName` follows AWS's IAM role name rules.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -37,9 +38,10 @@ pub enum InstanceIdError {
 }
 
 /// The primary key of an instance record: 1 to 128 characters of `[A-Za-z0-9._:-]`, not
-/// starting with `.`.
+/// starting with `.`. Copies share one allocation: the guest view keys several indexes by it,
+/// and copying an index shard must not allocate per instance.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct InstanceId(String);
+pub struct InstanceId(Arc<str>);
 
 impl InstanceId {
     /// The id as text.
@@ -70,7 +72,7 @@ impl TryFrom<&str> for InstanceId {
 
     fn try_from(s: &str) -> Result<Self, Self::Error> {
         Self::check(s)?;
-        Ok(Self(s.to_owned()))
+        Ok(Self(Arc::from(s)))
     }
 }
 
@@ -79,7 +81,7 @@ impl TryFrom<String> for InstanceId {
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         Self::check(&s)?;
-        Ok(Self(s))
+        Ok(Self(Arc::from(s)))
     }
 }
 

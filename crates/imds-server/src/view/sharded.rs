@@ -4,21 +4,25 @@
 //! changes. With a plain `HashMap` that copy costs the whole index (a million instances: tens of
 //! milliseconds per admin write). Here a map is a fixed number of shards, each behind an `Arc`:
 //! a copy clones only the `Arc`s, and a write copies only the shard it touches
-//! (`Arc::make_mut`). A lookup costs one hash and one extra pointer hop.
+//! (`Arc::make_mut`). A lookup costs one hash and one extra pointer hop. Keys are hashed with
+//! foldhash (randomly seeded per map): they are operators' ids and addresses, and loading a
+//! million instances spends much of its time hashing.
 
 use std::borrow::Borrow;
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
-/// Shards per map: a write to a map of `n` entries copies about `n / SHARDS` of them.
-const SHARDS: usize = 256;
+use foldhash::fast::RandomState;
+
+/// Shards per map (a power of two): a write to a map of `n` entries copies about `n / SHARDS`
+/// of them (a million instances: about a thousand keys and `Arc`s, no allocation per key).
+const SHARDS: usize = 1024;
 
 /// A hash map split into [`SHARDS`] copy-on-write shards.
 #[derive(Debug, Clone)]
 pub(crate) struct ShardedMap<K, V> {
-    shards: Vec<Arc<HashMap<K, V>>>,
+    shards: Vec<Arc<HashMap<K, V, RandomState>>>,
     /// Picks the shard; copies share it, so a key stays in its shard across copies.
     hasher: RandomState,
     len: usize,
@@ -26,14 +30,15 @@ pub(crate) struct ShardedMap<K, V> {
 
 impl<K, V> Default for ShardedMap<K, V> {
     fn default() -> Self {
-        Self { shards: (0..SHARDS).map(|_| Arc::new(HashMap::new())).collect(), hasher: RandomState::new(), len: 0 }
+        let shard = || Arc::new(HashMap::with_hasher(RandomState::default()));
+        Self { shards: (0..SHARDS).map(|_| shard()).collect(), hasher: RandomState::default(), len: 0 }
     }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
     fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
         // The high bits: HashMap uses the low ones inside each shard.
-        usize::try_from(self.hasher.hash_one(key) >> 56).unwrap_or(0) % SHARDS
+        usize::try_from(self.hasher.hash_one(key) >> (u64::BITS - SHARDS.trailing_zeros())).unwrap_or(0) % SHARDS
     }
 
     /// Every value, in no particular order.
@@ -108,5 +113,17 @@ mod tests {
         assert!(shared >= SHARDS - 3, "only the touched shards were copied ({shared} shared)");
         assert_eq!(b.remove(&123_456), None);
         assert!(!b.is_empty() && ShardedMap::<u32, u32>::default().is_empty());
+    }
+
+    #[test]
+    fn keys_spread_over_every_shard() {
+        let mut map = ShardedMap::default();
+        for n in 0..(SHARDS as u32 * 64) {
+            map.insert(format!("i-{n}"), n);
+        }
+        let biggest = map.shards.iter().map(|shard| shard.len()).max().unwrap_or(0);
+        assert!(map.shards.iter().all(|shard| !shard.is_empty()), "a shard is empty");
+        assert!(biggest < 64 * 2, "the biggest shard holds {biggest} keys of an average 64");
+        assert_eq!(map.values().count(), SHARDS * 64);
     }
 }
