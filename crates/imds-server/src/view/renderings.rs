@@ -28,7 +28,7 @@ const HIGH_TENTHS: usize = 9;
 /// …until the budget is back under this share.
 const LOW_TENTHS: usize = 7;
 
-/// Tends the view's renderings until `shutdown`: every [`PERIOD`] when the budget runs high,
+/// Tends the view's renderings until `shutdown`: every two seconds when the budget runs high,
 /// and every tenth of [`IDLE`] to drop idle ones.
 pub async fn tend(view: View, shutdown: CancellationToken) {
     let mut idle_checked = Instant::now();
