@@ -308,11 +308,7 @@ impl EtcdStore {
                             ops.push(TxnOp::put(self.layout.claim(claim), prepared.holder_name.clone(), None));
                         }
                         Some(holder) => {
-                            let holder = match holder.split_once('/') {
-                                Some((collection, id)) => Key::new(collection, id),
-                                None => Key::new(holder.clone(), ""),
-                            };
-                            return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
+                            return Err(StoreError::ClaimConflict { claim: claim.clone(), holder: holder_key(holder) });
                         }
                         None => {
                             compares.push(Compare::create_revision(self.layout.claim(claim), CompareOp::Equal, 0));
@@ -655,11 +651,7 @@ impl Store for EtcdStore {
                     // Already ours (the index entry missed it): nothing to take.
                     Some(holder) if *holder == holder_name => {}
                     Some(holder) => {
-                        let holder = match holder.split_once('/') {
-                            Some((collection, id)) => Key::new(collection, id),
-                            None => Key::new(holder.clone(), ""),
-                        };
-                        return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
+                        return Err(StoreError::ClaimConflict { claim: claim.clone(), holder: holder_key(holder) });
                     }
                     None => {
                         compares.push(Compare::create_revision(self.layout.claim(claim), CompareOp::Equal, 0));
@@ -825,6 +817,14 @@ impl Store for EtcdStore {
             })
             .await?;
         Ok(layout::revision(header_rev(response.header())))
+    }
+}
+
+/// The key a claim's holder name (`collection/id`, as stored under the claim) stands for.
+fn holder_key(holder: &str) -> Key {
+    match holder.split_once('/') {
+        Some((collection, id)) => Key::new(collection, id),
+        None => Key::new(holder, ""),
     }
 }
 
