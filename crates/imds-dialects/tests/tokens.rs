@@ -8,54 +8,17 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
-use imds_dialects::credentials::{CredentialState, IssuedCredentials, RoleCredentials, Signer};
-use imds_dialects::token::TokenKey;
 use imds_dialects::{azure, route, Context, GuestRequest, GuestResponse, Subject};
 use imds_model::{GuestState, Instance, Limits};
 use serde_json::{json, Value};
 
-const NOW: u64 = 1_800_000_000;
+#[path = "support/fakes.rs"]
+mod fakes;
 
-#[derive(Debug)]
-struct Roles;
+use fakes::{key, FakeSigner, Roles, NOW};
 
-impl RoleCredentials for Roles {
-    fn credentials(&self, role: &str, now: u64) -> Option<CredentialState> {
-        match role {
-            "app-role" => Some(CredentialState::Ready(IssuedCredentials {
-                access_key_id: "AKIAEXAMPLE".into(),
-                secret_access_key: "secret".into(),
-                token: "ya29.example-token".into(),
-                expiration: now + 3000,
-                last_updated: now - 60,
-            })),
-            "broken-role" => Some(CredentialState::Unavailable { last_updated: now - 5 }),
-            _ => None,
-        }
-    }
-}
-
-/// "Signs" by echoing: the JWT is `claims-json` and the PKCS#7 `P7:` + data, so tests see
-/// exactly what was signed.
-#[derive(Debug)]
-struct EchoSigner;
-
-impl Signer for EchoSigner {
-    fn rsa_sha256(&self, _data: &[u8]) -> Option<Vec<u8>> {
-        None
-    }
-    fn pkcs7(&self, data: &[u8]) -> Option<Vec<u8>> {
-        Some([b"P7:".as_slice(), data].concat())
-    }
-    fn jwt_rs256(&self, claims: &Value) -> Option<String> {
-        Some(format!("jwt:{claims}"))
-    }
-}
-
-fn key() -> &'static TokenKey {
-    static KEY: std::sync::LazyLock<TokenKey> = std::sync::LazyLock::new(|| TokenKey::from_bytes([7; 32]));
-    &KEY
-}
+const ROLES: Roles =
+    Roles { access_key_id: "AKIAEXAMPLE", secret_access_key: "secret", token: "ya29.example-token", lifetime: 3000 };
 
 fn instance(doc: Value) -> Instance {
     Instance::parse(&doc, &Limits::default()).unwrap()
@@ -63,9 +26,9 @@ fn instance(doc: Value) -> Instance {
 
 fn send(instance: &Instance, request: GuestRequest, signer: bool) -> GuestResponse {
     let mut context = Context::new(key(), NOW);
-    context.credentials = &Roles;
+    context.credentials = &ROLES;
     if signer {
-        context.signer = Some(&EchoSigner);
+        context.signer = Some(&FakeSigner);
     }
     let state = GuestState::default();
     route(&Subject { instance, mmds: None, state: &state, cache: None }, &request, &context)

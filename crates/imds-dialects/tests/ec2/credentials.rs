@@ -4,59 +4,23 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::Method;
-use imds_dialects::credentials::{CredentialState, IssuedCredentials, RoleCredentials, Signer};
-use imds_dialects::token::TokenKey;
 use imds_dialects::{ec2, Context, GuestRequest, GuestResponse};
 use imds_model::Instance;
 use sha2::{Digest, Sha256};
 
+use super::fakes::{key, FakeSigner, Roles, NOW};
 use super::{assert_text_eq, body, fixtures};
 
-const NOW: u64 = 1_800_000_000;
-
-#[derive(Debug)]
-struct Roles;
-
-impl RoleCredentials for Roles {
-    fn credentials(&self, role: &str, now: u64) -> Option<CredentialState> {
-        match role {
-            "app-role" => Some(CredentialState::Ready(IssuedCredentials {
-                access_key_id: "ASIAIOSFODNN7EXAMPLE".into(),
-                secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
-                token: "IQoJb3JpZ2luX2VjEXAMPLE==".into(),
-                expiration: now + 3600,
-                last_updated: now - 60,
-            })),
-            "broken-role" => Some(CredentialState::Unavailable { last_updated: now - 5 }),
-            _ => None,
-        }
-    }
-}
-
-/// Signs with SHA-256 ("raw") and a marked copy ("pkcs7") so tests see exactly which bytes were signed.
-#[derive(Debug)]
-struct FakeSigner;
-
-impl Signer for FakeSigner {
-    fn rsa_sha256(&self, data: &[u8]) -> Option<Vec<u8>> {
-        Some(Sha256::digest(data).to_vec())
-    }
-    fn pkcs7(&self, data: &[u8]) -> Option<Vec<u8>> {
-        Some([b"P7:".as_slice(), data].concat())
-    }
-    fn jwt_rs256(&self, _claims: &serde_json::Value) -> Option<String> {
-        None
-    }
-}
-
-fn key() -> &'static TokenKey {
-    static KEY: std::sync::LazyLock<TokenKey> = std::sync::LazyLock::new(|| TokenKey::from_bytes([7; 32]));
-    &KEY
-}
+const ROLES: Roles = Roles {
+    access_key_id: "ASIAIOSFODNN7EXAMPLE",
+    secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    token: "IQoJb3JpZ2luX2VjEXAMPLE==",
+    lifetime: 3600,
+};
 
 fn get_at(instance: &Instance, path: &str, now: u64, signer: bool) -> GuestResponse {
     let mut context = Context::new(key(), now);
-    context.credentials = &Roles;
+    context.credentials = &ROLES;
     if signer {
         context.signer = Some(&FakeSigner);
     }

@@ -7,6 +7,8 @@
 mod cases;
 mod crawl;
 mod credentials;
+#[path = "../support/fakes.rs"]
+mod fakes;
 mod fixtures;
 mod golden;
 mod session;
