@@ -1,6 +1,7 @@
 //! Values the DigitalOcean, Hetzner and NoCloud dialects (and the platform hints) derive the same
 //! way from the record, so that one instance tells one story through all of them: numeric ids
-//! (rule R1), the host name, the interface list (rule R2), tags and SSH key lines. Pure
+//! (rule R1 of docs/dialects.md), the host name, the interface list (rule R2), tags and SSH key
+//! lines. Pure
 //! functions of the record.
 
 use std::net::{Ipv4Addr, Ipv6Addr};

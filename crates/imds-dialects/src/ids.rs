@@ -1,4 +1,4 @@
-//! Identifiers several dialects derive the same way from the record (dialects.md §9, rule R1),
+//! Identifiers several dialects derive the same way from the record (rule R1 of docs/dialects.md),
 //! so that one instance tells one story: OpenStack's `uuid`, Azure's `vmId` and the SMBIOS UUID
 //! are the same UUID unless an override block says otherwise.
 

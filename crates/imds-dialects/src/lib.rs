@@ -15,6 +15,9 @@
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
 //! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`]. [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
+//!
+//! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
+//! crate: ids, interfaces, identity, EC2's options) are stated in `docs/dialects.md`.
 
 #![forbid(unsafe_code)]
 
@@ -256,7 +259,7 @@ impl Dialect {
         Dialect::ALL.into_iter().find(|d| d.name() == name)
     }
 
-    /// The dialect a path belongs to (spec: dialects.md §8). MMDS is not chosen by path.
+    /// The dialect a path belongs to (docs/dialects.md, "Routing"). MMDS is not chosen by path.
     pub fn for_path(path: &str, settings: &Settings) -> Dialect {
         let nocloud = settings.nocloud_prefix.trim_end_matches('/');
         if path.starts_with("/computeMetadata/") || path == "/computeMetadata" {
@@ -300,7 +303,7 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
     }
     match dialect {
         Dialect::Ec2 if request.path == "/" && gce_ping(request) => {
-            // google-auth's GCE detection: 200 plus the flavor header (dialects.md §1.2).
+            // google-auth's GCE detection: 200 plus the flavor header (docs/dialects.md, "The root is shared").
             ec2_shaped(ec2::respond(subject.instance, request, context)).with_header(
                 HeaderName::from_static(gce::wire::FLAVOR_HEADER),
                 HeaderValue::from_static(gce::wire::FLAVOR),

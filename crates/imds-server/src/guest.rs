@@ -3,9 +3,10 @@
 //! For every request: identify the caller by its source address ([`identify`]), pick its
 //! instance from the current view snapshot, hand `(&Subject, &GuestRequest, &Context)` to the
 //! dialect router in `imds-dialects`, apply the response's hop limit to the connection's socket,
-//! write the bytes. Reads touch no store, take no lock and await nothing (long polls excepted: see
-//! below). An unknown caller gets no instance's data. The session-token key is loaded from the
-//! store at start ([`token_key`]).
+//! write the bytes. Reads touch no store and await nothing (long polls excepted: see below); the
+//! only lock they take is short: a record version's render cache, to copy or insert one answer.
+//! An unknown caller gets no instance's data. The session-token key is loaded from the store at
+//! start ([`token_key`]).
 //!
 //! One exception is a guest write (OpenStack's `password`, GCE guest attributes): the
 //! dialect's response carries a [`GuestWrite`](imds_dialects::GuestWrite), which [`write`](mod@write)
