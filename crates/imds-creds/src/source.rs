@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-use crate::time::parse_rfc3339;
+use imds_model::time::parse_rfc3339;
 use crate::{process, sts};
 
 /// One set of temporary (or static) credentials.

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::secret::Secret;
 use crate::source::{BaseCredentials, Credentials, FetchError, Source};
-use crate::time::parse_rfc3339;
+use imds_model::time::parse_rfc3339;
 
 /// How long one `AssumeRole` call may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);

@@ -25,6 +25,7 @@ mod settings;
 mod ssh;
 mod state;
 mod text;
+pub mod time;
 mod user_data;
 
 pub use addr::{Ipv4Cidr, Ipv6Cidr, MacAddr, MacAddrError};
