@@ -42,6 +42,7 @@ pub mod mmds;
 pub mod nocloud;
 pub mod openstack;
 pub mod platform;
+mod query;
 pub mod token;
 mod yaml;
 

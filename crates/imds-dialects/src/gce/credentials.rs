@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::build::Names;
 use super::tree::Credential;
-use super::{error, ok, percent_decode, wire};
+use super::{error, ok, wire};
 use crate::credentials::CredentialState;
 use crate::ec2::derived::fnv1a;
 use crate::{Context, GuestResponse};
@@ -68,13 +68,11 @@ struct IdentityQuery {
 
 fn identity_query(query: Option<&str>) -> Result<IdentityQuery, String> {
     let mut parsed = IdentityQuery::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value);
-        match name {
-            "audience" => parsed.audience = Some(value).filter(|a| !a.is_empty()),
+    for (name, value) in crate::query::pairs(query) {
+        match name.as_ref() {
+            "audience" => parsed.audience = Some(value.into_owned()).filter(|a| !a.is_empty()),
             "format" => {
-                parsed.full = match value.as_str() {
+                parsed.full = match value.as_ref() {
                     "full" => true,
                     "standard" => false,
                     other => return Err(format!("Invalid format {}: expected standard or full.", wire::escape(other))),
