@@ -117,11 +117,6 @@ fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Seconds since the Unix epoch; token expiry is whole seconds, as on EC2.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Answers one guest request from the current snapshot.
 async fn answer(plane: &Plane, request: Request) -> Response {
     let Some(caller) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
@@ -190,7 +185,8 @@ fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestReq
     let signer = snapshot.signer().map(|signer| &**signer as &dyn imds_dialects::credentials::Signer);
     let context = Context {
         tokens: &plane.tokens,
-        now: unix_now(),
+        // The credential refresher's clock: one wall clock for the whole daemon.
+        now: plane.credentials.0.clock().now(),
         settings: &plane.settings,
         credentials: &plane.credentials,
         signer,
