@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
-use serde::Deserialize;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
 
 use crate::secret::Secret;
 use crate::source::{BaseCredentials, Credentials, FetchError, Source};
@@ -202,8 +202,8 @@ pub async fn assume_role(
 
 /// The credentials of a successful `AssumeRole` answer.
 fn credentials(xml: &str) -> Result<Credentials, FetchError> {
-    let answer: AssumeRoleResponse = quick_xml::de::from_str(xml)
-        .map_err(|e| FetchError::BadAnswer(format!("unexpected STS answer: {e}")))?;
+    let answer: AssumeRoleResponse =
+        quick_xml::de::from_str(xml).map_err(|e| FetchError::BadAnswer(format!("unexpected STS answer: {e}")))?;
     let StsCredentials { access_key_id, secret_access_key, session_token, expiration } =
         answer.assume_role_result.credentials;
     let expiration = expiration.trim();

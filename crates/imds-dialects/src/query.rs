@@ -15,10 +15,9 @@ mod tests {
 
     #[test]
     fn pairs_are_decoded_and_empty_ones_skipped() {
-        let decoded: Vec<(String, String)> =
-            pairs(Some("audience=https%3A%2F%2Fexample.com&&flag&a+b=c+d%2B&bad=%zz"))
-                .map(|(n, v)| (n.into_owned(), v.into_owned()))
-                .collect();
+        let decoded: Vec<(String, String)> = pairs(Some("audience=https%3A%2F%2Fexample.com&&flag&a+b=c+d%2B&bad=%zz"))
+            .map(|(n, v)| (n.into_owned(), v.into_owned()))
+            .collect();
         let expected = [("audience", "https://example.com"), ("flag", ""), ("a b", "c d+"), ("bad", "%zz")];
         assert_eq!(decoded, expected.map(|(n, v)| (n.to_owned(), v.to_owned())));
         assert_eq!(pairs(None).count(), 0);

@@ -129,7 +129,9 @@ pub(crate) fn timestamp(s: &str) -> Result<(), String> {
     if !fraction_ok {
         return Err(bad());
     }
-    let Some(days_in_month) = i32::try_from(year).ok().zip(u8::try_from(month).ok()).and_then(|(y, m)| crate::time::days_in_month(y, m)) else {
+    let Some(days_in_month) =
+        i32::try_from(year).ok().zip(u8::try_from(month).ok()).and_then(|(y, m)| crate::time::days_in_month(y, m))
+    else {
         return Err(format!("{s:?} has month {month}"));
     };
     let days_in_month = u32::from(days_in_month);

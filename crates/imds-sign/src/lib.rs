@@ -113,10 +113,9 @@ impl SigningKey {
             })
             .map_err(|e| SignError::Key(format!("not a PEM RSA private key (PKCS#8 or PKCS#1): {e}").into()))?;
         if private.size() * 8 < 2048 {
-            return Err(SignError::Key(format!(
-                "{}-bit keys are too short; use at least 2048 bits",
-                private.size() * 8
-            ).into()));
+            return Err(SignError::Key(
+                format!("{}-bit keys are too short; use at least 2048 bits", private.size() * 8).into(),
+            ));
         }
         match certificate_pem {
             None => Self::with_self_signed(private, DEFAULT_SUBJECT),

@@ -45,9 +45,8 @@ pub async fn tend(view: View, clock: imds_creds::Clock, shutdown: CancellationTo
         }
         idle_checked = Instant::now();
         // A pass reads every instance of the snapshot: off the request threads.
-        let freed = tokio::task::spawn_blocking(move || sweep(&snapshot, clock.now(), IDLE.as_secs()))
-            .await
-            .unwrap_or(0);
+        let freed =
+            tokio::task::spawn_blocking(move || sweep(&snapshot, clock.now(), IDLE.as_secs())).await.unwrap_or(0);
         if freed > 0 {
             tracing::debug!(freed, used = view.load().budget().used(), "dropped kept renderings");
         }
