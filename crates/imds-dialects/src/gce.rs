@@ -53,6 +53,8 @@ use crate::{Context, GuestRequest, GuestResponse, Subject};
 mod build;
 mod credentials;
 pub mod overrides;
+
+pub use overrides::check as check_overrides;
 mod tree;
 pub mod wire;
 

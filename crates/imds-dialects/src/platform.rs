@@ -107,7 +107,7 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
         Dialect::Gce => Smbios {
             manufacturer: Some("Google".into()),
             product: Some("Google Compute Engine".into()),
-            serial: Some(format!("GoogleCloud-{:016X}", crate::ec2::derived::fnv1a(&["gce-serial", id]))),
+            serial: Some(format!("GoogleCloud-{:016X}", crate::ids::fnv1a(&["gce-serial", id]))),
             uuid,
             ..Smbios::default()
         },

@@ -12,7 +12,7 @@ use super::build::Names;
 use super::tree::Credential;
 use super::{error, ok, wire};
 use crate::credentials::CredentialState;
-use crate::ec2::derived::fnv1a;
+use crate::ids::fnv1a;
 use crate::{Context, GuestResponse};
 
 /// How long an identity token is valid, seconds (Google's: one hour).
