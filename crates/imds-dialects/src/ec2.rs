@@ -53,8 +53,9 @@ use tree::{Entry, Node};
 
 /// The instance's rendered tree: everything under `/<version>/` that depends on the record
 /// alone, and the identity document its signatures sign. Build it once per record version
-/// (kept in the [`crate::Cache`] passed to [`respond_with`]) and answer many requests from it; credentials,
-/// signatures and other time-dependent leaves are computed per request.
+/// (kept in the [`crate::Cache`] that [`respond`] finds in the [`Subject`]) and answer many
+/// requests from it; credentials, signatures and other time-dependent leaves are computed per
+/// request.
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: Entry,

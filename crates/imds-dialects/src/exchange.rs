@@ -43,7 +43,7 @@ impl GuestRequest {
     }
 }
 
-/// A guest's write to its instance's [`GuestState`], carried by the response that acknowledges
+/// A guest's write to its instance's [`GuestState`](imds_model::GuestState), carried by the response that acknowledges
 /// it. The server applies `write` atomically in the store and sends the carrying response; when
 /// `write.only_if_absent` finds a value already set it sends `conflict` instead.
 #[derive(Debug, Clone, PartialEq, Eq)]

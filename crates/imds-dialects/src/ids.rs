@@ -1,7 +1,6 @@
 //! Identifiers dialects derive from the record (rule R1 of docs/dialects.md), and the hash they
-//! are derived with ([`fnv1a`]),
-//! so that one instance tells one story: OpenStack's `uuid`, Azure's `vmId` and the SMBIOS UUID
-//! are the same UUID unless an override block says otherwise.
+//! are derived with (`fnv1a`), so that one instance tells one story: OpenStack's `uuid`,
+//! Azure's `vmId` and the SMBIOS UUID are the same UUID unless an override block says otherwise.
 
 use imds_model::Instance;
 use uuid::Uuid;

@@ -7,7 +7,7 @@
 //! picks the instance from its in-memory view, calls [`route`], and writes the bytes.
 //!
 //! A guest that writes (OpenStack's `password`, GCE guest attributes) gets a response carrying a
-//! [`GuestWrite`]: the server applies it to the instance's [`GuestState`] in the store and then
+//! [`GuestWrite`]: the server applies it to the instance's [`GuestState`](imds_model::GuestState) in the store and then
 //! sends the response (or the write's conflict response).
 //!
 //! [`route`] picks the dialect from the path ([`Dialect::for_path`]); a dialect the instance has
