@@ -91,7 +91,10 @@ pub fn respond_with(
     if instance.imds.endpoint == EndpointMode::Disabled {
         return session::error(StatusCode::FORBIDDEN, "403 - Forbidden");
     }
-    let path = request.path.trim_end_matches('/');
+    // AWS serves `//latest//meta-data/` as `/latest/meta-data/`: repeated slashes collapse (the
+    // JavaScript SDK joins its endpoint's `/` and the path into `//latest/…`).
+    let path = collapse_slashes(&request.path);
+    let path = path.trim_end_matches('/');
     let split = path.strip_prefix('/').map(|p| p.split_once('/').unwrap_or((p, "")));
     if let Some((version, wire::TOKEN_PATH)) = split {
         return match tree::filter_key(version) {
@@ -116,6 +119,20 @@ pub fn respond_with(
         Some(seconds) => response.with_header(HeaderName::from_static(wire::TTL_HEADER), HeaderValue::from(seconds)),
         None => response,
     }
+}
+
+/// `path` with every run of `/` replaced by one `/`.
+fn collapse_slashes(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains("//") {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && collapsed.ends_with('/')) {
+            collapsed.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(collapsed)
 }
 
 /// The tree lookup behind the token gate.

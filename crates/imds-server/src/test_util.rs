@@ -61,6 +61,14 @@ impl TestServer {
         Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections, Default::default()).await
     }
 
+    /// Starts a daemon over a fresh in-memory store with the guest plane's settings `guest`
+    /// (its `listen` is replaced by a loopback port).
+    pub async fn with_guest(guest: guest::Config) -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let connections = listener::Limits::default();
+        Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections, Default::default()).await
+    }
+
     /// Starts a daemon over `store` with explicit bulk-import limits.
     pub async fn with_import_limits(store: Arc<dyn Store>, import: admin::import::Limits) -> Self {
         let limits = imds_model::Limits::default();

@@ -53,6 +53,10 @@ pub struct RawGuest {
     pub nocloud_prefix: Option<String>,
     /// MiB of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_mib: Option<u32>,
+    /// How long a request from an unregistered address waits for its record, in milliseconds.
+    pub unknown_hold_ms: Option<u32>,
+    /// How many requests from unregistered addresses are held at once.
+    pub max_held: Option<u32>,
 }
 
 /// `[admin]`
@@ -127,6 +131,8 @@ impl RawConfig {
         env_number(lookup, "IMDS_GUEST_THROTTLE_PER_SECOND", &mut self.guest.throttle_per_second, problems);
         env_number(lookup, "IMDS_GUEST_THROTTLE_BURST", &mut self.guest.throttle_burst, problems);
         env_number(lookup, "IMDS_GUEST_RENDER_CACHE_MIB", &mut self.guest.render_cache_mib, problems);
+        env_number(lookup, "IMDS_GUEST_UNKNOWN_HOLD_MS", &mut self.guest.unknown_hold_ms, problems);
+        env_number(lookup, "IMDS_GUEST_MAX_HELD", &mut self.guest.max_held, problems);
         env_number(lookup, "IMDS_STORE_RETAIN_CHANGES", &mut self.store.retain_changes, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_USER_DATA", &mut self.limits.max_user_data, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_RECORD", &mut self.limits.max_record, problems);
@@ -238,6 +244,17 @@ impl Config {
             .guest
             .render_cache_mib
             .map_or(imds_server::view::DEFAULT_RENDER_BYTES, |mib| usize::try_from(mib).unwrap_or(usize::MAX) << 20);
+        let unknown_hold = match raw.guest.unknown_hold_ms {
+            None => guest::Config::default().unknown_hold,
+            Some(ms) if ms > MAX_UNKNOWN_HOLD_MS => {
+                problems.push(format!(
+                    "guest.unknown_hold_ms: at most {MAX_UNKNOWN_HOLD_MS} (a hold is meant to be short)"
+                ));
+                Duration::ZERO
+            }
+            Some(ms) => Duration::from_millis(u64::from(ms)),
+        };
+        let max_held = raw.guest.max_held.map_or(guest::Config::default().max_held, |n| n as usize);
         if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
             problems.push("guest.listen: give at least one address, e.g. \"169.254.169.254:80\"".into());
         }
@@ -411,7 +428,14 @@ impl Config {
             .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
-                guest: guest::Config { listen: guest_listen, throttle, dialects, render_cache_bytes },
+                guest: guest::Config {
+                    listen: guest_listen,
+                    throttle,
+                    dialects,
+                    render_cache_bytes,
+                    unknown_hold,
+                    max_held,
+                },
                 admin: admin::Config {
                     listen: admin_listen,
                     socket: admin_socket,
@@ -462,6 +486,9 @@ fn check_nocloud_prefix(prefix: &str) -> Result<String, String> {
     }
     Ok(prefix.to_owned())
 }
+
+/// The longest `guest.unknown_hold_ms` accepted.
+const MAX_UNKNOWN_HOLD_MS: u32 = 10_000;
 
 fn env_number<T: std::str::FromStr>(
     lookup: &dyn Fn(&str) -> Option<String>,
