@@ -1,0 +1,79 @@
+//! Documents as the real services serve them, over real sockets: fields every real document
+//! has whatever the record leaves out.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+use http::{Method, StatusCode};
+use imds_server::test_util::TestServer;
+use serde_json::json;
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3RrZXl0ZXN0a2V5dGVzdGtleXRlc3RrZXk= alice@laptop";
+
+#[tokio::test]
+async fn openstack_meta_data_has_project_devices_and_novas_host_name() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-os-bare", "ipv4": ["127.0.11.1"]})).await;
+    server
+        .create(json!({"id": "i-os-host", "hostname": "web-1", "ipv4": ["127.0.11.2"],
+                         "account": {"id": "0f5a1c2b3d4e5f60718293a4b5c6d7e8"}}))
+        .await;
+    server
+        .create(json!({"id": "i-os-fqdn", "hostname": "db-1", "domain": "example.internal",
+                         "ipv4": ["127.0.11.3"]}))
+        .await;
+    for (source, hostname) in [
+        ("127.0.11.1", "i-os-bare.novalocal"),
+        ("127.0.11.2", "web-1.novalocal"),
+        ("127.0.11.3", "db-1.example.internal"),
+    ] {
+        let response = server.guest_from(source).get("/openstack/latest/meta_data.json").await.unwrap();
+        assert_eq!(response.status, StatusCode::OK);
+        let doc = response.json();
+        assert_eq!(doc["hostname"], hostname, "{source}");
+        assert_eq!(doc["devices"], json!([]), "{source}");
+        let project = doc["project_id"].as_str().unwrap();
+        if source == "127.0.11.2" {
+            assert_eq!(project, "0f5a1c2b3d4e5f60718293a4b5c6d7e8");
+        } else {
+            assert!(project.len() == 32 && project.bytes().all(|b| b.is_ascii_hexdigit()), "{project}");
+        }
+    }
+    // Versions before Liberty have no project_id.
+    let old = server.guest_from("127.0.11.1").get("/openstack/2013-10-17/meta_data.json").await.unwrap();
+    assert!(old.json().get("project_id").is_none());
+}
+
+#[tokio::test]
+async fn digitalocean_lists_vendor_data_always() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-do-bare", "ipv4": ["127.0.11.4"]})).await;
+    let guest = server.guest_from("127.0.11.4");
+    let index = guest.get("/metadata/v1/").await.unwrap();
+    assert!(index.text().lines().any(|line| line == "vendor-data"), "{}", index.text());
+    let vendor = guest.get("/metadata/v1/vendor-data").await.unwrap();
+    assert_eq!((vendor.status, vendor.text().as_str()), (StatusCode::OK, ""));
+    assert_eq!(guest.get("/metadata/v1.json").await.unwrap().json()["vendor_data"], "");
+}
+
+#[tokio::test]
+async fn azure_always_has_an_admin_user_and_key_paths() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-az-bare", "ipv4": ["127.0.11.5"], "ssh_keys": [KEY]})).await;
+    server
+        .create(json!({"id": "i-az-user", "ipv4": ["127.0.11.6"], "default_user": "ops",
+                         "ssh_keys": [KEY, {"key": KEY, "user": "bob"}]}))
+        .await;
+    let headers = [("metadata", "true")];
+    let target = "/metadata/instance/compute?api-version=2021-02-01";
+    let bare = server.guest_from("127.0.11.5").send(Method::GET, target, &headers, "").await.unwrap().json();
+    assert_eq!(bare["osProfile"]["adminUsername"], "azureuser");
+    assert_eq!(bare["publicKeys"], json!([{"keyData": KEY, "path": "/home/azureuser/.ssh/authorized_keys"}]));
+    let user = server.guest_from("127.0.11.6").send(Method::GET, target, &headers, "").await.unwrap().json();
+    assert_eq!(user["osProfile"]["adminUsername"], "ops");
+    assert_eq!(
+        user["publicKeys"],
+        json!([{"keyData": KEY, "path": "/home/ops/.ssh/authorized_keys"},
+               {"keyData": KEY, "path": "/home/bob/.ssh/authorized_keys"}])
+    );
+}
