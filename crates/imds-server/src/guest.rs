@@ -215,9 +215,21 @@ fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestReq
         settings: &plane.settings,
         credentials: &plane.credentials,
         signer,
+        // Only a PUT mints a session token; other requests need no randomness.
+        nonce: if request.method == Method::PUT { random_nonce() } else { 0 },
     };
     let subject = subject(snapshot, entry);
     imds_dialects::route(&subject, request, &context)
+}
+
+/// A random number from the operating system (the clock's nanoseconds if that fails, which
+/// only makes two tokens minted in the same nanosecond alike).
+fn random_nonce() -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_ne_bytes(bytes),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+    }
 }
 
 /// What the dialects render from for `entry`.

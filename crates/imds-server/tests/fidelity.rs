@@ -77,3 +77,60 @@ async fn azure_always_has_an_admin_user_and_key_paths() {
                {"keyData": KEY, "path": "/home/bob/.ssh/authorized_keys"}])
     );
 }
+
+#[tokio::test]
+async fn every_token_put_mints_a_distinct_token_bound_to_its_instance() {
+    let server = TestServer::start().await;
+    server.create(json!({"id": "i-mmds-tokens", "ipv4": ["127.0.11.7"]})).await;
+    let config = server
+        .admin()
+        .send(
+            Method::PUT,
+            "/v1/instances/i-mmds-tokens/mmds/config",
+            &[("content-type", "application/json")],
+            r#"{"version":"V2"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(config.status, StatusCode::NO_CONTENT);
+    let data = server
+        .admin()
+        .send(Method::PUT, "/v1/instances/i-mmds-tokens/mmds", &[("content-type", "application/json")], r#"{"a":"b"}"#)
+        .await
+        .unwrap();
+    assert_eq!(data.status, StatusCode::NO_CONTENT);
+    server.create(json!({"id": "i-ec2-tokens", "ipv4": ["127.0.11.8"]})).await;
+    server.create(json!({"id": "i-other", "ipv4": ["127.0.11.9"]})).await;
+
+    for (source, ttl_header, token_header, path) in [
+        ("127.0.11.7", "x-metadata-token-ttl-seconds", "x-metadata-token", "/a"),
+        (
+            "127.0.11.8",
+            "x-aws-ec2-metadata-token-ttl-seconds",
+            "x-aws-ec2-metadata-token",
+            "/latest/meta-data/instance-id",
+        ),
+    ] {
+        let guest = server.guest_from(source);
+        let mut tokens = Vec::new();
+        // Ten PUTs in well under a second: the clock alone cannot tell them apart.
+        for _ in 0..10 {
+            let put = guest.send(Method::PUT, "/latest/api/token", &[(ttl_header, "60")], "").await.unwrap();
+            assert_eq!(put.status, StatusCode::OK, "{source}: {}", put.text());
+            tokens.push(put.text());
+        }
+        let mut distinct = tokens.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), tokens.len(), "{source}: {tokens:?}");
+        for token in &tokens {
+            let get = guest.send(Method::GET, path, &[(token_header, token.as_str())], "").await.unwrap();
+            assert_eq!(get.status, StatusCode::OK, "{source}");
+            // Bound to its instance: another instance's guest cannot use it.
+            let stolen = server.guest_from("127.0.11.9");
+            let header = [("x-aws-ec2-metadata-token", token.as_str())];
+            let refused = stolen.send(Method::GET, "/latest/meta-data/instance-id", &header, "").await.unwrap();
+            assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{source}");
+        }
+    }
+}
