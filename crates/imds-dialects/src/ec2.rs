@@ -29,8 +29,10 @@
 //!   or creating the leaf and any missing directories — created entries exist at every version);
 //! - `null`: whatever is at that path is removed (404 and unlisted).
 //!
-//! Other values, keys with empty segments and paths that run through a leaf are ignored. For
-//! example `{"instance-life-cycle": "spot", "placement/availability-zone-id": "use1-az1",
+//! The admin API refuses other values and keys with empty segments ([`check_overrides`], with
+//! the field path, e.g. `dialects.ec2.spot/instance-action`): EC2 serves text, so a JSON
+//! document such as `spot/instance-action` is written as its JSON text. Paths that run through
+//! a leaf are ignored. For example `{"instance-life-cycle": "spot", "placement/availability-zone-id": "use1-az1",
 //! "public-keys": null}`. The identity document reads `meta-data` after overrides, so it agrees
 //! with what `meta-data/` serves.
 
@@ -72,6 +74,29 @@ impl Tree {
     pub fn heap_size(&self) -> usize {
         std::mem::size_of::<Self>() + self.root.heap_size() + self.document.capacity()
     }
+}
+
+/// Checks a `dialects.ec2` block: an object of `meta-data/` paths to strings or `null`.
+/// Returns `(field, message)` for each problem, `field` relative to `dialects.ec2`.
+pub fn check_overrides(block: &serde_json::Value) -> Vec<(String, String)> {
+    let Some(map) = block.as_object() else {
+        return vec![(String::new(), "must be an object of meta-data paths to strings or null".to_owned())];
+    };
+    map.iter()
+        .filter_map(|(key, value)| {
+            if key.split('/').any(str::is_empty) {
+                return Some((key.clone(), "path segments must not be empty (no leading, trailing or double `/`)".into()));
+            }
+            match value {
+                serde_json::Value::String(_) | serde_json::Value::Null => None,
+                _ => Some((
+                    key.clone(),
+                    "must be a string (the text EC2 serves; write a JSON document as its JSON text) or null (removes the path)"
+                        .into(),
+                )),
+            }
+        })
+        .collect()
 }
 
 /// Answers one EC2 request for `instance`, rendering its tree for this request.

@@ -350,6 +350,7 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
     for (dialect, block) in &instance.dialects.overrides {
         let problems = match (dialect.as_str(), block) {
             ("azure", _) => azure::check_overrides(block),
+            ("ec2", _) => ec2::check_overrides(block),
             ("gce", _) => gce::overrides::check(block),
             ("openstack", serde_json::Value::Object(block)) => openstack::check_overrides(block),
             _ => Vec::new(),

@@ -134,3 +134,34 @@ async fn every_token_put_mints_a_distinct_token_bound_to_its_instance() {
         }
     }
 }
+
+#[tokio::test]
+async fn ec2_overrides_that_are_not_text_are_refused_naming_their_path() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let json_type = [("content-type", "application/json")];
+    let doc = json!({"id": "i-spot", "ipv4": ["127.0.11.10"], "dialects": {"ec2": {
+        "spot/instance-action": {"action": "terminate", "time": "2026-08-01T00:02:00Z"},
+        "instance-life-cycle": "spot",
+        "ami-launch-index": 3,
+        "bad//key": "x"
+    }}});
+    let refused = admin.send(Method::PUT, "/v1/instances/i-spot", &json_type, doc.to_string()).await.unwrap();
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text());
+    let body = refused.text();
+    for field in ["dialects.ec2.spot/instance-action", "dialects.ec2.ami-launch-index", "dialects.ec2.bad//key"] {
+        assert!(body.contains(field), "{field} not named: {body}");
+    }
+    assert!(!body.contains("dialects.ec2.instance-life-cycle"), "{body}");
+    let missing = admin.get("/v1/instances/i-spot").await.unwrap();
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "nothing was written");
+
+    // The same notice as its JSON text is served as EC2 serves it.
+    let text = r#"{"action": "terminate", "time": "2026-08-01T00:02:00Z"}"#;
+    let doc = json!({"id": "i-spot", "ipv4": ["127.0.11.10"],
+                     "dialects": {"ec2": {"spot/instance-action": text, "public-keys": null}}});
+    let created = admin.send(Method::PUT, "/v1/instances/i-spot", &json_type, doc.to_string()).await.unwrap();
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let notice = server.guest_from("127.0.11.10").get("/latest/meta-data/spot/instance-action").await.unwrap();
+    assert_eq!((notice.status, notice.text().as_str()), (StatusCode::OK, text));
+}
