@@ -138,8 +138,8 @@ async fn admin_api_gives_the_smbios_hint_per_dialect() {
     assert_eq!(hetzner["smbios"]["serial"], id);
 
     let nocloud = admin.get("/v1/instances/hint-1/smbios?dialect=nocloud").await.unwrap().json();
-    assert_eq!(nocloud["smbios"]["serial"], "ds=nocloud;s=http://169.254.169.254/nocloud/");
-    assert_eq!(nocloud["kernel_cmdline"], "ds=nocloud;s=http://169.254.169.254/nocloud/");
+    assert_eq!(nocloud["smbios"]["serial"], "ds=nocloud-net;s=http://169.254.169.254/nocloud/");
+    assert_eq!(nocloud["kernel_cmdline"], "ds=nocloud-net;s=http://169.254.169.254/nocloud/");
 
     for bad in ["dialect=vax", "dialect=mmds"] {
         let response = admin.get(&format!("/v1/instances/hint-1/smbios?{bad}")).await.unwrap();
