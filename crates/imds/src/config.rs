@@ -77,6 +77,8 @@ pub struct RawAdmin {
     pub import_max_body: Option<usize>,
     /// Most instances per bulk-import request.
     pub import_max_lines: Option<usize>,
+    /// The role the Go mock's `/status` and `/bootstrap/creds` act on.
+    pub default_role: Option<String>,
 }
 
 /// `[store]`
@@ -141,8 +143,11 @@ impl RawConfig {
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+        } else {
+            self.overlay_vman(lookup, problems);
         }
-        let strings: [(&str, &mut Option<String>); 11] = [
+        let strings: [(&str, &mut Option<String>); 12] = [
+            ("IMDS_ADMIN_DEFAULT_ROLE", &mut self.admin.default_role),
             ("IMDS_GUEST_NOCLOUD_PREFIX", &mut self.guest.nocloud_prefix),
             ("IMDS_ADMIN_LISTEN", &mut self.admin.listen),
             ("IMDS_ADMIN_SOCKET", &mut self.admin.socket),
@@ -160,6 +165,30 @@ impl RawConfig {
                 *slot = Some(value);
             }
         }
+    }
+
+    /// VMAN's variables (`VMAN_METADATA_BIND_IP`, default `169.254.169.254`;
+    /// `VMAN_METADATA_PORT`, default 80) set the guest listener when `IMDS_GUEST_LISTEN` does
+    /// not; `VMAN_METADATA_ENABLED=0` is refused, since `serve` always serves guests.
+    fn overlay_vman(&mut self, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+        if lookup("VMAN_METADATA_ENABLED").is_some_and(|v| matches!(v.trim(), "0" | "false" | "no" | "off")) {
+            problems.push(
+                "VMAN_METADATA_ENABLED: imds serve always serves the guest plane; unset the variable (or run no imds)"
+                    .into(),
+            );
+        }
+        let (ip, port) = (lookup("VMAN_METADATA_BIND_IP"), lookup("VMAN_METADATA_PORT"));
+        if ip.is_none() && port.is_none() {
+            return;
+        }
+        let ip = ip.map_or_else(|| "169.254.169.254".to_owned(), |ip| ip.trim().to_owned());
+        let port = port.map_or_else(|| "80".to_owned(), |port| port.trim().to_owned());
+        if port.parse::<u16>().is_err() {
+            problems.push(format!("VMAN_METADATA_PORT: {port:?} is not a port number"));
+            return;
+        }
+        let addr = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+        self.guest.listen = Some(vec![addr]);
     }
 }
 
@@ -442,6 +471,7 @@ impl Config {
                     token,
                     write_visibility_timeout,
                     import,
+                    compat: admin::compat::Config { default_role: raw.admin.default_role.clone() },
                 },
                 limits,
                 connections,
