@@ -30,6 +30,8 @@ pub struct Config {
 }
 
 /// `GET /status`: whether the default role has valid credentials now (`false` without one).
+#[utoipa::path(get, path = "/status", tag = "compat", security(()),
+    responses((status = 200, description = "`true` when the default role (`admin.default_role`) has valid credentials now", body = bool, content_type = "application/json")))]
 pub async fn status(State(state): State<AdminState>) -> Json<bool> {
     let now = state.credentials.clock().now();
     let valid = state
@@ -42,6 +44,12 @@ pub async fn status(State(state): State<AdminState>) -> Json<bool> {
 }
 
 /// `POST /bootstrap/creds`: the default role's base credentials.
+#[utoipa::path(post, path = "/bootstrap/creds", tag = "compat",
+    request_body(content = Object, content_type = "application/json",
+                 description = "`{\"AccessKeyId\", \"SecretAccessKey\", \"Token\"?}` (`Token` may be absent or empty)"),
+    responses((status = 204, description = "Stored as the default role's base credentials; the role re-assumes at once"),
+              (status = 400, description = "Invalid credentials, no default role configured, or not an sts role", body = super::error::ErrorBody),
+              (status = 404, description = "The default role does not exist", body = super::error::ErrorBody)))]
 pub async fn bootstrap(State(state): State<AdminState>, body: Body) -> Result<Response, AdminError> {
     let Some(role) = state.compat.default_role.clone() else {
         return Err(AdminError::BadRequest {
@@ -56,6 +64,13 @@ pub async fn bootstrap(State(state): State<AdminState>, body: Body) -> Result<Re
 const FIELDS: [&str; 5] = ["hostname", "user_data", "ssh_keys", "mac", "ip"];
 
 /// `PUT /vms/{id}/metadata`
+#[utoipa::path(put, path = "/vms/{id}/metadata", tag = "compat",
+    params(("id" = String, Path, description = "Instance id")),
+    request_body(content = Object, content_type = "application/json",
+                 description = "`{\"hostname\"?, \"user_data\"?, \"ssh_keys\"? (one key per line), \"mac\"?, \"ip\"?}`"),
+    responses((status = 200, description = "The metadata as stored", body = Object),
+              (status = 400, description = "An unknown or ill-typed field, or an invalid record", body = super::error::ErrorBody),
+              (status = 409, description = "An address belongs to another instance", body = super::error::ErrorBody)))]
 pub async fn put_metadata(
     State(state): State<AdminState>,
     Path(id): Path<String>,
@@ -105,6 +120,10 @@ pub async fn put_metadata(
 }
 
 /// `GET /vms/{id}/metadata`
+#[utoipa::path(get, path = "/vms/{id}/metadata", tag = "compat",
+    params(("id" = String, Path, description = "Instance id")),
+    responses((status = 200, description = "`{\"hostname\", \"user_data\", \"ssh_keys\"}`", body = Object),
+              (status = 404, description = "No such instance", body = super::error::ErrorBody)))]
 pub async fn get_metadata(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, AdminError> {
     let id = super::instances::parse_id(&id)?;
     let (instance, _) = super::instances::load(&state, &id).await?;
@@ -124,6 +143,10 @@ pub async fn get_metadata(State(state): State<AdminState>, Path(id): Path<String
 }
 
 /// `DELETE /vms/{id}/metadata`: removes the three fields; the instance stays.
+#[utoipa::path(delete, path = "/vms/{id}/metadata", tag = "compat",
+    params(("id" = String, Path, description = "Instance id")),
+    responses((status = 204, description = "Cleared"),
+              (status = 404, description = "No such instance", body = super::error::ErrorBody)))]
 pub async fn delete_metadata(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, AdminError> {
     let patch = json!({"hostname": null, "user_data": null, "ssh_keys": null});
     let id = super::instances::parse_id(&id)?;
