@@ -118,8 +118,16 @@ async fn a_disabled_endpoint_closes_every_dialect_in_its_own_shape() {
     server.create(instance("i-open", "127.0.9.1", "enabled")).await;
     server.create(instance("i-shut", "127.0.9.2", "disabled")).await;
     for (path, headers) in PATHS {
-        // The same request from the enabled twin is served (so the refusal is the switch's).
-        let open = get(&server, "127.0.9.1", path, headers).await;
+        // The same request from the enabled twin is served (so the refusal is the switch's);
+        // the role's first credentials may take a moment to load.
+        let mut open = get(&server, "127.0.9.1", path, headers).await;
+        for _ in 0..50 {
+            if open.status != StatusCode::SERVICE_UNAVAILABLE && open.status != StatusCode::INTERNAL_SERVER_ERROR {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            open = get(&server, "127.0.9.1", path, headers).await;
+        }
         assert_eq!(open.status, StatusCode::OK, "{path}: {}", open.text());
         let shut = get(&server, "127.0.9.2", path, headers).await;
         assert_refused(&shut, path, "disabled");
