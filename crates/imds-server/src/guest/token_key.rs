@@ -47,7 +47,7 @@ mod tests {
         let first = load_or_create(&store).await.unwrap();
         let second = load_or_create(&store).await.unwrap();
         assert_eq!(first, second, "a restart reads the same key");
-        let token = first.mint("i-a", 1_800_000_000, 60).unwrap();
+        let token = first.mint("i-a", 1_800_000_000, 60, 1).unwrap();
         assert!(second.verify(&token, "i-a", 1_800_000_000).is_ok());
         // Concurrent first starts agree on one key.
         let fresh: Arc<dyn Store> = Arc::new(MemoryStore::new());
