@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::{stream, StreamExt};
 
-use crate::{Expect, Feed, Key, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError, Written};
+use crate::{Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
 
 /// The error injected faults return.
 const INJECTED: &str = "injected fault";
@@ -112,24 +112,14 @@ impl<S: Store + ?Sized> Store for Unreliable<S> {
         self.inner.list(collection, after, limit).await
     }
 
-    async fn put(&self, put: Put) -> Result<Written, StoreError> {
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
         self.enter()?;
-        self.inner.put(put).await
-    }
-
-    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
-        self.enter()?;
-        self.inner.put_batch(puts).await
+        self.inner.commit(ops).await
     }
 
     fn max_batch(&self) -> usize {
         // Not a call that can fail: it is not counted and never faulted.
         self.inner.max_batch()
-    }
-
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
-        self.enter()?;
-        self.inner.delete(key, expect).await
     }
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
