@@ -53,6 +53,9 @@ pub struct Config {
     pub dialects: Settings,
     /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_bytes: usize,
+    /// How long a guest write waits for the view to contain it before answering (the admin
+    /// plane's `write_visibility_timeout`).
+    pub write_visibility_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             dialects: Settings::default(),
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
+            write_visibility_timeout: crate::admin::Config::default().write_visibility_timeout,
         }
     }
 }
@@ -91,6 +95,7 @@ pub fn router_with_credentials(
         credentials,
         throttle: config.throttle,
         settings: config.dialects.clone(),
+        write_visibility_timeout: config.write_visibility_timeout,
         clock: tokio::time::Instant::now(),
     });
     Router::new().fallback(move |request: Request| {
@@ -108,6 +113,7 @@ struct Plane {
     credentials: crate::creds::Credentials,
     throttle: Throttle,
     settings: Settings,
+    write_visibility_timeout: std::time::Duration,
     /// The origin of the throttle's monotonic clock.
     clock: tokio::time::Instant,
 }
@@ -170,7 +176,9 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         }
     };
     if let Some(guest_write) = response.write.take() {
-        response = write::apply(&plane.store, &plane.view, &id, node, *guest_write, response).await;
+        response =
+            write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, node, *guest_write, response)
+                .await;
     }
     // The response is written after this returns, so the socket's TTL applies to it.
     if let Some(socket) = socket {

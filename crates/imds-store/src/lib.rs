@@ -24,6 +24,7 @@ use futures::stream::BoxStream;
 
 /// The in-memory backend.
 pub mod memory;
+pub mod update;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -405,6 +406,15 @@ pub enum StoreError {
         ops: usize,
         /// The backend's limit.
         limit: usize,
+    },
+    /// A read-modify-write ([`update::update`]) lost every attempt to concurrent writes;
+    /// nothing of it was written. Try again.
+    #[error("{key} kept changing: {attempts} attempts lost to concurrent writes")]
+    Contended {
+        /// The record being updated.
+        key: Key,
+        /// How many attempts were made.
+        attempts: usize,
     },
     /// The backend cannot be reached or failed; the call may be retried.
     #[error("store unavailable: {0}")]

@@ -411,7 +411,13 @@ impl Config {
             .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
-                guest: guest::Config { listen: guest_listen, throttle, dialects, render_cache_bytes },
+                guest: guest::Config {
+                    listen: guest_listen,
+                    throttle,
+                    dialects,
+                    render_cache_bytes,
+                    write_visibility_timeout,
+                },
                 admin: admin::Config {
                     listen: admin_listen,
                     socket: admin_socket,

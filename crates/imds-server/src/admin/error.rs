@@ -5,7 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::StatusCode;
 use imds_model::{split_claim, FieldError, Invalid};
-use imds_store::StoreError;
+use imds_store::{Key, StoreError};
+
+use crate::view::{INSTANCES, MMDS, ROLES, STATE};
 use serde::Serialize;
 
 /// Why an admin request failed. Every variant leaves the store unchanged.
@@ -111,12 +113,13 @@ pub enum AdminError {
 impl From<StoreError> for AdminError {
     fn from(error: StoreError) -> Self {
         match error {
+            StoreError::NotFound { key } if key.collection == ROLES => AdminError::RoleNotFound(key.id),
             StoreError::NotFound { key } => AdminError::NotFound(key.id),
             StoreError::AlreadyExists { key, actual } => {
-                AdminError::PreconditionFailed(format!("instance {} already exists (revision {actual})", key.id))
+                AdminError::PreconditionFailed(format!("{} already exists (revision {actual})", noun(&key)))
             }
             StoreError::RevisionMismatch { key, expected, actual } => {
-                AdminError::PreconditionFailed(format!("instance {} is at revision {actual}, not {expected}", key.id))
+                AdminError::PreconditionFailed(format!("{} is at revision {actual}, not {expected}", noun(&key)))
             }
             StoreError::ClaimConflict { claim, holder } => {
                 let (kind, value) = split_claim(&claim).unwrap_or(("address", claim.as_str()));
@@ -134,6 +137,17 @@ impl From<StoreError> for AdminError {
             }),
             other => AdminError::Unavailable(other.to_string()),
         }
+    }
+}
+
+/// What a store key names, for an error message: the record's kind and id.
+fn noun(key: &Key) -> String {
+    match key.collection.as_str() {
+        INSTANCES => format!("instance {}", key.id),
+        ROLES => format!("role {}", key.id),
+        MMDS => format!("the MMDS document of instance {}", key.id),
+        STATE => format!("the guest state of instance {}", key.id),
+        _ => format!("record {key}"),
     }
 }
 
