@@ -147,4 +147,23 @@ async fn mmds_and_guest_state_live_on_their_instance_node_and_move_with_it() {
     assert_eq!(node_of(STATE).await.as_deref(), Some("hv-b"), "guest state moves with its instance");
     let read = guest.send(Method::GET, "/a", &[], "").await.unwrap();
     assert_eq!(read.text(), "b", "the moved MMDS document is still served");
+    let rev_of = |collection: &'static str| {
+        let store = server.store.clone();
+        async move { store.get(&Key::new(collection, "i-node")).await.unwrap().unwrap().rev.to_string() }
+    };
+    let etag = moved.header("etag").unwrap().trim_matches('"').to_owned();
+    assert_eq!((rev_of(MMDS).await, rev_of(STATE).await), (etag.clone(), etag), "the move is one revision");
+
+    // A bulk import that changes the node moves them too, in the instance's chunk.
+    let line = json!({"id": "i-node", "ipv4": ["127.0.0.64"], "node": "hv-c"});
+    let imported = admin
+        .send(Method::POST, "/v1/instances", &[("content-type", "application/x-ndjson")], format!("{line}\n"))
+        .await
+        .unwrap();
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.text());
+    assert_eq!(node_of(MMDS).await.as_deref(), Some("hv-c"), "an import moves the MMDS document");
+    assert_eq!(node_of(STATE).await.as_deref(), Some("hv-c"), "an import moves guest state");
+    let rev = imported.json()["rev"].as_str().unwrap().to_owned();
+    assert_eq!((rev_of(MMDS).await, rev_of(STATE).await), (rev.clone(), rev), "the import's move is one revision");
+    assert_eq!(guest.send(Method::GET, "/a", &[], "").await.unwrap().text(), "b");
 }
