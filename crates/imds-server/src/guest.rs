@@ -29,11 +29,12 @@ use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
 use imds_store::Store;
 
 use crate::listener::{ConnSocket, Peer};
+use crate::throttle::Throttle;
 use crate::view::{Snapshot, View};
-use throttle::Throttle;
 
 pub mod identify;
-pub mod throttle;
+/// The per-instance request budget (kept in the view with each instance).
+pub use crate::throttle;
 pub mod token_key;
 pub mod wait;
 pub mod write;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use imds_sign::{Keyring, SigningKey};
 use imds_store::update::{update, Plan, Step};
-use imds_store::{Expect, Key, Op, Put, Store, StoreError};
+use imds_store::{Expect, Op, Put, Store, StoreError};
 
-use crate::view::{SECRETS, SIGNING_KEYS};
+use crate::records;
 
 /// Signatures remembered per keyring: identity documents are stable, so a guest asking again
 /// (or another node's guest with the same document) costs one hash, not an RSA operation.
@@ -76,10 +76,6 @@ impl imds_dialects::credentials::Signer for KeyringSigner {
     }
 }
 
-fn key() -> Key {
-    Key::new(SECRETS, SIGNING_KEYS)
-}
-
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("signing keys: {error}"))
 }
@@ -91,13 +87,13 @@ async fn generate() -> Result<Keyring, StoreError> {
 
 /// Reads the keyring from the store, or generates one and stores it (first start).
 pub async fn load_or_create(store: &Arc<dyn Store>) -> Result<Keyring, StoreError> {
-    let updated = update(&**store, &key(), || async {
-        if let Some(record) = store.get(&key()).await? {
-            return Ok(Step::Done(Keyring::from_bytes(&record.value).map_err(unavailable)?));
+    let updated = update(&**store, &records::signing_keys(), || async {
+        if let Some(record) = store.get(&records::signing_keys()).await? {
+            return Ok(Step::Done(records::decode_keyring(&record).map_err(unavailable)?));
         }
         let keyring = generate().await?;
         let value = keyring.to_bytes().map_err(unavailable)?;
-        let put = Put { key: key(), node: None, claims: Vec::new(), value, expect: Expect::Absent };
+        let put = Put { key: records::signing_keys(), node: None, claims: Vec::new(), value, expect: Expect::Absent };
         Ok(Step::Commit(Plan::new(keyring).guarded(Op::Put(put))))
     })
     .await?;
@@ -114,14 +110,14 @@ pub async fn replace(
     key_to_install: SigningKey,
 ) -> Result<(Keyring, imds_store::Revision), StoreError> {
     let key_to_install = &key_to_install;
-    let updated = update(&**store, &key(), || async {
-        let (mut keyring, expect) = match store.get(&key()).await? {
-            Some(record) => (Keyring::from_bytes(&record.value).map_err(unavailable)?, Expect::Revision(record.rev)),
+    let updated = update(&**store, &records::signing_keys(), || async {
+        let (mut keyring, expect) = match store.get(&records::signing_keys()).await? {
+            Some(record) => (records::decode_keyring(&record).map_err(unavailable)?, Expect::Revision(record.rev)),
             None => (generate().await?, Expect::Absent),
         };
         keyring.install(key_to_install.clone());
         let value = keyring.to_bytes().map_err(unavailable)?;
-        let put = Put { key: key(), node: None, claims: Vec::new(), value, expect };
+        let put = Put { key: records::signing_keys(), node: None, claims: Vec::new(), value, expect };
         Ok(Step::Commit(Plan::new(keyring).guarded(Op::Put(put))))
     })
     .await?;

@@ -5,9 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::StatusCode;
 use imds_model::{split_claim, FieldError, Invalid};
-use imds_store::{Key, StoreError};
+use imds_store::StoreError;
 
-use crate::view::{INSTANCES, MMDS, ROLES, STATE};
+use crate::records::{noun, ROLES};
 use serde::Serialize;
 
 /// Why an admin request failed. Every variant leaves the store unchanged.
@@ -137,17 +137,6 @@ impl From<StoreError> for AdminError {
             }),
             other => AdminError::Unavailable(other.to_string()),
         }
-    }
-}
-
-/// What a store key names, for an error message: the record's kind and id.
-fn noun(key: &Key) -> String {
-    match key.collection.as_str() {
-        INSTANCES => format!("instance {}", key.id),
-        ROLES => format!("role {}", key.id),
-        MMDS => format!("the MMDS document of instance {}", key.id),
-        STATE => format!("the guest state of instance {}", key.id),
-        _ => format!("record {key}"),
     }
 }
 

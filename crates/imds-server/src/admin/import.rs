@@ -22,13 +22,13 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use http::header::{CONTENT_TYPE, IF_MATCH, IF_NONE_MATCH};
 use http::HeaderMap;
 use imds_model::{split_claim, Instance};
-use imds_store::{Expect, Key, Op, Put, Revision, Scope};
+use imds_store::{Expect, Op, Put, Revision, Scope};
 use serde::Serialize;
 
 use super::error::AdminError;
 use super::instances::{follow_node, parse, wait_visible};
 use super::AdminState;
-use crate::view::INSTANCES;
+use crate::records;
 
 /// The media type of an import body.
 pub const MEDIA_NDJSON: &str = "application/x-ndjson";
@@ -135,7 +135,7 @@ pub async fn import(
             .iter()
             .map(|line| {
                 Op::Put(Put {
-                    key: Key::new(INSTANCES, line.instance.id.as_str()),
+                    key: records::instance(&line.instance.id),
                     node: line.instance.node.clone(),
                     claims: line.instance.claims(),
                     value: line.instance.to_bytes(),
@@ -273,7 +273,7 @@ async fn check_against_store(
     if state.scope != Scope::All {
         if expect == Expect::Absent {
             for line in lines {
-                let key = Key::new(INSTANCES, line.instance.id.as_str());
+                let key = records::instance(&line.instance.id);
                 if let Some(record) = state.store.get(&key).await? {
                     return Err(exists(line, record.rev));
                 }

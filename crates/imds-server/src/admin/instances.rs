@@ -11,12 +11,12 @@ use http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imds_model::{merge_patch, FieldError, Instance, InstanceId, Invalid};
 use imds_store::update::{update, Plan, Step, Updated};
-use imds_store::{Expect, Key, Op, Put, Record, Revision, StoreError, Written};
+use imds_store::{Expect, Op, Put, Record, Revision, StoreError, Written};
 use serde::{Deserialize, Serialize};
 
 use super::error::AdminError;
 use super::AdminState;
-use crate::view::{INSTANCES, MMDS, STATE};
+use crate::records;
 
 /// A page of instances.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -133,7 +133,7 @@ pub async fn patch(
             })
         }
     };
-    let key = Key::new(INSTANCES, id.as_str());
+    let key = records::instance(&id);
     let updated = update(&*state.store, &key, || async {
         let (current, rev) = load(&state, &id).await?;
         if let Some(wanted) = wanted.filter(|wanted| *wanted != rev) {
@@ -179,11 +179,9 @@ pub async fn delete(
     };
     // The instance's MMDS document and guest state go with it, in one commit: a guest sees
     // all of it or none, and a failed precondition deletes nothing.
-    let ops = vec![
-        Op::Delete { key: Key::new(MMDS, id.as_str()), expect: Expect::Any },
-        Op::Delete { key: Key::new(STATE, id.as_str()), expect: Expect::Any },
-        Op::Delete { key: Key::new(INSTANCES, id.as_str()), expect },
-    ];
+    let mut ops: Vec<Op> =
+        records::attachments(&id).into_iter().map(|key| Op::Delete { key, expect: Expect::Any }).collect();
+    ops.push(Op::Delete { key: records::instance(&id), expect });
     let committed = state.store.commit(ops).await.map_err(|error| match error {
         StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_)) => {
             AdminError::PreconditionFailed(format!("instance {id} does not exist"))
@@ -215,7 +213,7 @@ pub async fn list(
             })?
         }
     };
-    let page = state.store.list(INSTANCES, query.after.as_deref(), limit).await?;
+    let page = state.store.list(records::INSTANCES, query.after.as_deref(), limit).await?;
     let instances = page.records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(InstanceList {
         instances: instances.iter().map(|(i, _)| i.to_json()).collect(),
@@ -280,17 +278,12 @@ fn etag(rev: Revision) -> HeaderValue {
 }
 
 pub(crate) async fn load(state: &AdminState, id: &InstanceId) -> Result<(Instance, Revision), AdminError> {
-    let record = state
-        .store
-        .get(&Key::new(INSTANCES, id.as_str()))
-        .await?
-        .ok_or_else(|| AdminError::NotFound(id.to_string()))?;
+    let record = state.store.get(&records::instance(id)).await?.ok_or_else(|| AdminError::NotFound(id.to_string()))?;
     decode(&record)
 }
 
 fn decode(record: &Record) -> Result<(Instance, Revision), AdminError> {
-    let instance = Instance::from_bytes(&record.value)
-        .map_err(|error| AdminError::Unavailable(format!("stored record {} is unreadable: {error}", record.key)))?;
+    let instance = records::decode_instance(record).map_err(|error| AdminError::Unavailable(error.to_string()))?;
     Ok((instance, record.rev))
 }
 
@@ -301,7 +294,7 @@ pub(super) async fn write(
     instance: Instance,
     expect: Expect,
 ) -> Result<(Instance, Written), AdminError> {
-    let key = Key::new(INSTANCES, instance.id.as_str());
+    let key = records::instance(&instance.id);
     let id = instance.id.clone();
     let instance = &instance;
     let updated = update(&*state.store, &key, || async {
@@ -321,7 +314,7 @@ async fn plan_write(
     guarded: bool,
 ) -> Result<Plan<Instance>, AdminError> {
     let follow = follow_node(state, &instance, true).await?;
-    let key = Key::new(INSTANCES, instance.id.as_str());
+    let key = records::instance(&instance.id);
     let put = Op::Put(Put {
         key,
         node: instance.node.clone(),
@@ -369,8 +362,7 @@ pub(super) async fn follow_node(
     check_unmoved: bool,
 ) -> Result<Vec<Op>, AdminError> {
     let mut ops = Vec::new();
-    for collection in [MMDS, STATE] {
-        let key = Key::new(collection, instance.id.as_str());
+    for key in records::attachments(&instance.id) {
         let Some(record) = state.store.get(&key).await? else { continue };
         let expect = Expect::Revision(record.rev);
         if record.node == instance.node {

@@ -20,13 +20,13 @@ use http::{HeaderValue, StatusCode};
 use imds_dialects::mmds::render;
 use imds_model::{merge_patch, InstanceId, Mmds, MmdsVersion};
 use imds_store::update::{Plan, Step};
-use imds_store::{Expect, Key, Op, Put, StoreError};
+use imds_store::{Expect, Op, Put, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::instances::wait_visible;
 use super::AdminState;
-use crate::view::{INSTANCES, MMDS};
+use crate::records;
 
 /// Why an MMDS request failed: rendered as Firecracker renders API faults. Changes nothing.
 #[derive(Debug, thiserror::Error)]
@@ -212,18 +212,17 @@ async fn ensure_instance(
     state: &AdminState,
     id: &InstanceId,
 ) -> Result<(Option<String>, imds_store::Revision), MmdsError> {
-    match state.store.get(&Key::new(INSTANCES, id.as_str())).await? {
+    match state.store.get(&records::instance(id)).await? {
         Some(record) => Ok((record.node, record.rev)),
         None => Err(MmdsError::NotFound(id.to_string())),
     }
 }
 
 async fn load(state: &AdminState, id: &InstanceId) -> Result<Option<(Mmds, imds_store::Revision)>, MmdsError> {
-    let Some(record) = state.store.get(&Key::new(MMDS, id.as_str())).await? else {
+    let Some(record) = state.store.get(&records::mmds(id)).await? else {
         return Ok(None);
     };
-    let mmds = Mmds::from_bytes(&record.value)
-        .map_err(|error| MmdsError::Unavailable(format!("stored record {} is unreadable: {error}", record.key)))?;
+    let mmds = records::decode_mmds(&record).map_err(|error| MmdsError::Unavailable(error.to_string()))?;
     Ok(Some((mmds, record.rev)))
 }
 
@@ -236,7 +235,7 @@ async fn update(
     id: &InstanceId,
     change: impl Fn(Option<Mmds>) -> Result<Mmds, MmdsError>,
 ) -> Result<(), MmdsError> {
-    let key = Key::new(MMDS, id.as_str());
+    let key = records::mmds(id);
     let change = &change;
     let updated = imds_store::update::update(&*state.store, &key, || async {
         let (node, instance_rev) = ensure_instance(state, id).await?;
@@ -244,7 +243,7 @@ async fn update(
         let expect = current.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
         let next = change(current.map(|(mmds, _)| mmds))?;
         let put = Put { key: key.clone(), node, claims: Vec::new(), value: next.to_bytes(), expect };
-        let instance = Op::Check { key: Key::new(INSTANCES, id.as_str()), expect: Expect::Revision(instance_rev) };
+        let instance = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
         Ok::<_, MmdsError>(Step::Commit(Plan::new(()).guarded(instance).guarded(Op::Put(put))))
     })
     .await?;

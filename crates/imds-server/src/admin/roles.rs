@@ -14,14 +14,14 @@ use http::StatusCode;
 use imds_creds::{BaseCredentials, Role};
 use imds_model::{FieldError, Invalid, RoleName};
 use imds_store::update::{update, Plan, Step};
-use imds_store::{Expect, Key, Op, Put, Revision};
+use imds_store::{Expect, Op, Put, Revision};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::error::AdminError;
 use super::instances::wait_visible;
 use super::AdminState;
-use crate::view::ROLES;
+use crate::records;
 
 /// The largest role body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -80,11 +80,10 @@ fn view(state: &AdminState, name: &str, role: &Role) -> RoleView {
 }
 
 async fn load(state: &AdminState, name: &RoleName) -> Result<Option<(Role, Revision)>, AdminError> {
-    let Some(record) = state.store.get(&Key::new(ROLES, name.as_str())).await? else {
+    let Some(record) = state.store.get(&records::role(name.as_str())).await? else {
         return Ok(None);
     };
-    let role = Role::from_bytes(&record.value)
-        .map_err(|error| AdminError::Unavailable(format!("stored role {name} is unreadable: {error}")))?;
+    let role = records::decode_role(&record).map_err(|error| AdminError::Unavailable(error.to_string()))?;
     Ok(Some((role, record.rev)))
 }
 
@@ -96,7 +95,7 @@ async fn update_role(
     name: &RoleName,
     change: impl Fn(Option<Role>) -> Result<Role, AdminError>,
 ) -> Result<(Role, bool), AdminError> {
-    let key = Key::new(ROLES, name.as_str());
+    let key = records::role(name.as_str());
     let (key_ref, change) = (&key, &change);
     let updated = update(&*state.store, &key, || async move {
         let previous = load(state, name).await?;
@@ -162,7 +161,7 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, AdminErro
     let mut roles = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = state.store.list(ROLES, after.as_deref(), 1000).await?;
+        let page = state.store.list(records::ROLES, after.as_deref(), 1000).await?;
         for record in &page.records {
             match Role::from_bytes(&record.value) {
                 Ok(role) => roles.push(view(&state, &record.key.id, &role)),
@@ -185,7 +184,7 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, AdminErro
 pub async fn delete(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let rev =
-        state.store.delete(&Key::new(ROLES, name.as_str()), Expect::Present).await.map_err(|error| match error {
+        state.store.delete(&records::role(name.as_str()), Expect::Present).await.map_err(|error| match error {
             imds_store::StoreError::NotFound { .. } => AdminError::RoleNotFound(name.to_string()),
             other => other.into(),
         })?;

@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use imds_dialects::token::TokenKey;
 use imds_store::update::{update, Plan, Step};
-use imds_store::{Expect, Key, Op, Put, Store, StoreError};
+use imds_store::{Expect, Op, Put, Store, StoreError};
 
-/// The store record holding the key.
-pub const KEY_RECORD: (&str, &str) = ("secrets", "guest-token-key");
+use crate::records;
 
 /// Reads the key from the store, or creates it there with 32 bytes from the operating system.
 pub async fn load_or_create(store: &Arc<dyn Store>) -> Result<TokenKey, StoreError> {
-    let key = Key::new(KEY_RECORD.0, KEY_RECORD.1);
+    let key = records::token_key();
     let key_ref = &key;
     let updated = update(&**store, &key, || async move {
         if let Some(record) = store.get(key_ref).await? {

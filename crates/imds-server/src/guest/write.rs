@@ -1,6 +1,6 @@
 //! Guest writes: a dialect's [`GuestWrite`] applied to the instance's guest state in the store.
 //!
-//! The state record (collection [`STATE`], keyed by instance id) is read, changed and written
+//! The state record ([`records::state`], keyed by instance id) is read, changed and written
 //! back through [`imds_store::update`]: guarded by the revision read, retried when another
 //! write got there first, so two
 //! guests' writes never lose each other and a write-once value is set exactly once. The
@@ -14,9 +14,10 @@ use http::StatusCode;
 use imds_dialects::{GuestResponse, GuestWrite};
 use imds_model::{GuestState, InstanceId, StateWriteError};
 use imds_store::update::{update, Plan, Step};
-use imds_store::{Expect, Key, Op, Put, Store, StoreError};
+use imds_store::{Expect, Op, Put, Store, StoreError};
 
-use crate::view::{View, STATE};
+use crate::records;
+use crate::view::View;
 
 /// The largest guest state one instance may hold, in bytes of compact JSON.
 pub const MAX_STATE: usize = 256 * 1024;
@@ -48,12 +49,12 @@ pub async fn apply(
     guest_write: GuestWrite,
     done: GuestResponse,
 ) -> GuestResponse {
-    let key = Key::new(STATE, id.as_str());
+    let key = records::state(id);
     let (key_ref, node, guest_write_ref) = (&key, &node, &guest_write);
     let updated = update(&**store, &key, || async move {
         let current = store.get(key_ref).await?;
         let (mut state, expect) = match &current {
-            Some(record) => match GuestState::from_bytes(&record.value) {
+            Some(record) => match records::decode_state(record) {
                 Ok(state) => (state, Expect::Revision(record.rev)),
                 Err(error) => {
                     tracing::error!(%id, %error, "guest state is unreadable; refusing the guest's write");
