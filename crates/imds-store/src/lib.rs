@@ -23,6 +23,7 @@ use std::fmt;
 use futures::stream::BoxStream;
 
 /// The in-memory backend.
+pub mod log_feed;
 pub mod memory;
 pub mod update;
 

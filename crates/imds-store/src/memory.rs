@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures::stream;
 use tokio::sync::watch;
 
+use crate::log_feed::LogBatch;
 use crate::{
     Change, Committed, Feed, FeedEvent, Key, Op, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError,
 };
@@ -211,15 +211,9 @@ impl Store for MemoryStore {
         if after < compacted_through {
             return Err(StoreError::Compacted { after, oldest: compacted_through });
         }
-        let feed = FeedState {
-            state: Arc::clone(&self.state),
-            head_rx: self.head_tx.subscribe(),
-            scope: scope.clone(),
-            last: after,
-            pending: VecDeque::new(),
-            done: false,
-        };
-        Ok(Box::pin(stream::unfold(feed, FeedState::next)))
+        let state = Arc::clone(&self.state);
+        let read = move |scope: &Scope, after: Revision| std::future::ready(read_log(&state, scope, after));
+        Ok(crate::log_feed::log_feed(self.head_tx.subscribe(), scope.clone(), after, "memory", read))
     }
 
     async fn compact(&self, through: Revision) -> Result<(), StoreError> {
@@ -239,68 +233,32 @@ impl Store for MemoryStore {
     }
 }
 
-/// The state of one feed, threaded through [`stream::unfold`].
-struct FeedState {
-    state: Arc<Mutex<State>>,
-    head_rx: watch::Receiver<Revision>,
-    scope: Scope,
-    /// Everything up to and including this revision has been queued.
-    last: Revision,
-    /// Events read from the log, not yet yielded.
-    pending: VecDeque<FeedEvent>,
-    /// Set once an error was yielded; the stream ends after it.
-    done: bool,
-}
-
-impl FeedState {
-    async fn next(mut self) -> Option<(Result<FeedEvent, StoreError>, Self)> {
-        loop {
-            if self.done {
-                return None;
-            }
-            if let Some(event) = self.pending.pop_front() {
-                return Some((Ok(event), self));
-            }
-            // Mark the current head seen before reading, so a commit after the read wakes us.
-            self.head_rx.borrow_and_update();
-            if let Err(err) = self.read() {
-                self.done = true;
-                return Some((Err(err), self));
-            }
-            if self.pending.is_empty() && self.head_rx.changed().await.is_err() {
-                self.done = true;
-                return Some((Err(StoreError::Unavailable("memory store closed".into())), self));
-            }
+/// The events after `after`, at most one batch of log entries.
+fn read_log(state: &Mutex<State>, scope: &Scope, after: Revision) -> Result<LogBatch, StoreError> {
+    let state = lock(state);
+    if after < state.compacted_through {
+        return Err(StoreError::Compacted { after, oldest: state.compacted_through });
+    }
+    // The log holds exactly the revisions after `compacted_through`, one entry each.
+    let skip = usize::try_from(after.0 - state.compacted_through.0).unwrap_or(usize::MAX);
+    let mut events = Vec::new();
+    let mut through = after;
+    let mut last_queued = after;
+    let mut taken = 0;
+    for entry in state.log.iter().skip(skip).take(FEED_BATCH) {
+        taken += 1;
+        through = entry.rev;
+        let changes: Vec<Change> = entry.changes.iter().filter_map(|logged| logged.in_scope(scope)).collect();
+        if !changes.is_empty() {
+            events.push(FeedEvent::Changes { rev: entry.rev, changes });
+            last_queued = entry.rev;
         }
     }
-
-    /// Queues the events after `last`, at most one batch of log entries.
-    fn read(&mut self) -> Result<(), StoreError> {
-        let state = lock(&self.state);
-        if self.last < state.compacted_through {
-            return Err(StoreError::Compacted { after: self.last, oldest: state.compacted_through });
-        }
-        // The log holds exactly the revisions after `compacted_through`, one entry each.
-        let skip = usize::try_from(self.last.0 - state.compacted_through.0).unwrap_or(usize::MAX);
-        let mut through = self.last;
-        let mut last_queued = self.last;
-        let mut taken = 0;
-        for entry in state.log.iter().skip(skip).take(FEED_BATCH) {
-            taken += 1;
-            through = entry.rev;
-            let changes: Vec<Change> = entry.changes.iter().filter_map(|logged| logged.in_scope(&self.scope)).collect();
-            if !changes.is_empty() {
-                self.pending.push_back(FeedEvent::Changes { rev: entry.rev, changes });
-                last_queued = entry.rev;
-            }
-        }
-        if taken < FEED_BATCH {
-            through = through.max(state.head);
-        }
-        if through > last_queued {
-            self.pending.push_back(FeedEvent::Progress { rev: through });
-        }
-        self.last = through;
-        Ok(())
+    if taken < FEED_BATCH {
+        through = through.max(state.head);
     }
+    if through > last_queued {
+        events.push(FeedEvent::Progress { rev: through });
+    }
+    Ok(LogBatch { events, through })
 }
