@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::listener::{self, Limits};
-use crate::replica::{self, Backoff};
+use crate::replica::{self, Backoff, BACKOFF};
 use crate::{guest, view::View};
 
 /// Everything the daemon needs to start.
@@ -87,7 +87,7 @@ async fn serve_guests(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let backoff = Backoff::default();
+    let backoff = BACKOFF;
     let mut attempt = 0;
     let tokens = loop {
         let loaded = tokio::select! {
@@ -187,13 +187,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::view::renderings::tend(view.clone(), shutdown.clone()));
-    tasks.spawn(replica::run(
-        Arc::clone(&store),
-        config.scope.clone(),
-        view.clone(),
-        Backoff::default(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
 
     let mut guest_addrs = Vec::new();
     for listener in &guest_listeners {

@@ -543,10 +543,7 @@ impl EtcdStore {
 
 /// The jittered back-off before retry `attempt`: 25 ms doubling to 1 s, 50–100 % of that.
 fn backoff(attempt: u32) -> Duration {
-    let exp = Duration::from_millis(25).saturating_mul(1u32 << attempt.min(6)).min(Duration::from_secs(1));
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    exp.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
+    imds_store::backoff::Backoff { initial: Duration::from_millis(25), max: Duration::from_secs(1) }.delay(attempt)
 }
 
 /// How many times a write re-reads and retries after losing a race.

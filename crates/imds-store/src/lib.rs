@@ -22,8 +22,9 @@ use std::fmt;
 
 use futures::stream::BoxStream;
 
-/// The in-memory backend.
+pub mod backoff;
 pub mod log_feed;
+/// The in-memory backend.
 pub mod memory;
 pub mod update;
 
