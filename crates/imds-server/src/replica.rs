@@ -94,7 +94,7 @@ async fn follow(
             item = feed.next() => item,
         };
         let Some(first) = first else {
-            return Err(StoreError::Unavailable("change feed ended".into()));
+            return Err(StoreError::unavailable("change feed ended"));
         };
         // Apply everything already waiting as one swap: a burst of writes costs one rebuild.
         let mut batch = vec![first];

@@ -76,8 +76,8 @@ impl imds_dialects::credentials::Signer for KeyringSigner {
     }
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("signing keys: {error}"))
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::unavailable_from("signing keys", error)
 }
 
 /// Generates a keyring on a blocking thread: an RSA key takes a while, off the async workers.

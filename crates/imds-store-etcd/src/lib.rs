@@ -134,8 +134,8 @@ impl fmt::Debug for EtcdStore {
 
 /// Maps a client error to [`StoreError`]: compaction is reported as such, everything else may be
 /// retried.
-fn etcd_error(context: &str, err: &etcd_client::Error) -> StoreError {
-    StoreError::Unavailable(format!("etcd: {context}: {err}"))
+fn etcd_error(context: &str, err: etcd_client::Error) -> StoreError {
+    StoreError::unavailable_from(format!("etcd: {context}"), err)
 }
 
 /// Whether a client error says the revision asked for is compacted.
@@ -187,7 +187,7 @@ impl EtcdStore {
     /// [`StoreError::Unavailable`] and are retried by the caller.
     pub async fn connect(options: EtcdOptions) -> Result<Self, StoreError> {
         if options.endpoints.is_empty() {
-            return Err(StoreError::Unavailable("etcd: no endpoint given".into()));
+            return Err(StoreError::unavailable("etcd: no endpoint given"));
         }
         if options.keep_alive < Duration::from_secs(5) {
             tracing::warn!(
@@ -202,7 +202,7 @@ impl EtcdStore {
             .with_require_leader(true);
         let client = Client::connect(&options.endpoints, Some(connect))
             .await
-            .map_err(|err| etcd_error(&format!("connecting to {:?}", options.endpoints), &err))?;
+            .map_err(|err| etcd_error(&format!("connecting to {:?}", options.endpoints), err))?;
         Ok(Self { client, layout: Layout::new(&options.prefix), options })
     }
 
@@ -227,9 +227,9 @@ impl EtcdStore {
                 Ok(Err(err)) if is_compacted(&err) => {
                     return Err(StoreError::Compacted { after: Revision(0), oldest: Revision(0) })
                 }
-                Ok(Err(err)) => etcd_error(what, &err),
+                Ok(Err(err)) => etcd_error(what, err),
                 Err(_) => {
-                    StoreError::Unavailable(format!("etcd: {what}: no answer within {:?}", self.options.call_timeout))
+                    StoreError::unavailable(format!("etcd: {what}: no answer within {:?}", self.options.call_timeout))
                 }
             };
             let delay = backoff(attempt);
@@ -247,8 +247,8 @@ impl EtcdStore {
         let outcome = tokio::time::timeout(self.options.call_timeout, self.client.clone().txn(txn)).await;
         match outcome {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(etcd_error("transaction", &err)),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Ok(Err(err)) => Err(etcd_error("transaction", err)),
+            Err(_) => Err(StoreError::unavailable(format!(
                 "etcd: transaction: no answer within {:?}",
                 self.options.call_timeout
             ))),
@@ -383,7 +383,7 @@ impl EtcdStore {
                 }
             }
         }
-        Err(StoreError::Unavailable(format!(
+        Err(StoreError::unavailable(format!(
             "etcd: a commit of {} operations kept changing under {MAX_RACES} write attempts",
             batch.len()
         )))
@@ -642,7 +642,7 @@ impl Store for EtcdStore {
             }
             return Ok(Snapshot { rev: layout::revision(rev), records });
         }
-        Err(StoreError::Unavailable("etcd: snapshot kept being compacted away".into()))
+        Err(StoreError::unavailable("etcd: snapshot kept being compacted away"))
     }
 
     async fn subscribe(&self, scope: &Scope, after: Revision) -> Result<Feed, StoreError> {

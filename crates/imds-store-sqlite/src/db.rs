@@ -399,7 +399,7 @@ fn begin_write<'c>(conn: &'c mut MutexGuard<'_, Connection>) -> Result<Transacti
 /// The revision the write in `tx` commits at: one past the head, with no gaps.
 fn next_revision(tx: &Transaction<'_>) -> Result<Revision, StoreError> {
     let head = meta(tx, "head")?;
-    head.0.checked_add(1).map(Revision).ok_or_else(|| StoreError::Unavailable("revisions exhausted".into()))
+    head.0.checked_add(1).map(Revision).ok_or_else(|| StoreError::unavailable("revisions exhausted"))
 }
 
 /// Deletes change rows up to `through` and records the compaction point.

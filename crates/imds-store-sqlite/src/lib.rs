@@ -136,12 +136,12 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite call did not complete: {err}")))?
+        .map_err(|err| StoreError::unavailable_from("sqlite call did not complete", err))?
 }
 
 /// Maps a rusqlite error to [`StoreError::Unavailable`], saying what was being done.
 fn sql_error<C: fmt::Display>(context: C) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |err| StoreError::Unavailable(format!("sqlite: {context}: {err}"))
+    move |err| StoreError::unavailable_from(format!("sqlite: {context}"), err)
 }
 
 #[async_trait::async_trait]

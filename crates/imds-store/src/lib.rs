@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::sync::Arc;
 
 use futures::stream::BoxStream;
 
@@ -420,8 +421,62 @@ pub enum StoreError {
     },
     /// The backend cannot be reached or failed; the call may be retried.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Unavailable),
 }
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] saying what failed.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable(Unavailable { message: message.into(), source: None })
+    }
+
+    /// [`StoreError::Unavailable`] saying what was being done, caused by `source` (kept as
+    /// the error's [`source`](std::error::Error::source)).
+    pub fn unavailable_from(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable(Unavailable { message: message.into(), source: Some(Arc::new(source)) })
+    }
+}
+
+/// Why a backend is unavailable: what failed or was being done, and the error that stopped it.
+/// Displays as `message: source`; two compare equal when they display the same.
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Unavailable {
+    /// What failed or was being done, without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, "{}: {source}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for Unavailable {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Unavailable {}
 
 /// The durable source of truth: revisioned records and their change feed.
 ///

@@ -68,7 +68,7 @@ impl<S: Store + ?Sized> Unreliable<S> {
     fn enter(&self) -> Result<(), StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
-            Ok(_) => Err(StoreError::Unavailable(INJECTED.into())),
+            Ok(_) => Err(StoreError::unavailable(INJECTED)),
             Err(_) => Ok(()),
         }
     }
@@ -91,7 +91,7 @@ fn break_after(feed: Feed, limit: u64) -> Feed {
     Box::pin(stream::unfold(Some((feed, limit)), |state| async move {
         let (mut feed, remaining) = state?;
         if remaining == 0 {
-            return Some((Err(StoreError::Unavailable(INJECTED.into())), None));
+            return Some((Err(StoreError::unavailable(INJECTED)), None));
         }
         match feed.next().await? {
             Ok(event) => Some((Ok(event), Some((feed, remaining - 1)))),

@@ -18,13 +18,12 @@ pub async fn load_or_create(store: &Arc<dyn Store>) -> Result<TokenKey, StoreErr
     let updated = update(&**store, &key, || async move {
         if let Some(record) = store.get(key_ref).await? {
             let bytes: [u8; 32] = record.value.as_slice().try_into().map_err(|_| {
-                StoreError::Unavailable(format!("{key_ref} holds {} bytes, not a 32-byte key", record.value.len()))
+                StoreError::unavailable(format!("{key_ref} holds {} bytes, not a 32-byte key", record.value.len()))
             })?;
             return Ok(Step::Done(TokenKey::from_bytes(bytes)));
         }
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| StoreError::Unavailable(format!("no randomness for the token key: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(|e| StoreError::unavailable_from("no randomness for the token key", e))?;
         let put =
             Put { key: key_ref.clone(), node: None, claims: Vec::new(), value: bytes.to_vec(), expect: Expect::Absent };
         Ok(Step::Commit(Plan::new(TokenKey::from_bytes(bytes)).guarded(Op::Put(put))))
