@@ -77,8 +77,8 @@ pub fn noun(key: &Key) -> String {
 /// A stored record, decoded by its collection.
 #[derive(Debug)]
 pub enum Value {
-    /// An instance record.
-    Instance(Instance),
+    /// An instance record (boxed: it is by far the largest).
+    Instance(Box<Instance>),
     /// An instance's MMDS record.
     Mmds(InstanceId, Mmds),
     /// An instance's guest state.
@@ -105,7 +105,7 @@ pub fn decode(record: &Record) -> Result<Option<Value>, Unreadable> {
     let unreadable = |message: String| Unreadable { key: record.key.clone(), message };
     let attached = || InstanceId::try_from(record.key.id.as_str()).map_err(|e| unreadable(e.to_string()));
     let value = match record.key.collection.as_str() {
-        INSTANCES => Value::Instance(decode_instance(record)?),
+        INSTANCES => Value::Instance(Box::new(decode_instance(record)?)),
         MMDS => Value::Mmds(attached()?, Mmds::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?),
         STATE => {
             Value::State(attached()?, GuestState::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)

@@ -109,7 +109,7 @@ async fn serve_guests(
     };
     // The identity signing keys: generated on first start. A failure is logged and retried in
     // the background; meanwhile documents are served unsigned (signature leaves unlisted).
-    tokio::spawn(ensure_signing_keys(Arc::clone(&store), backoff.clone(), shutdown.clone()));
+    tokio::spawn(ensure_signing_keys(Arc::clone(&store), backoff, shutdown.clone()));
     tokio::select! {
         () = shutdown.cancelled() => return,
         () = view.ready() => {}

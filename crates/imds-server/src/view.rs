@@ -215,7 +215,7 @@ impl Snapshot {
             }
         };
         match value {
-            Value::Instance(instance) => self.put_instance(instance, record.rev),
+            Value::Instance(instance) => self.put_instance(*instance, record.rev),
             Value::Mmds(id, mmds) => {
                 self.mmds.insert(id, Arc::new(mmds));
             }
