@@ -29,6 +29,7 @@ use super::error::AdminError;
 use super::instances::{follow_node, parse, wait_visible};
 use super::AdminState;
 use crate::records;
+use crate::view::Snapshot;
 
 /// The media type of an import body.
 pub const MEDIA_NDJSON: &str = "application/x-ndjson";
@@ -114,10 +115,19 @@ pub async fn import(
     };
     check_claims(&lines)?;
     // An instance moving to another node takes its MMDS document and guest state along, in its
-    // chunk's commit (as a single write does).
-    let (state_ref, lines_ref) = (&state, &lines);
+    // chunk's commit (as a single write does). The view tells which lines may: only those are
+    // read from the store.
+    let snapshot = state.view.load();
+    let may_move: Vec<bool> = lines.iter().map(|line| may_move(&state, &snapshot, &line.instance)).collect();
+    drop(snapshot);
+    let (state_ref, lines_ref, may_move) = (&state, &lines, &may_move);
     let follows: Vec<Vec<Op>> = futures::stream::iter(0..lines.len())
-        .map(move |at| async move { follow_node(state_ref, &lines_ref[at].instance, false).await })
+        .map(move |at| async move {
+            if !may_move[at] {
+                return Ok(Vec::new());
+            }
+            follow_node(state_ref, &lines_ref[at].instance, false).await
+        })
         .buffered(FOLLOW_READS)
         .try_collect()
         .await?;
@@ -313,6 +323,20 @@ async fn check_against_store(
         }
     }
     Ok(())
+}
+
+/// Whether writing `instance` may move MMDS or guest-state records to another node: the view
+/// holds the instance on another node with such records, or (a node-scoped server) does not
+/// hold it at all, so it may live on another node. A server following the whole store that
+/// does not know the instance is creating it: nothing can be attached to it yet.
+fn may_move(state: &AdminState, snapshot: &Snapshot, instance: &Instance) -> bool {
+    match snapshot.get(&instance.id) {
+        Some(entry) => {
+            entry.instance.node != instance.node
+                && (snapshot.mmds(&instance.id).is_some() || snapshot.state(&instance.id).is_some())
+        }
+        None => state.scope != Scope::All,
+    }
 }
 
 /// Splits the lines into chunks of at most `cap` operations: one per instance, plus its

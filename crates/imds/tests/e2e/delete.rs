@@ -79,7 +79,7 @@ async fn a_delete_refused_by_if_match_keeps_the_mmds_document() {
         let patch = admin.send(Method::PATCH, &path, &merge, patch_body);
         // The DELETE leaves a different moment after the PATCH each try (fault injection, not
         // synchronisation), so either may commit first.
-        let lag = Duration::from_micros(150 * (n as u64 % 8));
+        let lag = Duration::from_micros(250 * (n as u64 % 12));
         let delete = async {
             tokio::time::sleep(lag).await;
             admin.send(Method::DELETE, &path, &if_match, "").await
@@ -144,8 +144,9 @@ async fn kill_9_during_delete_never_leaves_half_an_instance() {
             })
             .collect();
         // Fault injection, not synchronisation: the kill lands at a different moment of the
-        // DELETEs each round, from before the first commit to after the last.
-        tokio::time::sleep(Duration::from_micros(round * 200)).await;
+        // DELETEs each round, finely spaced at first, then long enough (up to 34 ms) for the
+        // DELETEs to commit even on a loaded machine.
+        tokio::time::sleep(Duration::from_micros(round * round * 40)).await;
         daemon.kill9();
         for delete in deletes {
             let _ = delete.await;
