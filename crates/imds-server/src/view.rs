@@ -357,6 +357,15 @@ impl View {
         let wait = async move { reached.wait_for(|reached| reached.is_some_and(|r| r >= rev)).await.is_ok() };
         matches!(tokio::time::timeout(timeout, wait).await, Ok(true))
     }
+
+    /// Read-your-writes for a writer of either plane: waits (at most `timeout`, the
+    /// configured `write_visibility_timeout`) until guests can read revision `rev`, and says
+    /// so in the log when they cannot yet (the write is durable all the same).
+    pub async fn wait_visible(&self, rev: Revision, timeout: Duration) {
+        if !self.wait_for(rev, timeout).await {
+            tracing::warn!(%rev, ?timeout, "write is durable but not yet visible to guests");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -394,9 +394,7 @@ impl AdminState {
 
 /// Read-your-writes: answer only once guests can read what was written (bounded wait).
 pub(super) async fn wait_visible(state: &AdminState, rev: Revision) {
-    if !state.view.wait_for(rev, state.write_visibility_timeout).await {
-        tracing::warn!(%rev, timeout = ?state.write_visibility_timeout, "write is durable but not yet visible to guests");
-    }
+    state.view.wait_visible(rev, state.write_visibility_timeout).await;
 }
 
 fn render(status: StatusCode, instance: &Instance, rev: Revision) -> Response {

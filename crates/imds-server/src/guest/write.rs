@@ -99,9 +99,7 @@ pub async fn apply(
             if let Some(committed) = updated.committed {
                 let rev = committed.rev;
                 tracing::info!(%id, dialect = %guest_write.write.dialect, %rev, "guest state written");
-                if !view.wait_for(rev, visibility).await {
-                    tracing::warn!(%id, %rev, "guest write not yet visible in the view");
-                }
+                view.wait_visible(rev, visibility).await;
             }
             done
         }
