@@ -139,7 +139,7 @@ async fn follow(
 }
 
 /// Sleeps the next back-off delay; returns `true` when shutdown came first.
-async fn sleep_or_stop(backoff: &Backoff, attempt: &mut u32, shutdown: &CancellationToken) -> bool {
+pub(crate) async fn sleep_or_stop(backoff: &Backoff, attempt: &mut u32, shutdown: &CancellationToken) -> bool {
     let delay = backoff.delay(*attempt);
     *attempt = attempt.saturating_add(1);
     tokio::select! {
