@@ -47,15 +47,12 @@ pub enum MmdsError {
     /// No such instance.
     #[error("instance {0} does not exist")]
     NotFound(String),
-    /// The store failed, or the record kept changing.
+    /// A stored record is unreadable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-}
-
-impl From<StoreError> for MmdsError {
-    fn from(error: StoreError) -> Self {
-        MmdsError::Unavailable(error.to_string())
-    }
+    /// The store failed, or the record kept changing; the store's error is the source.
+    #[error("store unavailable: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Firecracker's API error body.
@@ -71,7 +68,7 @@ impl IntoResponse for MmdsError {
             MmdsError::NotInitialized | MmdsError::InvalidBody(_) | MmdsError::InvalidId(_) => StatusCode::BAD_REQUEST,
             MmdsError::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             MmdsError::NotFound(_) => StatusCode::NOT_FOUND,
-            MmdsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            MmdsError::Unavailable(_) | MmdsError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status.is_server_error() {
             tracing::error!(error = %self, "MMDS admin request failed");
