@@ -30,12 +30,13 @@ use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
 use imds_store::Store;
 
 use crate::listener::{ConnSocket, Peer};
+use crate::throttle::Throttle;
 use crate::view::{Snapshot, View};
-use throttle::Throttle;
 
 pub mod hold;
 pub mod identify;
-pub mod throttle;
+/// The per-instance request budget (kept in the view with each instance).
+pub use crate::throttle;
 pub mod token_key;
 pub mod wait;
 pub mod write;
@@ -60,6 +61,9 @@ pub struct Config {
     pub unknown_hold: std::time::Duration,
     /// How many such requests are held at once, over all sources.
     pub max_held: usize,
+    /// How long a guest write waits for the view to contain it before answering (the admin
+    /// plane's `write_visibility_timeout`).
+    pub write_visibility_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -73,6 +77,7 @@ impl Default for Config {
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
             unknown_hold: hold::DEFAULT_HOLD,
             max_held: hold::DEFAULT_MAX_HELD,
+            write_visibility_timeout: crate::admin::Config::default().write_visibility_timeout,
         }
     }
 }
@@ -100,6 +105,7 @@ pub fn router_with_credentials(
         credentials,
         throttle: config.throttle,
         settings: config.dialects.clone(),
+        write_visibility_timeout: config.write_visibility_timeout,
         clock: tokio::time::Instant::now(),
         hold: config.unknown_hold,
         max_held: config.max_held,
@@ -120,6 +126,7 @@ struct Plane {
     credentials: crate::creds::Credentials,
     throttle: Throttle,
     settings: Settings,
+    write_visibility_timeout: std::time::Duration,
     /// The origin of the throttle's monotonic clock.
     clock: tokio::time::Instant,
     /// How long an unknown caller is held ([`Config::unknown_hold`]).
@@ -188,7 +195,9 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         }
     };
     if let Some(guest_write) = response.write.take() {
-        response = write::apply(&plane.store, &plane.view, &id, node, *guest_write, response).await;
+        response =
+            write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, node, *guest_write, response)
+                .await;
     }
     // The response is written after this returns, so the socket's TTL applies to it.
     if let Some(socket) = socket {

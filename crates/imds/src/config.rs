@@ -464,6 +464,7 @@ impl Config {
                     render_cache_bytes,
                     unknown_hold,
                     max_held,
+                    write_visibility_timeout,
                 },
                 admin: admin::Config {
                     listen: admin_listen,
