@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use imds_dialects::token::TokenKey;
 use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
+use imds_model::InstanceId;
 use imds_store::Store;
 
 use crate::listener::{ConnSocket, Peer};
@@ -53,6 +54,8 @@ pub struct Config {
     pub dialects: Settings,
     /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_bytes: usize,
+    /// Trusted proxies and neighbour-table lookups.
+    pub identify: identify::Config,
 }
 
 impl Default for Config {
@@ -64,6 +67,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             dialects: Settings::default(),
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
+            identify: identify::Config::default(),
         }
     }
 }
@@ -84,7 +88,20 @@ pub fn router_with_credentials(
     credentials: crate::creds::Credentials,
     config: &Config,
 ) -> Router {
+    let neighbours = if config.identify.neighbours {
+        match imds_net::link::connect() {
+            Ok(handle) => Some(imds_net::neigh::Neighbours::new(handle)),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the neighbour table: instances known by MAC only will not be found");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let plane = Arc::new(Plane {
+        identify: config.identify.clone(),
+        neighbours,
         view,
         store,
         tokens,
@@ -102,6 +119,8 @@ pub fn router_with_credentials(
 /// What every guest request reads.
 #[derive(Debug)]
 struct Plane {
+    identify: identify::Config,
+    neighbours: Option<imds_net::neigh::Neighbours>,
     view: View,
     store: Arc<dyn Store>,
     tokens: TokenKey,
@@ -123,7 +142,7 @@ pub(crate) fn unix_now() -> u64 {
 
 /// Answers one guest request from the current snapshot.
 async fn answer(plane: &Plane, request: Request) -> Response {
-    let Some(caller) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
+    let Some(remote) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
         // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
         tracing::error!("guest request without a TCP peer address");
         return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -141,10 +160,11 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         }
     };
     let snapshot = plane.view.load();
-    let Some(entry) = snapshot.by_ip(caller) else {
-        tracing::debug!(%caller, "guest request from an unknown address");
-        return into_http(imds_dialects::unknown_caller(caller), is_head, caller);
-    };
+    let (entry, caller) =
+        match identify::identify(&plane.identify, plane.neighbours.as_ref(), &snapshot, remote, &parts.headers).await {
+            identify::Caller::Instance { entry, address } => (entry, address),
+            identify::Caller::Refused(response) => return into_http(response, is_head, remote),
+        };
     if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
         tracing::debug!(%caller, id = %entry.instance.id, "throttled");
         return into_http(imds_dialects::throttled(), is_head, caller);
@@ -164,7 +184,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
             wait::hold(plane, caller, &id, &guest_request, wait_for).await
         }
         None => {
-            let response = render(plane, &snapshot, caller, &guest_request);
+            let response = render(plane, &snapshot, caller, &id, &guest_request);
             drop(snapshot);
             response
         }
@@ -181,9 +201,9 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     into_http(response, is_head, caller)
 }
 
-/// Renders `request` from `snapshot` for the instance at `caller`.
-fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestRequest) -> GuestResponse {
-    let Some(entry) = snapshot.by_ip(caller) else {
+/// Renders `request` from `snapshot` for instance `id`, identified as `caller`.
+fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, id: &InstanceId, request: &GuestRequest) -> GuestResponse {
+    let Some(entry) = snapshot.get(id) else {
         return imds_dialects::unknown_caller(caller);
     };
     let signer = snapshot.signer().map(|signer| &**signer as &dyn imds_dialects::credentials::Signer);

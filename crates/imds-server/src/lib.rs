@@ -15,6 +15,7 @@ pub mod creds;
 pub mod guest;
 pub mod health;
 pub mod listener;
+pub mod net;
 pub mod replica;
 pub mod server;
 pub mod sign;
