@@ -398,8 +398,17 @@ impl Config {
             guest_interfaces,
             interface,
             addresses: {
-                let mut ips: Vec<std::net::IpAddr> =
-                    guest_listen.iter().map(|addr: &SocketAddr| addr.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback()).collect();
+                // The metadata addresses imds puts on the host: link-local IPv4 (169.254.169.254)
+                // and unique-local IPv6 (fd00:ec2::254). Other listen addresses (a proxy-facing
+                // host address) are the host's own already.
+                let mut ips: Vec<std::net::IpAddr> = guest_listen
+                    .iter()
+                    .map(|addr: &SocketAddr| addr.ip())
+                    .filter(|ip| match ip {
+                        std::net::IpAddr::V4(ip) => ip.is_link_local(),
+                        std::net::IpAddr::V6(ip) => ip.is_unique_local(),
+                    })
+                    .collect();
                 ips.dedup();
                 ips
             },
