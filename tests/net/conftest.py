@@ -169,8 +169,9 @@ def snapshot_host(lab: Lab) -> tuple[str, str]:
     """What `net down` must restore: the ruleset and the addresses of the host namespace."""
     rules = lab.ns(lab.host, "nft", "list", "ruleset").stdout
     addrs = lab.ns(lab.host, "ip", "-o", "addr").stdout
-    # Lifetimes count down between two listings; they say nothing of what is configured.
-    addrs = "\n".join(line.split(" valid_lft")[0] for line in addrs.splitlines())
+    # Interface, family, address/prefix: lifetimes count down and kernel-made link-local
+    # addresses lose their "tentative" flag between two listings.
+    addrs = "\n".join(" ".join(line.split()[:4]) for line in addrs.splitlines())
     return rules, addrs
 
 
