@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Lab, curl, run, snapshot_host, wait_until
+from netlab import Lab, curl, run, snapshot_host, wait_until
 
 MD = "http://169.254.169.254"
 VMS = {"a": ("192.0.2.11", "02:00:00:00:01:0a"), "b": ("192.0.2.12", "02:00:00:00:01:0b"), "c": ("192.0.2.13", "02:00:00:00:01:0c")}

@@ -11,7 +11,7 @@ import json
 import os
 import stat
 
-from conftest import IMDS, Lab, curl, snapshot_host, wait_until
+from netlab import IMDS, Lab, curl, snapshot_host, wait_until
 
 MD = "http://169.254.169.254"
 VMS = {
@@ -230,6 +230,11 @@ def test_net_up_twice_is_once_down_leaves_no_trace_and_status_shows_drift(lab):
     lab.routed_vm("vma", "tap-a", *VMS["a"][:2])
     cfg = config(lab)
     before = snapshot_host(lab)
+    # A guest interface that does not exist is refused, and nothing changes.
+    bad = str(lab.config(open(cfg).read().replace('["tap*"]', '["tap*", "nosuch0"]')))
+    refused = lab.imds("net", "up", "--config", bad, check=False)
+    assert refused.returncode == 1 and "nosuch0" in refused.stderr, refused
+    assert snapshot_host(lab) == before
     lab.imds("net", "up", "--config", cfg)
     once = snapshot_host(lab)
     assert "169.254.169.254/32" in once[1] and "table inet imds" in once[0]

@@ -124,7 +124,8 @@ pub async fn place(handle: &Handle, name: &str, create: bool) -> Result<Placemen
     let all = links(handle).await?;
     let find = |all: &[Link], name: &str| all.iter().find(|link| link.name == name).cloned();
     let loopback = |all: &[Link], notes: Vec<String>| -> Result<Placement, NetError> {
-        let link = find(all, "lo").ok_or_else(|| NetError::Config("this namespace has no loopback interface".into()))?;
+        let link =
+            find(all, "lo").ok_or_else(|| NetError::Config("this namespace has no loopback interface".into()))?;
         Ok(Placement { link, kind: MetadataInterface::Loopback, notes })
     };
     if name == "lo" {
@@ -183,7 +184,8 @@ pub async fn add_address(handle: &Handle, link: &Link, ip: IpAddr, present: &[Ad
 /// Removes every address imds added and the dummy links it created; returns what it removed.
 pub async fn remove_ours(handle: &Handle) -> Result<Vec<String>, NetError> {
     let all = links(handle).await?;
-    let name = |index: u32| all.iter().find(|link| link.index == index).map_or("?", |link| link.name.as_str()).to_owned();
+    let name =
+        |index: u32| all.iter().find(|link| link.index == index).map_or("?", |link| link.name.as_str()).to_owned();
     let mut removed = Vec::new();
     let messages: Vec<AddressMessage> =
         handle.address().get().execute().try_collect().await.map_err(netlink("listing addresses"))?;
@@ -199,11 +201,18 @@ pub async fn remove_ours(handle: &Handle) -> Result<Vec<String>, NetError> {
             AddressAttribute::Local(ip) | AddressAttribute::Address(ip) => Some(*ip),
             _ => None,
         });
-        let label = format!("address {}/{} on {}", ip.map_or("?".into(), |ip| ip.to_string()), message.header.prefix_len, name(message.header.index));
+        let label = format!(
+            "address {}/{} on {}",
+            ip.map_or("?".into(), |ip| ip.to_string()),
+            message.header.prefix_len,
+            name(message.header.index)
+        );
         handle.address().del(message).execute().await.map_err(netlink(format!("removing {label}")))?;
         removed.push(label);
     }
-    for link in all.iter().filter(|link| link.kind.as_deref() == Some("dummy") && link.alias.as_deref() == Some(LINK_ALIAS)) {
+    for link in
+        all.iter().filter(|link| link.kind.as_deref() == Some("dummy") && link.alias.as_deref() == Some(LINK_ALIAS))
+    {
         handle.link().del(link.index).execute().await.map_err(netlink(format!("deleting {}", link.name)))?;
         removed.push(format!("dummy interface {}", link.name));
     }

@@ -68,7 +68,10 @@ impl Neighbours {
             .map_err(|source| NetError::Netlink { what: "reading the neighbour table".into(), source })?;
         let mut macs = HashMap::new();
         for message in messages {
-            if matches!(message.header.state, NeighbourState::Failed | NeighbourState::Incomplete | NeighbourState::Noarp) {
+            if matches!(
+                message.header.state,
+                NeighbourState::Failed | NeighbourState::Incomplete | NeighbourState::Noarp
+            ) {
                 continue;
             }
             let mut address = None;

@@ -78,14 +78,15 @@ pub fn counters(table: &serde_json::Value) -> Vec<(String, String, u64)> {
 /// The chains of a listed table, by name.
 pub fn chains(table: &serde_json::Value) -> Vec<String> {
     let Some(items) = table.get("nftables").and_then(|v| v.as_array()) else { return Vec::new() };
-    items
-        .iter()
-        .filter_map(|item| item.get("chain")?.get("name")?.as_str().map(str::to_owned))
-        .collect()
+    items.iter().filter_map(|item| item.get("chain")?.get("name")?.as_str().map(str::to_owned)).collect()
 }
 
 /// How many rules chain `name` of a listed table holds.
 pub fn rule_count(table: &serde_json::Value, name: &str) -> usize {
     let Some(items) = table.get("nftables").and_then(|v| v.as_array()) else { return 0 };
-    items.iter().filter_map(|item| item.get("rule")).filter(|rule| rule.get("chain").and_then(|c| c.as_str()) == Some(name)).count()
+    items
+        .iter()
+        .filter_map(|item| item.get("rule"))
+        .filter(|rule| rule.get("chain").and_then(|c| c.as_str()) == Some(name))
+        .count()
 }

@@ -29,7 +29,9 @@ impl Pattern {
             return Err(format!("{text:?}: '*' may only end a pattern, as in \"tap*\""));
         }
         if name.is_empty() && text == "*" {
-            return Err("\"*\" would match every interface, loopback and uplinks included; name the guest interfaces".into());
+            return Err(
+                "\"*\" would match every interface, loopback and uplinks included; name the guest interfaces".into()
+            );
         }
         check_name(name)?;
         Ok(Pattern(text.to_owned()))

@@ -135,7 +135,9 @@ pub fn render_up(config: &HostConfig, bridge: Option<&str>) -> String {
 
 /// The script `imds net down` runs: deletes both tables (absent ones are no error: `add` first).
 pub fn render_down() -> String {
-    format!("add table inet {TABLE}\ndelete table inet {TABLE}\nadd table bridge {TABLE}\ndelete table bridge {TABLE}\n")
+    format!(
+        "add table inet {TABLE}\ndelete table inet {TABLE}\nadd table bridge {TABLE}\ndelete table bridge {TABLE}\n"
+    )
 }
 
 /// The script the server runs on every view change: replaces chain `identity` (and `ports` when
@@ -246,11 +248,14 @@ mod tests {
         ));
         assert!(script.contains("iifname { \"tap-a\" } ip saddr != { 192.0.2.11 } counter drop"));
         // An instance known by MAC only may call from any address but another instance's.
-        assert!(script.contains("iifname { \"tap-m\" } ip saddr { 192.0.2.11 } counter drop comment \"imds forged source of vm__m_\""));
+        assert!(script.contains(
+            "iifname { \"tap-m\" } ip saddr { 192.0.2.11 } counter drop comment \"imds forged source of vm__m_\""
+        ));
         assert!(script.contains("iifname { \"tap-a\" } accept"));
         let bridged = render_identity(&bindings, Some("br0"));
         assert!(bridged.starts_with("flush chain bridge imds ports\n"));
-        assert!(bridged.contains("add rule bridge imds ports iifname { \"tap-a\" } arp saddr ip != { 0.0.0.0, 192.0.2.11 }"));
+        assert!(bridged
+            .contains("add rule bridge imds ports iifname { \"tap-a\" } arp saddr ip != { 0.0.0.0, 192.0.2.11 }"));
         assert!(bridged.contains("add rule inet imds identity iifname \"br0\" accept"));
     }
 }

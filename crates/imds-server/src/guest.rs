@@ -202,7 +202,13 @@ async fn answer(plane: &Plane, request: Request) -> Response {
 }
 
 /// Renders `request` from `snapshot` for instance `id`, identified as `caller`.
-fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, id: &InstanceId, request: &GuestRequest) -> GuestResponse {
+fn render(
+    plane: &Plane,
+    snapshot: &Snapshot,
+    caller: IpAddr,
+    id: &InstanceId,
+    request: &GuestRequest,
+) -> GuestResponse {
     let Some(entry) = snapshot.get(id) else {
         return imds_dialects::unknown_caller(caller);
     };

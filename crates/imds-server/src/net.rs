@@ -45,7 +45,9 @@ pub fn bindings(snapshot: &Snapshot) -> Vec<Binding> {
     let mut bindings: Vec<Binding> = snapshot
         .entries()
         .map(|entry| &entry.instance)
-        .filter(|instance| !instance.host_interfaces.is_empty() || !instance.ipv4.is_empty() || !instance.ipv6.is_empty())
+        .filter(|instance| {
+            !instance.host_interfaces.is_empty() || !instance.ipv4.is_empty() || !instance.ipv6.is_empty()
+        })
         .map(|instance| Binding {
             instance: instance.id.to_string(),
             interfaces: instance.host_interfaces.clone(),
@@ -72,7 +74,10 @@ pub async fn follow(view: View, config: Config, shutdown: CancellationToken) {
             let script = rules::render_identity(&wanted, config.bridge.as_deref());
             match imds_net::nft::apply(&script).await {
                 Ok(()) => {
-                    tracing::info!(instances = wanted.iter().filter(|b| !b.interfaces.is_empty()).count(), "identity rules applied");
+                    tracing::info!(
+                        instances = wanted.iter().filter(|b| !b.interfaces.is_empty()).count(),
+                        "identity rules applied"
+                    );
                     owners = wanted
                         .iter()
                         .map(|b| (rules::spoof_comment(&b.instance), (b.instance.clone(), b.interfaces.clone())))

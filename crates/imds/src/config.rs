@@ -157,7 +157,9 @@ impl RawConfig {
         env_number(lookup, "IMDS_LIMITS_MAX_MMDS", &mut self.limits.max_mmds, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_BODY", &mut self.admin.import_max_body, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
-        for (key, slot) in [("IMDS_NET_GUEST_INTERFACES", &mut self.net.guest_interfaces), ("IMDS_NET_PROXIES", &mut self.net.proxies)] {
+        for (key, slot) in
+            [("IMDS_NET_GUEST_INTERFACES", &mut self.net.guest_interfaces), ("IMDS_NET_PROXIES", &mut self.net.proxies)]
+        {
             if let Some(value) = lookup(key) {
                 *slot = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
             }
@@ -354,7 +356,9 @@ impl Config {
         }
         let manage = raw.net.manage.unwrap_or(false);
         if manage && guest_interfaces.is_empty() {
-            problems.push("net.manage: identity rules need net.guest_interfaces (the taps or bridge guests arrive on)".into());
+            problems.push(
+                "net.manage: identity rules need net.guest_interfaces (the taps or bridge guests arrive on)".into(),
+            );
         }
         let mut proxies = Vec::new();
         for (i, text) in raw.net.proxies.iter().flatten().enumerate() {
@@ -385,8 +389,10 @@ impl Config {
         if proxy_secret.is_some() && proxies.is_empty() {
             problems.push("net.proxy_secret_file: set net.proxies, the addresses the proxies call from".into());
         }
-        let identify = guest::identify::Config { proxies, proxy_secret, neighbours: raw.net.neighbours.unwrap_or(true) };
-        let guest_reachable = !guest_interfaces.is_empty() || guest_listen.iter().any(|addr: &SocketAddr| !addr.ip().is_loopback());
+        let identify =
+            guest::identify::Config { proxies, proxy_secret, neighbours: raw.net.neighbours.unwrap_or(true) };
+        let guest_reachable =
+            !guest_interfaces.is_empty() || guest_listen.iter().any(|addr: &SocketAddr| !addr.ip().is_loopback());
         if let Some(addr) = admin_listen {
             if !addr.ip().is_loopback() && guest_reachable && raw.admin.allow_guest_reachable != Some(true) {
                 problems.push(format!(

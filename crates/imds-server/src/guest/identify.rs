@@ -132,7 +132,10 @@ pub async fn identify(
         if let Some(id) = header(INSTANCE_ID) {
             let Some(signature) = header(INSTANCE_ID_SIGNATURE) else {
                 tracing::warn!(proxy = %remote, instance = id, "proxy request without X-Instance-ID-Signature");
-                return Caller::Refused(nova_error(StatusCode::BAD_REQUEST, "X-Instance-ID-Signature header is missing from request."));
+                return Caller::Refused(nova_error(
+                    StatusCode::BAD_REQUEST,
+                    "X-Instance-ID-Signature header is missing from request.",
+                ));
             };
             let Some(secret) = &config.proxy_secret else {
                 tracing::warn!(proxy = %remote, "X-Instance-ID from a proxy, but no net.proxy_secret_file is configured");

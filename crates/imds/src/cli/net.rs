@@ -165,7 +165,7 @@ async fn status(config: &HostConfig, output: &str) -> ExitCode {
     if output == "json" {
         println!("{}", serde_json::to_string_pretty(&report).expect("a JSON value serialises"));
     } else {
-        println!("{:<28} {:<10} {}", "WHAT", "STATE", "DETAIL");
+        println!("{:<28} {:<10} DETAIL", "WHAT", "STATE");
         for item in report["items"].as_array().into_iter().flatten() {
             println!(
                 "{:<28} {:<10} {}",
@@ -226,7 +226,8 @@ async fn gather(config: &HostConfig) -> Result<serde_json::Value, imds_net::NetE
                     if !expected.lines().any(|l| l.starts_with(&prefix)) {
                         continue;
                     }
-                    let rules_wanted = expected.lines().filter(|l| l.starts_with(&format!("add rule {family} imds {chain} "))).count();
+                    let rules_wanted =
+                        expected.lines().filter(|l| l.starts_with(&format!("add rule {family} imds {chain} "))).count();
                     let rules_there = nft::rule_count(table, chain);
                     let present = chains.iter().any(|c| c == chain);
                     let server_owned = chain == "identity" || chain == "ports";
