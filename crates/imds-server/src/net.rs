@@ -4,7 +4,8 @@
 //! [`follow`] renders every instance with `host_interfaces` into chain `inet imds identity` (and
 //! `bridge imds ports` on a bridged host) with `imds_net::rules::render_identity` and applies it
 //! as one `nft -f` transaction whenever the bindings change, so an instance added, moved or
-//! deleted changes its rules right after the view does. Rules fail closed: until the first
+//! deleted changes its rules before the admin write that did it returns (`View::wait_for` waits
+//! for the rules too). Rules fail closed: until the first
 //! apply, and for interfaces no instance holds, the base chains `imds net up` made drop what
 //! reaches the metadata addresses. Every two seconds it reads the counters of the drop rules and
 //! logs forged traffic, naming the instance whose interface sent it.
@@ -60,7 +61,8 @@ pub fn bindings(snapshot: &Snapshot) -> Vec<Binding> {
     bindings
 }
 
-/// Keeps the identity rules equal to the view until `shutdown`.
+/// Keeps the identity rules equal to the view until `shutdown`. Call
+/// [`View::gate_on_datapath`] first so that admin writes wait for their rules.
 pub async fn follow(view: View, config: Config, shutdown: CancellationToken) {
     let mut reached = view.subscribe();
     let mut applied: Option<Vec<Binding>> = None;
@@ -69,7 +71,10 @@ pub async fn follow(view: View, config: Config, shutdown: CancellationToken) {
     let mut poll = tokio::time::interval(Duration::from_secs(2));
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let wanted = bindings(&view.load());
+        let snapshot = view.load();
+        let rev = snapshot.rev();
+        let wanted = bindings(&snapshot);
+        drop(snapshot);
         if applied.as_ref() != Some(&wanted) {
             let script = rules::render_identity(&wanted, config.bridge.as_deref());
             match imds_net::nft::apply(&script).await {
@@ -96,6 +101,8 @@ pub async fn follow(view: View, config: Config, shutdown: CancellationToken) {
                 }
             }
         }
+        // Admin writes of `rev` return now (View::wait_for waits for this).
+        view.datapath_applied(rev);
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = reached.changed() => if changed.is_err() { return },

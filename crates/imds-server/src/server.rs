@@ -207,6 +207,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     if let Some(net) = &config.net {
+        view.gate_on_datapath();
         tasks.spawn(crate::net::follow(view.clone(), net.clone(), shutdown.clone()));
     }
     tasks.spawn(crate::view::renderings::tend(view.clone(), shutdown.clone()));
