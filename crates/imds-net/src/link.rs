@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, AddressProtocol};
-use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
 use rtnetlink::{Handle, LinkDummy};
 
 use crate::{MetadataInterface, NetError};
@@ -217,9 +217,4 @@ pub async fn remove_ours(handle: &Handle) -> Result<Vec<String>, NetError> {
         removed.push(format!("dummy interface {}", link.name));
     }
     Ok(removed)
-}
-
-/// Whether a link's kind is InfoKind's bridge (used by tests and status).
-pub fn is_bridge(link: &Link) -> bool {
-    link.kind.as_deref() == Some(InfoKind::Bridge.to_string().as_str())
 }
