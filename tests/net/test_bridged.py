@@ -56,6 +56,15 @@ manage = true
         status, body = curl(lab, vm, f"{MD}/computeMetadata/v1/instance/hostname", "Metadata-Flavor: Google")
         assert status == 200 and body.startswith(f"host-{name}."), (status, body)
 
+    # A VM registered by MAC only (its address from DHCP) is found through the neighbour table.
+    vm_d = lab.netns("vmd")
+    lab.veth("vp-d", vm_d, "02:00:00:00:01:0d")
+    run("ip", "-n", lab.host, "link", "set", "vp-d", "master", "br-imds")
+    run("ip", "-n", vm_d, "addr", "add", "192.0.2.44/24", "dev", "eth0")
+    run("ip", "-n", vm_d, "route", "add", "default", "via", "192.0.2.1")
+    daemon.put({"id": "vm-d", "hostname": "host-d", "mac": ["02:00:00:00:01:0d"], "host_interfaces": ["vp-d"]})
+    assert curl(lab, vm_d, f"{MD}/latest/meta-data/hostname") == (200, "host-d")
+
     # vm-c forges vm-a's MAC and IP on its port.
     ip_a, mac_a = VMS["a"]
     lab.ns(vms["c"], "ip", "addr", "flush", "dev", "eth0")
@@ -80,6 +89,7 @@ manage = true
 
     status = json.loads(lab.imds("net", "status", "--config", str(cfg), "-o", "json").stdout)
     assert status["interface_kind"] == "bridge" and status["drift"] == [], status
+    run("ip", "-n", lab.host, "link", "del", "vp-d")  # added after `before` was taken
     daemon.process.terminate()
     daemon.process.wait(timeout=10)
     lab.imds("net", "down", "--config", str(cfg))

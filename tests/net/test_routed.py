@@ -265,3 +265,25 @@ def test_store_files_are_private(lab):
     assert stat.S_IMODE(os.stat(store).st_mode) == 0o700
     for path in store.iterdir():
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def test_a_copied_mac_on_another_tap_is_refused_without_managed_rules(lab):
+    vms = {name: lab.routed_vm(f"vm{name}", f"tap-{name}", ip, mac, ip6) for name, (ip, mac, ip6) in VMS.items()}
+    vm = lab.routed_vm("vmm", "tap-m", "203.0.113.14", "02:00:00:00:00:0d")
+    cfg = config(lab, manage=False)
+    lab.imds("net", "up", "--config", cfg)
+    daemon = lab.serve(lab.config(open(cfg).read()))
+    daemon.put(record("m", None, "02:00:00:00:00:0d"))
+    status, body = wait_until(lambda: (r := curl(lab, vm, f"{MD}/latest/meta-data/hostname"))[0] == 200 and r, "vm-m")
+    assert body == "host-m"
+    # vm-b copies vm-m's MAC and calls from an address nobody holds, on its own tap.
+    lab.ns(lab.host, "ip", "route", "add", "203.0.113.99/32", "dev", "tap-b")
+    lab.ns(vms["b"], "ip", "link", "set", "eth0", "address", "02:00:00:00:00:0d")
+    lab.ns(vms["b"], "ip", "addr", "flush", "dev", "eth0")
+    lab.ns(vms["b"], "ip", "addr", "add", "203.0.113.99/24", "dev", "eth0")
+    lab.ns(vms["b"], "ip", "route", "add", "192.0.2.1/32", "dev", "eth0")
+    lab.ns(vms["b"], "ip", "route", "add", "default", "via", "192.0.2.1", "dev", "eth0")
+    status, body = curl(lab, vms["b"], f"{MD}/latest/meta-data/hostname")
+    assert status == 403 and "host-m" not in body, (status, body)
+    log = wait_until(lambda: "forged source" in daemon.log() and daemon.log(), "the forgery log line")
+    assert any("vm-m" in line and "tap-b" in line for line in log.splitlines() if "forged source" in line), log

@@ -3,10 +3,13 @@
 //! A guest registered by MAC only (it takes its address from DHCP, or a random link-local one as
 //! cloud-init's DigitalOcean datasource does) is found by looking its source address up here. The
 //! table is read with one RTM_GETNEIGH dump and kept; a lookup that misses, or finds a dump older
-//! than [`MAX_AGE`], dumps again (one dump at a time; at most one per [`MIN_INTERVAL`]).
+//! than [`MAX_AGE`], dumps again (one dump at a time, at most one per [`MIN_INTERVAL`]; callers
+//! that arrived before a dump started are answered by it).
 //!
-//! Only as trustworthy as the host's neighbour entries: on a bridge or tap where guests can forge
-//! their MAC, the per-port rules of `bridge imds` / `inet imds` must stop forged frames first.
+//! Only as trustworthy as the host's neighbour entries: a guest can forge its MAC. Each entry
+//! carries the interface it was learnt on, so the server checks it against the instance's
+//! `host_interfaces` (a routed tap); on a bridge every port's entries are on the bridge, and the
+//! per-port rules of `bridge imds` must stop forged frames first.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,10 +28,21 @@ pub const MAX_AGE: Duration = Duration::from_secs(2);
 /// The least time between two dumps.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 
+/// What the table says of one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbour {
+    /// The MAC the address resolves to.
+    pub mac: [u8; 6],
+    /// The interface the entry is on (a VM's tap or the bridge), when it still exists.
+    pub interface: Option<String>,
+    /// Whether that interface is a bridge (the entry says nothing of the port).
+    pub on_bridge: bool,
+}
+
 #[derive(Debug, Default)]
 struct Dump {
     at: Option<Instant>,
-    macs: HashMap<IpAddr, [u8; 6]>,
+    entries: HashMap<IpAddr, Neighbour>,
 }
 
 /// A cached copy of the neighbour table.
@@ -44,20 +58,31 @@ impl Neighbours {
         Self { handle, dump: Arc::new(tokio::sync::Mutex::new(Arc::new(Dump::default()))) }
     }
 
-    /// The MAC `ip` was last resolved to, reading the table again when the copy is stale or
-    /// does not know `ip`.
-    pub async fn lookup(&self, ip: IpAddr) -> Result<Option<[u8; 6]>, NetError> {
+    /// The MAC `ip` was last resolved to and on which interface, reading the table again when
+    /// the copy is stale or does not know `ip`.
+    pub async fn lookup(&self, ip: IpAddr) -> Result<Option<Neighbour>, NetError> {
         let ip = ip.to_canonical();
+        let arrived = Instant::now();
         let mut dump = self.dump.lock().await;
         let fresh = dump.at.is_some_and(|at| at.elapsed() < MAX_AGE);
         if fresh {
-            if let Some(mac) = dump.macs.get(&ip) {
-                return Ok(Some(*mac));
+            if let Some(found) = dump.entries.get(&ip) {
+                return Ok(Some(found.clone()));
             }
         }
-        if dump.at.is_some_and(|at| at.elapsed() < MIN_INTERVAL) {
-            return Ok(dump.macs.get(&ip).copied());
+        // A dump taken after this caller arrived already knows (a flood of unknown callers
+        // waits for one dump, not one each).
+        if dump.at.is_some_and(|at| at >= arrived) {
+            return Ok(dump.entries.get(&ip).cloned());
         }
+        if let Some(at) = dump.at {
+            tokio::time::sleep_until(at + MIN_INTERVAL).await;
+        }
+        let names: HashMap<u32, (String, bool)> = crate::link::links(&self.handle)
+            .await?
+            .into_iter()
+            .map(|link| (link.index, (link.name, link.kind.as_deref() == Some("bridge"))))
+            .collect();
         let messages: Vec<NeighbourMessage> = self
             .handle
             .neighbours()
@@ -66,8 +91,9 @@ impl Neighbours {
             .try_collect()
             .await
             .map_err(|source| NetError::Netlink { what: "reading the neighbour table".into(), source })?;
-        let mut macs = HashMap::new();
+        let mut entries = HashMap::new();
         for message in messages {
+            let index = message.header.ifindex;
             if matches!(
                 message.header.state,
                 NeighbourState::Failed | NeighbourState::Incomplete | NeighbourState::Noarp
@@ -85,11 +111,12 @@ impl Neighbours {
                 }
             }
             if let (Some(address), Some(mac)) = (address, lladdr) {
-                macs.insert(address, mac);
+                let (interface, on_bridge) = names.get(&index).cloned().map_or((None, false), |(n, b)| (Some(n), b));
+                entries.insert(address, Neighbour { mac, interface, on_bridge });
             }
         }
-        let found = macs.get(&ip).copied();
-        *dump = Arc::new(Dump { at: Some(Instant::now()), macs });
+        let found = entries.get(&ip).cloned();
+        *dump = Arc::new(Dump { at: Some(Instant::now()), entries });
         Ok(found)
     }
 }

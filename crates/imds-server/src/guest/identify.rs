@@ -10,7 +10,9 @@
 //! 2. The source address (IPv4-mapped IPv6 counts as its IPv4) among the instances' `ipv4`/`ipv6`.
 //! 3. With [`Config::neighbours`], the MAC the host's neighbour table holds for the source
 //!    address, among the instances' `mac` lists: how a guest that took its address from DHCP
-//!    (or a random link-local one, as cloud-init's DigitalOcean datasource does) is found.
+//!    (or a random link-local one, as cloud-init's DigitalOcean datasource does) is found. When
+//!    the instance lists `host_interfaces`, the neighbour entry must be on one of them: a guest
+//!    that copies another's MAC on its own tap is refused and logged, `[net] manage` or not.
 //!
 //! The source address and MAC are only as good as the host's rules: on a routed tap or a bridge
 //! port, `imds net` and `[net] manage` drop what a guest sends with another instance's MAC or
@@ -166,9 +168,22 @@ pub async fn identify(
     }
     if let (true, Some(neighbours)) = (config.neighbours && address == remote, neighbours) {
         match neighbours.lookup(address).await {
-            Ok(Some(mac)) => {
-                if let Some(entry) = snapshot.by_mac(MacAddr::new(mac)) {
-                    return Caller::Instance { entry: Arc::clone(entry), address };
+            Ok(Some(neighbour)) => {
+                if let Some(entry) = snapshot.by_mac(MacAddr::new(neighbour.mac)) {
+                    let interfaces = &entry.instance.host_interfaces;
+                    let arrived = neighbour.interface.as_deref().unwrap_or("?");
+                    // On a bridge the entry names the bridge, not the port: the port rules of
+                    // `bridge imds` are what keep a MAC to its port there.
+                    if interfaces.is_empty() || neighbour.on_bridge || interfaces.iter().any(|name| name == arrived) {
+                        return Caller::Instance { entry: Arc::clone(entry), address };
+                    }
+                    tracing::warn!(
+                        caller = %address,
+                        instance = %entry.instance.id,
+                        interface = arrived,
+                        "forged source: the instance's MAC seen on an interface that is not among its host_interfaces"
+                    );
+                    return Caller::Refused(imds_dialects::unknown_caller(address));
                 }
             }
             Ok(None) => {}
