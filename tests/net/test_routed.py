@@ -58,12 +58,13 @@ def start(lab: Lab, **kw):
 
 def dialects(lab: Lab, vm: str) -> list[str]:
     """The hostname as EC2 (IMDSv2), GCE and Azure tell it to this VM."""
-    status, token = curl(lab, vm, f"{MD}/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 60", method="PUT")
+    # Answers that must come get a long timeout: on a loaded machine the debug daemon can be slow.
+    status, token = curl(lab, vm, f"{MD}/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 60", method="PUT", timeout=10)
     assert status == 200, (status, token)
     answers = [
-        curl(lab, vm, f"{MD}/latest/meta-data/hostname", f"X-aws-ec2-metadata-token: {token}"),
-        curl(lab, vm, f"{MD}/computeMetadata/v1/instance/hostname", "Metadata-Flavor: Google"),
-        curl(lab, vm, f"{MD}/metadata/instance/compute/name?api-version=2021-02-01&format=text", "Metadata: true"),
+        curl(lab, vm, f"{MD}/latest/meta-data/hostname", f"X-aws-ec2-metadata-token: {token}", timeout=10),
+        curl(lab, vm, f"{MD}/computeMetadata/v1/instance/hostname", "Metadata-Flavor: Google", timeout=10),
+        curl(lab, vm, f"{MD}/metadata/instance/compute/name?api-version=2021-02-01&format=text", "Metadata: true", timeout=10),
     ]
     for status, body in answers:
         assert status == 200, (status, body)
