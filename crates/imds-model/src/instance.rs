@@ -23,7 +23,7 @@ use crate::ssh::SshKey;
 use crate::user_data::UserData;
 
 /// Claim kinds, the part before the `/` of a claim string.
-const CLAIM_KINDS: &[&str] = &["ipv4", "ipv6", "mac"];
+const CLAIM_KINDS: &[&str] = &["ipv4", "ipv6", "mac", "host_interfaces"];
 
 /// The account or project an instance belongs to (GCE project, Azure subscription, OpenStack
 /// project, Linode account).
@@ -60,6 +60,11 @@ pub struct Instance {
     /// MACs that identify this guest (fallback), also the default NIC MAC.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mac: Vec<MacAddr>,
+    /// Host-side interface names of the VM's NICs (its taps, veths or bridge ports): requests
+    /// arriving there are this instance's, and with `[net] manage` only its own addresses may
+    /// arrive there. Unique across instances.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host_interfaces: Vec<String>,
     /// What the guest is told about its network; derived from `ipv4`/`mac` when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
@@ -133,6 +138,7 @@ impl Instance {
             ipv4: Vec::new(),
             ipv6: Vec::new(),
             mac: Vec::new(),
+            host_interfaces: Vec::new(),
             network: None,
             user_data: None,
             vendor_data: None,
@@ -188,7 +194,8 @@ impl Instance {
 
     /// The unique claims this record holds, sorted and deduplicated: `ipv4/<addr>`,
     /// `ipv6/<addr>` and `mac/<mac>` for every identifying address (the `ipv4`, `ipv6` and
-    /// `mac` lists only, not `network.interfaces`).
+    /// `mac` lists only, not `network.interfaces`), and `host_interfaces/<name>` for every host
+    /// interface.
     pub fn claims(&self) -> Vec<String> {
         let mut claims: Vec<String> = self
             .ipv4
@@ -196,6 +203,7 @@ impl Instance {
             .map(|ip| format!("ipv4/{ip}"))
             .chain(self.ipv6.iter().map(|ip| format!("ipv6/{ip}")))
             .chain(self.mac.iter().map(|mac| format!("mac/{mac}")))
+            .chain(self.host_interfaces.iter().map(|name| format!("host_interfaces/{name}")))
             .collect();
         claims.sort();
         claims.dedup();

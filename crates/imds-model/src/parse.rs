@@ -32,6 +32,7 @@ const FIELDS: &[&str] = &[
     "ipv4",
     "ipv6",
     "mac",
+    "host_interfaces",
     "network",
     "user_data",
     "vendor_data",
@@ -279,6 +280,16 @@ fn identifying_macs(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<MacA
     Some(macs.into_iter().filter(|(p, mac)| first_time(ctx, &mut seen, *mac, p)).map(|(_, mac)| mac).collect())
 }
 
+/// `host_interfaces`: distinct interface names.
+fn host_interfaces(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Vec<String>> {
+    let mut seen = HashMap::new();
+    let names = list(ctx, path, value, "interface names", |c, p, v| {
+        let name = text_with(c, p, v, text::interface_name)?;
+        Some((p.to_owned(), name))
+    });
+    Some(names.into_iter().filter(|(p, name)| first_time(ctx, &mut seen, name.clone(), p)).map(|(_, n)| n).collect())
+}
+
 fn instance_id(ctx: &mut Ctx, path: &str, value: &Value) -> Option<InstanceId> {
     let s = string(ctx, path, value)?;
     ctx.check(path, InstanceId::try_from(s).map_err(|e| e.to_string()))
@@ -309,6 +320,7 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
     let domain = field(c, map, "", "domain", |c, p, v| text_with(c, p, v, text::hostname));
     let (ipv4, ipv6) = identifying_ips(c, map);
     let mac = field(c, map, "", "mac", identifying_macs).unwrap_or_default();
+    let host_interfaces = field(c, map, "", "host_interfaces", host_interfaces).unwrap_or_default();
     let network = field(c, map, "", "network", network::network);
     let user_data = field(c, map, "", "user_data", |c, p, v| section::user_data(c, p, v, limits));
     let vendor_data = field(c, map, "", "vendor_data", |c, p, v| section::user_data(c, p, v, limits));
@@ -343,6 +355,7 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
         ipv4,
         ipv6,
         mac,
+        host_interfaces,
         network,
         user_data,
         vendor_data,

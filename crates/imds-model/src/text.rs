@@ -33,6 +33,18 @@ pub(crate) fn hostname(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A Linux interface name (a VM's host-side tap, veth or bridge port): 1 to 15 characters of
+/// `[A-Za-z0-9._-]`, not `.` or `..`.
+pub(crate) fn interface_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 15 {
+        return Err(format!("{s:?}: an interface name has 1 to 15 characters"));
+    }
+    if s == "." || s == ".." || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err(format!("{s:?}: an interface name has only letters, digits, '-', '_' and '.'"));
+    }
+    Ok(())
+}
+
 /// Free text: 1 to 255 characters, no control characters.
 pub(crate) fn text(s: &str) -> Result<(), String> {
     let len = s.chars().count();

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use imds_dialects::token::TokenKey;
 use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
+use imds_model::InstanceId;
 use imds_store::Store;
 
 use crate::listener::{ConnSocket, Peer};
@@ -64,6 +65,8 @@ pub struct Config {
     /// How long a guest write waits for the view to contain it before answering (the admin
     /// plane's `write_visibility_timeout`).
     pub write_visibility_timeout: std::time::Duration,
+    /// Trusted proxies and neighbour-table lookups.
+    pub identify: identify::Config,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             unknown_hold: hold::DEFAULT_HOLD,
             max_held: hold::DEFAULT_MAX_HELD,
             write_visibility_timeout: crate::admin::Config::default().write_visibility_timeout,
+            identify: identify::Config::default(),
         }
     }
 }
@@ -98,7 +102,20 @@ pub fn router_with_credentials(
     credentials: crate::creds::Credentials,
     config: &Config,
 ) -> Router {
+    let neighbours = if config.identify.neighbours {
+        match imds_net::link::connect() {
+            Ok(handle) => Some(imds_net::neigh::Neighbours::new(handle)),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the neighbour table: instances known by MAC only will not be found");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let plane = Arc::new(Plane {
+        identify: config.identify.clone(),
+        neighbours,
         view,
         store,
         tokens,
@@ -120,6 +137,8 @@ pub fn router_with_credentials(
 /// What every guest request reads.
 #[derive(Debug)]
 struct Plane {
+    identify: identify::Config,
+    neighbours: Option<imds_net::neigh::Neighbours>,
     view: View,
     store: Arc<dyn Store>,
     tokens: TokenKey,
@@ -143,7 +162,7 @@ fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
 
 /// Answers one guest request from the current snapshot.
 async fn answer(plane: &Plane, request: Request) -> Response {
-    let Some(caller) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
+    let Some(remote) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
         // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
         tracing::error!("guest request without a TCP peer address");
         return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -168,17 +187,32 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         body,
     };
     let mut snapshot = plane.view.load();
-    if snapshot.by_ip(caller).is_none() {
+    let identify = |snapshot: Arc<Snapshot>| {
+        let headers = &guest_request.headers;
+        async move {
+            let caller = identify::identify(&plane.identify, plane.neighbours.as_ref(), &snapshot, remote, headers).await;
+            (snapshot, caller)
+        }
+    };
+    let (current, mut identified) = identify(snapshot).await;
+    snapshot = current;
+    if let identify::Caller::Unknown(address) = identified {
         // The guest may ask before its orchestrator's write lands: hold it briefly.
-        snapshot = hold::until_known(plane, caller, snapshot).await;
+        let (current, again) = identify(hold::until_known(plane, address, snapshot).await).await;
+        (snapshot, identified) = (current, again);
     }
-    let Some(entry) = snapshot.by_ip(caller) else {
-        tracing::debug!(%caller, "guest request from an unknown address");
-        return into_http(imds_dialects::unknown_caller(caller, &guest_request, &plane.settings), is_head, caller);
+    let (entry, caller) = match identified {
+        identify::Caller::Instance { entry, address } => (entry, address),
+        identify::Caller::Refused(response) => return into_http(response, is_head, remote),
+        identify::Caller::Unknown(address) => {
+            tracing::debug!(caller = %address, "guest request from an unknown address");
+            let response = imds_dialects::unknown_caller(address, &guest_request, &plane.settings);
+            return into_http(response, is_head, address);
+        }
     };
     if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
         tracing::debug!(%caller, id = %entry.instance.id, "throttled");
-        let response = imds_dialects::throttled(&subject(&snapshot, entry), &guest_request, &plane.settings);
+        let response = imds_dialects::throttled(&subject(&snapshot, &entry), &guest_request, &plane.settings);
         return into_http(response, is_head, caller);
     }
     let id = entry.instance.id.clone();
@@ -189,7 +223,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
             wait::hold(plane, caller, &id, &guest_request, wait_for).await
         }
         None => {
-            let response = render(plane, &snapshot, caller, &guest_request);
+            let response = render(plane, &snapshot, caller, &id, &guest_request);
             drop(snapshot);
             response
         }
@@ -208,9 +242,15 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     into_http(response, is_head, caller)
 }
 
-/// Renders `request` from `snapshot` for the instance at `caller`.
-fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestRequest) -> GuestResponse {
-    let Some(entry) = snapshot.by_ip(caller) else {
+/// Renders `request` from `snapshot` for instance `id`, identified as `caller`.
+fn render(
+    plane: &Plane,
+    snapshot: &Snapshot,
+    caller: IpAddr,
+    id: &InstanceId,
+    request: &GuestRequest,
+) -> GuestResponse {
+    let Some(entry) = snapshot.get(id) else {
         return imds_dialects::unknown_caller(caller, request, &plane.settings);
     };
     let signer = snapshot.signer().map(|signer| &**signer as &dyn imds_dialects::credentials::Signer);

@@ -17,6 +17,7 @@ pub mod creds;
 pub mod guest;
 pub mod health;
 pub mod listener;
+pub mod net;
 pub mod records;
 pub mod replica;
 pub mod server;

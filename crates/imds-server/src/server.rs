@@ -27,19 +27,36 @@ pub struct Config {
     pub connections: Limits,
     /// Which part of the store this node serves.
     pub scope: Scope,
+    /// `[net] manage = true`: keep the host's per-instance identity rules in sync.
+    pub net: Option<crate::net::Config>,
 }
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A listener could not be bound.
-    #[error("cannot listen on {what}: {source}")]
+    #[error("cannot listen on {what}: {source}{}", bind_hint(what, source))]
     Bind {
         /// The address or socket path.
         what: String,
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The host's nftables tables are not in place for `[net] manage`.
+    #[error("{0}")]
+    Net(String),
+}
+
+/// How to fix a bind failure an operator will meet first: the metadata address not on the host.
+fn bind_hint(what: &str, source: &std::io::Error) -> &'static str {
+    let metadata = what.starts_with("169.254.") || what.starts_with("[fd00:ec2::254]");
+    match source.kind() {
+        std::io::ErrorKind::AddrNotAvailable if metadata => {
+            " (the address is not on this host: run `imds net up` with the same configuration, as root)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need root or CAP_NET_BIND_SERVICE)",
+        _ => "",
+    }
 }
 
 /// A started daemon: its bound addresses and a handle to stop it.
@@ -180,9 +197,16 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         None => None,
     };
 
+    if let Some(net) = &config.net {
+        crate::net::check_tables(net).await.map_err(StartError::Net)?;
+    }
     let view = View::with_budget(imds_dialects::Budget::new(config.guest.render_cache_bytes));
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    if let Some(net) = &config.net {
+        view.gate_on_datapath();
+        tasks.spawn(crate::net::follow(view.clone(), net.clone(), shutdown.clone()));
+    }
     // One wall clock for the guest plane, the renderings' idle times and the credential
     // refresher (it follows tokio's clock, so tests can pause it).
     let clock = imds_creds::Clock::system();

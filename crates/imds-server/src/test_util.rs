@@ -134,6 +134,7 @@ impl TestServer {
             limits,
             connections,
             scope: Scope::All,
+            net: None,
         };
         let running = server::start(config, Arc::clone(&store)).await.expect("test server starts");
         let guest_addr = running.guest_addrs[0];

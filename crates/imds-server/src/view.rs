@@ -272,6 +272,9 @@ pub struct View {
     reached: watch::Sender<Option<Revision>>,
     changes: Arc<Changes>,
     health: Arc<FeedHealth>,
+    /// With `[net] manage`: the revision whose identity rules the host has applied; writers
+    /// wait for it too.
+    datapath: Arc<std::sync::OnceLock<watch::Sender<Option<Revision>>>>,
 }
 
 impl Default for View {
@@ -295,6 +298,27 @@ impl View {
             reached,
             changes: Arc::new(Changes::default()),
             health: Arc::default(),
+            datapath: Arc::default(),
+        }
+    }
+
+    /// Makes [`wait_for`](Self::wait_for) also wait until [`datapath_applied`](Self::datapath_applied)
+    /// reports the revision: writes return once the host's identity rules have it.
+    pub fn gate_on_datapath(&self) {
+        let _ = self.datapath.set(watch::channel(None).0);
+    }
+
+    /// Records that the host's identity rules reflect everything up to `rev`.
+    pub fn datapath_applied(&self, rev: Revision) {
+        if let Some(applied) = self.datapath.get() {
+            applied.send_if_modified(|applied| {
+                if applied.is_none_or(|r| r < rev) {
+                    *applied = Some(rev);
+                    true
+                } else {
+                    false
+                }
+            });
         }
     }
 
@@ -354,7 +378,16 @@ impl View {
     /// Returns whether it got there.
     pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {
         let mut reached = self.reached.subscribe();
-        let wait = async move { reached.wait_for(|reached| reached.is_some_and(|r| r >= rev)).await.is_ok() };
+        let mut applied = self.datapath.get().map(watch::Sender::subscribe);
+        let wait = async move {
+            if reached.wait_for(|reached| reached.is_some_and(|r| r >= rev)).await.is_err() {
+                return false;
+            }
+            match &mut applied {
+                Some(applied) => applied.wait_for(|applied| applied.is_some_and(|r| r >= rev)).await.is_ok(),
+                None => true,
+            }
+        };
         matches!(tokio::time::timeout(timeout, wait).await, Ok(true))
     }
 

@@ -50,6 +50,7 @@ impl Node {
             limits: Limits::default(),
             connections: listener::Limits::default(),
             scope: Scope::Node(NODE.into()),
+            net: None,
         };
         let running = server::start(config, store).await.unwrap();
         let (guest, admin) = (running.guest_addrs[0], running.admin_addr.unwrap());

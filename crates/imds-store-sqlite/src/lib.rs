@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 mod db;
 mod feed;
+mod modes;
 mod schema;
 
 use crate::db::Db;
@@ -83,7 +84,10 @@ impl SqliteStore {
     /// Fails with [`StoreError::Unavailable`] naming the path and the cause when the file
     /// cannot be opened, is not a database, or has a schema version this build does not know.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        let io = |error: std::io::Error| StoreError::unavailable(format!("{}: {error}", path.display()));
+        modes::prepare(path).map_err(io)?;
         let db = Db::open(path, options.retain_changes)?;
+        modes::tighten(path).map_err(io)?;
         let head = db.head()?;
         let (head_tx, _) = watch::channel(head);
         let shared =

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod import;
 pub mod instance;
 pub mod mmds;
+pub mod net;
 pub mod role;
 pub mod serve;
 pub mod signing;
@@ -37,6 +38,9 @@ enum Command {
     /// Manage the identity signing keys; print certificates and the JWKS.
     #[command(subcommand)]
     Signing(signing::SigningCommand),
+    /// Set up, remove or inspect the host datapath: metadata addresses and nftables tables.
+    #[command(subcommand)]
+    Net(net::NetCommand),
     /// Check an identity document's signature, a PKCS#7 signature or an identity token.
     Verify(verify::VerifyArgs),
 }
@@ -49,6 +53,7 @@ pub async fn run(args: Args) -> ExitCode {
         Command::Mmds(command) => mmds::run(command).await,
         Command::Role(command) => role::run(command).await,
         Command::Signing(command) => signing::run(command).await,
+        Command::Net(command) => net::run(command).await,
         Command::Verify(args) => verify::run(args).await,
     }
 }

@@ -33,6 +33,9 @@ pub struct RawConfig {
     /// `[log]`
     #[serde(default)]
     pub log: RawLog,
+    /// `[net]`: the host datapath (`imds net up|down|status`, identity rules, proxies).
+    #[serde(default)]
+    pub net: RawNet,
     /// `[roles.<name>]`: roles and their credential sources, written to the store at start
     /// (same shape as the admin API's `PUT /v1/roles/{name}` body).
     #[serde(default)]
@@ -79,6 +82,27 @@ pub struct RawAdmin {
     pub import_max_lines: Option<usize>,
     /// The role the Go mock's `/status` and `/bootstrap/creds` act on.
     pub default_role: Option<String>,
+    /// Start even though guests could reach the admin TCP address (a firewall is in place).
+    pub allow_guest_reachable: Option<bool>,
+}
+
+/// `[net]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawNet {
+    /// Interfaces guests arrive on: names or prefixes ending in `*` (`tap*`, `fc-*`, `br0`).
+    pub guest_interfaces: Option<Vec<String>>,
+    /// Where the metadata addresses go: a dummy to create (default `imds0`; loopback where the
+    /// kernel has no dummy driver), `lo`, or an existing bridge.
+    pub interface: Option<String>,
+    /// Whether `serve` keeps the per-instance identity rules in sync (fail closed).
+    pub manage: Option<bool>,
+    /// Addresses of trusted metadata proxies (Neutron's, a NAT gateway's).
+    pub proxies: Option<Vec<String>>,
+    /// File holding the proxies' shared secret (`X-Instance-ID-Signature`).
+    pub proxy_secret_file: Option<String>,
+    /// Whether unknown source addresses are looked up in the neighbour table (default true).
+    pub neighbours: Option<bool>,
 }
 
 /// `[store]`
@@ -141,13 +165,35 @@ impl RawConfig {
         env_number(lookup, "IMDS_LIMITS_MAX_MMDS", &mut self.limits.max_mmds, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_BODY", &mut self.admin.import_max_body, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
+        for (key, slot) in
+            [("IMDS_NET_GUEST_INTERFACES", &mut self.net.guest_interfaces), ("IMDS_NET_PROXIES", &mut self.net.proxies)]
+        {
+            if let Some(value) = lookup(key) {
+                *slot = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+            }
+        }
+        for (key, slot) in [
+            ("IMDS_NET_MANAGE", &mut self.net.manage),
+            ("IMDS_NET_NEIGHBOURS", &mut self.net.neighbours),
+            ("IMDS_ADMIN_ALLOW_GUEST_REACHABLE", &mut self.admin.allow_guest_reachable),
+        ] {
+            if let Some(value) = lookup(key) {
+                match value.trim() {
+                    "true" | "1" => *slot = Some(true),
+                    "false" | "0" => *slot = Some(false),
+                    _ => problems.push(format!("{key}: {value:?} is not true or false")),
+                }
+            }
+        }
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         } else {
             self.overlay_vman(lookup, problems);
         }
-        let strings: [(&str, &mut Option<String>); 12] = [
+        let strings: [(&str, &mut Option<String>); 14] = [
             ("IMDS_ADMIN_DEFAULT_ROLE", &mut self.admin.default_role),
+            ("IMDS_NET_INTERFACE", &mut self.net.interface),
+            ("IMDS_NET_PROXY_SECRET_FILE", &mut self.net.proxy_secret_file),
             ("IMDS_GUEST_NOCLOUD_PREFIX", &mut self.guest.nocloud_prefix),
             ("IMDS_ADMIN_LISTEN", &mut self.admin.listen),
             ("IMDS_ADMIN_SOCKET", &mut self.admin.socket),
@@ -235,6 +281,8 @@ pub struct Config {
     pub dev: bool,
     /// Roles from the file, by name, written to the store at start.
     pub roles: Vec<(String, imds_creds::Role)>,
+    /// The host datapath `imds net` sets up.
+    pub net: imds_net::HostConfig,
 }
 
 /// Defaults in production: where cloud images and operators expect things.
@@ -340,6 +388,91 @@ impl Config {
                 ));
             }
         }
+
+        let mut guest_interfaces = Vec::new();
+        for (i, text) in raw.net.guest_interfaces.iter().flatten().enumerate() {
+            match imds_net::Pattern::parse(text) {
+                Ok(pattern) => guest_interfaces.push(pattern),
+                Err(error) => problems.push(format!("net.guest_interfaces[{i}]: {error}")),
+            }
+        }
+        let interface = raw.net.interface.clone().unwrap_or_else(|| "imds0".into());
+        if let Err(error) = imds_net::pattern::check_name(&interface) {
+            problems.push(format!("net.interface: {error}"));
+        }
+        let manage = raw.net.manage.unwrap_or(false);
+        if manage && guest_interfaces.is_empty() {
+            problems.push(
+                "net.manage: identity rules need net.guest_interfaces (the taps or bridge guests arrive on)".into(),
+            );
+        }
+        let mut proxies = Vec::new();
+        for (i, text) in raw.net.proxies.iter().flatten().enumerate() {
+            match text.parse::<std::net::IpAddr>() {
+                Ok(ip) => proxies.push(ip.to_canonical()),
+                Err(_) => problems.push(format!("net.proxies[{i}]: {text:?} is not an IP address")),
+            }
+        }
+        let proxy_secret = match &raw.net.proxy_secret_file {
+            None => None,
+            Some(file) => match std::fs::read(file) {
+                Ok(bytes) => {
+                    let secret = String::from_utf8_lossy(&bytes).trim().to_owned();
+                    if secret.len() < 16 {
+                        problems.push(format!(
+                            "net.proxy_secret_file: {file} holds {} characters; a shared secret needs at least 16",
+                            secret.len()
+                        ));
+                    }
+                    Some(guest::identify::ProxySecret::new(secret))
+                }
+                Err(error) => {
+                    problems.push(format!("net.proxy_secret_file: cannot read {file}: {error}"));
+                    None
+                }
+            },
+        };
+        if proxy_secret.is_some() && proxies.is_empty() {
+            problems.push("net.proxy_secret_file: set net.proxies, the addresses the proxies call from".into());
+        }
+        let identify =
+            guest::identify::Config { proxies, proxy_secret, neighbours: raw.net.neighbours.unwrap_or(true) };
+        let guest_reachable =
+            !guest_interfaces.is_empty() || guest_listen.iter().any(|addr: &SocketAddr| !addr.ip().is_loopback());
+        if let Some(addr) = admin_listen {
+            if !addr.ip().is_loopback() && guest_reachable && raw.admin.allow_guest_reachable != Some(true) {
+                problems.push(format!(
+                    "admin.listen: guests can reach {addr} (Linux accepts packets for any local address on any interface, guest interfaces included); bind the admin API to 127.0.0.1 or use admin.socket, or set [admin] allow_guest_reachable = true if a firewall keeps guests out (`imds net up` drops the admin port on net.guest_interfaces)"
+                ));
+            }
+        }
+        let net = imds_net::HostConfig {
+            guest_interfaces,
+            interface,
+            addresses: {
+                // The metadata addresses imds puts on the host: link-local IPv4 (169.254.169.254)
+                // and unique-local IPv6 (fd00:ec2::254). Other listen addresses (a proxy-facing
+                // host address) are the host's own already.
+                let mut ips: Vec<std::net::IpAddr> = guest_listen
+                    .iter()
+                    .map(|addr: &SocketAddr| addr.ip())
+                    .filter(|ip| match ip {
+                        std::net::IpAddr::V4(ip) => ip.is_link_local(),
+                        std::net::IpAddr::V6(ip) => ip.is_unique_local(),
+                    })
+                    .collect();
+                ips.dedup();
+                ips
+            },
+            guest_ports: {
+                let mut ports: Vec<u16> = guest_listen.iter().map(|addr: &SocketAddr| addr.port()).collect();
+                ports.sort_unstable();
+                ports.dedup();
+                ports
+            },
+            admin_ports: admin_listen.map(|addr| addr.port()).into_iter().collect(),
+            manage,
+        };
 
         let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {
             "sqlite" => StoreConfig::Sqlite {
@@ -465,6 +598,7 @@ impl Config {
                     unknown_hold,
                     max_held,
                     write_visibility_timeout,
+                    identify,
                 },
                 admin: admin::Config {
                     listen: admin_listen,
@@ -477,12 +611,14 @@ impl Config {
                 limits,
                 connections,
                 scope,
+                net: None,
             },
             store,
             log_format,
             log_level,
             dev,
             roles,
+            net,
         })
     }
 }

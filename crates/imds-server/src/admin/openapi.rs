@@ -99,6 +99,7 @@ impl utoipa::PartialSchema for InstanceSchema {
             .property("ipv4", strings("IPv4 addresses guests of this instance call from (unique across instances)"))
             .property("ipv6", strings("IPv6 addresses guests of this instance call from (unique across instances)"))
             .property("mac", strings("MAC addresses of the instance (unique across instances), any case"))
+            .property("host_interfaces", strings("Host-side interface names of the VM's NICs (taps, veths, bridge ports; unique across instances): what `[net] manage` pins the instance's MACs and addresses to"))
             .property("network", object("What the guest is told of its network: interfaces, nameservers, search, routes"))
             .property("user_data", bytes("User data, served byte for byte"))
             .property("vendor_data", bytes("Vendor data"))

@@ -31,7 +31,7 @@ pub(super) async fn hold(
 ) -> GuestResponse {
     let mut subscription = plane.view.changes().subscribe(id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_secs);
-    let mut response = render(plane, &plane.view.load(), caller, request);
+    let mut response = render(plane, &plane.view.load(), caller, id, request);
     let Some(current) = etag(&response) else {
         // Errors (and anything without an ETag) answer at once.
         return response;
@@ -43,7 +43,7 @@ pub(super) async fn hold(
     loop {
         tokio::select! {
             () = subscription.changed() => {
-                let next = render(plane, &plane.view.load(), caller, request);
+                let next = render(plane, &plane.view.load(), caller, id, request);
                 if etag(&next).is_none_or(|tag| tag != target) {
                     return next;
                 }

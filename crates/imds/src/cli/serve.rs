@@ -144,10 +144,7 @@ async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match config {
         StoreConfig::Memory => Arc::new(imds_store::memory::MemoryStore::new()),
         StoreConfig::Sqlite { path, retain_changes } => {
-            if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating the data directory {}", dir.display()))?;
-            }
+            // The store creates its directory 0700 and its file 0600 (and tightens old ones).
             let options = SqliteOptions { retain_changes: *retain_changes, ..SqliteOptions::default() };
             let store =
                 SqliteStore::open(path, options).with_context(|| format!("opening the store {}", path.display()))?;
@@ -173,7 +170,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("writing role {name} from the configuration"))?;
     }
-    let running = imds_server::server::start(config.server.clone(), store).await.context("starting the listeners")?;
+    let mut server = config.server.clone();
+    if config.net.manage {
+        let handle = imds_net::link::connect()?;
+        let placement = imds_net::link::place(&handle, &config.net.interface, false).await?;
+        let bridge = match placement.kind {
+            imds_net::MetadataInterface::Bridge(name) => Some(name),
+            _ => None,
+        };
+        server.net = Some(imds_server::net::Config { bridge });
+    }
+    let running = imds_server::server::start(server, store).await.context("starting the listeners")?;
     // Announce only once guests are answered from the store's data (scripts read the lines).
     if tokio::time::timeout(std::time::Duration::from_secs(2), running.view.ready()).await.is_err() {
         tracing::warn!("waiting for the store to load the view; guests wait until it has");

@@ -239,3 +239,60 @@ fn etcd_store_urls() {
     let args = ServeArgs { store: Some("postgres://x".into()), ..ServeArgs::default() };
     assert!(load(&args, &env(&[])).unwrap_err().iter().any(|p| p.starts_with("store.backend:")));
 }
+
+#[test]
+fn net_section_gives_the_host_datapath_and_bad_entries_are_named() {
+    let (_dir, file) = config_file(
+        "[guest]\nlisten = [\"169.254.169.254:80\", \"[fd00:ec2::254]:80\", \"198.51.100.1:8775\"]\n[admin]\nlisten = \"127.0.0.1:8998\"\ntoken = \"t\"\n[net]\nguest_interfaces = [\"tap*\", \"br0\"]\nmanage = true\n",
+    );
+    let args = ServeArgs { config: Some(file), ..ServeArgs::default() };
+    let config = load(&args, &env(&[])).unwrap();
+    let addresses: Vec<String> = config.net.addresses.iter().map(ToString::to_string).collect();
+    // The proxy-facing host address is the host's own: only metadata addresses go on imds0.
+    assert_eq!(addresses, ["169.254.169.254", "fd00:ec2::254"]);
+    assert_eq!(config.net.guest_ports, [80, 8775]);
+    assert_eq!(config.net.admin_ports, [8998]);
+    assert_eq!(config.net.interface, "imds0");
+    assert!(config.net.manage);
+    assert!(config.server.guest.identify.neighbours);
+
+    let (_dir, file) = config_file(
+        "[admin]\nsocket = \"/run/x.sock\"\n[net]\nguest_interfaces = [\"t*p\"]\ninterface = \"way-too-long-name\"\nproxies = [\"nope\"]\nproxy_secret_file = \"/nonexistent/secret\"\n",
+    );
+    let problems = load(&ServeArgs { config: Some(file), ..ServeArgs::default() }, &env(&[])).unwrap_err();
+    for field in ["net.guest_interfaces[0]", "net.interface", "net.proxies[0]", "net.proxy_secret_file"] {
+        assert!(problems.iter().any(|p| p.starts_with(field)), "{field} in {problems:?}");
+    }
+    let problems = load(&ServeArgs::default(), &env(&[("IMDS_NET_MANAGE", "true")])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("net.manage")), "{problems:?}");
+}
+
+#[test]
+fn a_short_proxy_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "short\n").unwrap();
+    let env = env(&[("IMDS_NET_PROXIES", "198.51.100.2"), ("IMDS_NET_PROXY_SECRET_FILE", secret.to_str().unwrap())]);
+    let problems = load(&ServeArgs::default(), &env).unwrap_err();
+    assert!(problems.iter().any(|p| p.contains("at least 16")), "{problems:?}");
+    std::fs::write(&secret, "a-long-enough-shared-secret\n").unwrap();
+    let config = load(&ServeArgs::default(), &env).unwrap();
+    assert_eq!(config.server.guest.identify.proxies, ["198.51.100.2".parse::<std::net::IpAddr>().unwrap()]);
+    assert!(config.server.guest.identify.proxy_secret.is_some());
+}
+
+#[test]
+fn an_admin_address_guests_can_reach_is_refused_unless_allowed() {
+    let args = ServeArgs { admin_listen: Some("0.0.0.0:8998".into()), ..ServeArgs::default() };
+    let token = ("IMDS_ADMIN_TOKEN", "t");
+    let problems = load(&args, &env(&[token])).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.starts_with("admin.listen") && p.contains("allow_guest_reachable")),
+        "{problems:?}"
+    );
+    let args = ServeArgs { admin_listen: Some("192.0.2.1:8998".into()), ..ServeArgs::default() };
+    assert!(load(&args, &env(&[token])).is_err());
+    assert!(load(&args, &env(&[token, ("IMDS_ADMIN_ALLOW_GUEST_REACHABLE", "true")])).is_ok());
+    let args = ServeArgs { admin_listen: Some("127.0.0.1:8998".into()), ..ServeArgs::default() };
+    assert!(load(&args, &env(&[token])).is_ok());
+}
