@@ -36,6 +36,7 @@ pub mod identify;
 pub mod throttle;
 pub mod token_key;
 pub mod wait;
+pub mod wireserver;
 pub mod write;
 
 /// The largest request body a guest may send (guest writes are small: a password, an
@@ -53,6 +54,9 @@ pub struct Config {
     pub dialects: Settings,
     /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_bytes: usize,
+    /// Addresses Azure's WireServer is emulated on (`168.63.129.16:80` on an Azure host, see
+    /// [`wireserver`]); empty, the default, for none.
+    pub azure_wireserver_listen: Vec<SocketAddr>,
 }
 
 impl Default for Config {
@@ -64,6 +68,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             dialects: Settings::default(),
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
+            azure_wireserver_listen: Vec::new(),
         }
     }
 }

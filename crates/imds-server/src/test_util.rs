@@ -52,6 +52,14 @@ impl TestServer {
         Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections, Default::default()).await
     }
 
+    /// Starts a daemon over a fresh in-memory store with the given guest settings (its guest
+    /// listener is still one ephemeral loopback port).
+    pub async fn with_guest(guest: guest::Config) -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let connections = listener::Limits::default();
+        Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections, Default::default()).await
+    }
+
     /// Starts a daemon over a fresh in-memory store whose instances keep at most
     /// `render_cache_bytes` of renderings together.
     pub async fn with_render_cache(render_cache_bytes: usize) -> Self {

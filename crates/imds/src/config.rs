@@ -53,6 +53,8 @@ pub struct RawGuest {
     pub nocloud_prefix: Option<String>,
     /// MiB of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_mib: Option<u32>,
+    /// Addresses Azure's WireServer is emulated on, e.g. `168.63.129.16:80`; none by default.
+    pub azure_wireserver_listen: Option<Vec<String>>,
 }
 
 /// `[admin]`
@@ -135,6 +137,10 @@ impl RawConfig {
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+        }
+        if let Some(value) = lookup("IMDS_GUEST_AZURE_WIRESERVER_LISTEN") {
+            self.guest.azure_wireserver_listen =
+                Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
         let strings: [(&str, &mut Option<String>); 11] = [
             ("IMDS_GUEST_NOCLOUD_PREFIX", &mut self.guest.nocloud_prefix),
@@ -241,6 +247,20 @@ impl Config {
         if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
             problems.push("guest.listen: give at least one address, e.g. \"169.254.169.254:80\"".into());
         }
+        let azure_wireserver_listen: Vec<SocketAddr> = raw
+            .guest
+            .azure_wireserver_listen
+            .iter()
+            .flatten()
+            .filter_map(|text| parse_addr("guest.azure_wireserver_listen", text, &mut problems))
+            .collect();
+        for addr in &azure_wireserver_listen {
+            if guest_listen.contains(addr) {
+                problems.push(format!(
+                    "guest.azure_wireserver_listen: {addr} is also a guest.listen address; the WireServer needs its own (168.63.129.16:80)"
+                ));
+            }
+        }
 
         let admin_listen = match raw.admin.listen.as_deref() {
             Some("") => None,
@@ -284,7 +304,7 @@ impl Config {
             }
             // Port 0 asks the kernel for a free port: two such listeners never collide.
             if addr.port() != 0
-                && guest_listen.iter().any(|guest: &SocketAddr| {
+                && guest_listen.iter().chain(&azure_wireserver_listen).any(|guest: &SocketAddr| {
                     guest.port() == addr.port()
                         && (guest.ip() == addr.ip() || guest.ip().is_unspecified() || addr.ip().is_unspecified())
                 })
@@ -411,7 +431,13 @@ impl Config {
             .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
-                guest: guest::Config { listen: guest_listen, throttle, dialects, render_cache_bytes },
+                guest: guest::Config {
+                    listen: guest_listen,
+                    throttle,
+                    dialects,
+                    render_cache_bytes,
+                    azure_wireserver_listen,
+                },
                 admin: admin::Config {
                     listen: admin_listen,
                     socket: admin_socket,
