@@ -155,7 +155,17 @@ def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 # --- the host side --------------------------------------------------------------------------
 
 
-def host_side_up(ns: str, run_dir: Path, wireserver: bool) -> None:
+def imds_config(run_dir: Path, scenario: "Scenario") -> str:
+    """The configuration `imds serve` (and the host side) read."""
+    wire = f'azure_wireserver_listen = ["{WIRESERVER_ADDR}:80"]\n' if scenario.wireserver else ""
+    return (
+        f'[guest]\nlisten = ["{METADATA_ADDR}:80"]\n{wire}'
+        f'[admin]\nsocket = "{run_dir / "admin.sock"}"\ntoken_file = "{run_dir / "token"}"\n'
+        f'[store]\nbackend = "sqlite"\npath = "{run_dir / "imds.db"}"\n'
+    )
+
+
+def host_side_up(ns: str, config: Path, wireserver: bool) -> None:
     """The metadata addresses on the host side of the namespace, on loopback (a host without the
     dummy driver), and the link-local route back to guests that call from 169.254.x.y."""
     addrs = [METADATA_ADDR] + ([WIRESERVER_ADDR] if wireserver else [])
@@ -164,7 +174,7 @@ def host_side_up(ns: str, run_dir: Path, wireserver: bool) -> None:
     run(["ip", "-n", ns, "route", "add", "169.254.0.0/16", "dev", TAP])
 
 
-def host_side_down(ns: str, run_dir: Path) -> None:
+def host_side_down(ns: str, config: Path) -> None:
     """Undoes host_side_up (deleting the namespace removes everything anyway)."""
 
 
@@ -181,8 +191,9 @@ class Scenario:
     datasource: str  # the datasource class cloud-init must report, e.g. "DataSourceEc2Local"
     user: str  # the default user whose authorized_keys must hold the record's key
     specific: Callable[["Boot"], list[tuple[str, str, str]]]  # (what, expected, seen)
-    wireserver: bool = False
-    config: str = ""  # extra imds TOML configuration
+    wireserver: bool = False  # serve Azure's WireServer on 168.63.129.16
+    # Other classes of the same datasource that also count (e.g. its network-stage variant).
+    datasource_also: tuple[str, ...] = ()
 
 
 @dataclass
@@ -214,6 +225,8 @@ class Boot:
         key_file = f"/home/{s.user}/.ssh/authorized_keys"
         want_key = s.record["ssh_keys"][0]
         held = [k.split(" ", 1)[1] for k in keys if k.startswith(key_file + " ")]
+        if seen_ds in s.datasource_also:
+            seen_ds = s.datasource  # the same datasource, in the stage this image can reach it
         return [
             ("datasource", s.datasource, seen_ds),
             ("hostname", host, self.marker("hostname") or "(no marker)"),
@@ -248,7 +261,7 @@ m region "$(cloud-init query v1.region 2>/dev/null)"
 m zone "$(cloud-init query v1.availability_zone 2>/dev/null)"
 m addr "$(ip -o -4 addr show scope global | awk '{ printf "%s %s ", $2, $4 }')"
 m route "$(ip -4 route show default | head -n 1)"
-m eni "$(grep -hE '^(auto|iface|allow|[[:space:]]+address|[[:space:]]+gateway)' /etc/network/interfaces.d/* 2>/dev/null | sed 's/^[[:space:]]*//' | tr '\n' ';')"
+m eni "$(grep -hE '^(auto|iface|allow|[[:space:]]+(address|gateway|post-up route))' /etc/network/interfaces.d/* 2>/dev/null | sed 's/^[[:space:]]*//' | tr '\n' ';')"
 m done
 """
     doc = {
@@ -322,19 +335,15 @@ def boot(scenario: Scenario, image: Image, accel: str) -> Boot:
         run(["ip", "-n", ns, "tuntap", "add", "dev", TAP, "mode", "tap"])
         run(["ip", "-n", ns, "addr", "add", f"{HOST_ADDR}/24", "dev", TAP])
         run(["ip", "-n", ns, "link", "set", TAP, "up"])
-        host_side_up(ns, run_dir, scenario.wireserver)
         in_ns = ["ip", "netns", "exec", ns]
 
-        # imds: the real binary, a real SQLite store in the run directory.
+        # imds: the real binary, a real SQLite store in the run directory, one config file for
+        # `serve` and the host side.
         (run_dir / "token").write_text(ADMIN_TOKEN)
         config = run_dir / "imds.toml"
-        config.write_text(scenario.config)
-        procs.start(in_ns + [str(IMDS_BIN), "serve", "--config", str(config),
-                             "--guest-listen", f"{METADATA_ADDR}:80", "--admin-listen", "",
-                             "--admin-socket", str(run_dir / "admin.sock"),
-                             "--admin-token-file", str(run_dir / "token"),
-                             "--store", "sqlite", "--store-path", str(run_dir / "imds.db")],
-                    run_dir / "imds.log")
+        config.write_text(imds_config(run_dir, scenario))
+        host_side_up(ns, config, scenario.wireserver)
+        procs.start(in_ns + [str(IMDS_BIN), "serve", "--config", str(config)], run_dir / "imds.log")
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -397,6 +406,13 @@ def boot(scenario: Scenario, image: Image, accel: str) -> Boot:
                 break
             if finished_at is not None and time.monotonic() - finished_at > 60:
                 break  # finished but did not power off: enough seen
+            if re.search(r"^\S+ login: ", result.console, re.M) and "Cloud-init v." not in result.console:
+                # A login prompt and not one cloud-init stage: ds-identify found no datasource
+                # in the SMBIOS values and disabled cloud-init for this boot.
+                result.error = ("cloud-init did not run: the VM reached its login prompt without any cloud-init "
+                                "stage (ds-identify disabled it: no datasource recognised in the SMBIOS values "
+                                f"{smbios_text}); console tail:\n{result.console[-1500:]}")
+                break
             time.sleep(1)
         else:
             result.error = (f"timed out after {BOOT_TIMEOUT_S:.0f} s without cloud-init's finished line; "
@@ -407,7 +423,7 @@ def boot(scenario: Scenario, image: Image, accel: str) -> Boot:
         result.error = str(err)
     finally:
         procs.stop()
-        host_side_down(ns, run_dir)
+        host_side_down(ns, run_dir / "imds.toml")
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         (run_dir / "disk.qcow2").unlink(missing_ok=True)
     return result
