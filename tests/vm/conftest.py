@@ -3,6 +3,7 @@ run in parallel (`IMDS_VM_PARALLEL`, default 3) as soon as the session starts.""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,9 +45,20 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Boot time and outcome per dialect, whatever the verbosity."""
     if not BOOTS:
         return
+    summary = {
+        name: {
+            "accelerator": boot.accel,
+            "boot_seconds": round(boot.boot_seconds, 1) if boot.boot_seconds is not None else None,
+            "guest_uptime_seconds": float(boot.guest_uptime) if boot.guest_uptime else None,
+            "finished": boot.finished_line,
+            "failures": boot.failures(),
+        }
+        for name, boot in BOOTS.items()
+    }
+    (harness.RUNS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     write = terminalreporter.write_line
     write("")
-    write(f"VM boots (QEMU accelerator: {ACCEL[0] if ACCEL else '?'}; logs under {harness.RUNS}):")
+    write(f"VM boots (QEMU accelerator: {ACCEL[0] if ACCEL else '?'}; logs and summary.json under {harness.RUNS}):")
     for name in SCENARIOS:
         boot = BOOTS.get(name)
         if boot is None:
