@@ -38,7 +38,7 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::{EndpointMode, Instance};
 
-use crate::{Context, GuestRequest, GuestResponse};
+use crate::{Context, GuestRequest, GuestResponse, Subject};
 
 mod credentials;
 pub(crate) mod derived;
@@ -53,8 +53,9 @@ use tree::{Entry, Node};
 
 /// The instance's rendered tree: everything under `/<version>/` that depends on the record
 /// alone, and the identity document its signatures sign. Build it once per record version
-/// (kept in the [`crate::Cache`] passed to [`respond_with`]) and answer many requests from it; credentials,
-/// signatures and other time-dependent leaves are computed per request.
+/// (kept in the [`crate::Cache`] that [`respond`] finds in the [`Subject`]) and answer many
+/// requests from it; credentials, signatures and other time-dependent leaves are computed per
+/// request.
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: Entry,
@@ -74,20 +75,12 @@ impl Tree {
     }
 }
 
-/// Answers one EC2 request for `instance`, rendering its tree for this request.
-pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
-    respond_with(instance, None, request, context)
-}
-
-/// Answers one EC2 request for `instance`, taking its tree from `cache` (built by the first
-/// request that needs the tree and kept while the cache's budget allows; rendered for this
-/// request alone when `None`).
-pub fn respond_with(
-    instance: &Instance,
-    cache: Option<&crate::Cache>,
-    request: &GuestRequest,
-    context: &Context<'_>,
-) -> GuestResponse {
+/// Answers one EC2 request for the subject's instance (a `&Subject`, or a bare `&Instance`),
+/// taking its tree from the subject's cache (built by the first request that needs the tree and
+/// kept while the cache's budget allows; rendered for this request alone without a cache).
+pub fn respond<'s>(subject: impl Into<Subject<'s>>, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
+    let subject = subject.into();
+    let (instance, cache) = (subject.instance, subject.cache);
     if instance.imds.endpoint == EndpointMode::Disabled {
         return session::error(StatusCode::FORBIDDEN, "403 - Forbidden");
     }

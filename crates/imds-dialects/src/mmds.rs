@@ -1,5 +1,5 @@
 //! Firecracker's microVM Metadata Service (MMDS): the instance's free-form JSON document, served
-//! to its guest with Firecracker's exact semantics (spec: `mmds.md`).
+//! to its guest with Firecracker's exact semantics (docs/dialects/mmds.md).
 //!
 //! [`respond`] runs Firecracker's pipeline in its order: request-level refusals (unknown
 //! method 501, a declared body 400), then `PATCH`/`DELETE` 405 (before any token check), then

@@ -1,5 +1,5 @@
 //! Platform hints: the SMBIOS values a VMM must present so that cloud-init in a stock image picks
-//! a dialect's datasource (dialects.md §1.1). cloud-init chooses its datasource from DMI before
+//! a dialect's datasource (docs/platform-hints.md). cloud-init chooses its datasource from DMI before
 //! it talks to any metadata server, so without these values an image never tries the dialect.
 //!
 //! [`smbios`] is a pure function of the record, the dialect and the deployment settings. Serials
@@ -107,7 +107,7 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
         Dialect::Gce => Smbios {
             manufacturer: Some("Google".into()),
             product: Some("Google Compute Engine".into()),
-            serial: Some(format!("GoogleCloud-{:016X}", crate::ec2::derived::fnv1a(&["gce-serial", id]))),
+            serial: Some(format!("GoogleCloud-{:016X}", crate::ids::fnv1a(&["gce-serial", id]))),
             uuid,
             ..Smbios::default()
         },

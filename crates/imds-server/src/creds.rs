@@ -43,14 +43,14 @@ pub fn status(state: &RoleState, now: u64) -> serde_json::Value {
     let mut status = serde_json::json!({ "valid": usable.is_some() });
     if let Some(served) = &state.served {
         status["access_key_id"] = served.credentials.access_key_id.clone().into();
-        status["expiration"] = imds_creds::time::format_rfc3339(served.expiration).into();
-        status["last_updated"] = imds_creds::time::format_rfc3339(served.last_updated).into();
+        status["expiration"] = imds_model::time::format_rfc3339(served.expiration).into();
+        status["last_updated"] = imds_model::time::format_rfc3339(served.last_updated).into();
     }
     if let Some(error) = &state.error {
         status["error"] = error.to_string().into();
     }
     if let Some(at) = state.last_attempt {
-        status["last_attempt"] = imds_creds::time::format_rfc3339(at).into();
+        status["last_attempt"] = imds_model::time::format_rfc3339(at).into();
     }
     status
 }

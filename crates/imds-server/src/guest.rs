@@ -3,9 +3,10 @@
 //! For every request: identify the caller by its source address ([`identify`]), pick its
 //! instance from the current view snapshot, hand `(&Subject, &GuestRequest, &Context)` to the
 //! dialect router in `imds-dialects`, apply the response's hop limit to the connection's socket,
-//! write the bytes. Reads touch no store, take no lock and await nothing (long polls excepted: see
-//! below). An unknown caller gets no instance's data. The session-token key is loaded from the
-//! store at start ([`token_key`]).
+//! write the bytes. Reads touch no store and await nothing (long polls excepted: see below); the
+//! only lock they take is short: a record version's render cache, to copy or insert one answer.
+//! An unknown caller gets no instance's data. The session-token key is loaded from the store at
+//! start ([`token_key`]).
 //!
 //! One exception is a guest write (OpenStack's `password`, GCE guest attributes): the
 //! dialect's response carries a [`GuestWrite`](imds_dialects::GuestWrite), which [`write`](mod@write)
@@ -121,11 +122,6 @@ fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Seconds since the Unix epoch; token expiry is whole seconds, as on EC2.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Answers one guest request from the current snapshot.
 async fn answer(plane: &Plane, request: Request) -> Response {
     let Some(caller) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
@@ -194,7 +190,8 @@ fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestReq
     let signer = snapshot.signer().map(|signer| &**signer as &dyn imds_dialects::credentials::Signer);
     let context = Context {
         tokens: &plane.tokens,
-        now: unix_now(),
+        // The credential refresher's clock: one wall clock for the whole daemon.
+        now: plane.credentials.0.clock().now(),
         settings: &plane.settings,
         credentials: &plane.credentials,
         signer,

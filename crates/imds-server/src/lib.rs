@@ -5,7 +5,9 @@
 //! `imds-dialects`; the [`admin`] plane writes to the store and waits until the view has the
 //! write. [`server::start`] wires them to the listeners of [`listener`].
 //!
-//! Invariant: nothing on the guest path awaits the store or takes a lock.
+//! Invariant: a guest read never awaits the store; it loads one view snapshot and takes only
+//! short locks (a record version's render cache, a long poll's change-signal map). A guest write
+//! awaits the store.
 
 #![forbid(unsafe_code)]
 

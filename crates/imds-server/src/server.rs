@@ -209,7 +209,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let view = View::with_budget(imds_dialects::Budget::new(config.guest.render_cache_bytes));
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::view::renderings::tend(view.clone(), shutdown.clone()));
+    // One wall clock for the guest plane, the renderings' idle times and the credential
+    // refresher (it follows tokio's clock, so tests can pause it).
+    let clock = imds_creds::Clock::system();
+    tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
     tasks.spawn(replica::run(
         Arc::clone(&store),
         config.scope.clone(),
@@ -225,8 +228,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
     }
-    let manager =
-        Arc::new(imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), imds_creds::Clock::system()));
+    let manager = Arc::new(imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), clock));
     tasks.spawn(crate::creds::follow(view.clone(), Arc::clone(&manager), shutdown.clone()));
     tasks.spawn(serve_guests(
         Arc::clone(&store),

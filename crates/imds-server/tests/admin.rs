@@ -344,7 +344,7 @@ async fn openapi_document_is_served_and_matches_the_committed_copy() {
     let committed = std::fs::read_to_string(committed_path).unwrap_or_default();
     assert!(
         committed == generated,
-        "docs/openapi.json is out of date: run `IMDS_UPDATE_OPENAPI=1 cargo test -p imds-server --test admin openapi` and commit it"
+        "docs/openapi.json is out of date: run `IMDS_UPDATE_OPENAPI=1 cargo test -p imds-server --test it openapi` and commit it"
     );
 
     // Every documented operation is routed (answers with something other than a routing 404/405).

@@ -1,5 +1,5 @@
-//! Firecracker MMDS over real sockets: every row of the conformance table of `mmds.md` §10
-//! (cited as "row N"), the atomicity of a PATCH seen by a reading guest, and the admin API's
+//! Firecracker MMDS over real sockets: every numbered conformance case of
+//! `docs/dialects/mmds.md` (cited as "row N"), the atomicity of a PATCH seen by a reading guest, and the admin API's
 //! Firecracker-shaped errors.
 //!
 //! Requests are written byte for byte on a TCP socket bound to the guest's address, so paths

@@ -12,7 +12,7 @@
 //! an address" holds atomically on every backend (etcd: one `Txn` over claim keys).
 //!
 //! Backends: [`memory::MemoryStore`] here (tests, `--dev` without a data directory), SQLite in
-//! `imds-store-sqlite`, etcd later. Every backend passes the `conformance` suite (feature `test-util`).
+//! `imds-store-sqlite`, etcd in `imds-store-etcd`. Every backend passes the `conformance` suite (feature `test-util`).
 //!
 //! This crate does no network I/O and knows no HTTP.
 

@@ -120,8 +120,8 @@ pub struct RawLog {
 
 impl RawConfig {
     /// Parses a TOML document.
-    pub fn parse_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|error| error.to_string())
+    pub fn parse_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Overlays `IMDS_*` variables found by `lookup`; malformed numbers are reported in `problems`.

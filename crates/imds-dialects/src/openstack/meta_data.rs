@@ -92,7 +92,7 @@ pub(crate) fn render(instance: &Instance, version: &str, context: &Context<'_>) 
 pub(crate) fn key_names(instance: &Instance) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(instance.ssh_keys.len());
     for (index, key) in instance.ssh_keys.iter().enumerate() {
-        let mut name = crate::ec2::meta_data::key_name(index, key);
+        let mut name = crate::derive::key_name(index, key);
         if names.contains(&name) {
             name = format!("{name}-{index}");
         }
