@@ -43,15 +43,11 @@ pub fn role_instance_id(instance: &Instance) -> String {
 /// Answers one WireServer request for `instance`.
 pub fn respond(instance: &Instance, request: &GuestRequest) -> GuestResponse {
     let path = request.path.as_str();
-    let comp = request
-        .query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("comp="))
+    let comp = crate::query::pairs(request.query.as_deref())
+        .find_map(|(name, value)| (name == "comp").then_some(value))
         .unwrap_or_default();
     let is_get = request.method == Method::GET || request.method == Method::HEAD;
-    match (path, comp) {
+    match (path, comp.as_ref()) {
         ("/", "versions") if is_get => GuestResponse::new(StatusCode::OK, XML, versions()),
         ("/machine" | "/machine/", "goalstate") if is_get => {
             GuestResponse::new(StatusCode::OK, XML, goal_state(instance))
