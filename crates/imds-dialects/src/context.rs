@@ -20,12 +20,22 @@ pub struct Context<'a> {
     pub credentials: &'a dyn credentials::RoleCredentials,
     /// The identity signing key, once loaded.
     pub signer: Option<&'a dyn credentials::Signer>,
+    /// A random number drawn for this request, for the nonce of a session token it mints
+    /// (the server draws one for every `PUT`, the only method that mints).
+    pub nonce: u64,
 }
 
 impl<'a> Context<'a> {
     /// A context with the default [`Settings`], no roles and no signer.
     pub fn new(tokens: &'a token::TokenKey, now: u64) -> Self {
-        Self { tokens, now, settings: &Settings::DEFAULT, credentials: &credentials::NoCredentials, signer: None }
+        Self {
+            tokens,
+            now,
+            settings: &Settings::DEFAULT,
+            credentials: &credentials::NoCredentials,
+            signer: None,
+            nonce: 0,
+        }
     }
 }
 

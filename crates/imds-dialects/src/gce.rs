@@ -377,7 +377,7 @@ fn shaped(response: GuestResponse) -> GuestResponse {
         .with_header(header::X_FRAME_OPTIONS, HeaderValue::from_static(wire::FRAME_OPTIONS))
 }
 
-fn error(status: StatusCode, reason: &str, message: &str) -> GuestResponse {
+pub(crate) fn error(status: StatusCode, reason: &str, message: &str) -> GuestResponse {
     shaped(GuestResponse::new(status, wire::HTML, wire::error_page(status.as_u16(), reason, message)))
 }
 

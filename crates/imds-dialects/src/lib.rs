@@ -21,13 +21,14 @@
 
 #![forbid(unsafe_code)]
 
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue};
 use imds_model::{FieldError, Instance, Invalid};
 
 pub use cache::{Budget, Cache};
 pub use context::{Context, Subject};
 pub use exchange::{GuestRequest, GuestResponse, GuestWrite};
 pub use imds_model::{Dialect, DialectSettings as Settings};
+pub use refusal::Refusal;
 
 pub mod azure;
 mod cache;
@@ -45,6 +46,7 @@ pub mod nocloud;
 pub mod openstack;
 pub mod platform;
 mod query;
+pub mod refusal;
 pub mod token;
 mod yaml;
 
@@ -54,17 +56,19 @@ mod yaml;
 /// Firecracker guest expects. Otherwise the path picks the dialect; paths no dialect claims are
 /// EC2's (the listener's root is EC2's, and EC2 is what an unknown client most likely speaks).
 /// A dialect the instance has not enabled answers with EC2's not-found page, as if its paths
-/// did not exist.
+/// did not exist. An instance whose endpoint is switched off (`imds.endpoint: disabled`) gets
+/// every dialect's own refusal ([`refusal`]), whatever it asks.
 pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
     let dialects = &subject.instance.dialects;
-    if subject.mmds.is_some() && dialects.is_enabled(Dialect::Mmds) {
-        return mmds::respond(subject, request, context);
-    }
-    let dialect = Dialect::for_path(&request.path, context.settings);
-    if !dialects.is_enabled(dialect) {
+    let dialect = dialect_of(Some(subject), request, context.settings);
+    if dialect != Dialect::Mmds && !dialects.is_enabled(dialect) {
         return ec2_shaped(ec2::not_found());
     }
+    if subject.instance.imds.endpoint == imds_model::EndpointMode::Disabled {
+        return refusal::refuse(dialect, request, Refusal::Disabled);
+    }
     match dialect {
+        Dialect::Mmds => mmds::respond(subject, request, context),
         Dialect::Ec2 if request.path == "/" && gce_ping(request) => {
             // google-auth's GCE detection: 200 plus the flavor header (docs/dialects.md, "The root is shared").
             ec2_shaped(ec2::respond(subject, request, context)).with_header(
@@ -72,13 +76,23 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
                 HeaderValue::from_static(gce::wire::FLAVOR),
             )
         }
-        Dialect::Ec2 | Dialect::Mmds => ec2_shaped(ec2::respond(subject, request, context)),
+        Dialect::Ec2 => ec2_shaped(ec2::respond(subject, request, context)),
         Dialect::Gce => gce::respond(subject, request, context),
         Dialect::Azure => azure::respond(subject, request, context),
         Dialect::OpenStack => openstack::respond(subject, request, context),
         Dialect::DigitalOcean => digitalocean::respond(subject, request, context),
         Dialect::NoCloud => nocloud::respond(subject, request, context),
         Dialect::Hetzner => hetzner::respond(subject, request, context),
+    }
+}
+
+/// The dialect that answers `request`: MMDS for an instance whose MMDS is configured and
+/// enabled, else the dialect its path belongs to ([`Dialect::for_path`]). `subject` is `None`
+/// for a caller no instance is registered for.
+pub fn dialect_of(subject: Option<&Subject<'_>>, request: &GuestRequest, settings: &Settings) -> Dialect {
+    match subject {
+        Some(subject) if subject.mmds.is_some() && subject.instance.dialects.is_enabled(Dialect::Mmds) => Dialect::Mmds,
+        _ => Dialect::for_path(&request.path, settings),
     }
 }
 
@@ -90,6 +104,7 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
     for (dialect, block) in &instance.dialects.overrides {
         let problems = match (Dialect::from_name(dialect), block) {
             (Some(Dialect::Azure), _) => azure::check_overrides(block),
+            (Some(Dialect::Ec2), _) => ec2::check_overrides(block),
             (Some(Dialect::Gce), _) => gce::check_overrides(block),
             (Some(Dialect::OpenStack), serde_json::Value::Object(block)) => openstack::check_overrides(block),
             _ => Vec::new(),
@@ -130,24 +145,14 @@ fn ec2_shaped(response: GuestResponse) -> GuestResponse {
     response.with_header(http::header::SERVER, HeaderValue::from_static(ec2::wire::SERVER))
 }
 
-/// Answers a request over its instance's request budget: `429 Too Many Requests`, as EC2
-/// throttles, in EC2's error-page layout.
-pub fn throttled() -> GuestResponse {
-    ec2_shaped(GuestResponse::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        ec2::wire::TEXT_HTML,
-        ec2::wire::error_page("429 - Too Many Requests"),
-    ))
+/// Answers a request over its instance's request budget: `429 Too Many Requests`, in the shape
+/// of the dialect the request speaks ([`refusal`]).
+pub fn throttled(subject: &Subject<'_>, request: &GuestRequest, settings: &Settings) -> GuestResponse {
+    refusal::refuse(dialect_of(Some(subject), request, settings), request, Refusal::Throttled)
 }
 
-/// Answers a request whose source address matches no instance: no instance's data, ever.
-///
-/// A 404 with EC2's not-found page would make a misconfigured guest believe it runs outside any
-/// cloud; a 403 whose body names the address tells the operator what to register.
-pub fn unknown_caller(caller: std::net::IpAddr) -> GuestResponse {
-    ec2_shaped(GuestResponse::new(
-        StatusCode::FORBIDDEN,
-        "text/plain; charset=utf-8",
-        format!("imds: no instance is registered for source address {caller}\n"),
-    ))
+/// Answers a request whose source address matches no instance: no instance's data, ever, in
+/// the shape of the dialect its path belongs to ([`refusal`]).
+pub fn unknown_caller(caller: std::net::IpAddr, request: &GuestRequest, settings: &Settings) -> GuestResponse {
+    refusal::refuse(dialect_of(None, request, settings), request, Refusal::UnknownCaller(caller))
 }

@@ -67,7 +67,7 @@ pub fn not_found() -> GuestResponse {
 }
 
 /// A WebOb error page.
-fn error(status: StatusCode, page: (&str, &str)) -> GuestResponse {
+pub(crate) fn error(status: StatusCode, page: (&str, &str)) -> GuestResponse {
     GuestResponse::new(status, wire::TEXT_HTML, wire::error_page(page))
 }
 

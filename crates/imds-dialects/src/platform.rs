@@ -84,9 +84,14 @@ impl Smbios {
     }
 }
 
-/// The NoCloud seed URL guests are pointed at: `http://169.254.169.254<prefix>`.
+/// The NoCloud hint pointing guests at `http://169.254.169.254<prefix>`.
+///
+/// `ds=nocloud-net`, not `ds=nocloud`: cloud-init up to 23.x runs `ds=nocloud` in local mode,
+/// before the network is up, where an `http` seed cannot be read (the boot ends on
+/// DataSourceNone); `ds=nocloud-net` selects network mode there, and newer versions still
+/// accept it (as the legacy spelling of the same thing).
 pub fn nocloud_seed(settings: &Settings) -> String {
-    format!("ds=nocloud;s=http://{METADATA_HOST}{}", settings.nocloud_prefix)
+    format!("ds=nocloud-net;s=http://{METADATA_HOST}{}", settings.nocloud_prefix)
 }
 
 /// The SMBIOS values for `instance` seen through `dialect`; `None` for MMDS (Firecracker
@@ -96,14 +101,20 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
     let uuid = is_uuid(id).then(|| id.to_ascii_lowercase());
     let derived = match dialect {
         Dialect::Mmds => return None,
-        Dialect::Ec2 => Smbios {
-            manufacturer: Some("Amazon EC2".into()),
-            product: instance.instance_type.clone(),
-            serial: uuid.as_ref().map(|u| format!("ec2{}", &u[3..])),
-            uuid: uuid.as_ref().map(|u| format!("ec2{}", &u[3..])),
-            asset_tag: Some("Amazon EC2".into()),
-            ..Smbios::default()
-        },
+        Dialect::Ec2 => {
+            // ds-identify knows EC2 by a product UUID and serial that both start with `ec2`;
+            // the vendor alone is not enough. Any id gets one: the record's UUID, else the
+            // derived one (rule R1), its first three digits replaced.
+            let ec2 = format!("ec2{}", &crate::ids::instance_uuid(instance).hyphenated().to_string()[3..]);
+            Smbios {
+                manufacturer: Some("Amazon EC2".into()),
+                product: instance.instance_type.clone(),
+                serial: Some(ec2.clone()),
+                uuid: Some(ec2),
+                asset_tag: Some("Amazon EC2".into()),
+                ..Smbios::default()
+            }
+        }
         Dialect::Gce => Smbios {
             manufacturer: Some("Google".into()),
             product: Some("Google Compute Engine".into()),

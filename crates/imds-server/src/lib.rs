@@ -17,9 +17,11 @@ pub mod creds;
 pub mod guest;
 pub mod health;
 pub mod listener;
+pub mod records;
 pub mod replica;
 pub mod server;
 pub mod sign;
+pub mod throttle;
 pub mod view;
 
 #[cfg(feature = "test-util")]

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::listener::{self, Limits};
-use crate::replica::{self, Backoff};
+use crate::replica::{self, Backoff, BACKOFF};
 use crate::{guest, view::View};
 
 /// Everything the daemon needs to start.
@@ -95,29 +95,14 @@ async fn serve_guests(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let backoff = Backoff::default();
-    let mut attempt = 0;
-    let tokens = loop {
-        let loaded = tokio::select! {
-            () = shutdown.cancelled() => return,
-            loaded = guest::token_key::load_or_create(&store) => loaded,
-        };
-        match loaded {
-            Ok(tokens) => break tokens,
-            Err(error) => {
-                tracing::warn!(%error, "cannot load the session-token key; retrying");
-                let delay = backoff.delay(attempt);
-                attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
+    let backoff = BACKOFF;
+    let load = || guest::token_key::load_or_create(&store);
+    let Some(tokens) = retry_until_shutdown("the session-token key", backoff, &shutdown, load).await else {
+        return;
     };
     // The identity signing keys: generated on first start. A failure is logged and retried in
     // the background; meanwhile documents are served unsigned (signature leaves unlisted).
-    tokio::spawn(ensure_signing_keys(Arc::clone(&store), backoff.clone(), shutdown.clone()));
+    tokio::spawn(ensure_signing_keys(Arc::clone(&store), backoff, shutdown.clone()));
     tokio::select! {
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
@@ -138,23 +123,35 @@ async fn serve_guests(
 
 /// Creates the signing keys if the store has none, retrying while the store is unavailable.
 async fn ensure_signing_keys(store: Arc<dyn Store>, backoff: Backoff, shutdown: CancellationToken) {
+    let load = || crate::sign::load_or_create(&store);
+    retry_until_shutdown("the identity signing keys", backoff, &shutdown, load).await;
+}
+
+/// Runs `call` until it succeeds, backing off after each failure; `None` when shutdown came
+/// first. `what` names what is being loaded in the warning a failure logs.
+async fn retry_until_shutdown<T, E, F, Fut>(
+    what: &str,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    mut call: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let mut attempt = 0;
     loop {
-        let created = tokio::select! {
-            () = shutdown.cancelled() => return,
-            created = crate::sign::load_or_create(&store) => created,
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            outcome = call() => outcome,
         };
-        match created {
-            Ok(_) => return,
-            Err(error) => {
-                tracing::warn!(%error, "cannot load the identity signing keys; retrying");
-                let delay = backoff.delay(attempt);
-                attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
+        match outcome {
+            Ok(value) => return Some(value),
+            Err(error) => tracing::warn!(%error, "cannot load {what}; retrying"),
+        }
+        if replica::sleep_or_stop(&backoff, &mut attempt, shutdown).await {
+            return None;
         }
     }
 }
@@ -213,13 +210,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     // refresher (it follows tokio's clock, so tests can pause it).
     let clock = imds_creds::Clock::system();
     tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
-    tasks.spawn(replica::run(
-        Arc::clone(&store),
-        config.scope.clone(),
-        view.clone(),
-        Backoff::default(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
 
     let mut guest_addrs = Vec::new();
     for listener in &guest_listeners {
@@ -249,6 +240,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         import: config.admin.import,
         dialects: config.guest.dialects.clone(),
         scope: config.scope.clone(),
+        compat: config.admin.compat.clone(),
     };
     let admin_router = admin::router(state, config.admin.token.clone());
     let mut admin_addr = None;

@@ -6,7 +6,9 @@
 
 mod admin;
 mod azure;
+mod compat;
 mod creds;
+mod fidelity;
 mod gce;
 mod guest;
 mod guest_state;
@@ -14,6 +16,7 @@ mod imdsv2;
 mod import;
 mod mmds;
 mod openstack;
+mod refusals;
 mod renderings;
 mod seeds;
 mod signing;

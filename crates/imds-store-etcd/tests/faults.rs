@@ -45,6 +45,7 @@ impl Node {
                 token: None,
                 write_visibility_timeout: Duration::from_secs(5),
                 import: admin::import::Limits::default(),
+                compat: Default::default(),
             },
             limits: Limits::default(),
             connections: listener::Limits::default(),

@@ -22,6 +22,8 @@ use utoipa::OpenApi;
         super::roles::put_base, super::roles::refresh,
         super::signing::keys, super::signing::certificates, super::signing::jwks,
         super::signing::rotate, super::signing::put_key,
+        super::compat::status, super::compat::bootstrap, super::compat::put_metadata,
+        super::compat::get_metadata, super::compat::delete_metadata,
         super::healthz, super::readyz, serve
     ),
     components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList, super::import::ImportSummary,

@@ -50,7 +50,7 @@ async fn answer(wire: &Wire, request: Request) -> Response {
         return http::StatusCode::FORBIDDEN.into_response();
     };
     if !entry.throttle.try_take(wire.throttle, elapsed_nanos(wire.clock)) {
-        return into_http(imds_dialects::throttled(), is_head, caller);
+        return http::StatusCode::TOO_MANY_REQUESTS.into_response();
     }
     let request = GuestRequest {
         method: parts.method,
