@@ -49,6 +49,7 @@ mod credentials;
 mod document;
 mod overrides;
 pub mod wire;
+pub mod wireserver;
 
 pub use credentials::{client_id, object_id};
 pub use document::{mac, vm_id};

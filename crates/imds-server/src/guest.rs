@@ -40,6 +40,7 @@ pub mod identify;
 pub use crate::throttle;
 pub mod token_key;
 pub mod wait;
+pub mod wireserver;
 pub mod write;
 
 /// The largest request body a guest may send (guest writes are small: a password, an
@@ -57,6 +58,9 @@ pub struct Config {
     pub dialects: Settings,
     /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_bytes: usize,
+    /// Addresses Azure's WireServer is emulated on (`168.63.129.16:80` on an Azure host, see
+    /// [`wireserver`]); empty, the default, for none.
+    pub azure_wireserver_listen: Vec<SocketAddr>,
     /// How long a request from an address no instance holds waits for its record to appear
     /// (zero: refused at once).
     pub unknown_hold: std::time::Duration,
@@ -78,6 +82,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             dialects: Settings::default(),
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
+            azure_wireserver_listen: Vec::new(),
             unknown_hold: hold::DEFAULT_HOLD,
             max_held: hold::DEFAULT_MAX_HELD,
             write_visibility_timeout: crate::admin::Config::default().write_visibility_timeout,

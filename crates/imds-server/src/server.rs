@@ -64,6 +64,8 @@ fn bind_hint(what: &str, source: &std::io::Error) -> &'static str {
 pub struct Running {
     /// Bound guest addresses (the real ports when the config asked for port 0).
     pub guest_addrs: Vec<SocketAddr>,
+    /// Bound Azure WireServer addresses (`guest.azure_wireserver_listen`).
+    pub wireserver_addrs: Vec<SocketAddr>,
     /// Bound admin TCP address.
     pub admin_addr: Option<SocketAddr>,
     /// The admin Unix socket.
@@ -92,6 +94,12 @@ impl Running {
     }
 }
 
+/// The guest-facing listeners: the metadata service's and Azure's WireServer's.
+struct GuestListeners {
+    metadata: Vec<TcpListener>,
+    wireserver: Vec<TcpListener>,
+}
+
 /// Serves guests once the session-token key and the view are loaded: a guest that connects
 /// earlier waits in the listen backlog instead of being told it is unknown by an empty view.
 /// Both are retried while the store is unavailable.
@@ -99,7 +107,7 @@ async fn serve_guests(
     store: Arc<dyn Store>,
     view: View,
     credentials: crate::creds::Credentials,
-    listeners: Vec<TcpListener>,
+    listeners: GuestListeners,
     config: guest::Config,
     limits: Limits,
     shutdown: CancellationToken,
@@ -116,10 +124,16 @@ async fn serve_guests(
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
     }
-    let router = guest::router_with_credentials(view, store, tokens, credentials, &config);
+    let router = guest::router_with_credentials(view.clone(), store, tokens, credentials, &config);
     let mut serving = JoinSet::new();
-    for listener in listeners {
+    for listener in listeners.metadata {
         serving.spawn(listener::serve_tcp(listener, router.clone(), limits.clone(), shutdown.clone()));
+    }
+    if !listeners.wireserver.is_empty() {
+        let wire = guest::wireserver::router(view.clone(), &config);
+        for listener in listeners.wireserver {
+            serving.spawn(listener::serve_tcp(listener, wire.clone(), limits.clone(), shutdown.clone()));
+        }
     }
     while serving.join_next().await.is_some() {}
 }
@@ -184,6 +198,15 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     for addr in &config.guest.listen {
         guest_listeners.push(bind_tcp(*addr).await?);
     }
+    let mut wireserver_listeners = Vec::new();
+    let mut wireserver_addrs = Vec::new();
+    for addr in &config.guest.azure_wireserver_listen {
+        let listener = bind_tcp(*addr).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { what: addr.to_string(), source })?;
+        tracing::info!(%addr, "Azure WireServer listening");
+        wireserver_listeners.push(listener);
+        wireserver_addrs.push(addr);
+    }
     let admin_tcp = match config.admin.listen {
         Some(addr) => Some(bind_tcp(addr).await?),
         None => None,
@@ -226,7 +249,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         Arc::clone(&store),
         view.clone(),
         crate::creds::Credentials(Arc::clone(&manager)),
-        guest_listeners,
+        GuestListeners { metadata: guest_listeners, wireserver: wireserver_listeners },
         config.guest.clone(),
         config.connections.clone(),
         shutdown.clone(),
@@ -258,5 +281,5 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         admin_socket = Some(path.clone());
         tasks.spawn(listener::serve_unix(listener, path, admin_router, config.connections.clone(), shutdown.clone()));
     }
-    Ok(Running { guest_addrs, admin_addr, admin_socket, view, shutdown, tasks })
+    Ok(Running { guest_addrs, wireserver_addrs, admin_addr, admin_socket, view, shutdown, tasks })
 }

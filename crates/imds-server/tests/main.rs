@@ -21,6 +21,7 @@ mod renderings;
 mod seeds;
 mod signing;
 mod tokens;
+mod wireserver;
 
 /// A test file that is not declared above would silently never run.
 #[test]

@@ -56,6 +56,8 @@ pub struct RawGuest {
     pub nocloud_prefix: Option<String>,
     /// MiB of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_mib: Option<u32>,
+    /// Addresses Azure's WireServer is emulated on, e.g. `168.63.129.16:80`; none by default.
+    pub azure_wireserver_listen: Option<Vec<String>>,
     /// How long a request from an unregistered address waits for its record, in milliseconds.
     pub unknown_hold_ms: Option<u32>,
     /// How many requests from unregistered addresses are held at once.
@@ -189,6 +191,10 @@ impl RawConfig {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         } else {
             self.overlay_vman(lookup, problems);
+        }
+        if let Some(value) = lookup("IMDS_GUEST_AZURE_WIRESERVER_LISTEN") {
+            self.guest.azure_wireserver_listen =
+                Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
         let strings: [(&str, &mut Option<String>); 14] = [
             ("IMDS_ADMIN_DEFAULT_ROLE", &mut self.admin.default_role),
@@ -335,6 +341,20 @@ impl Config {
         if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
             problems.push("guest.listen: give at least one address, e.g. \"169.254.169.254:80\"".into());
         }
+        let azure_wireserver_listen: Vec<SocketAddr> = raw
+            .guest
+            .azure_wireserver_listen
+            .iter()
+            .flatten()
+            .filter_map(|text| parse_addr("guest.azure_wireserver_listen", text, &mut problems))
+            .collect();
+        for addr in &azure_wireserver_listen {
+            if guest_listen.contains(addr) {
+                problems.push(format!(
+                    "guest.azure_wireserver_listen: {addr} is also a guest.listen address; the WireServer needs its own (168.63.129.16:80)"
+                ));
+            }
+        }
 
         let admin_listen = match raw.admin.listen.as_deref() {
             Some("") => None,
@@ -378,7 +398,7 @@ impl Config {
             }
             // Port 0 asks the kernel for a free port: two such listeners never collide.
             if addr.port() != 0
-                && guest_listen.iter().any(|guest: &SocketAddr| {
+                && guest_listen.iter().chain(&azure_wireserver_listen).any(|guest: &SocketAddr| {
                     guest.port() == addr.port()
                         && (guest.ip() == addr.ip() || guest.ip().is_unspecified() || addr.ip().is_unspecified())
                 })
@@ -595,6 +615,7 @@ impl Config {
                     throttle,
                     dialects,
                     render_cache_bytes,
+                    azure_wireserver_listen,
                     unknown_hold,
                     max_held,
                     write_visibility_timeout,

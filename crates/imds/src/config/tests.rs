@@ -296,3 +296,36 @@ fn an_admin_address_guests_can_reach_is_refused_unless_allowed() {
     let args = ServeArgs { admin_listen: Some("127.0.0.1:8998".into()), ..ServeArgs::default() };
     assert!(load(&args, &env(&[token])).is_ok());
 }
+
+#[test]
+fn the_azure_wireserver_is_off_unless_configured() {
+    let config = load(&ServeArgs::default(), &env(&[])).unwrap();
+    assert!(config.server.guest.azure_wireserver_listen.is_empty());
+    let (_dir, path) = config_file("[guest]\nazure_wireserver_listen = [\"168.63.129.16:80\"]\n");
+    let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
+    let config = load(&args, &env(&[])).unwrap();
+    assert_eq!(config.server.guest.azure_wireserver_listen, vec!["168.63.129.16:80".parse().unwrap()]);
+    let config = load(&ServeArgs::default(), &env(&[("IMDS_GUEST_AZURE_WIRESERVER_LISTEN", "127.0.0.9:80")])).unwrap();
+    assert_eq!(config.server.guest.azure_wireserver_listen, vec!["127.0.0.9:80".parse().unwrap()]);
+}
+
+#[test]
+fn the_azure_wireserver_needs_its_own_address_and_never_the_admin_port() {
+    let (_dir, path) = config_file(
+        "[guest]\nazure_wireserver_listen = [\"169.254.169.254:80\", \"nonsense\"]\n[admin]\nlisten = \"127.0.0.1:8998\"\ntoken = \"t\"\n",
+    );
+    let problems = load(&ServeArgs { config: Some(path), ..ServeArgs::default() }, &env(&[])).unwrap_err();
+    assert!(
+        problems.iter().any(|p| p.starts_with("guest.azure_wireserver_listen: 169.254.169.254:80 is also")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("guest.azure_wireserver_listen") && p.contains("nonsense")),
+        "{problems:?}"
+    );
+    let (_dir, path) = config_file(
+        "[guest]\nazure_wireserver_listen = [\"127.0.0.1:8998\"]\n[admin]\nlisten = \"127.0.0.1:8998\"\ntoken = \"t\"\n",
+    );
+    let problems = load(&ServeArgs { config: Some(path), ..ServeArgs::default() }, &env(&[])).unwrap_err();
+    assert!(problems.iter().any(|p| p.contains("overlaps a guest listener")), "{problems:?}");
+}
