@@ -15,6 +15,12 @@ pub enum AdminError {
     /// The body is not JSON.
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
+    /// A JSON object of the body repeats a key (`field` is its path).
+    #[error("request body repeats the key {field}: each key may appear once per object")]
+    DuplicateKey {
+        /// The repeated key's path.
+        field: String,
+    },
     /// The record is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(Invalid),
@@ -169,7 +175,7 @@ pub struct ErrorDetail {
 impl AdminError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            AdminError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            AdminError::InvalidJson(_) | AdminError::DuplicateKey { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
             AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_instance"),
             AdminError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             AdminError::NotFound(_) | AdminError::RoleNotFound(_) | AdminError::NoRoute(_) => {
@@ -204,7 +210,9 @@ impl AdminError {
                 detail.field = invalid.errors.first().map(|e| e.field.clone());
                 detail.details = invalid.errors.clone();
             }
-            AdminError::BadRequest { field, .. } => detail.field = Some(field.clone()),
+            AdminError::BadRequest { field, .. } | AdminError::DuplicateKey { field } => {
+                detail.field = Some(field.clone());
+            }
             AdminError::NotFound(_) => detail.field = Some("id".into()),
             AdminError::RoleNotFound(_) => detail.field = Some("name".into()),
             AdminError::AddressConflict { kind, holder, .. } => {

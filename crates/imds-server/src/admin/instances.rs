@@ -3,8 +3,8 @@
 //! Each handler parses its request into a typed write or read, makes one store call, waits
 //! for the guest view to contain a write, and renders the record with its `ETag`.
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
@@ -13,6 +13,7 @@ use imds_model::{merge_patch, FieldError, Instance, InstanceId, Invalid};
 use imds_store::{Expect, Key, Put, Record, Revision, StoreError, Written};
 use serde::{Deserialize, Serialize};
 
+use super::body::Param;
 use super::error::AdminError;
 use super::AdminState;
 use crate::view::{INSTANCES, MMDS, STATE};
@@ -59,7 +60,7 @@ const PATCH_ATTEMPTS: usize = 8;
         (status = 413, description = "Body too large", body = super::error::ErrorBody)))]
 pub async fn put(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Param(id): Param,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AdminError> {
@@ -93,7 +94,7 @@ pub async fn put(
     params(("id" = String, Path, description = "Instance id")),
     responses((status = 200, description = "The instance", body = super::openapi::InstanceSchema),
               (status = 404, description = "No such instance", body = super::error::ErrorBody)))]
-pub async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, AdminError> {
+pub async fn get(State(state): State<AdminState>, Param(id): Param) -> Result<Response, AdminError> {
     let id = parse_id(&id)?;
     let (instance, rev) = load(&state, &id).await?;
     Ok(render(StatusCode::OK, &instance, rev))
@@ -113,7 +114,7 @@ pub async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> Res
               (status = 415, description = "Not a merge patch", body = super::error::ErrorBody)))]
 pub async fn patch(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Param(id): Param,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AdminError> {
@@ -169,7 +170,7 @@ pub async fn patch(
               (status = 412, description = "Precondition failed", body = super::error::ErrorBody)))]
 pub async fn delete(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Param(id): Param,
     headers: HeaderMap,
 ) -> Result<Response, AdminError> {
     let id = parse_id(&id)?;
@@ -255,9 +256,7 @@ fn invalid(field: &str, message: &str) -> AdminError {
 
 async fn read_json(state: &AdminState, body: Body) -> Result<serde_json::Value, AdminError> {
     // Room for a maximal record with its user-data in base64 (4/3) and JSON escaping.
-    let limit = state.limits.max_record.saturating_mul(2);
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AdminError::BodyTooLarge { limit })?;
-    serde_json::from_slice(&bytes).map_err(|error| AdminError::InvalidJson(error.to_string()))
+    super::body::read_json(body, state.limits.max_record.saturating_mul(2)).await
 }
 
 /// `If-Match: "<rev>"` / `If-Match: *` / `If-None-Match: *` as a store precondition.

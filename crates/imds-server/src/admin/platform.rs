@@ -2,7 +2,7 @@
 //! cloud-init in the instance's image picks dialect `D` (see `imds_dialects::platform`), with
 //! the same values as QEMU `-smbios` arguments.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use imds_dialects::platform::{self, Smbios};
 use imds_dialects::Dialect;
@@ -48,7 +48,7 @@ pub struct SmbiosHint {
         (status = 404, description = "No such instance", body = super::error::ErrorBody)))]
 pub async fn smbios(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    super::body::Param(id): super::body::Param,
     Query(query): Query<SmbiosQuery>,
 ) -> Result<Json<SmbiosHint>, AdminError> {
     let id = parse_id(&id)?;

@@ -6,8 +6,8 @@
 //! secret fields (`secret_access_key_set: true` instead) and base credentials only as
 //! `{"set": true, "access_key_id": …}`.
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::StatusCode;
@@ -17,6 +17,7 @@ use imds_store::{Expect, Key, Put, Revision};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::body::Param;
 use super::error::AdminError;
 use super::AdminState;
 use crate::view::ROLES;
@@ -57,9 +58,7 @@ fn parse_name(name: &str) -> Result<RoleName, AdminError> {
 }
 
 async fn read_json(body: Body) -> Result<Value, AdminError> {
-    let bytes: Bytes =
-        axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| AdminError::BodyTooLarge { limit: MAX_BODY })?;
-    serde_json::from_slice(&bytes).map_err(|error| AdminError::InvalidJson(error.to_string()))
+    super::body::read_json(body, MAX_BODY).await
 }
 
 fn view(state: &AdminState, name: &str, role: &Role) -> RoleView {
@@ -108,11 +107,7 @@ async fn store_role(state: &AdminState, name: &RoleName, role: &Role, expect: Ex
         (status = 201, description = "Created", body = RoleView),
         (status = 200, description = "Replaced", body = RoleView),
         (status = 400, description = "Invalid role", body = super::error::ErrorBody)))]
-pub async fn put(
-    State(state): State<AdminState>,
-    Path(name): Path<String>,
-    body: Body,
-) -> Result<Response, AdminError> {
+pub async fn put(State(state): State<AdminState>, Param(name): Param, body: Body) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let doc = read_json(body).await?;
     let mut role = Role::parse(&doc).map_err(|e| invalid(&e.field, e.message))?;
@@ -135,7 +130,7 @@ pub async fn put(
     params(("name" = String, Path, description = "Role name")),
     responses((status = 200, description = "The role, without secrets", body = RoleView),
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
-pub async fn get(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, AdminError> {
+pub async fn get(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let (role, _) = load(&state, &name).await?.ok_or_else(|| AdminError::RoleNotFound(name.to_string()))?;
     Ok(Json(view(&state, name.as_str(), &role)).into_response())
@@ -168,7 +163,7 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, AdminErro
     params(("name" = String, Path, description = "Role name")),
     responses((status = 204, description = "Deleted"),
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
-pub async fn delete(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, AdminError> {
+pub async fn delete(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let rev =
         state.store.delete(&Key::new(ROLES, name.as_str()), Expect::Present).await.map_err(|error| match error {
@@ -190,11 +185,7 @@ pub async fn delete(State(state): State<AdminState>, Path(name): Path<String>) -
     responses((status = 204, description = "Stored; the role re-assumes at once"),
               (status = 400, description = "Invalid credentials, or not an sts role", body = super::error::ErrorBody),
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
-pub async fn put_base(
-    State(state): State<AdminState>,
-    Path(name): Path<String>,
-    body: Body,
-) -> Result<Response, AdminError> {
+pub async fn put_base(State(state): State<AdminState>, Param(name): Param, body: Body) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let mut doc = read_json(body).await?;
     if let Some(object) = doc.as_object_mut() {
@@ -236,7 +227,7 @@ pub async fn put_base(
     params(("name" = String, Path, description = "Role name")),
     responses((status = 202, description = "A refresh was started"),
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
-pub async fn refresh(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, AdminError> {
+pub async fn refresh(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     if state.credentials.refresh(name.as_str()) {
         Ok((StatusCode::ACCEPTED, Json(json!({"refreshing": name.as_str()}))).into_response())
