@@ -224,6 +224,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         import: config.admin.import,
         dialects: config.guest.dialects.clone(),
         scope: config.scope.clone(),
+        started: Arc::default(),
     };
     let admin_router = admin::router(state, config.admin.token.clone());
     let mut admin_addr = None;

@@ -326,6 +326,7 @@ async fn tcp_clients_need_the_token_unix_socket_clients_do_not() {
     assert_eq!(put(&unix, "i-u", &json!({}), &[]).await.status, StatusCode::CREATED);
     // Health needs no token: load balancers and orchestrators probe it.
     assert_eq!(anonymous.get("/healthz").await.unwrap().status, StatusCode::OK);
+    server.node_ready().await;
     assert_eq!(anonymous.get("/readyz").await.unwrap().json()["status"], "ready");
 }
 

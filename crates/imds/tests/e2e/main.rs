@@ -8,4 +8,5 @@ mod credentials;
 mod daemon;
 mod durability;
 mod mmds;
+mod readiness;
 mod support;
