@@ -196,7 +196,12 @@ fn parse_lines(state: &AdminState, bytes: &[u8]) -> Result<Vec<Line>, AdminError
         }
         let at_line = |error: AdminError| AdminError::Line { line: number, error: Box::new(error) };
         let doc: serde_json::Value = super::body::parse_json(raw).map_err(|error| at_line(error.into()))?;
-        let instance = parse(state, &doc).map_err(at_line)?;
+        let mut instance = parse(state, &doc).map_err(at_line)?;
+        if instance.created_at.is_none() {
+            let view = state.view.load();
+            instance.created_at =
+                Some(super::instances::launch_time(state, view.get(&instance.id).map(|e| &e.instance)));
+        }
         if let Some(first) = seen.insert(instance.id.as_str().to_owned(), number) {
             return Err(at_line(AdminError::BadRequest {
                 field: "id".into(),

@@ -81,8 +81,16 @@ pub async fn put(
         },
         None => return Err(invalid("", "expected a JSON object")),
     }
-    let instance = parse(&state, &doc)?;
+    let mut instance = parse(&state, &doc)?;
     let expect = precondition(&headers)?;
+    if instance.created_at.is_none() {
+        let current = match load(&state, &id).await {
+            Ok((current, _)) => Some(current),
+            Err(AdminError::NotFound(_)) => None,
+            Err(error) => return Err(error),
+        };
+        instance.created_at = Some(launch_time(&state, current.as_ref()));
+    }
     let written = write(&state, &instance, expect).await?;
     tracing::info!(action = "put", id = %id, rev = %written.rev, created = written.created, "instance written");
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -145,7 +153,10 @@ pub async fn patch(
         if doc.get("id") != Some(&serde_json::Value::String(id.as_str().to_owned())) {
             return Err(invalid("id", "the id of an instance cannot be changed or removed"));
         }
-        let patched = parse(&state, &doc)?;
+        let mut patched = parse(&state, &doc)?;
+        if patched.created_at.is_none() {
+            patched.created_at = Some(launch_time(&state, Some(&current)));
+        }
         match write(&state, &patched, Expect::Revision(rev)).await {
             Ok(written) => {
                 tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
@@ -244,6 +255,15 @@ pub(super) fn parse(state: &AdminState, doc: &serde_json::Value) -> Result<Insta
     let instance = Instance::parse(doc, &state.limits).map_err(AdminError::Invalid)?;
     imds_dialects::check_overrides(&instance).map_err(AdminError::Invalid)?;
     Ok(instance)
+}
+
+/// The `created_at` of a record written without one: the launch time of the instance it
+/// replaces, else now. EC2 serves it as the identity document's `pendingTime`, so an instance
+/// keeps the time it was first written across replaces and patches that do not name one.
+pub(super) fn launch_time(state: &AdminState, current: Option<&Instance>) -> String {
+    current
+        .and_then(|current| current.created_at.clone())
+        .unwrap_or_else(|| imds_creds::time::format_rfc3339(state.credentials.clock().now()))
 }
 
 pub(crate) fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
