@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+pub mod framing;
 mod sources;
 
 /// Who is on the other end of a connection.
@@ -169,6 +170,9 @@ pub struct Limits {
     /// TCP connections one source address may hold at once (`None`: no per-source cap, as on
     /// the admin listener). Beyond it, the source's oldest idle connection is closed.
     pub max_connections_per_source: Option<usize>,
+    /// Refuse requests with both `Content-Length` and `Transfer-Encoding`, or a target that is
+    /// not UTF-8, with the response this renders, then close ([`framing`]; the admin plane).
+    pub strict_framing: Option<framing::Refuse>,
 }
 
 impl Limits {
@@ -183,6 +187,7 @@ impl Default for Limits {
             max_connections: 4096,
             header_read_timeout: Duration::from_secs(10),
             max_connections_per_source: Some(Self::DEFAULT_PER_SOURCE),
+            strict_framing: None,
         }
     }
 }
@@ -266,14 +271,16 @@ async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, sh
             _ => None,
         };
         let connection = Connection { peer, socket, admission };
-        tracker.spawn(serve_connection(
-            TokioIo::new(stream),
-            router.clone(),
-            connection,
-            limits.clone(),
-            shutdown.clone(),
-            permit,
-        ));
+        let (router, limits_, shutdown_) = (router.clone(), limits.clone(), shutdown.clone());
+        match limits.strict_framing {
+            Some(refuse) => {
+                let io = TokioIo::new(framing::Checked::new(stream, refuse));
+                tracker.spawn(serve_connection(io, router, connection, limits_, shutdown_, permit))
+            }
+            None => {
+                tracker.spawn(serve_connection(TokioIo::new(stream), router, connection, limits_, shutdown_, permit))
+            }
+        };
     }
     tracker.close();
     tracker.wait().await;
@@ -346,6 +353,8 @@ async fn serve_connection<S>(
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // A refused head ends the stream hyper reads: the requests before it are still answered.
+        .half_close(limits.strict_framing.is_some())
         .serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {

@@ -228,7 +228,12 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     };
     let admin_router = admin::router(state, config.admin.token.clone());
     // Admin clients are the operator's own (token or socket mode): no per-source cap.
-    let admin_limits = Limits { max_connections_per_source: None, ..config.connections.clone() };
+    // Malformed framing gets the API's JSON error, not hyper's empty 400 or a chunked reading.
+    let admin_limits = Limits {
+        max_connections_per_source: None,
+        strict_framing: Some(admin::error::refusal),
+        ..config.connections.clone()
+    };
     let mut admin_addr = None;
     if let Some(listener) = admin_tcp {
         let addr =

@@ -148,6 +148,23 @@ async fn a_path_that_is_not_utf8_gets_a_json_400() {
     }
     let get = exchange(&server, b"GET /v1/instances/i-%FF HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!((get.status, get.error().1), (400, "id".to_owned()));
+    // Raw bytes that are not UTF-8 in the request line, on a fresh connection and after a
+    // request answered on the same one.
+    let mut raw = b"PUT /v1/instances/i-\xff HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+    let response = exchange(&server, &raw).await;
+    assert_eq!(response.status, 400, "{}", response.head);
+    assert_eq!(response.error(), ("bad_request".to_owned(), "path".to_owned()));
+    let mut stream = TcpStream::connect(server.admin_addr).await.unwrap();
+    let mut pipelined = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    pipelined.append(&mut raw);
+    stream.write_all(&pipelined).await.unwrap();
+    // Both answers, in order, then the end of the connection (bounded at 5 s).
+    let mut both = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut both)).await.unwrap().unwrap();
+    let both = String::from_utf8(both).unwrap();
+    let (first, second) = both.split_at(both.rfind("HTTP/1.1 ").unwrap());
+    assert!(first.starts_with("HTTP/1.1 200 "), "{both}");
+    assert!(second.starts_with("HTTP/1.1 400 ") && second.contains("\"field\":\"path\""), "{both}");
     assert_eq!(store_state(&server).await, before);
 }
 

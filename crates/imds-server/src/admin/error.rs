@@ -251,6 +251,21 @@ impl AdminError {
     }
 }
 
+/// The whole HTTP/1.1 response refusing a request whose framing the listener rejects before it
+/// reaches a handler ([`crate::listener::framing`]): a 400 with the JSON error body, and the
+/// connection closed after it.
+pub fn refusal(field: &str, message: &str) -> Vec<u8> {
+    let error = AdminError::BadRequest { field: field.to_owned(), message: message.to_owned() };
+    let body = serde_json::to_vec(&ErrorBody { error: error.detail() }).unwrap_or_default();
+    let mut response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
+
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let (status, _) = self.status_and_code();
