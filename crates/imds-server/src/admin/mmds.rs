@@ -123,7 +123,7 @@ pub async fn get(State(state): State<AdminState>, Param(id): Param) -> Result<Re
 /// `PUT /v1/instances/{id}/mmds`
 #[utoipa::path(put, path = "/v1/instances/{id}/mmds", tag = "mmds",
     params(("id" = String, Path, description = "Instance id")),
-    request_body(content = Object, content_type = "application/json", description = "The whole document: any JSON value"),
+    request_body(content = super::openapi::AnyValue, content_type = "application/json", description = "The whole document: any JSON value"),
     responses((status = 204, description = "Replaced"),
               (status = 400, description = "Not JSON", body = FaultMessage),
               (status = 404, description = "No such instance", body = FaultMessage),
@@ -140,7 +140,7 @@ pub async fn put(State(state): State<AdminState>, Param(id): Param, body: Body) 
 /// `PATCH /v1/instances/{id}/mmds`
 #[utoipa::path(patch, path = "/v1/instances/{id}/mmds", tag = "mmds",
     params(("id" = String, Path, description = "Instance id")),
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = super::openapi::AnyValue, content_type = "application/json",
                  description = "RFC 7396 merge patch: members replace, `null` deletes, objects merge"),
     responses((status = 204, description = "Patched"),
               (status = 400, description = "Not JSON, or no document yet (PUT one first)", body = FaultMessage),

@@ -26,8 +26,8 @@ use utoipa::OpenApi;
     ),
     components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList, super::import::ImportSummary,
         super::mmds::FaultMessage, super::mmds::MmdsConfig, super::platform::SmbiosHint,
-        super::roles::RoleView, super::roles::RoleList)),
-    modifiers(&BearerAuth),
+        super::roles::RoleView, super::roles::RoleList, AnyValue, RoleBody, BaseCredentialsBody, SigningKeyBody)),
+    modifiers(&BearerAuth, &Unauthorized),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -55,6 +55,126 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The operations anyone may call: health probes and this document. Every other operation needs
+/// the bearer token over TCP and answers 401 without it.
+const UNAUTHENTICATED: &[&str] = &["/healthz", "/readyz", "/v1/openapi.json"];
+
+/// Marks the unauthenticated operations (`security: []`) and gives every other one its 401.
+struct Unauthorized;
+
+impl utoipa::Modify for Unauthorized {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for (path, item) in &mut openapi.paths.paths {
+            let open = UNAUTHENTICATED.contains(&path.as_str());
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                if open {
+                    operation.security = Some(Vec::new());
+                    continue;
+                }
+                let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+                let response = ResponseBuilder::new()
+                    .description("Missing or wrong bearer token (TCP clients); `WWW-Authenticate: Bearer`")
+                    .content("application/json", body)
+                    .build();
+                operation.responses.responses.insert("401".to_owned(), response.into());
+            }
+        }
+    }
+}
+
+fn string_schema(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).description(Some(description))
+}
+
+/// Any JSON value (a Firecracker MMDS document or patch: objects, arrays, strings, numbers,
+/// booleans and null are all accepted).
+#[derive(Debug)]
+pub struct AnyValue;
+
+impl utoipa::ToSchema for AnyValue {}
+
+impl utoipa::PartialSchema for AnyValue {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some("Any JSON value")).into()
+    }
+}
+
+/// The body of `PUT /v1/roles/{name}`.
+#[derive(Debug)]
+pub struct RoleBody;
+
+impl utoipa::ToSchema for RoleBody {}
+
+impl utoipa::PartialSchema for RoleBody {
+    fn schema() -> RefOr<Schema> {
+        let source = ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Object))
+            .description(Some(
+                "static: access_key_id, secret_access_key, session_token?, expiration? (RFC 3339). \
+                 sts: role_arn, session_name?, endpoint?, region?, duration_seconds?, external_id?. \
+                 process: command (array), timeout_seconds?.",
+            ))
+            .property(
+                "type",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::String))
+                    .enum_values(Some(["static", "sts", "process"])),
+            )
+            .required("type");
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Object))
+            .property("source", source)
+            .required("source")
+            .property("base_credentials", BaseCredentialsBody::schema())
+            .into()
+    }
+}
+
+/// The body of `PUT /v1/roles/{name}/base-credentials`: imds's names or AWS's.
+#[derive(Debug)]
+pub struct BaseCredentialsBody;
+
+impl utoipa::ToSchema for BaseCredentialsBody {}
+
+impl utoipa::PartialSchema for BaseCredentialsBody {
+    fn schema() -> RefOr<Schema> {
+        let names = |key: &str, secret: &str, token: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::Object))
+                .property(key, string_schema("Access key id"))
+                .property(secret, string_schema("Secret access key (write-only)"))
+                .property(token, string_schema("Session token (write-only)"))
+                .required(key)
+                .required(secret)
+        };
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(names("access_key_id", "secret_access_key", "session_token"))
+            .item(names("AccessKeyId", "SecretAccessKey", "Token"))
+            .description(Some("Base credentials for AssumeRole, with imds's or AWS's key names"))
+            .into()
+    }
+}
+
+/// The body of `PUT /v1/signing/key`.
+#[derive(Debug)]
+pub struct SigningKeyBody;
+
+impl utoipa::ToSchema for SigningKeyBody {}
+
+impl utoipa::PartialSchema for SigningKeyBody {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Object))
+            .property("private_key_pem", string_schema("RSA ≥2048 bits, PKCS#8 or PKCS#1 PEM"))
+            .required("private_key_pem")
+            .property("certificate_pem", string_schema("Its X.509 certificate, PEM (else self-signed)"))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
     }
 }
 

@@ -98,7 +98,7 @@ async fn store_role(state: &AdminState, name: &RoleName, role: &Role, expect: Ex
 /// `PUT /v1/roles/{name}`
 #[utoipa::path(put, path = "/v1/roles/{name}", tag = "roles",
     params(("name" = String, Path, description = "Role name (IAM rules: 1-64 of A-Z a-z 0-9 + = , . @ _ -)")),
-    request_body(content = Object, content_type = "application/json", description =
+    request_body(content = super::openapi::RoleBody, content_type = "application/json", description =
         "`{\"source\": {\"type\": \"static\"|\"sts\"|\"process\", ...}, \"base_credentials\"?: {...}}`. \
          static: access_key_id, secret_access_key, session_token?, expiration? (RFC 3339). \
          sts: role_arn, session_name?, endpoint?, region?, duration_seconds?, external_id?. \
@@ -180,7 +180,7 @@ pub async fn delete(State(state): State<AdminState>, Param(name): Param) -> Resu
 /// did.
 #[utoipa::path(put, path = "/v1/roles/{name}/base-credentials", tag = "roles",
     params(("name" = String, Path, description = "Role name (an sts role)")),
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = super::openapi::BaseCredentialsBody, content_type = "application/json",
         description = "`{\"access_key_id\", \"secret_access_key\", \"session_token\"?}` (or AccessKeyId, SecretAccessKey, Token)"),
     responses((status = 204, description = "Stored; the role re-assumes at once"),
               (status = 400, description = "Invalid credentials, or not an sts role", body = super::error::ErrorBody),

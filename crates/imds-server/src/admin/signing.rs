@@ -87,7 +87,7 @@ struct SuppliedKey {
 
 /// `PUT /v1/signing/key`
 #[utoipa::path(put, path = "/v1/signing/key", tag = "signing",
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = super::openapi::SigningKeyBody, content_type = "application/json",
         description = "`{\"private_key_pem\": RSA ≥2048 bits, PKCS#8 or PKCS#1 PEM, \"certificate_pem\"?: its certificate (else self-signed)}`"),
     responses((status = 200, description = "The key signs from now on"),
               (status = 400, description = "Not a usable key or certificate", body = super::error::ErrorBody)))]
