@@ -8,7 +8,7 @@
 //!   repeated key is refused naming the key's path: with last-wins, `{"ipv4": [..], "ipv4": [..]}`
 //!   would silently drop what the operator wrote first.
 //! - [`Param`]: a path parameter; a percent-escape that does not decode to UTF-8 (`i-%FF`) is a
-//!   JSON 400 naming the parameter.
+//!   JSON 400 naming the parameter. [`QueryParams`]: the query string, likewise.
 
 use std::fmt;
 
@@ -190,6 +190,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Param {
             Err(rejection) => Err(AdminError::BadRequest {
                 field: parameter_name(parts),
                 message: format!("path parameter is not valid: {}", rejection.body_text()),
+            }),
+        }
+    }
+}
+
+/// Query parameters deserialized into `T`, the rejection a JSON [`AdminError`] (a repeated or
+/// malformed parameter).
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(AdminError::BadRequest {
+                field: "query".to_owned(),
+                message: format!("query string is not valid: {}", rejection.body_text()),
             }),
         }
     }

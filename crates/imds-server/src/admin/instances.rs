@@ -4,7 +4,7 @@
 //! for the guest view to contain a write, and renders the record with its `ETag`.
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
@@ -231,7 +231,7 @@ pub async fn delete(
               (status = 400, description = "Bad query", body = super::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AdminState>,
-    Query(query): Query<ListQuery>,
+    super::body::QueryParams(query): super::body::QueryParams<ListQuery>,
 ) -> Result<Json<InstanceList>, AdminError> {
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,

@@ -89,7 +89,7 @@ impl IntoResponse for MmdsError {
 pub struct MmdsConfig {
     /// `V1` (tokens optional, the default) or `V2` (tokens required).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, pattern = "^V[12]$", required = false)]
     pub version: MmdsVersion,
     /// Always answer in IMDS text format, whatever the guest's `Accept` header.
     #[serde(default)]
@@ -100,14 +100,14 @@ pub struct MmdsConfig {
     pub network_interfaces: Option<Vec<String>>,
     /// Accepted for compatibility and ignored: imds answers on its guest listeners.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Ipv4)]
     pub ipv4_address: Option<std::net::Ipv4Addr>,
 }
 
 /// `GET /v1/instances/{id}/mmds`
 #[utoipa::path(get, path = "/v1/instances/{id}/mmds", tag = "mmds",
     params(("id" = String, Path, description = "Instance id")),
-    responses((status = 200, description = "The document as compact JSON; `{}` before the first PUT", body = Object),
+    responses((status = 200, description = "The document as compact JSON; `{}` before the first PUT", body = super::openapi::AnyValue),
               (status = 404, description = "No such instance", body = FaultMessage)))]
 pub async fn get(State(state): State<AdminState>, Param(id): Param) -> Result<Response, MmdsError> {
     let id = parse_id(&id)?;

@@ -79,12 +79,51 @@ impl utoipa::Modify for Unauthorized {
                 let body = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
                 let response = ResponseBuilder::new()
                     .description("Missing or wrong bearer token (TCP clients); `WWW-Authenticate: Bearer`")
-                    .content("application/json", body)
+                    .content("application/json", body.clone())
                     .build();
                 operation.responses.responses.insert("401".to_owned(), response.into());
+                // Every operation with a parameter can be sent a malformed one.
+                if operation.parameters.as_ref().is_some_and(|parameters| !parameters.is_empty()) {
+                    let fault = path.contains("/mmds");
+                    let schema = if fault { "FaultMessage" } else { "ErrorBody" };
+                    let body = ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build();
+                    let response = ResponseBuilder::new()
+                        .description("A malformed parameter or body")
+                        .content("application/json", body)
+                        .build();
+                    operation.responses.responses.entry("400".to_owned()).or_insert_with(|| response.into());
+                }
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let Some(schema) = parameter_schema(&parameter.name) {
+                        parameter.schema = Some(schema.into());
+                    }
+                }
             }
         }
     }
+}
+
+/// The exact schemas of the parameters several operations share (the server refuses anything
+/// else with a 400).
+fn parameter_schema(name: &str) -> Option<ObjectBuilder> {
+    let string = ObjectBuilder::new().schema_type(SchemaType::new(Type::String));
+    Some(match name {
+        "id" => string.pattern(Some("^(?!\\.)[A-Za-z0-9._:-]{1,128}$")),
+        "name" => string.pattern(Some("^[A-Za-z0-9+=,.@_-]{1,64}$")),
+        "If-Match" => string.pattern(Some("^[ \\t]*(\\*|(W/)?\"[0-9]+\")[ \\t]*$")),
+        "If-None-Match" => string.enum_values(Some(["*"])),
+        "limit" => {
+            ObjectBuilder::new().schema_type(SchemaType::new(Type::Integer)).minimum(Some(1)).maximum(Some(1000))
+        }
+        // The dialects with an SMBIOS hint (Firecracker's MMDS has none).
+        "dialect" => string.enum_values(Some(
+            imds_dialects::Dialect::ALL
+                .into_iter()
+                .filter(|dialect| *dialect != imds_dialects::Dialect::Mmds)
+                .map(imds_dialects::Dialect::name),
+        )),
+        _ => return None,
+    })
 }
 
 fn string_schema(description: &str) -> ObjectBuilder {
@@ -112,25 +151,58 @@ impl utoipa::ToSchema for RoleBody {}
 
 impl utoipa::PartialSchema for RoleBody {
     fn schema() -> RefOr<Schema> {
-        let source = ObjectBuilder::new()
-            .schema_type(SchemaType::new(Type::Object))
-            .description(Some(
-                "static: access_key_id, secret_access_key, session_token?, expiration? (RFC 3339). \
-                 sts: role_arn, session_name?, endpoint?, region?, duration_seconds?, external_id?. \
-                 process: command (array), timeout_seconds?.",
-            ))
-            .property(
-                "type",
-                ObjectBuilder::new()
-                    .schema_type(SchemaType::new(Type::String))
-                    .enum_values(Some(["static", "sts", "process"])),
+        let kind = |name: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::Object))
+                .property(
+                    "type",
+                    ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).enum_values(Some([name])),
+                )
+                .required("type")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        };
+        let text = |description: &str| string_schema(description).min_length(Some(1));
+        let seconds = || {
+            ObjectBuilder::new().schema_type(SchemaType::new(Type::Integer)).minimum(Some(0)).maximum(Some(u32::MAX))
+        };
+        let source = utoipa::openapi::schema::OneOfBuilder::new()
+            .item(
+                kind("static")
+                    .property("access_key_id", text("Access key id"))
+                    .required("access_key_id")
+                    .property("secret_access_key", text("Secret access key (write-only)"))
+                    .required("secret_access_key")
+                    .property("session_token", text("Session token (write-only)"))
+                    .property("expiration", string_schema("RFC 3339 expiry")),
             )
-            .required("type");
+            .item(
+                kind("sts")
+                    .property("role_arn", text("arn:aws:iam::<account>:role/<name>"))
+                    .required("role_arn")
+                    .property("session_name", text("Role session name"))
+                    .property("endpoint", text("STS endpoint URL"))
+                    .property("region", text("STS region"))
+                    .property("duration_seconds", seconds())
+                    .property("external_id", text("External id")),
+            )
+            .item(
+                kind("process")
+                    .property("command", ArrayBuilder::new().items(text("argument")).min_items(Some(1)))
+                    .required("command")
+                    .property("timeout_seconds", seconds()),
+            )
+            .description(Some("Where the role's credentials come from"));
         ObjectBuilder::new()
             .schema_type(SchemaType::new(Type::Object))
             .property("source", source)
             .required("source")
-            .property("base_credentials", BaseCredentialsBody::schema())
+            .property(
+                "base_credentials",
+                utoipa::openapi::schema::OneOfBuilder::new()
+                    .item(BaseCredentialsBody::schema())
+                    .item(ObjectBuilder::new().schema_type(SchemaType::new(Type::Null)))
+                    .description(Some("sts roles only; null or absent keeps those already set")),
+            )
             .into()
     }
 }
@@ -146,9 +218,10 @@ impl utoipa::PartialSchema for BaseCredentialsBody {
         let names = |key: &str, secret: &str, token: &str| {
             ObjectBuilder::new()
                 .schema_type(SchemaType::new(Type::Object))
-                .property(key, string_schema("Access key id"))
-                .property(secret, string_schema("Secret access key (write-only)"))
+                .property(key, string_schema("Access key id").min_length(Some(1)))
+                .property(secret, string_schema("Secret access key (write-only)").min_length(Some(1)))
                 .property(token, string_schema("Session token (write-only)"))
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
                 .required(key)
                 .required(secret)
         };
@@ -190,12 +263,16 @@ impl utoipa::ToSchema for InstanceSchema {
 
 impl utoipa::PartialSchema for InstanceSchema {
     fn schema() -> RefOr<Schema> {
+        // Every text field of a record is non-empty.
         let string = |description: &str| {
-            ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).description(Some(description))
+            ObjectBuilder::new()
+                .schema_type(SchemaType::new(Type::String))
+                .min_length(Some(1))
+                .description(Some(description))
         };
-        let strings = |description: &str| {
+        let strings = |description: &str, pattern: &str| {
             ArrayBuilder::new()
-                .items(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)))
+                .items(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).pattern(Some(pattern)))
                 .description(Some(description))
         };
         let object = |description: &str| {
@@ -209,14 +286,14 @@ impl utoipa::PartialSchema for InstanceSchema {
         ObjectBuilder::new()
             .schema_type(SchemaType::new(Type::Object))
             .description(Some("An instance: what its guest learns from every dialect. Only `id` is required."))
-            .property("id", string("Instance id: 1-128 characters of A-Z a-z 0-9 . _ : -"))
+            .property("id", string("Instance id: 1-128 characters of A-Z a-z 0-9 . _ : -").pattern(Some("^(?!\\.)[A-Za-z0-9._:-]{1,128}$")))
             .required("id")
             .property("name", string("Display name"))
             .property("hostname", string("Host name (RFC 1123)"))
             .property("domain", string("DNS domain; the FQDN is hostname.domain"))
-            .property("ipv4", strings("IPv4 addresses guests of this instance call from (unique across instances)"))
-            .property("ipv6", strings("IPv6 addresses guests of this instance call from (unique across instances)"))
-            .property("mac", strings("MAC addresses of the instance (unique across instances), any case"))
+            .property("ipv4", strings("IPv4 addresses guests of this instance call from (unique across instances)", "^[0-9.]{7,15}$"))
+            .property("ipv6", strings("IPv6 addresses guests of this instance call from (unique across instances)", "^[0-9A-Fa-f:.]{2,45}$"))
+            .property("mac", strings("MAC addresses of the instance (unique across instances), any case", "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"))
             .property("network", object("What the guest is told of its network: interfaces, nameservers, search, routes"))
             .property("user_data", bytes("User data, served byte for byte"))
             .property("vendor_data", bytes("Vendor data"))
