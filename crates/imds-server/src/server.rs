@@ -187,6 +187,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::view::renderings::tend(view.clone(), shutdown.clone()));
+    tasks.spawn(crate::memory::trim(shutdown.clone()));
     tasks.spawn(replica::run(
         Arc::clone(&store),
         config.scope.clone(),
