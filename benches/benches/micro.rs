@@ -101,10 +101,10 @@ fn render(c: &mut Criterion) {
 
 fn tokens(c: &mut Criterion) {
     let key = TokenKey::from_bytes([9; 32]);
-    let token = key.mint("i-0123456789abcdef0", 1_800_000_000, 21_600).expect("valid ttl");
+    let token = key.mint("i-0123456789abcdef0", 1_800_000_000, 21_600, 1).expect("valid ttl");
     let mut group = c.benchmark_group("token");
     group.bench_function("mint", |b| {
-        b.iter(|| black_box(key.mint(black_box("i-0123456789abcdef0"), 1_800_000_000, 21_600)));
+        b.iter(|| black_box(key.mint(black_box("i-0123456789abcdef0"), 1_800_000_000, 21_600, black_box(1))));
     });
     group.bench_function("verify", |b| {
         b.iter(|| black_box(key.verify(black_box(&token), "i-0123456789abcdef0", 1_800_000_100)));

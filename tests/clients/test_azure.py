@@ -207,6 +207,24 @@ def test_azure_identity_probes_imds_and_moves_on_without_an_identity(
         managed.get_token("https://management.azure.com/.default")
 
 
+def test_azure_identity_moves_on_from_an_unregistered_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """From an address no instance holds (this daemon has none for 127.0.0.1), the token
+    endpoint answers as Azure does for a VM without identity, so the chain moves on instead of
+    failing with an authentication error."""
+    with running_imds(tmp_path, guest_config="unknown_hold_ms = 0\n") as empty:
+        managed = ManagedIdentityCredential()
+        monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", empty.guest_url)
+        chain = ChainedTokenCredential(managed, Fallback())
+        with caplog.at_level(logging.INFO, logger="azure"):
+            token = chain.get_token("https://management.azure.com/.default")
+        assert token.token == "fallback-token"
+        assert identity_requests(caplog) == [(False, "400"), (True, "400")]
+        with pytest.raises(CredentialUnavailableError, match="Identity not found"):
+            managed.get_token("https://management.azure.com/.default")
+
+
 def test_the_probe_alone_gets_a_prompt_400(azure_imds: Imds, monkeypatch: pytest.MonkeyPatch) -> None:
     """The probe request exactly as azure-identity sends it (its own request builder and client,
     one-second connection timeout, no retry), asserting the refusal itself."""

@@ -108,8 +108,8 @@ def test_google_auth_detects_gce_and_reads_the_instance(gce: Imds) -> None:
 
 
 def test_google_auth_ping_fails_without_the_flavor_header_reply(tmp_path: Path) -> None:
-    """The ping must see the response header: an address with no instance answers 403
-    without it, and google-auth then reports "not on GCE"."""
+    """The ping must see the response header: an address with no instance gets EC2's 403
+    (the ping's path `/` is EC2's) without it, and google-auth then reports "not on GCE"."""
     with running_imds(tmp_path) as empty:
         seen = run_google_auth_ping_only(empty)
     assert seen is False

@@ -32,9 +32,11 @@ def seed_url(imds: Imds) -> str:
     link-local address replaced by the test daemon's loopback address."""
     hint = smbios(imds, INSTANCE_ID, "nocloud")
     serial = hint["smbios"]["serial"]
-    assert serial == hint["kernel_cmdline"] == "ds=nocloud;s=http://169.254.169.254/seed/nocloud/"
+    assert serial == hint["kernel_cmdline"] == "ds=nocloud-net;s=http://169.254.169.254/seed/nocloud/"
     fill: dict[str, Any] = {}
     assert DataSourceNoCloud.load_cmdline_data(fill, cmdline=serial)
+    # Network mode: in local mode (`ds=nocloud`) this cloud-init cannot read an http seed.
+    assert fill["dsmode"] == "net", fill
     url: str = fill["seedfrom"]
     return url.replace("http://169.254.169.254", imds.guest_url)
 

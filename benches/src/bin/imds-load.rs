@@ -248,7 +248,7 @@ async fn get(
                     Ok(_) | Err(_) => errors += 1,
                 }
                 n = n.wrapping_add(1);
-                if instances > connections && n % 1024 == 0 {
+                if instances > connections && n.is_multiple_of(1024) {
                     let next = c.wrapping_add(connections.wrapping_mul(n / 1024)) % instances;
                     conn = Conn::open(target, Some(source_address(first + next))).await?;
                 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 use crate::source::{Credentials, FetchError};
-use crate::time::parse_rfc3339;
+use imds_model::time::parse_rfc3339;
 
 /// The largest output read from the command.
 const MAX_OUTPUT: usize = 64 * 1024;

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
-use crate::time::parse_rfc3339;
 use crate::{process, sts};
+use imds_model::time::parse_rfc3339;
 
 /// One set of temporary (or static) credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! STS `AssumeRole` over HTTP(S), signed with SigV4 by `aws-sigv4` (the SDK's signer alone,
 //! not the SDK), sent with a small hyper client (rustls for `https`).
 //!
-//! The answer is STS's XML; the five values we need are read by tag name. A full XML parser
-//! would add a dependency to read five leaf elements whose content is base64/ISO text.
+//! The request is a form-encoded body (`form_urlencoded`); the answer is STS's XML, read into
+//! typed structs by `quick-xml` (`AssumeRoleResponse` on success, `ErrorResponse` otherwise).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,10 +12,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
 
 use crate::secret::Secret;
 use crate::source::{BaseCredentials, Credentials, FetchError, Source};
-use crate::time::parse_rfc3339;
+use imds_model::time::parse_rfc3339;
 
 /// How long one `AssumeRole` call may take.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,32 +68,63 @@ impl Default for HttpClient {
     }
 }
 
-fn form_escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// `<AssumeRoleResponse>`: what a successful `AssumeRole` answers (unknown elements ignored).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumeRoleResponse {
+    assume_role_result: AssumeRoleResult,
 }
 
-/// The text of the first `<tag>…</tag>` in `xml`, with XML's five entities decoded.
-fn element<'a>(xml: &'a str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&close)?;
-    let raw: &'a str = &xml[start..end];
-    Some(
-        raw.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&amp;", "&")
-            .trim()
-            .to_owned(),
-    )
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AssumeRoleResult {
+    credentials: StsCredentials,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: String,
+}
+
+impl std::fmt::Debug for StsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StsCredentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
+/// `<ErrorResponse><Error><Code/><Message/></Error></ErrorResponse>`: a refusal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorResponse {
+    #[serde(default)]
+    error: StsError,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// The body of an `AssumeRole` request.
+fn request_body(role_arn: &str, session: &str, duration_seconds: u32, external_id: Option<&str>) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("Action", "AssumeRole")
+        .append_pair("Version", "2011-06-15")
+        .append_pair("RoleArn", role_arn)
+        .append_pair("RoleSessionName", session)
+        .append_pair("DurationSeconds", &duration_seconds.to_string());
+    if let Some(id) = external_id {
+        form.append_pair("ExternalId", id);
+    }
+    form.finish()
 }
 
 /// Calls `AssumeRole` for `source` (an `sts` source) with `base`.
@@ -109,15 +141,7 @@ pub async fn assume_role(
     let region = region.as_deref().unwrap_or(DEFAULT_REGION);
     let endpoint = endpoint.clone().unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com/"));
     let session = session_name.clone().unwrap_or_else(|| format!("imds-{role}"));
-    let mut body = format!(
-        "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName={}&DurationSeconds={}",
-        form_escape(role_arn),
-        form_escape(&session),
-        duration_seconds.unwrap_or(3600)
-    );
-    if let Some(id) = external_id {
-        body.push_str(&format!("&ExternalId={}", form_escape(id)));
-    }
+    let body = request_body(role_arn, &session, duration_seconds.unwrap_or(3600), external_id.as_deref());
     let uri: http::Uri = endpoint.parse().map_err(|e| FetchError::Unreachable(format!("bad endpoint: {e}")))?;
     let host = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
     let mut request = http::Request::builder()
@@ -165,20 +189,30 @@ pub async fn assume_role(
         .to_bytes();
     let xml = String::from_utf8_lossy(&bytes);
     if !status.is_success() {
+        let refusal = quick_xml::de::from_str::<ErrorResponse>(&xml).unwrap_or_default().error;
         return Err(FetchError::Refused {
-            code: element(&xml, "Code").unwrap_or_else(|| status.as_u16().to_string()),
-            message: element(&xml, "Message").unwrap_or_default(),
+            code: Some(refusal.code.trim().to_owned())
+                .filter(|code| !code.is_empty())
+                .unwrap_or_else(|| status.as_u16().to_string()),
+            message: refusal.message.trim().to_owned(),
         });
     }
-    let field =
-        |tag: &str| element(&xml, tag).ok_or_else(|| FetchError::BadAnswer(format!("no <{tag}> in the STS answer")));
-    let expiration = field("Expiration")?;
+    credentials(&xml)
+}
+
+/// The credentials of a successful `AssumeRole` answer.
+fn credentials(xml: &str) -> Result<Credentials, FetchError> {
+    let answer: AssumeRoleResponse =
+        quick_xml::de::from_str(xml).map_err(|e| FetchError::BadAnswer(format!("unexpected STS answer: {e}")))?;
+    let StsCredentials { access_key_id, secret_access_key, session_token, expiration } =
+        answer.assume_role_result.credentials;
+    let expiration = expiration.trim();
     Ok(Credentials {
-        access_key_id: field("AccessKeyId")?,
-        secret_access_key: Secret::new(field("SecretAccessKey")?),
-        session_token: Some(Secret::new(field("SessionToken")?)),
+        access_key_id: access_key_id.trim().to_owned(),
+        secret_access_key: Secret::new(secret_access_key.trim().to_owned()),
+        session_token: Some(Secret::new(session_token.trim().to_owned())),
         expiration: Some(
-            parse_rfc3339(&expiration).ok_or_else(|| FetchError::BadAnswer(format!("bad Expiration {expiration}")))?,
+            parse_rfc3339(expiration).ok_or_else(|| FetchError::BadAnswer(format!("bad Expiration {expiration}")))?,
         ),
     })
 }
@@ -188,12 +222,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn elements_are_read_by_tag() {
-        let xml =
-            "<R><Credentials><AccessKeyId>ASIA1</AccessKeyId><SessionToken>a&amp;b</SessionToken></Credentials></R>";
-        assert_eq!(element(xml, "AccessKeyId").as_deref(), Some("ASIA1"));
-        assert_eq!(element(xml, "SessionToken").as_deref(), Some("a&b"));
-        assert_eq!(element(xml, "Expiration"), None);
-        assert_eq!(form_escape("arn:aws:iam::1:role/a b"), "arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa%20b");
+    fn answers_are_read_as_xml() {
+        let xml = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser><Arn>arn:aws:sts::1:assumed-role/app/imds-app</Arn></AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>ASIA1</AccessKeyId>
+      <SecretAccessKey>s3cr&amp;t</SecretAccessKey>
+      <SessionToken>
+        a&lt;b
+      </SessionToken>
+      <Expiration>2021-09-20T21:42:26Z</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>r</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"#;
+        let read = credentials(xml).unwrap();
+        assert_eq!(read.access_key_id, "ASIA1");
+        assert_eq!(read.secret_access_key.expose(), "s3cr&t");
+        assert_eq!(read.session_token.as_ref().map(Secret::expose), Some("a<b"));
+        assert_eq!(read.expiration, Some(1_632_174_146));
+        let missing = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>A</AccessKeyId></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+        assert!(matches!(credentials(missing), Err(FetchError::BadAnswer(_))));
+        assert!(matches!(credentials("not xml"), Err(FetchError::BadAnswer(_))));
+    }
+
+    #[test]
+    fn refusals_carry_sts_code_and_message() {
+        let xml = "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>no</Message></Error><RequestId>r</RequestId></ErrorResponse>";
+        let refusal = quick_xml::de::from_str::<ErrorResponse>(xml).unwrap().error;
+        assert_eq!((refusal.code.as_str(), refusal.message.as_str()), ("AccessDenied", "no"));
+    }
+
+    #[test]
+    fn requests_are_form_encoded() {
+        assert_eq!(
+            request_body("arn:aws:iam::1:role/a b", "imds-app", 900, Some("x&y")),
+            "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fa+b\
+             &RoleSessionName=imds-app&DurationSeconds=900&ExternalId=x%26y"
+        );
     }
 }

@@ -37,6 +37,8 @@
 //! `/home/<key user or default user>/.ssh/authorized_keys`), `tags`/`tagsList` from `tags`,
 //! `userData` as base64, and `network` from `network.interfaces` (else `mac[0]`/`ipv4[0]`).
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
@@ -224,15 +226,14 @@ fn json_ok(value: &Value) -> GuestResponse {
     GuestResponse::new(StatusCode::OK, wire::JSON, value.to_string())
 }
 
-/// The query string's parameters, raw (Azure's values need no decoding); each name at most once.
-struct Query<'q>(Vec<(&'q str, &'q str)>);
+/// The query string's parameters, decoded; each name at most once.
+struct Query<'q>(Vec<(Cow<'q, str>, Cow<'q, str>)>);
 
 impl<'q> Query<'q> {
-    /// Splits the raw query; `Err` when a parameter name repeats.
+    /// Splits the query; `Err` when a parameter name repeats.
     fn parse(raw: Option<&'q str>) -> Result<Self, ()> {
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
-        for part in raw.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = part.split_once('=').unwrap_or((part, ""));
+        let mut pairs: Vec<(Cow<'q, str>, Cow<'q, str>)> = Vec::new();
+        for (name, value) in crate::query::pairs(raw) {
             if pairs.iter().any(|(seen, _)| *seen == name) {
                 return Err(());
             }
@@ -241,8 +242,8 @@ impl<'q> Query<'q> {
         Ok(Self(pairs))
     }
 
-    fn get(&self, name: &str) -> Option<&'q str> {
-        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_ref())
     }
 
     /// The `api-version`, if it is one of `supported`.

@@ -72,22 +72,9 @@ pub trait Signer: Send + Sync + fmt::Debug {
     fn jwt_rs256(&self, claims: &serde_json::Value) -> Option<String>;
 }
 
-/// `%Y-%m-%dT%H:%M:%SZ` for Unix seconds `t`: the exact form of EC2's `LastUpdated` and
+/// `%Y-%m-%dT%H:%M:%SZ` for Unix seconds: the exact form of EC2's `LastUpdated` and
 /// `Expiration` (botocore parses it with that strptime format).
-pub fn format_time(t: u64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let days = i64::try_from(t / 86_400).unwrap_or(i64::MAX / 2) + 719_468;
-    let rem = t % 86_400;
-    let era = days.div_euclid(146_097);
-    let doe = days - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = if month <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 };
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
+pub use imds_model::time::format_rfc3339 as format_time;
 
 #[cfg(test)]
 mod tests {

@@ -1,14 +1,15 @@
 //! Values the DigitalOcean, Hetzner and NoCloud dialects (and the platform hints) derive the same
 //! way from the record, so that one instance tells one story through all of them: numeric ids
-//! (rule R1), the host name, the interface list (rule R2), tags and SSH key lines. Pure
+//! (rule R1 of docs/dialects.md), the host name, the interface list (rule R2), tags and SSH key
+//! lines. Pure
 //! functions of the record.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use imds_model::{Instance, InterfaceRole, Ipv4Cidr, Ipv6Cidr, MacAddr};
+use imds_model::{Instance, InterfaceRole, Ipv4Cidr, Ipv6Cidr, MacAddr, SshKey};
 use serde_json::Value;
 
-use crate::ec2::derived::fnv1a;
+use crate::ids::fnv1a;
 
 /// The instance's numeric id for `dialect` (rule R1): the override block's `id` (or
 /// `alias`, the dialect's own name for it) when it is a non-negative integer or a decimal
@@ -49,6 +50,17 @@ pub(crate) fn hostname(instance: &Instance) -> String {
         (Some(host), _) => host.clone(),
         (None, _) => instance.name.clone().unwrap_or_else(|| instance.id.as_str().to_owned()),
     }
+}
+
+/// The name EC2's `public-keys/` and OpenStack's `keys` give a key, the same in both.
+/// Its pair name: its `name`, else its comment, else `key-N`; a candidate containing `/`
+/// or a line break is skipped (cloud-init splits the listing on both).
+pub(crate) fn key_name(index: usize, key: &SshKey) -> String {
+    [key.name.as_deref(), key.comment()]
+        .into_iter()
+        .flatten()
+        .find(|name| !name.is_empty() && !name.contains(['/', '\n', '\r']))
+        .map_or_else(|| format!("key-{index}"), str::to_owned)
 }
 
 /// One guest interface as these dialects describe it.

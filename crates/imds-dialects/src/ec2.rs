@@ -29,8 +29,10 @@
 //!   or creating the leaf and any missing directories — created entries exist at every version);
 //! - `null`: whatever is at that path is removed (404 and unlisted).
 //!
-//! Other values, keys with empty segments and paths that run through a leaf are ignored. For
-//! example `{"instance-life-cycle": "spot", "placement/availability-zone-id": "use1-az1",
+//! The admin API refuses other values and keys with empty segments ([`check_overrides`], with
+//! the field path, e.g. `dialects.ec2.spot/instance-action`): EC2 serves text, so a JSON
+//! document such as `spot/instance-action` is written as its JSON text. Paths that run through
+//! a leaf are ignored. For example `{"instance-life-cycle": "spot", "placement/availability-zone-id": "use1-az1",
 //! "public-keys": null}`. The identity document reads `meta-data` after overrides, so it agrees
 //! with what `meta-data/` serves.
 
@@ -38,7 +40,7 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use imds_model::{EndpointMode, Instance};
 
-use crate::{Context, GuestRequest, GuestResponse};
+use crate::{Context, GuestRequest, GuestResponse, Subject};
 
 mod credentials;
 pub(crate) mod derived;
@@ -53,8 +55,9 @@ use tree::{Entry, Node};
 
 /// The instance's rendered tree: everything under `/<version>/` that depends on the record
 /// alone, and the identity document its signatures sign. Build it once per record version
-/// (kept in the [`crate::Cache`] passed to [`respond_with`]) and answer many requests from it; credentials,
-/// signatures and other time-dependent leaves are computed per request.
+/// (kept in the [`crate::Cache`] that [`respond`] finds in the [`Subject`]) and answer many
+/// requests from it; credentials, signatures and other time-dependent leaves are computed per
+/// request.
 #[derive(Debug, Clone)]
 pub struct Tree {
     root: Entry,
@@ -74,24 +77,42 @@ impl Tree {
     }
 }
 
-/// Answers one EC2 request for `instance`, rendering its tree for this request.
-pub fn respond(instance: &Instance, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
-    respond_with(instance, None, request, context)
+/// Checks a `dialects.ec2` block: an object of `meta-data/` paths to strings or `null`.
+/// Returns `(field, message)` for each problem, `field` relative to `dialects.ec2`.
+pub fn check_overrides(block: &serde_json::Value) -> Vec<(String, String)> {
+    let Some(map) = block.as_object() else {
+        return vec![(String::new(), "must be an object of meta-data paths to strings or null".to_owned())];
+    };
+    map.iter()
+        .filter_map(|(key, value)| {
+            if key.split('/').any(str::is_empty) {
+                return Some((key.clone(), "path segments must not be empty (no leading, trailing or double `/`)".into()));
+            }
+            match value {
+                serde_json::Value::String(_) | serde_json::Value::Null => None,
+                _ => Some((
+                    key.clone(),
+                    "must be a string (the text EC2 serves; write a JSON document as its JSON text) or null (removes the path)"
+                        .into(),
+                )),
+            }
+        })
+        .collect()
 }
 
-/// Answers one EC2 request for `instance`, taking its tree from `cache` (built by the first
-/// request that needs the tree and kept while the cache's budget allows; rendered for this
-/// request alone when `None`).
-pub fn respond_with(
-    instance: &Instance,
-    cache: Option<&crate::Cache>,
-    request: &GuestRequest,
-    context: &Context<'_>,
-) -> GuestResponse {
+/// Answers one EC2 request for the subject's instance (a `&Subject`, or a bare `&Instance`),
+/// taking its tree from the subject's cache (built by the first request that needs the tree and
+/// kept while the cache's budget allows; rendered for this request alone without a cache).
+pub fn respond<'s>(subject: impl Into<Subject<'s>>, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
+    let subject = subject.into();
+    let (instance, cache) = (subject.instance, subject.cache);
     if instance.imds.endpoint == EndpointMode::Disabled {
         return session::error(StatusCode::FORBIDDEN, "403 - Forbidden");
     }
-    let path = request.path.trim_end_matches('/');
+    // AWS serves `//latest//meta-data/` as `/latest/meta-data/`: repeated slashes collapse (the
+    // JavaScript SDK joins its endpoint's `/` and the path into `//latest/…`).
+    let path = collapse_slashes(&request.path);
+    let path = path.trim_end_matches('/');
     let split = path.strip_prefix('/').map(|p| p.split_once('/').unwrap_or((p, "")));
     if let Some((version, wire::TOKEN_PATH)) = split {
         return match tree::filter_key(version) {
@@ -116,6 +137,20 @@ pub fn respond_with(
         Some(seconds) => response.with_header(HeaderName::from_static(wire::TTL_HEADER), HeaderValue::from(seconds)),
         None => response,
     }
+}
+
+/// `path` with every run of `/` replaced by one `/`.
+fn collapse_slashes(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains("//") {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && collapsed.ends_with('/')) {
+            collapsed.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(collapsed)
 }
 
 /// The tree lookup behind the token gate.

@@ -53,6 +53,8 @@ use crate::{Context, GuestRequest, GuestResponse, Subject};
 mod build;
 mod credentials;
 pub mod overrides;
+
+pub use overrides::check as check_overrides;
 mod tree;
 pub mod wire;
 
@@ -312,9 +314,8 @@ fn guest_attribute_write(request: &GuestRequest, names: &[&str], slash: bool) ->
 fn parse_query(query: Option<&str>) -> Result<Query, String> {
     let mut parsed = Query::default();
     let (mut wait, mut last_etag, mut timeout) = (false, None, None);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value);
+    for (name, value) in crate::query::pairs(query) {
+        let name = name.as_ref();
         let boolean = |value: &str| {
             if value.eq_ignore_ascii_case("true") {
                 Ok(true)
@@ -328,13 +329,13 @@ fn parse_query(query: Option<&str>) -> Result<Query, String> {
             "recursive" => parsed.recursive = boolean(&value)?,
             "wait_for_change" => wait = boolean(&value)?,
             "alt" => {
-                parsed.alt = Some(match value.as_str() {
+                parsed.alt = Some(match value.as_ref() {
                     "json" => Alt::Json,
                     "text" => Alt::Text,
                     other => return Err(format!("Invalid alt value {}: expected json or text.", wire::escape(other))),
                 });
             }
-            "last_etag" => last_etag = Some(value),
+            "last_etag" => last_etag = Some(value.into_owned()),
             "timeout_sec" => {
                 let seconds = value.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
                     format!("Invalid timeout_sec {}: expected a positive integer.", wire::escape(&value))
@@ -349,30 +350,6 @@ fn parse_query(query: Option<&str>) -> Result<Query, String> {
         parsed.wait = Some(Wait { last_etag, timeout_secs: timeout.unwrap_or(wire::MAX_WAIT_SECS) });
     }
     Ok(parsed)
-}
-
-pub(crate) fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            byte => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn json_body(value: &Value) -> String {
@@ -400,7 +377,7 @@ fn shaped(response: GuestResponse) -> GuestResponse {
         .with_header(header::X_FRAME_OPTIONS, HeaderValue::from_static(wire::FRAME_OPTIONS))
 }
 
-fn error(status: StatusCode, reason: &str, message: &str) -> GuestResponse {
+pub(crate) fn error(status: StatusCode, reason: &str, message: &str) -> GuestResponse {
     shaped(GuestResponse::new(status, wire::HTML, wire::error_page(status.as_u16(), reason, message)))
 }
 

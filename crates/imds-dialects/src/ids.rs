@@ -1,6 +1,6 @@
-//! Identifiers several dialects derive the same way from the record (dialects.md §9, rule R1),
-//! so that one instance tells one story: OpenStack's `uuid`, Azure's `vmId` and the SMBIOS UUID
-//! are the same UUID unless an override block says otherwise.
+//! Identifiers dialects derive from the record (rule R1 of docs/dialects.md), and the hash they
+//! are derived with (`fnv1a`), so that one instance tells one story: OpenStack's `uuid`,
+//! Azure's `vmId` and the SMBIOS UUID are the same UUID unless an override block says otherwise.
 
 use imds_model::Instance;
 use uuid::Uuid;
@@ -15,6 +15,17 @@ pub fn instance_uuid(instance: &Instance) -> Uuid {
     let id = instance.id.as_str();
     Uuid::try_parse(id)
         .unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("{UUID_NAME_PREFIX}{id}").as_bytes()))
+}
+
+/// The hash every derived id is built from (stable across releases: ids must not change).
+/// 64-bit FNV-1a over `parts`, each followed by a 0 byte so `["ab", "c"]` ≠ `["a", "bc"]`.
+pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    parts
+        .iter()
+        .flat_map(|part| part.bytes().chain([0]))
+        .fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]

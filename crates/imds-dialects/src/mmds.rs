@@ -1,5 +1,5 @@
 //! Firecracker's microVM Metadata Service (MMDS): the instance's free-form JSON document, served
-//! to its guest with Firecracker's exact semantics (spec: `mmds.md`).
+//! to its guest with Firecracker's exact semantics (docs/dialects/mmds.md).
 //!
 //! [`respond`] runs Firecracker's pipeline in its order: request-level refusals (unknown
 //! method 501, a declared body 400), then `PATCH`/`DELETE` 405 (before any token check), then
@@ -115,7 +115,7 @@ fn put(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_>, raw
     let Ok(ttl) = text.parse::<u32>() else {
         return error(StatusCode::BAD_REQUEST, wire::ttl_unparsable(spelled, &text));
     };
-    match context.tokens.mint(subject.instance.id.as_str(), context.now, u64::from(ttl)) {
+    match context.tokens.mint(subject.instance.id.as_str(), context.now, u64::from(ttl), context.nonce) {
         Ok(token) => GuestResponse::new(StatusCode::OK, wire::TEXT_PLAIN, token)
             .with_header(HeaderName::from_static(name), HeaderValue::from(ttl)),
         Err(_) => error(StatusCode::BAD_REQUEST, wire::ttl_out_of_range(ttl)),

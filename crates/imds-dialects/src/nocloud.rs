@@ -1,6 +1,6 @@
 //! The NoCloud seed over HTTP, under [`Settings::nocloud_prefix`](crate::Settings) (default
 //! `/nocloud/`): what cloud-init reads when the kernel command line or the SMBIOS serial says
-//! `ds=nocloud;s=http://169.254.169.254/nocloud/`.
+//! `ds=nocloud-net;s=http://169.254.169.254/nocloud/`.
 //!
 //! Files: `meta-data` (YAML: `instance-id` — the record id verbatim —, `local-hostname`,
 //! `public-keys`, plus `region` and `availability-zone` when set), `user-data` (the record's

@@ -46,7 +46,7 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
     let Some(segments) = normalise(&request.path) else {
         return not_found();
     };
-    let today = date(context.now);
+    let today = imds_model::time::format_date(context.now);
     match segments.as_slice() {
         [] => text(versions(&today).join("\n")),
         [version] => match resolve(version) {
@@ -67,7 +67,7 @@ pub fn not_found() -> GuestResponse {
 }
 
 /// A WebOb error page.
-fn error(status: StatusCode, page: (&str, &str)) -> GuestResponse {
+pub(crate) fn error(status: StatusCode, page: (&str, &str)) -> GuestResponse {
     GuestResponse::new(status, wire::TEXT_HTML, wire::error_page(page))
 }
 
@@ -166,34 +166,9 @@ fn serve(
     }
 }
 
-/// The UTC date (`YYYY-MM-DD`) of Unix time `now` (proleptic Gregorian calendar).
-fn date(now: u64) -> String {
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm), shifted to an era
-    // starting 0000-03-01 so that leap days fall at the end of a year.
-    let days = now / 86_400 + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_follow_the_calendar() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(951_782_400), "2000-02-29");
-        assert_eq!(date(1_800_000_000), "2027-01-15");
-        assert_eq!(date(1_743_724_800 - 1), "2025-04-03");
-        assert_eq!(date(1_743_724_800), "2025-04-04");
-    }
 
     #[test]
     fn future_versions_are_hidden() {

@@ -1,5 +1,5 @@
 //! Platform hints: the SMBIOS values a VMM must present so that cloud-init in a stock image picks
-//! a dialect's datasource (dialects.md §1.1). cloud-init chooses its datasource from DMI before
+//! a dialect's datasource (docs/platform-hints.md). cloud-init chooses its datasource from DMI before
 //! it talks to any metadata server, so without these values an image never tries the dialect.
 //!
 //! [`smbios`] is a pure function of the record, the dialect and the deployment settings. Serials
@@ -84,9 +84,14 @@ impl Smbios {
     }
 }
 
-/// The NoCloud seed URL guests are pointed at: `http://169.254.169.254<prefix>`.
+/// The NoCloud hint pointing guests at `http://169.254.169.254<prefix>`.
+///
+/// `ds=nocloud-net`, not `ds=nocloud`: cloud-init up to 23.x runs `ds=nocloud` in local mode,
+/// before the network is up, where an `http` seed cannot be read (the boot ends on
+/// DataSourceNone); `ds=nocloud-net` selects network mode there, and newer versions still
+/// accept it (as the legacy spelling of the same thing).
 pub fn nocloud_seed(settings: &Settings) -> String {
-    format!("ds=nocloud;s=http://{METADATA_HOST}{}", settings.nocloud_prefix)
+    format!("ds=nocloud-net;s=http://{METADATA_HOST}{}", settings.nocloud_prefix)
 }
 
 /// The SMBIOS values for `instance` seen through `dialect`; `None` for MMDS (Firecracker
@@ -96,18 +101,24 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
     let uuid = is_uuid(id).then(|| id.to_ascii_lowercase());
     let derived = match dialect {
         Dialect::Mmds => return None,
-        Dialect::Ec2 => Smbios {
-            manufacturer: Some("Amazon EC2".into()),
-            product: instance.instance_type.clone(),
-            serial: uuid.as_ref().map(|u| format!("ec2{}", &u[3..])),
-            uuid: uuid.as_ref().map(|u| format!("ec2{}", &u[3..])),
-            asset_tag: Some("Amazon EC2".into()),
-            ..Smbios::default()
-        },
+        Dialect::Ec2 => {
+            // ds-identify knows EC2 by a product UUID and serial that both start with `ec2`;
+            // the vendor alone is not enough. Any id gets one: the record's UUID, else the
+            // derived one (rule R1), its first three digits replaced.
+            let ec2 = format!("ec2{}", &crate::ids::instance_uuid(instance).hyphenated().to_string()[3..]);
+            Smbios {
+                manufacturer: Some("Amazon EC2".into()),
+                product: instance.instance_type.clone(),
+                serial: Some(ec2.clone()),
+                uuid: Some(ec2),
+                asset_tag: Some("Amazon EC2".into()),
+                ..Smbios::default()
+            }
+        }
         Dialect::Gce => Smbios {
             manufacturer: Some("Google".into()),
             product: Some("Google Compute Engine".into()),
-            serial: Some(format!("GoogleCloud-{:016X}", crate::ec2::derived::fnv1a(&["gce-serial", id]))),
+            serial: Some(format!("GoogleCloud-{:016X}", crate::ids::fnv1a(&["gce-serial", id]))),
             uuid,
             ..Smbios::default()
         },

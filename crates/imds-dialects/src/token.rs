@@ -1,8 +1,10 @@
 //! Session tokens (EC2 IMDSv2, Firecracker MMDS V2): stateless and keyed; one module for every
 //! dialect that has tokens, each with its own header names.
 //!
-//! A token is `base64url(version ‖ expiry ‖ HMAC-SHA256(key, version ‖ expiry ‖ instance id))`:
-//! 1 + 8 + 32 bytes, 55 characters. Nothing is stored per token, so every node that shares the
+//! A token is `base64url(version ‖ expiry ‖ nonce ‖ tag)`, the tag the first 24 bytes of
+//! `HMAC-SHA256(key, version ‖ expiry ‖ nonce ‖ instance id)`: 1 + 8 + 8 + 24 bytes, 55
+//! characters. The nonce is random per mint (the server draws it), so two tokens minted in the
+//! same second differ, as on EC2 and Firecracker. Nothing is stored per token, so every node that shares the
 //! deployment's [`TokenKey`] (the server keeps it in the store) accepts every token, restarts
 //! included, and a token minted for one instance is refused for any other. Minting and checking
 //! are pure functions of the key, the instance id and the clock value passed in; no I/O.
@@ -19,9 +21,10 @@ pub const MIN_TTL: u64 = 1;
 /// The longest lifetime a client may ask for, in seconds: six hours (EC2's bound).
 pub const MAX_TTL: u64 = 21_600;
 
-const VERSION: u8 = 1;
-const TAG_LEN: usize = 32;
-const TOKEN_LEN: usize = 1 + 8 + TAG_LEN;
+const VERSION: u8 = 2;
+const NONCE_LEN: usize = 8;
+const TAG_LEN: usize = 24;
+const TOKEN_LEN: usize = 1 + 8 + NONCE_LEN + TAG_LEN;
 
 /// The deployment's secret for minting tokens. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -59,10 +62,11 @@ impl TokenKey {
         self.0
     }
 
-    fn tag(&self, expiry: u64, instance_id: &str) -> Hmac<Sha256> {
+    fn tag(&self, expiry: u64, nonce: &[u8], instance_id: &str) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
         mac.update(&[VERSION]);
         mac.update(&expiry.to_be_bytes());
+        mac.update(nonce);
         mac.update(instance_id.as_bytes());
         mac
     }
@@ -77,16 +81,19 @@ impl TokenKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// Mints a token for `instance_id` valid for `ttl` seconds from `now` (Unix seconds).
-    pub fn mint(&self, instance_id: &str, now: u64, ttl: u64) -> Result<String, TokenError> {
+    /// Mints a token for `instance_id` valid for `ttl` seconds from `now` (Unix seconds), with
+    /// `nonce` (random per mint: [`Context::nonce`](crate::Context::nonce)).
+    pub fn mint(&self, instance_id: &str, now: u64, ttl: u64, nonce: u64) -> Result<String, TokenError> {
         if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
             return Err(TokenError::BadTtl);
         }
         let expiry = now.saturating_add(ttl);
+        let nonce = nonce.to_be_bytes();
         let mut bytes = Vec::with_capacity(TOKEN_LEN);
         bytes.push(VERSION);
         bytes.extend_from_slice(&expiry.to_be_bytes());
-        bytes.extend_from_slice(&self.tag(expiry, instance_id).finalize().into_bytes());
+        bytes.extend_from_slice(&nonce);
+        bytes.extend_from_slice(&self.tag(expiry, &nonce, instance_id).finalize().into_bytes()[..TAG_LEN]);
         Ok(URL_SAFE_NO_PAD.encode(bytes))
     }
 
@@ -97,8 +104,9 @@ impl TokenKey {
             return Err(TokenError::Invalid);
         }
         let expiry = u64::from_be_bytes(bytes[1..9].try_into().expect("eight bytes by the length check"));
+        let (nonce, tag) = bytes[9..].split_at(NONCE_LEN);
         // Constant-time comparison: a forger learns nothing from how long the check took.
-        self.tag(expiry, instance_id).verify_slice(&bytes[9..]).map_err(|_| TokenError::Invalid)?;
+        self.tag(expiry, nonce, instance_id).verify_truncated_left(tag).map_err(|_| TokenError::Invalid)?;
         if expiry <= now {
             return Err(TokenError::Expired);
         }
@@ -120,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_token_is_valid_for_its_instance_until_it_expires() {
-        let token = key(1).mint("i-a", NOW, 21_600).unwrap();
+        let token = key(1).mint("i-a", NOW, 21_600, 7).unwrap();
         assert_eq!(token.len(), 55);
         assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{token}");
         assert_eq!(key(1).verify(&token, "i-a", NOW), Ok(21_600));
@@ -130,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_token_is_refused_for_another_instance_key_or_any_change() {
-        let token = key(1).mint("i-a", NOW, 60).unwrap();
+        let token = key(1).mint("i-a", NOW, 60, 7).unwrap();
         assert_eq!(key(1).verify(&token, "i-b", NOW), Err(TokenError::Invalid));
         assert_eq!(key(2).verify(&token, "i-a", NOW), Err(TokenError::Invalid));
         // Stretching the expiry invalidates the signature.
@@ -143,18 +151,30 @@ mod tests {
     }
 
     #[test]
+    fn tokens_with_different_nonces_differ_and_each_verifies() {
+        let (first, second) = (key(1).mint("i-a", NOW, 60, 1).unwrap(), key(1).mint("i-a", NOW, 60, 2).unwrap());
+        assert_ne!(first, second);
+        assert_eq!(key(1).verify(&first, "i-a", NOW), Ok(60));
+        assert_eq!(key(1).verify(&second, "i-a", NOW), Ok(60));
+        // The nonce is signed: changing it invalidates the token.
+        let mut bytes = URL_SAFE_NO_PAD.decode(&first).unwrap();
+        bytes[12] ^= 1;
+        assert_eq!(key(1).verify(&URL_SAFE_NO_PAD.encode(&bytes), "i-a", NOW), Err(TokenError::Invalid));
+    }
+
+    #[test]
     fn lifetimes_outside_ec2_bounds_are_refused() {
-        assert_eq!(key(1).mint("i-a", NOW, 0), Err(TokenError::BadTtl));
-        assert_eq!(key(1).mint("i-a", NOW, 21_601), Err(TokenError::BadTtl));
-        assert!(key(1).mint("i-a", NOW, 1).is_ok());
+        assert_eq!(key(1).mint("i-a", NOW, 0, 7), Err(TokenError::BadTtl));
+        assert_eq!(key(1).mint("i-a", NOW, 21_601, 7), Err(TokenError::BadTtl));
+        assert!(key(1).mint("i-a", NOW, 1, 7).is_ok());
         assert_eq!(format!("{:?}", key(7)), "TokenKey(<redacted>)");
     }
 
     proptest! {
         #[test]
-        fn mint_then_verify_round_trips(id in "[a-z0-9-]{1,40}", ttl in MIN_TTL..=MAX_TTL, now in 0u64..4_000_000_000, elapsed in 0u64..30_000) {
+        fn mint_then_verify_round_trips(id in "[a-z0-9-]{1,40}", nonce in any::<u64>(), ttl in MIN_TTL..=MAX_TTL, now in 0u64..4_000_000_000, elapsed in 0u64..30_000) {
             let key = key(9);
-            let token = key.mint(&id, now, ttl).unwrap();
+            let token = key.mint(&id, now, ttl, nonce).unwrap();
             let checked = key.verify(&token, &id, now + elapsed);
             if elapsed < ttl {
                 prop_assert_eq!(checked, Ok(ttl - elapsed));

@@ -1,35 +1,129 @@
-//! [`Dialects`]: which cloud dialects an instance answers and its per-dialect override blocks.
+//! [`Dialect`]: the dialects imds serves, by name and by path ([`Dialect::for_path`], with the
+//! deployment's [`DialectSettings`]); [`Dialects`]: which of them an instance answers and its
+//! per-dialect override blocks.
 //!
 //! In JSON: `{"enabled": ["ec2", "gce"], "gce": {...}, "azure": {...}}`. Every key other than
 //! `enabled` names a dialect and holds an object stored verbatim; `imds-dialects` interprets it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-/// Every dialect name the record may mention, in `enabled` or as an override key.
-pub const DIALECT_NAMES: &[&str] = &[
-    "ec2",
-    "mmds",
-    "gce",
-    "azure",
-    "openstack",
-    "digitalocean",
-    "nocloud",
-    "hetzner",
-    "oracle",
-    "linode",
-    "vultr",
-    "scaleway",
-];
+/// Deployment-wide dialect settings (from the server's configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialectSettings {
+    /// Where NoCloud is served, with leading and trailing `/` (default `/nocloud/`).
+    pub nocloud_prefix: Cow<'static, str>,
+}
+
+impl DialectSettings {
+    /// The defaults.
+    pub const DEFAULT: DialectSettings = DialectSettings { nocloud_prefix: Cow::Borrowed("/nocloud/") };
+}
+
+impl Default for DialectSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// The dialects imds serves: the names `dialects.enabled` and override blocks use, and the
+/// dialect a guest path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dialect {
+    /// AWS EC2 IMDS: `/`, `/latest/…`, dated versions; also every path no other dialect claims.
+    Ec2,
+    /// Firecracker MMDS: every path, for an instance whose MMDS is configured.
+    Mmds,
+    /// GCE: `/computeMetadata/…`.
+    Gce,
+    /// Azure: `/metadata/{instance,identity,attested,scheduledevents,versions,…}`.
+    Azure,
+    /// OpenStack: `/openstack…`.
+    OpenStack,
+    /// DigitalOcean: `/metadata/v1`, `/metadata/v1.json`, `/metadata/v1/…`.
+    DigitalOcean,
+    /// NoCloud over HTTP: under [`DialectSettings::nocloud_prefix`].
+    NoCloud,
+    /// Hetzner: `/hetzner/v1/…`.
+    Hetzner,
+}
+
+/// Azure's top-level categories under `/metadata/`.
+const AZURE_CATEGORIES: &[&str] =
+    &["instance", "identity", "attested", "scheduledevents", "versions", "loadbalancer", "reprovisiondata"];
+
+impl Dialect {
+    /// The name used in `dialects.enabled` and override blocks.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Ec2 => "ec2",
+            Dialect::Mmds => "mmds",
+            Dialect::Gce => "gce",
+            Dialect::Azure => "azure",
+            Dialect::OpenStack => "openstack",
+            Dialect::DigitalOcean => "digitalocean",
+            Dialect::NoCloud => "nocloud",
+            Dialect::Hetzner => "hetzner",
+        }
+    }
+
+    /// Every dialect, in declaration order.
+    pub const ALL: [Dialect; 8] = [
+        Dialect::Ec2,
+        Dialect::Mmds,
+        Dialect::Gce,
+        Dialect::Azure,
+        Dialect::OpenStack,
+        Dialect::DigitalOcean,
+        Dialect::NoCloud,
+        Dialect::Hetzner,
+    ];
+
+    /// The dialect called `name` (as in `dialects.enabled`), if imds serves it.
+    pub fn from_name(name: &str) -> Option<Dialect> {
+        Dialect::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Every dialect's name, comma-separated (for error messages).
+    pub fn names() -> String {
+        Dialect::ALL.map(Dialect::name).join(", ")
+    }
+
+    /// The dialect a path belongs to (docs/dialects.md, "Routing"). MMDS is not chosen by path.
+    pub fn for_path(path: &str, settings: &DialectSettings) -> Dialect {
+        let nocloud = settings.nocloud_prefix.trim_end_matches('/');
+        if path.starts_with("/computeMetadata/") || path == "/computeMetadata" {
+            Dialect::Gce
+        } else if path == "/metadata/v1" || path == "/metadata/v1.json" || path.starts_with("/metadata/v1/") {
+            Dialect::DigitalOcean
+        } else if let Some(rest) = path.strip_prefix("/metadata/") {
+            let category = rest.split('/').next().unwrap_or("");
+            if AZURE_CATEGORIES.contains(&category) {
+                Dialect::Azure
+            } else {
+                Dialect::Ec2
+            }
+        } else if path == "/openstack" || path.starts_with("/openstack/") {
+            Dialect::OpenStack
+        } else if path == "/hetzner" || path.starts_with("/hetzner/") {
+            Dialect::Hetzner
+        } else if !nocloud.is_empty() && (path == nocloud || path.starts_with(&settings.nocloud_prefix[..])) {
+            Dialect::NoCloud
+        } else {
+            Dialect::Ec2
+        }
+    }
+}
 
 /// Per-instance dialect selection and overrides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dialects {
     /// Dialects this instance answers; `None` means all of them.
-    pub enabled: Option<Vec<String>>,
+    pub enabled: Option<Vec<Dialect>>,
     /// Override blocks keyed by dialect name, each a JSON object kept verbatim.
     pub overrides: BTreeMap<String, Value>,
 }
@@ -41,8 +135,8 @@ impl Dialects {
     }
 
     /// Whether `dialect` is enabled for this instance.
-    pub fn is_enabled(&self, dialect: &str) -> bool {
-        self.enabled.as_ref().is_none_or(|list| list.iter().any(|d| d == dialect))
+    pub fn is_enabled(&self, dialect: Dialect) -> bool {
+        self.enabled.as_ref().is_none_or(|list| list.contains(&dialect))
     }
 
     /// The override block for `dialect`, if any.
@@ -55,7 +149,8 @@ impl Serialize for Dialects {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         if let Some(enabled) = &self.enabled {
-            map.serialize_entry("enabled", enabled)?;
+            let names: Vec<&str> = enabled.iter().map(|d| d.name()).collect();
+            map.serialize_entry("enabled", &names)?;
         }
         for (name, block) in &self.overrides {
             map.serialize_entry(name, block)?;
@@ -70,16 +165,25 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn names_round_trip() {
+        for dialect in Dialect::ALL {
+            assert_eq!(Dialect::from_name(dialect.name()), Some(dialect));
+        }
+        assert_eq!(Dialect::from_name("oracle"), None);
+        assert_eq!(Dialect::names(), "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner");
+    }
+
+    #[test]
     fn enabled_defaults_to_all() {
         let all = Dialects::default();
         assert!(all.is_empty());
-        assert!(all.is_enabled("gce"));
+        assert!(all.is_enabled(Dialect::Gce));
         let some = Dialects {
-            enabled: Some(vec!["ec2".into()]),
+            enabled: Some(vec![Dialect::Ec2]),
             overrides: BTreeMap::from([("gce".to_owned(), json!({"zone": "z"}))]),
         };
-        assert!(some.is_enabled("ec2"));
-        assert!(!some.is_enabled("gce"));
+        assert!(some.is_enabled(Dialect::Ec2));
+        assert!(!some.is_enabled(Dialect::Gce));
         assert_eq!(some.override_for("gce"), Some(&json!({"zone": "z"})));
         assert_eq!(serde_json::to_value(&some).unwrap(), json!({"enabled": ["ec2"], "gce": {"zone": "z"}}));
     }

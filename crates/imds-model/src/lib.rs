@@ -25,10 +25,11 @@ mod settings;
 mod ssh;
 mod state;
 mod text;
+pub mod time;
 mod user_data;
 
 pub use addr::{Ipv4Cidr, Ipv6Cidr, MacAddr, MacAddrError};
-pub use dialects::{Dialects, DIALECT_NAMES};
+pub use dialects::{Dialect, DialectSettings, Dialects};
 pub use error::{FieldError, Invalid};
 pub use id::{InstanceId, InstanceIdError, RoleName, RoleNameError};
 pub use instance::{split_claim, Account, Instance};

@@ -2,7 +2,7 @@
 //!
 //! This is distinct from the record's identifying addresses (`Instance::ipv4`, `ipv6`, `mac`),
 //! which may be NAT addresses the guest never sees. When `network` is absent, dialects derive a
-//! single primary interface from `ipv4[0]`/`mac[0]` (rule R2).
+//! single primary interface from `ipv4[0]`/`mac[0]` (rule R2 of docs/dialects.md).
 
 use std::net::{IpAddr, Ipv4Addr};
 

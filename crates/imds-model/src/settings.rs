@@ -1,6 +1,6 @@
 //! [`ImdsSettings`]: the EC2 instance-metadata options (`imds` in the record).
 //!
-//! These gate EC2 paths only (rule R5 of the dialect spec): IMDSv2 tokens, the PUT response hop
+//! These gate EC2 paths only (rule R5 of docs/dialects.md): IMDSv2 tokens, the PUT response hop
 //! limit, the endpoint switch and tags-in-metadata. They are always present in a parsed record,
 //! with AWS's defaults filled in.
 

@@ -145,14 +145,12 @@ pub(crate) fn timestamp(s: &str) -> Result<(), String> {
     if !fraction_ok {
         return Err(bad());
     }
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return Err(format!("{s:?} has month {month}")),
+    let Some(days_in_month) =
+        i32::try_from(year).ok().zip(u8::try_from(month).ok()).and_then(|(y, m)| crate::time::days_in_month(y, m))
+    else {
+        return Err(format!("{s:?} has month {month}"));
     };
+    let days_in_month = u32::from(days_in_month);
     if day == 0 || day > days_in_month {
         return Err(format!("{s:?} has day {day}, not in 1..={days_in_month}"));
     }

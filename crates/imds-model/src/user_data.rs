@@ -42,7 +42,7 @@ pub enum UserDataError {
     Base64NotString,
     /// `base64` did not decode.
     #[error("invalid base64: {0}")]
-    BadBase64(String),
+    BadBase64(#[source] base64::DecodeError),
 }
 
 /// Bytes handed to the guest verbatim: cloud-config, a script, a gzip archive, anything.
@@ -90,7 +90,7 @@ impl UserData {
                     Some(_) => return Err(UserDataError::Base64NotString),
                 };
                 let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-                LENIENT.decode(compact).map(Self).map_err(|e| UserDataError::BadBase64(e.to_string()))
+                LENIENT.decode(compact).map(Self).map_err(UserDataError::BadBase64)
             }
             _ => Err(UserDataError::WrongType),
         }
@@ -171,7 +171,7 @@ mod tests {
             (json!({"base64": "aGk="}), Ok(b"hi")),
             (json!({"base64": "aGk"}), Ok(b"hi")),
             (json!({"base64": "aG\nk="}), Ok(b"hi")),
-            (json!({"base64": "a$k="}), Err(UserDataError::BadBase64(String::new()))),
+            (json!({"base64": "a$k="}), Err(UserDataError::BadBase64(base64::DecodeError::InvalidPadding))),
             (json!({"base64": "aGk=", "gzip": true}), Err(UserDataError::UnknownKey("gzip".into()))),
             (json!({}), Err(UserDataError::MissingBase64)),
             (json!({"base64": 1}), Err(UserDataError::Base64NotString)),

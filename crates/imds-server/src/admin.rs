@@ -43,6 +43,7 @@ use crate::view::View;
 
 pub mod auth;
 pub mod body;
+pub mod compat;
 pub mod error;
 pub mod import;
 pub mod instances;
@@ -68,6 +69,8 @@ pub struct Config {
     pub write_visibility_timeout: Duration,
     /// How big a bulk import (`POST /v1/instances`) may be.
     pub import: import::Limits,
+    /// The seeds' own endpoints ([`compat`]).
+    pub compat: compat::Config,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             token: None,
             write_visibility_timeout: Duration::from_secs(5),
             import: import::Limits::default(),
+            compat: compat::Config::default(),
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct AdminState {
     /// Set once `/readyz` has found the node ready (signing key, every role's first fetch):
     /// later changes to the roles do not make it unready again.
     pub started: Arc<std::sync::atomic::AtomicBool>,
+    /// The seeds' own endpoints' settings.
+    pub compat: compat::Config,
 }
 
 /// The admin router. `token`: when set, TCP clients must present it.
@@ -128,11 +134,18 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/v1/signing/jwks", get(signing::jwks))
         .route("/v1/signing/rotate", axum::routing::post(signing::rotate))
         .route("/v1/signing/key", axum::routing::put(signing::put_key))
+        // The seeds' own interfaces (the Go mock's bootstrap, VMAN's metadata).
+        .route("/bootstrap/creds", axum::routing::post(compat::bootstrap))
+        .route(
+            "/vms/{id}/metadata",
+            get(compat::get_metadata).put(compat::put_metadata).delete(compat::delete_metadata),
+        )
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
     Router::new()
         .merge(api)
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(healthz))
+        .route("/status", get(compat::status))
         .route("/readyz", get(readyz))
         .fallback(|uri: http::Uri| async move { AdminError::NoRoute(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { AdminError::MethodNotAllowed })

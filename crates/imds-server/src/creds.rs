@@ -43,14 +43,14 @@ pub fn status(state: &RoleState, now: u64) -> serde_json::Value {
     let mut status = serde_json::json!({ "valid": usable.is_some() });
     if let Some(served) = &state.served {
         status["access_key_id"] = served.credentials.access_key_id.clone().into();
-        status["expiration"] = imds_creds::time::format_rfc3339(served.expiration).into();
-        status["last_updated"] = imds_creds::time::format_rfc3339(served.last_updated).into();
+        status["expiration"] = imds_model::time::format_rfc3339(served.expiration).into();
+        status["last_updated"] = imds_model::time::format_rfc3339(served.last_updated).into();
     }
     if let Some(error) = &state.error {
         status["error"] = error.to_string().into();
     }
     if let Some(at) = state.last_attempt {
-        status["last_attempt"] = imds_creds::time::format_rfc3339(at).into();
+        status["last_attempt"] = imds_model::time::format_rfc3339(at).into();
     }
     status
 }
@@ -83,25 +83,34 @@ pub async fn put_configured(
     name: &str,
     role: &imds_creds::Role,
 ) -> Result<(), imds_store::StoreError> {
-    use imds_store::{Expect, Key, Put};
-    let key = Key::new(crate::view::ROLES, name);
-    let current = store.get(&key).await?;
-    let mut role = role.clone();
-    let expect = match &current {
-        Some(record) => {
-            if let Ok(stored) = imds_creds::Role::from_bytes(&record.value) {
-                if role.base_credentials.is_none() && matches!(role.source, imds_creds::Source::Sts { .. }) {
-                    role.base_credentials = stored.base_credentials.clone();
+    use imds_store::update::{update, Plan, Step};
+    use imds_store::{Expect, Op, Put};
+    let key = crate::records::role(name);
+    let key_ref = &key;
+    let updated = update(&**store, &key, || async move {
+        let current = store.get(key_ref).await?;
+        let mut role = role.clone();
+        let expect = match &current {
+            Some(record) => {
+                if let Ok(stored) = crate::records::decode_role(record) {
+                    if role.base_credentials.is_none() && matches!(role.source, imds_creds::Source::Sts { .. }) {
+                        role.base_credentials = stored.base_credentials.clone();
+                    }
+                    if stored == role {
+                        return Ok(Step::Done(()));
+                    }
                 }
-                if stored == role {
-                    return Ok(());
-                }
+                Expect::Revision(record.rev)
             }
-            Expect::Revision(record.rev)
-        }
-        None => Expect::Absent,
-    };
-    store.put(Put { key, node: None, claims: Vec::new(), value: role.to_bytes(), expect }).await?;
+            None => Expect::Absent,
+        };
+        let put = Put { key: key_ref.clone(), node: None, claims: Vec::new(), value: role.to_bytes(), expect };
+        Ok(Step::Commit(Plan::new(()).guarded(Op::Put(put))))
+    })
+    .await?;
+    if updated.committed.is_none() {
+        return Ok(());
+    }
     tracing::info!(role = name, source = role.source.kind(), "role written from the configuration");
     Ok(())
 }

@@ -3,9 +3,10 @@
 //! For every request: identify the caller by its source address ([`identify`]), pick its
 //! instance from the current view snapshot, hand `(&Subject, &GuestRequest, &Context)` to the
 //! dialect router in `imds-dialects`, apply the response's hop limit to the connection's socket,
-//! write the bytes. Reads touch no store, take no lock and await nothing (long polls excepted: see
-//! below). An unknown caller gets no instance's data. The session-token key is loaded from the
-//! store at start ([`token_key`]).
+//! write the bytes. Reads touch no store and await nothing (long polls excepted: see below); the
+//! only lock they take is short: a record version's render cache, to copy or insert one answer.
+//! An unknown caller gets no instance's data. The session-token key is loaded from the store at
+//! start ([`token_key`]).
 //!
 //! One exception is a guest write (OpenStack's `password`, GCE guest attributes): the
 //! dialect's response carries a [`GuestWrite`](imds_dialects::GuestWrite), which [`write`](mod@write)
@@ -29,11 +30,13 @@ use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
 use imds_store::Store;
 
 use crate::listener::{ConnSocket, Peer};
+use crate::throttle::Throttle;
 use crate::view::{Snapshot, View};
-use throttle::Throttle;
 
+pub mod hold;
 pub mod identify;
-pub mod throttle;
+/// The per-instance request budget (kept in the view with each instance).
+pub use crate::throttle;
 pub mod token_key;
 pub mod wait;
 pub mod write;
@@ -53,6 +56,14 @@ pub struct Config {
     pub dialects: Settings,
     /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_bytes: usize,
+    /// How long a request from an address no instance holds waits for its record to appear
+    /// (zero: refused at once).
+    pub unknown_hold: std::time::Duration,
+    /// How many such requests are held at once, over all sources.
+    pub max_held: usize,
+    /// How long a guest write waits for the view to contain it before answering (the admin
+    /// plane's `write_visibility_timeout`).
+    pub write_visibility_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -64,6 +75,9 @@ impl Default for Config {
             throttle: Throttle::default(),
             dialects: Settings::default(),
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
+            unknown_hold: hold::DEFAULT_HOLD,
+            max_held: hold::DEFAULT_MAX_HELD,
+            write_visibility_timeout: crate::admin::Config::default().write_visibility_timeout,
         }
     }
 }
@@ -91,7 +105,11 @@ pub fn router_with_credentials(
         credentials,
         throttle: config.throttle,
         settings: config.dialects.clone(),
+        write_visibility_timeout: config.write_visibility_timeout,
         clock: tokio::time::Instant::now(),
+        hold: config.unknown_hold,
+        max_held: config.max_held,
+        held: hold::Held::default(),
     });
     Router::new().fallback(move |request: Request| {
         let plane = Arc::clone(&plane);
@@ -108,17 +126,19 @@ struct Plane {
     credentials: crate::creds::Credentials,
     throttle: Throttle,
     settings: Settings,
+    write_visibility_timeout: std::time::Duration,
     /// The origin of the throttle's monotonic clock.
     clock: tokio::time::Instant,
+    /// How long an unknown caller is held ([`Config::unknown_hold`]).
+    hold: std::time::Duration,
+    /// [`Config::max_held`].
+    max_held: usize,
+    /// The requests held now.
+    held: hold::Held,
 }
 
 fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Seconds since the Unix epoch; token expiry is whole seconds, as on EC2.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Answers one guest request from the current snapshot.
@@ -140,17 +160,6 @@ async fn answer(plane: &Plane, request: Request) -> Response {
             Err(_) => return http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
         }
     };
-    let snapshot = plane.view.load();
-    let Some(entry) = snapshot.by_ip(caller) else {
-        tracing::debug!(%caller, "guest request from an unknown address");
-        return into_http(imds_dialects::unknown_caller(caller), is_head, caller);
-    };
-    if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
-        tracing::debug!(%caller, id = %entry.instance.id, "throttled");
-        return into_http(imds_dialects::throttled(), is_head, caller);
-    }
-    let id = entry.instance.id.clone();
-    let node = entry.instance.node.clone();
     let guest_request = GuestRequest {
         method: parts.method,
         path: parts.uri.path().to_owned(),
@@ -158,6 +167,22 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         headers: parts.headers,
         body,
     };
+    let mut snapshot = plane.view.load();
+    if snapshot.by_ip(caller).is_none() {
+        // The guest may ask before its orchestrator's write lands: hold it briefly.
+        snapshot = hold::until_known(plane, caller, snapshot).await;
+    }
+    let Some(entry) = snapshot.by_ip(caller) else {
+        tracing::debug!(%caller, "guest request from an unknown address");
+        return into_http(imds_dialects::unknown_caller(caller, &guest_request, &plane.settings), is_head, caller);
+    };
+    if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
+        tracing::debug!(%caller, id = %entry.instance.id, "throttled");
+        let response = imds_dialects::throttled(&subject(&snapshot, entry), &guest_request, &plane.settings);
+        return into_http(response, is_head, caller);
+    }
+    let id = entry.instance.id.clone();
+    let node = entry.instance.node.clone();
     let mut response = match imds_dialects::wait_request(&guest_request, &plane.settings) {
         Some(wait_for) => {
             drop(snapshot);
@@ -170,7 +195,9 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         }
     };
     if let Some(guest_write) = response.write.take() {
-        response = write::apply(&plane.store, &plane.view, &id, node, *guest_write, response).await;
+        response =
+            write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, node, *guest_write, response)
+                .await;
     }
     // The response is written after this returns, so the socket's TTL applies to it.
     if let Some(socket) = socket {
@@ -184,26 +211,44 @@ async fn answer(plane: &Plane, request: Request) -> Response {
 /// Renders `request` from `snapshot` for the instance at `caller`.
 fn render(plane: &Plane, snapshot: &Snapshot, caller: IpAddr, request: &GuestRequest) -> GuestResponse {
     let Some(entry) = snapshot.by_ip(caller) else {
-        return imds_dialects::unknown_caller(caller);
+        return imds_dialects::unknown_caller(caller, request, &plane.settings);
     };
     let signer = snapshot.signer().map(|signer| &**signer as &dyn imds_dialects::credentials::Signer);
     let context = Context {
         tokens: &plane.tokens,
-        now: unix_now(),
+        // The credential refresher's clock: one wall clock for the whole daemon.
+        now: plane.credentials.0.clock().now(),
         settings: &plane.settings,
         credentials: &plane.credentials,
         signer,
+        // Only a PUT mints a session token; other requests need no randomness.
+        nonce: if request.method == Method::PUT { random_nonce() } else { 0 },
     };
+    let subject = subject(snapshot, entry);
+    imds_dialects::route(&subject, request, &context)
+}
+
+/// A random number from the operating system (the clock's nanoseconds if that fails, which
+/// only makes two tokens minted in the same nanosecond alike).
+fn random_nonce() -> u64 {
+    let mut bytes = [0u8; 8];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_ne_bytes(bytes),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64),
+    }
+}
+
+/// What the dialects render from for `entry`.
+fn subject<'a>(snapshot: &'a Snapshot, entry: &'a crate::view::Entry) -> Subject<'a> {
     let id = &entry.instance.id;
-    let subject = Subject {
+    Subject {
         instance: &entry.instance,
         mmds: snapshot.mmds(id).map(|mmds| &**mmds),
         state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
         // Filled by the dialects on the first requests that need a rendering, and kept with this
         // version of the record: an instance keeps only what its guests asked for.
         cache: Some(&entry.cache),
-    };
-    imds_dialects::route(&subject, request, &context)
+    }
 }
 
 fn into_http(response: GuestResponse, is_head: bool, caller: IpAddr) -> Response {

@@ -5,7 +5,9 @@
 //! `imds-dialects`; the [`admin`] plane writes to the store and waits until the view has the
 //! write. [`server::start`] wires them to the listeners of [`listener`].
 //!
-//! Invariant: nothing on the guest path awaits the store or takes a lock.
+//! Invariant: a guest read never awaits the store; it loads one view snapshot and takes only
+//! short locks (a record version's render cache, a long poll's change-signal map). A guest write
+//! awaits the store.
 
 // `deny`, not `forbid`: `memory` calls glibc's malloc_trim, the one unsafe block, allowed there.
 #![deny(unsafe_code)]
@@ -17,9 +19,11 @@ pub mod guest;
 pub mod health;
 pub mod listener;
 pub mod memory;
+pub mod records;
 pub mod replica;
 pub mod server;
 pub mod sign;
+pub mod throttle;
 pub mod view;
 
 #[cfg(feature = "test-util")]

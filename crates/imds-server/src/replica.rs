@@ -20,33 +20,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::view::{Snapshot, View};
 
-/// How the loop backs off after store errors.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    /// The first delay.
-    pub initial: Duration,
-    /// The largest delay.
-    pub max: Duration,
-}
+pub use imds_store::backoff::Backoff;
 
-impl Default for Backoff {
-    /// 50 ms doubling to 1 s: a node is back within about a second of its store, and the
-    /// jitter spreads many nodes reconnecting at once (resuming a feed is cheap).
-    fn default() -> Self {
-        Self { initial: Duration::from_millis(50), max: Duration::from_secs(1) }
-    }
-}
-
-impl Backoff {
-    /// The jittered delay before retry number `attempt` (0-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.initial.saturating_mul(1u32 << attempt.min(16)).min(self.max);
-        // Jitter in [50 %, 100 %] so that many nodes reconnecting after an outage spread out.
-        let nanos =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        exp.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
-    }
-}
+/// How the loop backs off after store errors by default: 50 ms doubling to 1 s, so a node is
+/// back within about a second of its store, and the jitter spreads many nodes reconnecting at
+/// once (resuming a feed is cheap).
+pub const BACKOFF: Backoff = Backoff { initial: Duration::from_millis(50), max: Duration::from_secs(1) };
 
 /// Follows `store` for `scope` into `view` until `shutdown` is cancelled.
 pub async fn run(store: Arc<dyn Store>, scope: Scope, view: View, backoff: Backoff, shutdown: CancellationToken) {
@@ -115,7 +94,7 @@ async fn follow(
             item = feed.next() => item,
         };
         let Some(first) = first else {
-            return Err(StoreError::Unavailable("change feed ended".into()));
+            return Err(StoreError::unavailable("change feed ended"));
         };
         // Apply everything already waiting as one swap: a burst of writes costs one rebuild.
         let mut batch = vec![first];
@@ -160,7 +139,7 @@ async fn follow(
 }
 
 /// Sleeps the next back-off delay; returns `true` when shutdown came first.
-async fn sleep_or_stop(backoff: &Backoff, attempt: &mut u32, shutdown: &CancellationToken) -> bool {
+pub(crate) async fn sleep_or_stop(backoff: &Backoff, attempt: &mut u32, shutdown: &CancellationToken) -> bool {
     let delay = backoff.delay(*attempt);
     *attempt = attempt.saturating_add(1);
     tokio::select! {

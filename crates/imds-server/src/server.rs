@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::listener::{self, Limits};
-use crate::replica::{self, Backoff};
+use crate::replica::{self, Backoff, BACKOFF};
 use crate::{guest, view::View};
 
 /// Everything the daemon needs to start.
@@ -87,29 +87,14 @@ async fn serve_guests(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let backoff = Backoff::default();
-    let mut attempt = 0;
-    let tokens = loop {
-        let loaded = tokio::select! {
-            () = shutdown.cancelled() => return,
-            loaded = guest::token_key::load_or_create(&store) => loaded,
-        };
-        match loaded {
-            Ok(tokens) => break tokens,
-            Err(error) => {
-                tracing::warn!(%error, "cannot load the session-token key; retrying");
-                let delay = backoff.delay(attempt);
-                attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
+    let backoff = BACKOFF;
+    let load = || guest::token_key::load_or_create(&store);
+    let Some(tokens) = retry_until_shutdown("the session-token key", backoff, &shutdown, load).await else {
+        return;
     };
     // The identity signing keys: generated on first start. A failure is logged and retried in
     // the background; meanwhile documents are served unsigned (signature leaves unlisted).
-    tokio::spawn(ensure_signing_keys(Arc::clone(&store), backoff.clone(), shutdown.clone()));
+    tokio::spawn(ensure_signing_keys(Arc::clone(&store), backoff, shutdown.clone()));
     tokio::select! {
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
@@ -124,23 +109,35 @@ async fn serve_guests(
 
 /// Creates the signing keys if the store has none, retrying while the store is unavailable.
 async fn ensure_signing_keys(store: Arc<dyn Store>, backoff: Backoff, shutdown: CancellationToken) {
+    let load = || crate::sign::load_or_create(&store);
+    retry_until_shutdown("the identity signing keys", backoff, &shutdown, load).await;
+}
+
+/// Runs `call` until it succeeds, backing off after each failure; `None` when shutdown came
+/// first. `what` names what is being loaded in the warning a failure logs.
+async fn retry_until_shutdown<T, E, F, Fut>(
+    what: &str,
+    backoff: Backoff,
+    shutdown: &CancellationToken,
+    mut call: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     let mut attempt = 0;
     loop {
-        let created = tokio::select! {
-            () = shutdown.cancelled() => return,
-            created = crate::sign::load_or_create(&store) => created,
+        let outcome = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            outcome = call() => outcome,
         };
-        match created {
-            Ok(_) => return,
-            Err(error) => {
-                tracing::warn!(%error, "cannot load the identity signing keys; retrying");
-                let delay = backoff.delay(attempt);
-                attempt = attempt.saturating_add(1);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
-                }
-            }
+        match outcome {
+            Ok(value) => return Some(value),
+            Err(error) => tracing::warn!(%error, "cannot load {what}; retrying"),
+        }
+        if replica::sleep_or_stop(&backoff, &mut attempt, shutdown).await {
+            return None;
         }
     }
 }
@@ -186,15 +183,12 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let view = View::with_budget(imds_dialects::Budget::new(config.guest.render_cache_bytes));
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    tasks.spawn(crate::view::renderings::tend(view.clone(), shutdown.clone()));
+    // One wall clock for the guest plane, the renderings' idle times and the credential
+    // refresher (it follows tokio's clock, so tests can pause it).
+    let clock = imds_creds::Clock::system();
+    tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
     tasks.spawn(crate::memory::trim(shutdown.clone()));
-    tasks.spawn(replica::run(
-        Arc::clone(&store),
-        config.scope.clone(),
-        view.clone(),
-        Backoff::default(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
 
     let mut guest_addrs = Vec::new();
     for listener in &guest_listeners {
@@ -203,8 +197,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
     }
-    let manager =
-        Arc::new(imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), imds_creds::Clock::system()));
+    let manager = Arc::new(imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), clock));
     tasks.spawn(crate::creds::follow(view.clone(), Arc::clone(&manager), shutdown.clone()));
     tasks.spawn(serve_guests(
         Arc::clone(&store),
@@ -226,6 +219,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         dialects: config.guest.dialects.clone(),
         scope: config.scope.clone(),
         started: Arc::default(),
+        compat: config.admin.compat.clone(),
     };
     let admin_router = admin::router(state, config.admin.token.clone());
     // Admin clients are the operator's own (token or socket mode): no per-source cap.

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 
 use imds_sign::{Keyring, SigningKey};
-use imds_store::{Expect, Key, Put, Store, StoreError};
+use imds_store::update::{update, Plan, Step};
+use imds_store::{Expect, Op, Put, Store, StoreError};
 
-use crate::view::{SECRETS, SIGNING_KEYS};
+use crate::records;
 
 /// Signatures remembered per keyring: identity documents are stable, so a guest asking again
 /// (or another node's guest with the same document) costs one hash, not an RSA operation.
@@ -75,35 +76,31 @@ impl imds_dialects::credentials::Signer for KeyringSigner {
     }
 }
 
-fn key() -> Key {
-    Key::new(SECRETS, SIGNING_KEYS)
+fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::unavailable_from("signing keys", error)
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("signing keys: {error}"))
+/// Generates a keyring on a blocking thread: an RSA key takes a while, off the async workers.
+async fn generate() -> Result<Keyring, StoreError> {
+    tokio::task::spawn_blocking(Keyring::generate).await.map_err(unavailable)?.map_err(unavailable)
 }
 
 /// Reads the keyring from the store, or generates one and stores it (first start).
 pub async fn load_or_create(store: &Arc<dyn Store>) -> Result<Keyring, StoreError> {
-    for _ in 0..3 {
-        if let Some(record) = store.get(&key()).await? {
-            return Keyring::from_bytes(&record.value).map_err(unavailable);
+    let updated = update(&**store, &records::signing_keys(), || async {
+        if let Some(record) = store.get(&records::signing_keys()).await? {
+            return Ok(Step::Done(records::decode_keyring(&record).map_err(unavailable)?));
         }
-        // Generating an RSA key takes a while: off the async threads.
-        let keyring =
-            tokio::task::spawn_blocking(Keyring::generate).await.map_err(unavailable)?.map_err(unavailable)?;
+        let keyring = generate().await?;
         let value = keyring.to_bytes().map_err(unavailable)?;
-        let put = Put { key: key(), node: None, claims: Vec::new(), value, expect: Expect::Absent };
-        match store.put(put).await {
-            Ok(_) => {
-                tracing::info!(kid = keyring.active().kid(), "generated the identity signing key");
-                return Ok(keyring);
-            }
-            Err(StoreError::AlreadyExists { .. }) => continue,
-            Err(other) => return Err(other),
-        }
+        let put = Put { key: records::signing_keys(), node: None, claims: Vec::new(), value, expect: Expect::Absent };
+        Ok(Step::Commit(Plan::new(keyring).guarded(Op::Put(put))))
+    })
+    .await?;
+    if updated.committed.is_some() {
+        tracing::info!(kid = updated.value.active().kid(), "generated the identity signing key");
     }
-    Err(unavailable("kept changing while being created"))
+    Ok(updated.value)
 }
 
 /// Makes `key` the active signing key (the previous one stays published) and stores the
@@ -112,20 +109,20 @@ pub async fn replace(
     store: &Arc<dyn Store>,
     key_to_install: SigningKey,
 ) -> Result<(Keyring, imds_store::Revision), StoreError> {
-    for _ in 0..8 {
-        let (mut keyring, expect) = match store.get(&key()).await? {
-            Some(record) => (Keyring::from_bytes(&record.value).map_err(unavailable)?, Expect::Revision(record.rev)),
-            None => (Keyring::generate().map_err(unavailable)?, Expect::Absent),
+    let key_to_install = &key_to_install;
+    let updated = update(&**store, &records::signing_keys(), || async {
+        let (mut keyring, expect) = match store.get(&records::signing_keys()).await? {
+            Some(record) => (records::decode_keyring(&record).map_err(unavailable)?, Expect::Revision(record.rev)),
+            None => (generate().await?, Expect::Absent),
         };
         keyring.install(key_to_install.clone());
         let value = keyring.to_bytes().map_err(unavailable)?;
-        match store.put(Put { key: key(), node: None, claims: Vec::new(), value, expect }).await {
-            Ok(written) => return Ok((keyring, written.rev)),
-            Err(StoreError::RevisionMismatch { .. } | StoreError::AlreadyExists { .. }) => continue,
-            Err(other) => return Err(other),
-        }
-    }
-    Err(unavailable("kept changing while being replaced"))
+        let put = Put { key: records::signing_keys(), node: None, claims: Vec::new(), value, expect };
+        Ok(Step::Commit(Plan::new(keyring).guarded(Op::Put(put))))
+    })
+    .await?;
+    let rev = updated.committed.map_or(imds_store::Revision(0), |committed| committed.rev);
+    Ok((updated.value, rev))
 }
 
 #[cfg(test)]

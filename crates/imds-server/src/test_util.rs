@@ -61,6 +61,14 @@ impl TestServer {
         Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections, Default::default()).await
     }
 
+    /// Starts a daemon over a fresh in-memory store with the guest plane's settings `guest`
+    /// (its `listen` is replaced by a loopback port).
+    pub async fn with_guest(guest: guest::Config) -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let connections = listener::Limits::default();
+        Self::start_with(store, None, imds_model::Limits::default(), None, guest, connections, Default::default()).await
+    }
+
     /// Starts a daemon over `store` with explicit bulk-import limits.
     pub async fn with_import_limits(store: Arc<dyn Store>, import: admin::import::Limits) -> Self {
         let limits = imds_model::Limits::default();
@@ -88,6 +96,30 @@ impl TestServer {
         connections: listener::Limits,
         import: admin::import::Limits,
     ) -> Self {
+        Self::start_with_compat(store, token, limits, socket, guest, connections, import, Default::default()).await
+    }
+
+    /// Starts a daemon over a fresh in-memory store whose seed-compatible endpoints act on
+    /// `default_role`.
+    pub async fn with_default_role(default_role: &str) -> Self {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let compat = admin::compat::Config { default_role: Some(default_role.to_owned()) };
+        let (limits, guest) = (imds_model::Limits::default(), guest::Config::default());
+        let connections = listener::Limits::default();
+        Self::start_with_compat(store, None, limits, None, guest, connections, Default::default(), compat).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_with_compat(
+        store: Arc<dyn Store>,
+        token: Option<&str>,
+        limits: imds_model::Limits,
+        socket: Option<std::path::PathBuf>,
+        guest: guest::Config,
+        connections: listener::Limits,
+        import: admin::import::Limits,
+        compat: admin::compat::Config,
+    ) -> Self {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = server::Config {
             guest: guest::Config { listen: vec![loopback], ..guest },
@@ -97,6 +129,7 @@ impl TestServer {
                 token: token.map(Token::new),
                 write_visibility_timeout: Duration::from_secs(5),
                 import,
+                compat,
             },
             limits,
             connections,

@@ -2,7 +2,7 @@
 //!
 //! A [`Snapshot`] is an immutable index of the instances this node serves, by id, by IP address
 //! and by MAC, at one store revision, with each instance's MMDS record and guest-owned state
-//! (collections [`MMDS`] and [`STATE`], keyed by instance id). The [`replica`](crate::replica) loop builds a new snapshot
+//! (collections [`MMDS`] and [`STATE`], keyed by instance id; the schema is [`records`]). The [`replica`](crate::replica) loop builds a new snapshot
 //! from every batch of changes and swaps it into the [`View`] atomically; guest requests load
 //! the current `Arc<Snapshot>` and never lock, await or touch the store.
 //!
@@ -21,7 +21,8 @@ use imds_model::{GuestState, Instance, InstanceId, MacAddr, Mmds};
 use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
-use crate::guest::throttle::Bucket;
+use crate::records::{self, Value};
+use crate::throttle::Bucket;
 use changes::Changes;
 use sharded::ShardedMap;
 
@@ -31,18 +32,8 @@ pub mod changes;
 pub mod renderings;
 mod sharded;
 
-/// The store collection that holds instance records.
-pub const INSTANCES: &str = "instances";
-/// The store collection that holds each instance's MMDS configuration and document.
-pub const MMDS: &str = "mmds";
-/// The store collection that holds what each instance's guests wrote.
-pub const STATE: &str = "state";
-/// The store collection that holds roles and their credential sources, keyed by role name.
-pub const ROLES: &str = "roles";
-/// The store collection of deployment secrets (session-token key, signing keys).
-pub const SECRETS: &str = "secrets";
-/// The record of [`SECRETS`] holding the identity signing keys.
-pub const SIGNING_KEYS: &str = "signing-keys";
+// The collection names, where callers of the view have always found them.
+pub use crate::records::{INSTANCES, MMDS, ROLES, SECRETS, SIGNING_KEYS, STATE};
 
 /// One served instance and the revision that last wrote it.
 #[derive(Debug)]
@@ -213,54 +204,32 @@ impl Snapshot {
     }
 
     fn put(&mut self, record: &Record) {
-        match record.key.collection.as_str() {
-            INSTANCES => self.put_instance(record),
-            MMDS => Self::put_attachment(&mut self.mmds, record, Mmds::from_bytes),
-            STATE => Self::put_attachment(&mut self.state, record, GuestState::from_bytes),
-            ROLES => match imds_creds::Role::from_bytes(&record.value) {
-                Ok(role) => {
-                    self.roles.insert(record.key.id.clone(), (Arc::new(role), record.rev));
-                }
-                Err(error) => tracing::error!(key = %record.key, %error, "skipping unreadable role"),
-            },
-            SECRETS if record.key.id == SIGNING_KEYS => match imds_sign::Keyring::from_bytes(&record.value) {
-                Ok(keyring) => self.signer = Some(Arc::new(crate::sign::KeyringSigner::new(keyring))),
-                Err(error) => tracing::error!(key = %record.key, %error, "skipping unreadable signing keys"),
-            },
-            _ => {}
-        }
-    }
-
-    /// Indexes an MMDS or guest-state record under its instance id.
-    fn put_attachment<T>(
-        map: &mut ShardedMap<InstanceId, Arc<T>>,
-        record: &Record,
-        decode: impl Fn(&[u8]) -> Result<T, imds_model::Invalid>,
-    ) {
-        let Ok(id) = InstanceId::try_from(record.key.id.as_str()) else {
-            tracing::error!(key = %record.key, "skipping a record whose key is not an instance id");
-            return;
-        };
-        match decode(&record.value) {
-            Ok(value) => {
-                map.insert(id, Arc::new(value));
-            }
-            Err(error) => {
-                tracing::error!(key = %record.key, rev = %record.rev, %error, "skipping unreadable record");
-            }
-        }
-    }
-
-    fn put_instance(&mut self, record: &Record) {
-        let instance = match Instance::from_bytes(&record.value) {
-            Ok(instance) => instance,
+        let value = match records::decode(record) {
+            Ok(Some(value)) => value,
+            Ok(None) => return,
             Err(error) => {
                 // A record the store accepted but this build cannot read (written by a newer
                 // version, or damaged): keep serving everything else and say so.
-                tracing::error!(key = %record.key, rev = %record.rev, %error, "skipping unreadable instance record");
+                tracing::error!(key = %record.key, rev = %record.rev, %error, "skipping unreadable record");
                 return;
             }
         };
+        match value {
+            Value::Instance(instance) => self.put_instance(*instance, record.rev),
+            Value::Mmds(id, mmds) => {
+                self.mmds.insert(id, Arc::new(mmds));
+            }
+            Value::State(id, state) => {
+                self.state.insert(id, Arc::new(state));
+            }
+            Value::Role(role) => {
+                self.roles.insert(record.key.id.clone(), (Arc::new(role), record.rev));
+            }
+            Value::SigningKeys(keyring) => self.signer = Some(Arc::new(crate::sign::KeyringSigner::new(keyring))),
+        }
+    }
+
+    fn put_instance(&mut self, instance: Instance, rev: Revision) {
         let throttle = self.by_id.get(&instance.id).map(|old| Arc::clone(&old.throttle)).unwrap_or_default();
         self.remove(&instance.id);
         let id = instance.id.clone();
@@ -270,10 +239,7 @@ impl Snapshot {
         for mac in &instance.mac {
             self.by_mac.insert(*mac, id.clone());
         }
-        self.by_id.insert(
-            id,
-            Arc::new(Entry { instance, rev: record.rev, throttle, cache: Cache::new(Arc::clone(&self.budget)) }),
-        );
+        self.by_id.insert(id, Arc::new(Entry { instance, rev, throttle, cache: Cache::new(Arc::clone(&self.budget)) }));
     }
 
     fn remove(&mut self, id: &InstanceId) {
@@ -390,6 +356,15 @@ impl View {
         let mut reached = self.reached.subscribe();
         let wait = async move { reached.wait_for(|reached| reached.is_some_and(|r| r >= rev)).await.is_ok() };
         matches!(tokio::time::timeout(timeout, wait).await, Ok(true))
+    }
+
+    /// Read-your-writes for a writer of either plane: waits (at most `timeout`, the
+    /// configured `write_visibility_timeout`) until guests can read revision `rev`, and says
+    /// so in the log when they cannot yet (the write is durable all the same).
+    pub async fn wait_visible(&self, rev: Revision, timeout: Duration) {
+        if !self.wait_for(rev, timeout).await {
+            tracing::warn!(%rev, ?timeout, "write is durable but not yet visible to guests");
+        }
     }
 }
 

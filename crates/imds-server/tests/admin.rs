@@ -345,7 +345,7 @@ async fn openapi_document_is_served_and_matches_the_committed_copy() {
     let committed = std::fs::read_to_string(committed_path).unwrap_or_default();
     assert!(
         committed == generated,
-        "docs/openapi.json is out of date: run `IMDS_UPDATE_OPENAPI=1 cargo test -p imds-server --test admin openapi` and commit it"
+        "docs/openapi.json is out of date: run `IMDS_UPDATE_OPENAPI=1 cargo test -p imds-server --test it openapi` and commit it"
     );
 
     // Every documented operation is routed (answers with something other than a routing 404/405).
@@ -375,7 +375,11 @@ async fn openapi_says_which_operations_need_the_token_and_what_bodies_require() 
     for (path, operations) in doc["paths"].as_object().unwrap() {
         for (method, operation) in operations.as_object().unwrap() {
             let open = operation.get("security") == Some(&json!([]));
-            assert_eq!(open, ["/healthz", "/readyz", "/v1/openapi.json"].contains(&path.as_str()), "{method} {path}");
+            assert_eq!(
+                open,
+                ["/healthz", "/readyz", "/status", "/v1/openapi.json"].contains(&path.as_str()),
+                "{method} {path}"
+            );
             // What the document says is what the server does without a token.
             let concrete = path.replace("{id}", "i-auth-check").replace("{name}", "auth-check");
             let method_ = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

@@ -220,3 +220,24 @@ async fn a_process_role_rotates_on_demand_and_guests_see_the_new_keys() {
     }
     panic!("the failed refresh never showed in the role's status");
 }
+
+/// Concurrent PUTs of one role race on its revision; each is retried against the newer
+/// version, so every one succeeds and none answers a precondition failure (least of all one
+/// about an instance).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_role_puts_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = imds_store_sqlite::SqliteStore::open(&dir.path().join("imds.db"), Default::default()).unwrap();
+    let server = TestServer::with_store(std::sync::Arc::new(store), None).await;
+    let mut answers = Vec::new();
+    for round in 0..5 {
+        let name = format!("app-{round}");
+        let puts = (0..8).map(|n| put_role(&server, &name, static_role(&format!("AKIARACE{n:012}"))));
+        let round = futures::future::join_all(puts).await;
+        assert_eq!(round.iter().filter(|a| a.status == StatusCode::CREATED).count(), 1, "one PUT created {name}");
+        answers.extend(round);
+    }
+    for answer in &answers {
+        assert!(matches!(answer.status, StatusCode::OK | StatusCode::CREATED), "{}: {}", answer.status, answer.text());
+    }
+}

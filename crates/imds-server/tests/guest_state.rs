@@ -13,6 +13,9 @@ use imds_server::view::{MMDS, STATE};
 use imds_store::{Expect, Key, Put};
 use serde_json::json;
 
+/// How long a test's guest write waits to be visible.
+const VISIBLE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn set(dialect: &str, path: &[&str], value: &str, only_if_absent: bool) -> imds_dialects::GuestWrite {
     imds_dialects::GuestWrite {
         write: StateWrite {
@@ -39,7 +42,8 @@ async fn concurrent_guest_writes_all_land_and_are_visible_when_acknowledged() {
         let (store, view, id) = (server.store.clone(), server.running.view.clone(), id.clone());
         tasks.push(tokio::spawn(async move {
             let key = format!("k{n}");
-            let response = write::apply(&store, &view, &id, None, set("gce", &["attrs", &key], "v", false), ok()).await;
+            let response =
+                write::apply(&store, &view, VISIBLE, &id, None, set("gce", &["attrs", &key], "v", false), ok()).await;
             assert_eq!(response.status, StatusCode::OK, "{}", String::from_utf8_lossy(&response.body));
             // Acknowledged means the view guests read has it.
             let state = view.load().state(&id).cloned().unwrap();
@@ -60,9 +64,10 @@ async fn a_write_once_value_is_set_once_and_the_second_writer_gets_the_conflict_
     server.create(json!({"id": "i-once", "ipv4": ["127.0.0.62"]})).await;
     let id = InstanceId::try_from("i-once").unwrap();
     let (store, view) = (&server.store, &server.running.view);
-    let first = write::apply(store, view, &id, None, set("openstack", &["password"], "one", true), ok()).await;
+    let first = write::apply(store, view, VISIBLE, &id, None, set("openstack", &["password"], "one", true), ok()).await;
     assert_eq!(first.status, StatusCode::OK);
-    let second = write::apply(store, view, &id, None, set("openstack", &["password"], "two", true), ok()).await;
+    let second =
+        write::apply(store, view, VISIBLE, &id, None, set("openstack", &["password"], "two", true), ok()).await;
     assert_eq!((second.status, &second.body[..]), (StatusCode::CONFLICT, &b"taken"[..]));
     let state = view.load().state(&id).cloned().unwrap();
     assert_eq!(state.get("openstack", &["password"]), Some(&json!("one")));
@@ -74,7 +79,8 @@ async fn replacing_the_record_keeps_guest_state_and_deleting_the_instance_remove
     server.create(json!({"id": "i-keep", "ipv4": ["127.0.0.63"]})).await;
     let id = InstanceId::try_from("i-keep").unwrap();
     let response =
-        write::apply(&server.store, &server.running.view, &id, None, set("gce", &["a"], "b", false), ok()).await;
+        write::apply(&server.store, &server.running.view, VISIBLE, &id, None, set("gce", &["a"], "b", false), ok())
+            .await;
     assert_eq!(response.status, StatusCode::OK);
     let mmds = Put {
         key: Key::new(MMDS, "i-keep"),
@@ -141,4 +147,23 @@ async fn mmds_and_guest_state_live_on_their_instance_node_and_move_with_it() {
     assert_eq!(node_of(STATE).await.as_deref(), Some("hv-b"), "guest state moves with its instance");
     let read = guest.send(Method::GET, "/a", &[], "").await.unwrap();
     assert_eq!(read.text(), "b", "the moved MMDS document is still served");
+    let rev_of = |collection: &'static str| {
+        let store = server.store.clone();
+        async move { store.get(&Key::new(collection, "i-node")).await.unwrap().unwrap().rev.to_string() }
+    };
+    let etag = moved.header("etag").unwrap().trim_matches('"').to_owned();
+    assert_eq!((rev_of(MMDS).await, rev_of(STATE).await), (etag.clone(), etag), "the move is one revision");
+
+    // A bulk import that changes the node moves them too, in the instance's chunk.
+    let line = json!({"id": "i-node", "ipv4": ["127.0.0.64"], "node": "hv-c"});
+    let imported = admin
+        .send(Method::POST, "/v1/instances", &[("content-type", "application/x-ndjson")], format!("{line}\n"))
+        .await
+        .unwrap();
+    assert_eq!(imported.status, StatusCode::OK, "{}", imported.text());
+    assert_eq!(node_of(MMDS).await.as_deref(), Some("hv-c"), "an import moves the MMDS document");
+    assert_eq!(node_of(STATE).await.as_deref(), Some("hv-c"), "an import moves guest state");
+    let rev = imported.json()["rev"].as_str().unwrap().to_owned();
+    assert_eq!((rev_of(MMDS).await, rev_of(STATE).await), (rev.clone(), rev), "the import's move is one revision");
+    assert_eq!(guest.send(Method::GET, "/a", &[], "").await.unwrap().text(), "b");
 }

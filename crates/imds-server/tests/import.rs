@@ -239,21 +239,17 @@ impl imds_store::Store for RacedStore {
     ) -> Result<imds_store::Page, imds_store::StoreError> {
         self.inner.list(collection, after, limit).await
     }
-    async fn put(&self, put: imds_store::Put) -> Result<imds_store::Written, imds_store::StoreError> {
-        self.inner.put(put).await
-    }
-    async fn put_batch(&self, puts: Vec<imds_store::Put>) -> Result<Vec<imds_store::Written>, imds_store::StoreError> {
-        if self.batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+    async fn commit(&self, ops: Vec<imds_store::Op>) -> Result<imds_store::Committed, imds_store::StoreError> {
+        // Only the import's chunks count: every operation an instance write.
+        let chunk = ops.iter().all(|op| op.key().collection == "instances");
+        if chunk && self.batches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
             let holder = Key::new("instances", "i-racer");
             return Err(imds_store::StoreError::ClaimConflict { claim: "ipv4/127.9.9.9".into(), holder });
         }
-        self.inner.put_batch(puts).await
+        self.inner.commit(ops).await
     }
     fn max_batch(&self) -> usize {
         2
-    }
-    async fn delete(&self, key: &Key, expect: imds_store::Expect) -> Result<Revision, imds_store::StoreError> {
-        self.inner.delete(key, expect).await
     }
     async fn snapshot(&self, scope: &Scope) -> Result<imds_store::Snapshot, imds_store::StoreError> {
         self.inner.snapshot(scope).await

@@ -1,5 +1,5 @@
-//! Firecracker MMDS over real sockets: every row of the conformance table of `mmds.md` §10
-//! (cited as "row N"), the atomicity of a PATCH seen by a reading guest, and the admin API's
+//! Firecracker MMDS over real sockets: every numbered conformance case of
+//! `docs/dialects/mmds.md` (cited as "row N"), the atomicity of a PATCH seen by a reading guest, and the admin API's
 //! Firecracker-shaped errors.
 //!
 //! Requests are written byte for byte on a TCP socket bound to the guest's address, so paths
@@ -279,7 +279,7 @@ async fn v2_requires_a_valid_token_of_its_own_instance() {
     assert_eq!(get(&server, v2, "/nonexistent", &[]).await.triple(), (401, "text/plain", NO_TOKEN));
     // Row 27: forged, malformed, too long and expired tokens.
     let key = token_key::load_or_create(&server.store).await.unwrap();
-    let expired = key.mint("i-v2", unix_now() - 10, 1).unwrap();
+    let expired = key.mint("i-v2", unix_now() - 10, 1, 1).unwrap();
     let long = "a".repeat(71);
     for token in ["foo", "INVALID_TOKEN", long.as_str(), expired.as_str()] {
         for header in ["X-metadata-token", "X-aws-ec2-metadata-token"] {
@@ -306,7 +306,7 @@ async fn v2_requires_a_valid_token_of_its_own_instance() {
     // Row 45: a 1-second token issued at the same time as a 60-second one, used 2 s later
     // (minted with the deployment's key for a clock 2 s back, so the test does not sleep).
     let then = unix_now() - 2;
-    let (short, long_lived) = (key.mint("i-v2", then, 1).unwrap(), key.mint("i-v2", then, 60).unwrap());
+    let (short, long_lived) = (key.mint("i-v2", then, 1, 1).unwrap(), key.mint("i-v2", then, 60, 2).unwrap());
     assert_eq!(get(&server, v2, "/", &[("X-metadata-token", &short)]).await.triple(), (401, "text/plain", BAD_TOKEN));
     assert_eq!(get(&server, v2, "/", &[("X-metadata-token", &long_lived)]).await.status, 200);
     // Row 46: a token of instance A is not valid on instance B.

@@ -18,7 +18,7 @@ fn unix_now() -> u64 {
 
 /// Asserts `text` is a `…Z` time within a minute of now, and returns it in Unix seconds.
 fn assert_recent(what: &str, text: &str) -> u64 {
-    let at = imds_creds::time::parse_rfc3339(text).unwrap_or_else(|| panic!("{what}: {text:?} is not a time"));
+    let at = imds_model::time::parse_rfc3339(text).unwrap_or_else(|| panic!("{what}: {text:?} is not a time"));
     let now = unix_now();
     assert!(at + 60 >= now && at <= now + 5, "{what} is {text}, not about now");
     at

@@ -57,17 +57,21 @@ pub const RETIRED_KEPT: usize = 3;
 pub enum SignError {
     /// The private key is not a PKCS#8 or PKCS#1 PEM RSA key.
     #[error("private key: {0}")]
-    Key(String),
+    Key(#[source] Cause),
     /// The certificate is not a PEM X.509 certificate, or not for this key.
     #[error("certificate: {0}")]
-    Certificate(String),
+    Certificate(#[source] Cause),
     /// Generating or signing failed.
     #[error("signing failed: {0}")]
-    Signing(String),
+    Signing(#[source] Cause),
     /// The stored keyring is unreadable.
     #[error("keyring: {0}")]
-    Keyring(String),
+    Keyring(#[source] Cause),
 }
+
+/// What a [`SignError`] comes from: the cryptography or encoding library's own error (kept as
+/// the error's `source()`), or a message saying what was wrong.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// One RSA signing key with its certificate. `Debug` shows only the key id.
 #[derive(Clone)]
@@ -86,7 +90,7 @@ impl fmt::Debug for SigningKey {
 
 /// The key id of a public key: hex of the first 16 bytes of SHA-256 over its SubjectPublicKeyInfo.
 fn key_id(public: &RsaPublicKey) -> Result<String, SignError> {
-    let spki = public.to_public_key_der().map_err(|e| SignError::Key(e.to_string()))?;
+    let spki = public.to_public_key_der().map_err(|e| SignError::Key(e.into()))?;
     let digest = Sha256::digest(spki.as_bytes());
     Ok(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
 }
@@ -95,7 +99,7 @@ impl SigningKey {
     /// Generates a fresh RSA-2048 key and a self-signed certificate for it.
     pub fn generate() -> Result<Self, SignError> {
         let private = RsaPrivateKey::new(&mut rand_core::OsRng, KEY_BITS)
-            .map_err(|e| SignError::Signing(format!("generating an RSA key: {e}")))?;
+            .map_err(|e| SignError::Signing(format!("generating an RSA key: {e}").into()))?;
         Self::with_self_signed(private, DEFAULT_SUBJECT)
     }
 
@@ -107,25 +111,24 @@ impl SigningKey {
                 use rsa::pkcs1::DecodeRsaPrivateKey;
                 RsaPrivateKey::from_pkcs1_pem(private_key_pem)
             })
-            .map_err(|e| SignError::Key(format!("not a PEM RSA private key (PKCS#8 or PKCS#1): {e}")))?;
+            .map_err(|e| SignError::Key(format!("not a PEM RSA private key (PKCS#8 or PKCS#1): {e}").into()))?;
         if private.size() * 8 < 2048 {
-            return Err(SignError::Key(format!(
-                "{}-bit keys are too short; use at least 2048 bits",
-                private.size() * 8
-            )));
+            return Err(SignError::Key(
+                format!("{}-bit keys are too short; use at least 2048 bits", private.size() * 8).into(),
+            ));
         }
         match certificate_pem {
             None => Self::with_self_signed(private, DEFAULT_SUBJECT),
             Some(pem) => {
                 let certificate = Certificate::from_pem(pem.trim().as_bytes())
-                    .map_err(|e| SignError::Certificate(format!("not a PEM X.509 certificate: {e}")))?;
+                    .map_err(|e| SignError::Certificate(format!("not a PEM X.509 certificate: {e}").into()))?;
                 let public = RsaPublicKey::from(&private);
-                let spki_der = public.to_public_key_der().map_err(|e| SignError::Key(e.to_string()))?;
+                let spki_der = public.to_public_key_der().map_err(|e| SignError::Key(e.into()))?;
                 let cert_spki = certificate
                     .tbs_certificate
                     .subject_public_key_info
                     .to_der()
-                    .map_err(|e| SignError::Certificate(e.to_string()))?;
+                    .map_err(|e| SignError::Certificate(e.into()))?;
                 if spki_der.as_bytes() != cert_spki.as_slice() {
                     return Err(SignError::Certificate("the certificate is not for this private key".into()));
                 }
@@ -137,17 +140,17 @@ impl SigningKey {
     fn with_self_signed(private: RsaPrivateKey, subject: &str) -> Result<Self, SignError> {
         let signer = pkcs1v15::SigningKey::<Sha256>::new(private.clone());
         let public = RsaPublicKey::from(&private);
-        let spki = SubjectPublicKeyInfoOwned::from_key(public.clone()).map_err(|e| SignError::Key(e.to_string()))?;
+        let spki = SubjectPublicKeyInfoOwned::from_key(public.clone()).map_err(|e| SignError::Key(e.into()))?;
         let mut serial = [0u8; 16];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut serial);
         serial[0] &= 0x7f; // a positive INTEGER
         serial[0] |= 0x01; // and no leading zero byte
-        let serial = SerialNumber::new(&serial).map_err(|e| SignError::Certificate(e.to_string()))?;
-        let validity = Validity::from_now(CERT_VALIDITY).map_err(|e| SignError::Certificate(e.to_string()))?;
-        let subject = Name::from_str(subject).map_err(|e| SignError::Certificate(e.to_string()))?;
+        let serial = SerialNumber::new(&serial).map_err(|e| SignError::Certificate(e.into()))?;
+        let validity = Validity::from_now(CERT_VALIDITY).map_err(|e| SignError::Certificate(e.into()))?;
+        let subject = Name::from_str(subject).map_err(|e| SignError::Certificate(e.into()))?;
         let builder = CertificateBuilder::new(Profile::Root, serial, validity, subject, spki, &signer)
-            .map_err(|e| SignError::Certificate(e.to_string()))?;
-        let certificate = builder.build::<pkcs1v15::Signature>().map_err(|e| SignError::Certificate(e.to_string()))?;
+            .map_err(|e| SignError::Certificate(e.into()))?;
+        let certificate = builder.build::<pkcs1v15::Signature>().map_err(|e| SignError::Certificate(e.into()))?;
         Self::assemble(private, certificate)
     }
 
@@ -169,7 +172,7 @@ impl SigningKey {
 
     /// The private key, PKCS#8 PEM (for the store only; never logged or served).
     fn private_pem(&self) -> Result<String, SignError> {
-        Ok(self.private.to_pkcs8_pem(LineEnding::LF).map_err(|e| SignError::Key(e.to_string()))?.to_string())
+        Ok(self.private.to_pkcs8_pem(LineEnding::LF).map_err(|e| SignError::Key(e.into()))?.to_string())
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 over `data` (EC2's `signature`), raw bytes.
@@ -186,7 +189,7 @@ impl SigningKey {
         use cms::cert::IssuerAndSerialNumber;
         use cms::signed_data::{EncapsulatedContentInfo, SignerIdentifier};
         use spki::AlgorithmIdentifierOwned;
-        let fail = |e: &dyn fmt::Display| SignError::Signing(format!("PKCS#7: {e}"));
+        let fail = |e: &dyn fmt::Display| SignError::Signing(format!("PKCS#7: {e}").into());
         let content = der::Any::new(der::Tag::OctetString, data).map_err(|e| fail(&e))?;
         let encapsulated =
             EncapsulatedContentInfo { econtent_type: const_oid::db::rfc5911::ID_DATA, econtent: Some(content) };
@@ -304,12 +307,12 @@ impl Keyring {
                 })
             })
             .collect::<Result<Vec<_>, SignError>>()?;
-        serde_json::to_vec(&StoredKeyring { keys }).map_err(|e| SignError::Keyring(e.to_string()))
+        serde_json::to_vec(&StoredKeyring { keys }).map_err(|e| SignError::Keyring(e.into()))
     }
 
     /// Reads the stored form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SignError> {
-        let stored: StoredKeyring = serde_json::from_slice(bytes).map_err(|e| SignError::Keyring(e.to_string()))?;
+        let stored: StoredKeyring = serde_json::from_slice(bytes).map_err(|e| SignError::Keyring(e.into()))?;
         let keys = stored
             .keys
             .iter()
@@ -325,7 +328,7 @@ impl Keyring {
 /// Parses a PEM bundle into its certificates.
 pub fn parse_certificates(pem: &str) -> Result<Vec<Certificate>, SignError> {
     let certificates = Certificate::load_pem_chain(pem.as_bytes())
-        .map_err(|e| SignError::Certificate(format!("not a PEM certificate bundle: {e}")))?;
+        .map_err(|e| SignError::Certificate(format!("not a PEM certificate bundle: {e}").into()))?;
     if certificates.is_empty() {
         return Err(SignError::Certificate("no certificate in the bundle".into()));
     }
@@ -334,12 +337,12 @@ pub fn parse_certificates(pem: &str) -> Result<Vec<Certificate>, SignError> {
 
 /// The DER of a certificate (for callers that need the raw bytes).
 pub fn certificate_der(certificate: &Certificate) -> Result<Vec<u8>, SignError> {
-    certificate.to_der().map_err(|e| SignError::Certificate(e.to_string()))
+    certificate.to_der().map_err(|e| SignError::Certificate(e.into()))
 }
 
 /// Reads a DER certificate.
 pub fn certificate_from_der(der: &[u8]) -> Result<Certificate, SignError> {
-    Certificate::from_der(der).map_err(|e| SignError::Certificate(e.to_string()))
+    Certificate::from_der(der).map_err(|e| SignError::Certificate(e.into()))
 }
 
 #[cfg(test)]

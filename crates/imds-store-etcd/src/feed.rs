@@ -36,7 +36,7 @@ pub(crate) async fn open(
 ) -> Result<Feed, StoreError> {
     let watch_options =
         WatchOptions::new().with_prefix().with_start_revision(layout::etcd_revision(after) + 1).with_progress_notify();
-    let unavailable = |err: etcd_client::Error| StoreError::Unavailable(format!("etcd: watch: {err}"));
+    let unavailable = |err: etcd_client::Error| StoreError::unavailable_from("etcd: watch", err);
     let create = async {
         let mut stream =
             client.clone().watch(layout.watched(&scope), Some(watch_options)).await.map_err(unavailable)?;
@@ -44,13 +44,13 @@ pub(crate) async fn open(
         match stream.message().await.map_err(unavailable)? {
             Some(response) if response.canceled() => Err(cancelled(&response, after)),
             Some(_) => Ok(stream),
-            None => Err(StoreError::Unavailable("etcd: watch stream closed before it was created".into())),
+            None => Err(StoreError::unavailable("etcd: watch stream closed before it was created")),
         }
     };
     let stream = match tokio::time::timeout(options.call_timeout, create).await {
         Ok(stream) => stream?,
         Err(_) => {
-            return Err(StoreError::Unavailable(format!("etcd: watch not created within {:?}", options.call_timeout)))
+            return Err(StoreError::unavailable(format!("etcd: watch not created within {:?}", options.call_timeout)))
         }
     };
     let (tx, rx) = mpsc::channel(options.queue.max(1));
@@ -75,7 +75,7 @@ fn cancelled(response: &WatchResponse, last: Revision) -> StoreError {
     if response.compact_revision() > 0 {
         StoreError::Compacted { after: last, oldest: layout::revision(response.compact_revision()) }
     } else {
-        StoreError::Unavailable(format!("etcd: watch cancelled: {:?}", response.cancel_reason()))
+        StoreError::unavailable(format!("etcd: watch cancelled: {:?}", response.cancel_reason()))
     }
 }
 
@@ -124,7 +124,7 @@ impl WatchTask {
                 _ = quiet.tick() => {
                     if !heard {
                         if let Err(err) = self.stream.request_progress().await {
-                            return Stop::Failed(StoreError::Unavailable(format!("etcd: progress request: {err}")));
+                            return Stop::Failed(StoreError::unavailable_from("etcd: progress request", err));
                         }
                     }
                     heard = false;
@@ -133,8 +133,8 @@ impl WatchTask {
                     heard = true;
                     let response = match message {
                         Ok(Some(response)) => response,
-                        Ok(None) => return Stop::Failed(StoreError::Unavailable("etcd: watch stream ended".into())),
-                        Err(err) => return Stop::Failed(StoreError::Unavailable(format!("etcd: watch: {err}"))),
+                        Ok(None) => return Stop::Failed(StoreError::unavailable("etcd: watch stream ended")),
+                        Err(err) => return Stop::Failed(StoreError::unavailable_from("etcd: watch", err)),
                     };
                     if response.canceled() {
                         return Stop::Failed(cancelled(&response, self.last));

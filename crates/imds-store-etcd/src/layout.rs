@@ -115,7 +115,7 @@ impl Layout {
 /// Checks that a key part or node name can be a path segment: non-empty, no `/`, no NUL.
 pub(crate) fn check_segment(what: &str, segment: &str) -> Result<(), StoreError> {
     if segment.is_empty() || segment.contains(['/', '\0']) {
-        return Err(StoreError::Unavailable(format!("etcd: {what} {segment:?} cannot be a key segment")));
+        return Err(StoreError::unavailable(format!("etcd: {what} {segment:?} cannot be a key segment")));
     }
     Ok(())
 }
@@ -132,7 +132,7 @@ pub(crate) fn encode_record(claims: &[String], value: &[u8]) -> Vec<u8> {
 
 /// Decodes a record stored under `key` at `rev`.
 pub(crate) fn decode_record(key: Key, node: Option<String>, stored: &[u8], rev: i64) -> Result<Record, StoreError> {
-    let damaged = || StoreError::Unavailable(format!("etcd: record {key} is not in the imds record format"));
+    let damaged = || StoreError::unavailable(format!("etcd: record {key} is not in the imds record format"));
     let split = stored.iter().position(|b| *b == b'\n').ok_or_else(damaged)?;
     let header: Header = serde_json::from_slice(&stored[..split]).map_err(|_| damaged())?;
     Ok(Record { key, node, claims: header.claims, value: stored[split + 1..].to_vec(), rev: revision(rev) })
@@ -146,7 +146,7 @@ pub(crate) fn encode_index(entry: &IndexEntry) -> Vec<u8> {
 /// Decodes an index entry.
 pub(crate) fn decode_index(key: &Key, stored: &[u8]) -> Result<IndexEntry, StoreError> {
     serde_json::from_slice(stored)
-        .map_err(|err| StoreError::Unavailable(format!("etcd: index entry of {key} is damaged: {err}")))
+        .map_err(|err| StoreError::unavailable_from(format!("etcd: index entry of {key} is damaged"), err))
 }
 
 /// The store revision of an etcd revision. A fresh cluster is at etcd revision 1 with nothing

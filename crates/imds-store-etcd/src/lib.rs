@@ -26,7 +26,7 @@ use std::time::Duration;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
-use imds_store::{Expect, Feed, Key, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError, Written};
+use imds_store::{Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
 
 mod feed;
 mod layout;
@@ -134,8 +134,8 @@ impl fmt::Debug for EtcdStore {
 
 /// Maps a client error to [`StoreError`]: compaction is reported as such, everything else may be
 /// retried.
-fn etcd_error(context: &str, err: &etcd_client::Error) -> StoreError {
-    StoreError::Unavailable(format!("etcd: {context}: {err}"))
+fn etcd_error(context: &str, err: etcd_client::Error) -> StoreError {
+    StoreError::unavailable_from(format!("etcd: {context}"), err)
 }
 
 /// Whether a client error says the revision asked for is compacted.
@@ -155,14 +155,24 @@ fn write_tag() -> String {
     format!("{:x}-{:x}-{:x}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// One put of a batch, checked and encoded.
+/// One operation of a commit, checked and encoded.
 struct Prepared {
-    put: Put,
+    op: Op,
     /// `collection/id`, the value of the claim keys it holds.
     holder_name: String,
     index_key: String,
-    record_key: String,
+    /// What a put stores under its record key.
     stored: Vec<u8>,
+}
+
+impl Prepared {
+    /// The claims a put takes (none for other operations).
+    fn claims(&self) -> &[String] {
+        match &self.op {
+            Op::Put(put) => &put.claims,
+            Op::Delete { .. } | Op::Check { .. } => &[],
+        }
+    }
 }
 
 /// What a write observed of a record before building its transaction.
@@ -177,7 +187,7 @@ impl EtcdStore {
     /// [`StoreError::Unavailable`] and are retried by the caller.
     pub async fn connect(options: EtcdOptions) -> Result<Self, StoreError> {
         if options.endpoints.is_empty() {
-            return Err(StoreError::Unavailable("etcd: no endpoint given".into()));
+            return Err(StoreError::unavailable("etcd: no endpoint given"));
         }
         if options.keep_alive < Duration::from_secs(5) {
             tracing::warn!(
@@ -192,7 +202,7 @@ impl EtcdStore {
             .with_require_leader(true);
         let client = Client::connect(&options.endpoints, Some(connect))
             .await
-            .map_err(|err| etcd_error(&format!("connecting to {:?}", options.endpoints), &err))?;
+            .map_err(|err| etcd_error(&format!("connecting to {:?}", options.endpoints), err))?;
         Ok(Self { client, layout: Layout::new(&options.prefix), options })
     }
 
@@ -217,9 +227,9 @@ impl EtcdStore {
                 Ok(Err(err)) if is_compacted(&err) => {
                     return Err(StoreError::Compacted { after: Revision(0), oldest: Revision(0) })
                 }
-                Ok(Err(err)) => etcd_error(what, &err),
+                Ok(Err(err)) => etcd_error(what, err),
                 Err(_) => {
-                    StoreError::Unavailable(format!("etcd: {what}: no answer within {:?}", self.options.call_timeout))
+                    StoreError::unavailable(format!("etcd: {what}: no answer within {:?}", self.options.call_timeout))
                 }
             };
             let delay = backoff(attempt);
@@ -237,59 +247,65 @@ impl EtcdStore {
         let outcome = tokio::time::timeout(self.options.call_timeout, self.client.clone().txn(txn)).await;
         match outcome {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) => Err(etcd_error("transaction", &err)),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            Ok(Err(err)) => Err(etcd_error("transaction", err)),
+            Err(_) => Err(StoreError::unavailable(format!(
                 "etcd: transaction: no answer within {:?}",
                 self.options.call_timeout
             ))),
         }
     }
 
-    /// Checks one put of a batch and encodes it under the batch's write `tag` (added later).
-    fn prepare(&self, put: Put) -> Result<Prepared, StoreError> {
-        layout::check_segment("collection", &put.key.collection)?;
-        layout::check_segment("id", &put.key.id)?;
-        if let Some(node) = &put.node {
-            layout::check_segment("node", node)?;
+    /// Checks one operation of a commit and encodes it (the write tag is added later).
+    fn prepare(&self, op: Op) -> Result<Prepared, StoreError> {
+        let key = op.key();
+        layout::check_segment("collection", &key.collection)?;
+        layout::check_segment("id", &key.id)?;
+        let mut stored = Vec::new();
+        if let Op::Put(put) = &op {
+            if let Some(node) = &put.node {
+                layout::check_segment("node", node)?;
+            }
+            if put.value.len() > self.options.max_value_bytes {
+                return Err(StoreError::TooLarge { size: put.value.len(), limit: self.options.max_value_bytes });
+            }
+            stored = layout::encode_record(&put.claims, &put.value);
         }
-        if put.value.len() > self.options.max_value_bytes {
-            return Err(StoreError::TooLarge { size: put.value.len(), limit: self.options.max_value_bytes });
-        }
-        let put = Put { claims: normalize_claims(put.claims), ..put };
         Ok(Prepared {
-            holder_name: format!("{}/{}", put.key.collection, put.key.id),
-            index_key: self.layout.index(&put.key),
-            record_key: self.layout.record(&put.key, put.node.as_deref()),
-            stored: layout::encode_record(&put.claims, &put.value),
-            put,
+            holder_name: format!("{}/{}", key.collection, key.id),
+            index_key: self.layout.index(key),
+            stored,
+            op,
         })
     }
 
-    /// Commits a checked batch in one `Txn`: every index entry guarded by its `mod_revision`,
-    /// every claim taken from outside the batch by `create_revision == 0`. A claim held by a
-    /// record of the batch is guarded by that record's index guard (claims change only with
-    /// their index entry), so it may move to another put without a delete.
-    async fn write_batch(&self, batch: &[Prepared]) -> Result<Vec<Written>, StoreError> {
+    /// Commits checked operations in one `Txn`: every index entry guarded by its
+    /// `mod_revision` (or its absence), every claim taken from outside the commit by
+    /// `create_revision == 0`. A claim held by a record the commit deletes or rewrites is
+    /// guarded by that record's index guard (claims change only with their index entry), so it
+    /// may move to another put without a delete.
+    async fn write_ops(&self, batch: &[Prepared]) -> Result<Committed, StoreError> {
         let tag = write_tag();
-        let names: HashSet<&str> = batch.iter().map(|p| p.holder_name.as_str()).collect();
-        let taken: HashSet<&str> = batch.iter().flat_map(|p| p.put.claims.iter().map(String::as_str)).collect();
+        let names: HashSet<&str> =
+            batch.iter().filter(|p| !matches!(p.op, Op::Check { .. })).map(|p| p.holder_name.as_str()).collect();
+        let taken: HashSet<&str> = batch.iter().flat_map(|p| p.claims().iter().map(String::as_str)).collect();
+        // A put's index entry carries the tag: how a retry recognises its own lost success.
+        let tagged = batch.iter().position(|p| matches!(p.op, Op::Put(_)));
         let deadline = tokio::time::Instant::now() + self.options.write_deadline;
-        let mut ambiguous: Option<Vec<bool>> = None;
+        let mut ambiguous: Option<Vec<Option<Revision>>> = None;
         let mut attempt = 0u32;
         for _ in 0..MAX_RACES {
             let (currents, holders) = self.read_batch(batch).await?;
-            if let Some(created) = &ambiguous {
-                if let Some(first) = currents[0].as_ref().filter(|c| c.entry.write == tag) {
+            if let (Some(before), Some(tagged)) = (&ambiguous, tagged) {
+                if let Some(first) = currents[tagged].as_ref().filter(|c| c.entry.write == tag) {
                     // An earlier attempt committed; its answer was lost.
-                    let rev = layout::revision(first.mod_rev);
-                    return Ok(created.iter().map(|&created| Written { rev, created }).collect());
+                    return Ok(Committed { rev: layout::revision(first.mod_rev), before: before.clone() });
                 }
             }
             let mut compares = Vec::new();
             let mut ops = Vec::new();
             for ((prepared, current), holders) in batch.iter().zip(&currents).zip(&holders) {
-                let put = &prepared.put;
-                put.expect.check(&put.key, current.as_ref().map(|c| layout::revision(c.mod_rev)))?;
+                let op = &prepared.op;
+                op.expect().check(op.key(), current.as_ref().map(|c| layout::revision(c.mod_rev)))?;
                 let held: &[String] = current.as_ref().map_or(&[], |c| &c.entry.claims);
                 compares.push(match current {
                     Some(current) => {
@@ -297,13 +313,28 @@ impl EtcdStore {
                     }
                     None => Compare::create_revision(prepared.index_key.clone(), CompareOp::Equal, 0),
                 });
+                let put = match op {
+                    Op::Check { .. } => continue,
+                    Op::Delete { key, .. } => {
+                        if let Some(current) = current {
+                            ops.push(TxnOp::delete(self.layout.record(key, current.entry.node.as_deref()), None));
+                            ops.push(TxnOp::delete(prepared.index_key.clone(), None));
+                            for claim in held.iter().filter(|claim| !taken.contains(claim.as_str())) {
+                                ops.push(TxnOp::delete(self.layout.claim(claim), None));
+                            }
+                        }
+                        continue;
+                    }
+                    Op::Put(put) => put,
+                };
                 for (claim, holder) in put.claims.iter().zip(holders) {
                     if held.contains(claim) {
                         continue;
                     }
                     match holder {
+                        // Already ours (the index entry missed it): nothing to take.
                         Some(holder) if *holder == prepared.holder_name => {}
-                        // Held by a record this batch rewrites without it: moves here.
+                        // Held by a record this commit deletes or rewrites without it: moves here.
                         Some(holder) if names.contains(holder.as_str()) => {
                             ops.push(TxnOp::put(self.layout.claim(claim), prepared.holder_name.clone(), None));
                         }
@@ -325,21 +356,24 @@ impl EtcdStore {
                     }
                 }
                 let entry = IndexEntry { node: put.node.clone(), claims: put.claims.clone(), write: tag.clone() };
-                ops.push(TxnOp::put(prepared.record_key.clone(), prepared.stored.clone(), None));
+                ops.push(TxnOp::put(self.layout.record(&put.key, put.node.as_deref()), prepared.stored.clone(), None));
                 ops.push(TxnOp::put(prepared.index_key.clone(), layout::encode_index(&entry), None));
             }
             let needed = compares.len().max(ops.len());
             if needed > MAX_TXN_OPS {
                 return Err(StoreError::BatchTooLarge { ops: needed, limit: MAX_TXN_OPS });
             }
+            let before: Vec<Option<Revision>> =
+                currents.iter().map(|current| current.as_ref().map(|c| layout::revision(c.mod_rev))).collect();
             match self.txn_once(Txn::new().when(compares).and_then(ops)).await {
                 Ok(response) if response.succeeded() => {
-                    let rev = layout::revision(header_rev(response.header()));
-                    return Ok(currents.iter().map(|current| Written { rev, created: current.is_none() }).collect());
+                    return Ok(Committed { rev: layout::revision(header_rev(response.header())), before });
                 }
                 Ok(_) => continue, // lost a race: read again and re-check
                 Err(err) => {
-                    ambiguous = Some(currents.iter().map(Option::is_none).collect());
+                    // A retry of a commit without puts that finds its deletes done reports what
+                    // it finds (etcd keeps no trace of who deleted a key).
+                    ambiguous = Some(before);
                     let delay = backoff(attempt);
                     attempt = attempt.saturating_add(1);
                     if tokio::time::Instant::now() + delay >= deadline {
@@ -349,8 +383,8 @@ impl EtcdStore {
                 }
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "etcd: a batch of {} kept changing under {MAX_RACES} write attempts",
+        Err(StoreError::unavailable(format!(
+            "etcd: a commit of {} operations kept changing under {MAX_RACES} write attempts",
             batch.len()
         )))
     }
@@ -365,7 +399,7 @@ impl EtcdStore {
         let mut ops = Vec::new();
         for prepared in batch {
             ops.push(TxnOp::get(prepared.index_key.clone(), None));
-            ops.extend(prepared.put.claims.iter().map(|claim| TxnOp::get(self.layout.claim(claim), None)));
+            ops.extend(prepared.claims().iter().map(|claim| TxnOp::get(self.layout.claim(claim), None)));
         }
         let mut found: Vec<Option<KeyValue>> = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(READS_PER_TXN) {
@@ -386,7 +420,7 @@ impl EtcdStore {
         for prepared in batch {
             let current = match found.next().flatten() {
                 Some(kv) => Some(Current {
-                    entry: layout::decode_index(&prepared.put.key, kv.value())?,
+                    entry: layout::decode_index(prepared.op.key(), kv.value())?,
                     mod_rev: kv.mod_revision(),
                 }),
                 None => None,
@@ -394,40 +428,13 @@ impl EtcdStore {
             currents.push(current);
             holders.push(
                 prepared
-                    .put
-                    .claims
+                    .claims()
                     .iter()
                     .map(|_| found.next().flatten().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
                     .collect(),
             );
         }
         Ok((currents, holders))
-    }
-
-    /// Reads a record's index entry and the entries of `claims`, atomically.
-    async fn read_for_write(
-        &self,
-        key: &Key,
-        claims: &[String],
-    ) -> Result<(Option<Current>, Vec<Option<String>>), StoreError> {
-        let mut ops = vec![TxnOp::get(self.layout.index(key), None)];
-        ops.extend(claims.iter().map(|claim| TxnOp::get(self.layout.claim(claim), None)));
-        let response = self
-            .retry("reading before a write", |mut client| {
-                let txn = Txn::new().and_then(ops.clone());
-                async move { client.txn(txn).await }
-            })
-            .await?;
-        let mut results = response.op_responses().into_iter().map(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().cloned(),
-            _ => None,
-        });
-        let current = match results.next().flatten() {
-            Some(kv) => Some(Current { entry: layout::decode_index(key, kv.value())?, mod_rev: kv.mod_revision() }),
-            None => None,
-        };
-        let holders = results.map(|kv| kv.map(|kv| String::from_utf8_lossy(kv.value()).into_owned())).collect();
-        Ok((current, holders))
     }
 
     /// The index entry of a record, with the revision it was read at.
@@ -536,17 +543,7 @@ impl EtcdStore {
 
 /// The jittered back-off before retry `attempt`: 25 ms doubling to 1 s, 50–100 % of that.
 fn backoff(attempt: u32) -> Duration {
-    let exp = Duration::from_millis(25).saturating_mul(1u32 << attempt.min(6)).min(Duration::from_secs(1));
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    exp.mul_f64(0.5 + f64::from(nanos % 1000) / 2000.0)
-}
-
-/// Sorts and de-duplicates claims, the form [`Record::claims`] promises.
-fn normalize_claims(mut claims: Vec<String>) -> Vec<String> {
-    claims.sort();
-    claims.dedup();
-    claims
+    imds_store::backoff::Backoff { initial: Duration::from_millis(25), max: Duration::from_secs(1) }.delay(attempt)
 }
 
 /// How many times a write re-reads and retries after losing a race.
@@ -605,143 +602,21 @@ impl Store for EtcdStore {
         Ok(Page::from_overfetch(records, limit))
     }
 
-    async fn put(&self, put: Put) -> Result<Written, StoreError> {
-        let Put { key, node, claims, value, expect } = put;
-        layout::check_segment("collection", &key.collection)?;
-        layout::check_segment("id", &key.id)?;
-        if let Some(node) = &node {
-            layout::check_segment("node", node)?;
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+        imds_store::check_ops(&ops)?;
+        let ops = imds_store::normalize_ops(ops);
+        if ops.is_empty() {
+            return Ok(Committed { rev: self.revision().await?, before: Vec::new() });
         }
-        if value.len() > self.options.max_value_bytes {
-            return Err(StoreError::TooLarge { size: value.len(), limit: self.options.max_value_bytes });
+        let mut prepared = Vec::with_capacity(ops.len());
+        for op in ops {
+            prepared.push(self.prepare(op)?);
         }
-        let claims = normalize_claims(claims);
-        let tag = write_tag();
-        let index_key = self.layout.index(&key);
-        let record_key = self.layout.record(&key, node.as_deref());
-        let stored = layout::encode_record(&claims, &value);
-        let entry = IndexEntry { node: node.clone(), claims: claims.clone(), write: tag.clone() };
-        let index_value = layout::encode_index(&entry);
-        let deadline = tokio::time::Instant::now() + self.options.write_deadline;
-        let mut ambiguous = false;
-        // Whether the attempt whose answer was lost would have created the record.
-        let mut created_if_committed = false;
-        let mut attempt = 0u32;
-        for _ in 0..MAX_RACES {
-            let (current, holders) = self.read_for_write(&key, &claims).await?;
-            if ambiguous {
-                if let Some(current) = current.as_ref().filter(|c| c.entry.write == tag) {
-                    // An earlier attempt committed; its answer was lost.
-                    return Ok(Written { rev: layout::revision(current.mod_rev), created: created_if_committed });
-                }
-            }
-            expect.check(&key, current.as_ref().map(|c| layout::revision(c.mod_rev)))?;
-            let held: &[String] = current.as_ref().map_or(&[], |c| &c.entry.claims);
-            let holder_name = format!("{}/{}", key.collection, key.id);
-            let mut compares = vec![match &current {
-                Some(current) => Compare::mod_revision(index_key.clone(), CompareOp::Equal, current.mod_rev),
-                None => Compare::create_revision(index_key.clone(), CompareOp::Equal, 0),
-            }];
-            let mut ops = Vec::new();
-            for (claim, holder) in claims.iter().zip(&holders) {
-                if held.contains(claim) {
-                    continue;
-                }
-                match holder {
-                    // Already ours (the index entry missed it): nothing to take.
-                    Some(holder) if *holder == holder_name => {}
-                    Some(holder) => {
-                        return Err(StoreError::ClaimConflict { claim: claim.clone(), holder: holder_key(holder) });
-                    }
-                    None => {
-                        compares.push(Compare::create_revision(self.layout.claim(claim), CompareOp::Equal, 0));
-                        ops.push(TxnOp::put(self.layout.claim(claim), holder_name.clone(), None));
-                    }
-                }
-            }
-            for claim in held.iter().filter(|claim| !claims.contains(claim)) {
-                ops.push(TxnOp::delete(self.layout.claim(claim), None));
-            }
-            if let Some(current) = &current {
-                if current.entry.node != node {
-                    ops.push(TxnOp::delete(self.layout.record(&key, current.entry.node.as_deref()), None));
-                }
-            }
-            ops.push(TxnOp::put(record_key.clone(), stored.clone(), None));
-            ops.push(TxnOp::put(index_key.clone(), index_value.clone(), None));
-            match self.txn_once(Txn::new().when(compares).and_then(ops)).await {
-                Ok(response) if response.succeeded() => {
-                    return Ok(Written {
-                        rev: layout::revision(header_rev(response.header())),
-                        created: current.is_none(),
-                    });
-                }
-                Ok(_) => continue, // lost a race: read again and re-check
-                Err(err) => {
-                    ambiguous = true;
-                    created_if_committed = current.is_none();
-                    let delay = backoff(attempt);
-                    attempt = attempt.saturating_add(1);
-                    if tokio::time::Instant::now() + delay >= deadline {
-                        return Err(err);
-                    }
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-        Err(StoreError::Unavailable(format!("etcd: {key} kept changing under {MAX_RACES} write attempts")))
-    }
-
-    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
-        imds_store::check_batch(&puts)?;
-        if puts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut prepared = Vec::with_capacity(puts.len());
-        for put in puts {
-            prepared.push(self.prepare(put)?);
-        }
-        self.write_batch(&prepared).await
+        self.write_ops(&prepared).await
     }
 
     fn max_batch(&self) -> usize {
         MAX_TXN_OPS / OPS_PER_PUT
-    }
-
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
-        let deadline = tokio::time::Instant::now() + self.options.write_deadline;
-        let mut attempt = 0u32;
-        for _ in 0..MAX_RACES {
-            let (current, _) = self.read_index(key).await?;
-            let Some(current) = current else {
-                return Err(StoreError::NotFound { key: key.clone() });
-            };
-            expect.check(key, Some(layout::revision(current.mod_rev)))?;
-            let index_key = self.layout.index(key);
-            let mut ops = vec![
-                TxnOp::delete(self.layout.record(key, current.entry.node.as_deref()), None),
-                TxnOp::delete(index_key.clone(), None),
-            ];
-            ops.extend(current.entry.claims.iter().map(|claim| TxnOp::delete(self.layout.claim(claim), None)));
-            let txn = Txn::new()
-                .when(vec![Compare::mod_revision(index_key, CompareOp::Equal, current.mod_rev)])
-                .and_then(ops);
-            match self.txn_once(txn).await {
-                Ok(response) if response.succeeded() => return Ok(layout::revision(header_rev(response.header()))),
-                Ok(_) => continue,
-                Err(err) => {
-                    // A retry that finds the key gone reports NotFound even if this attempt was
-                    // the one that deleted it: etcd keeps no trace of who deleted a key.
-                    let delay = backoff(attempt);
-                    attempt = attempt.saturating_add(1);
-                    if tokio::time::Instant::now() + delay >= deadline {
-                        return Err(err);
-                    }
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
-        Err(StoreError::Unavailable(format!("etcd: {key} kept changing under {MAX_RACES} delete attempts")))
     }
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
@@ -767,7 +642,7 @@ impl Store for EtcdStore {
             }
             return Ok(Snapshot { rev: layout::revision(rev), records });
         }
-        Err(StoreError::Unavailable("etcd: snapshot kept being compacted away".into()))
+        Err(StoreError::unavailable("etcd: snapshot kept being compacted away"))
     }
 
     async fn subscribe(&self, scope: &Scope, after: Revision) -> Result<Feed, StoreError> {

@@ -45,6 +45,7 @@ impl Node {
                 token: None,
                 write_visibility_timeout: Duration::from_secs(5),
                 import: admin::import::Limits::default(),
+                compat: Default::default(),
             },
             limits: Limits::default(),
             connections: listener::Limits::default(),
@@ -213,8 +214,8 @@ async fn member_and_leader_kills_lose_nothing() {
             let mut seq = 0u64;
             while !stop.load(Ordering::SeqCst) && seq < 3000 {
                 seq += 1;
-                let (node, id) = if seq % 3 == 0 { ("hv-2", "i-other") } else { (NODE, "i-load") };
-                let ip = if seq % 3 == 0 { "127.0.62.3" } else { "127.0.62.2" };
+                let (node, id) = if seq.is_multiple_of(3) { ("hv-2", "i-other") } else { (NODE, "i-load") };
+                let ip = if seq.is_multiple_of(3) { "127.0.62.3" } else { "127.0.62.2" };
                 let (written, retried) = put_counting_retries(&*store, instance_put(id, ip, node, seq)).await;
                 if node == NODE {
                     mine.push((written.rev, seq));

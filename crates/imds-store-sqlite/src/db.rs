@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use imds_store::{Change, Expect, FeedEvent, Key, Page, Put, Record, Revision, Scope, Snapshot, StoreError, Written};
+use imds_store::{Change, Committed, FeedEvent, Key, Op, Page, Put, Record, Revision, Scope, Snapshot, StoreError};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior};
 
@@ -100,66 +100,59 @@ impl Db {
         Ok(Page::from_overfetch(records, limit))
     }
 
-    /// Creates or replaces a record in one transaction.
-    pub(crate) fn put(&self, put: Put) -> Result<Written, StoreError> {
-        let mut written = self.put_batch(vec![put])?;
-        written.pop().ok_or_else(|| StoreError::Unavailable("sqlite: a put wrote nothing".into()))
-    }
-
-    /// Creates or replaces records in one transaction, all at one revision (see
-    /// `Store::put_batch`): every check runs before the first statement that writes.
-    pub(crate) fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
-        imds_store::check_batch(&puts)?;
-        if puts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let puts: Vec<Put> = puts
-            .into_iter()
-            .map(|mut put| {
-                put.claims.sort();
-                put.claims.dedup();
-                put
-            })
-            .collect();
-        let batch: HashSet<&Key> = puts.iter().map(|put| &put.key).collect();
+    /// Commits operations in one transaction (see `Store::commit`): every check runs before
+    /// the first statement that writes.
+    pub(crate) fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+        imds_store::check_ops(&ops)?;
+        let ops = imds_store::normalize_ops(ops);
+        let touched: HashSet<&Key> = ops.iter().filter(|op| !matches!(op, Op::Check { .. })).map(Op::key).collect();
         let mut conn = self.writer();
         let tx = begin_write(&mut conn)?;
-        let mut currents = Vec::with_capacity(puts.len());
+        let mut currents = Vec::with_capacity(ops.len());
         {
             let mut holder = tx
                 .prepare_cached("SELECT collection, id FROM claims WHERE claim = ?1")
                 .map_err(sql_error("preparing the claim check"))?;
-            for put in &puts {
-                let current = current_version(&tx, &put.key)?;
-                put.expect.check(&put.key, current.as_ref().map(|(rev, _)| *rev))?;
-                for claim in &put.claims {
-                    let found: Option<Key> = holder
-                        .query_row([claim], |row| Ok(Key::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
-                        .optional()
-                        .map_err(sql_error(format_args!("checking claim {claim}")))?;
-                    // A holder the batch rewrites releases the claim (`check_batch` refused a
-                    // claim listed twice).
-                    if let Some(holder) = found.filter(|holder| *holder != put.key && !batch.contains(holder)) {
-                        return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
+            for op in &ops {
+                let current = current_version(&tx, op.key())?;
+                op.expect().check(op.key(), current.as_ref().map(|(rev, _)| *rev))?;
+                if let Op::Put(put) = op {
+                    for claim in &put.claims {
+                        let found: Option<Key> = holder
+                            .query_row([claim], |row| Ok(Key::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                            .optional()
+                            .map_err(sql_error(format_args!("checking claim {claim}")))?;
+                        // A holder the commit deletes or rewrites releases the claim
+                        // (`check_ops` refused a claim listed twice).
+                        if let Some(holder) = found.filter(|holder| *holder != put.key && !touched.contains(holder)) {
+                            return Err(StoreError::ClaimConflict { claim: claim.clone(), holder });
+                        }
                     }
                 }
                 currents.push(current);
             }
         }
-        drop(batch);
+        drop(touched);
+        let before: Vec<Option<Revision>> = currents.iter().map(|c| c.as_ref().map(|(rev, _)| *rev)).collect();
+        if !ops.iter().zip(&before).any(|(op, current)| op.writes(*current)) {
+            let head = meta(&tx, "head")?;
+            tx.finish().map_err(sql_error("ending a commit that changes nothing"))?;
+            return Ok(Committed { rev: head, before });
+        }
         let rev = next_revision(&tx)?;
         {
-            // Release every old claim of the batch first, so a claim may move between its puts.
+            // Release every old claim of the commit first, so a claim may move between its
+            // records.
             let mut release = tx
                 .prepare_cached("DELETE FROM claims WHERE collection = ?1 AND id = ?2")
                 .map_err(sql_error("preparing the claim release"))?;
-            for put in &puts {
+            for op in ops.iter().filter(|op| !matches!(op, Op::Check { .. })) {
+                let key = op.key();
                 release
-                    .execute(params![put.key.collection, put.key.id])
-                    .map_err(sql_error(format_args!("releasing the claims of {}", put.key)))?;
+                    .execute(params![key.collection, key.id])
+                    .map_err(sql_error(format_args!("releasing the claims of {key}")))?;
             }
         }
-        let mut written = Vec::with_capacity(puts.len());
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -168,6 +161,9 @@ impl Db {
                      SET node = excluded.node, claims = excluded.claims, value = excluded.value, rev = excluded.rev",
                 )
                 .map_err(sql_error("preparing a record write"))?;
+            let mut remove = tx
+                .prepare_cached("DELETE FROM records WHERE collection = ?1 AND id = ?2")
+                .map_err(sql_error("preparing a record delete"))?;
             let mut insert = tx
                 .prepare_cached("INSERT INTO claims (claim, collection, id) VALUES (?1, ?2, ?3)")
                 .map_err(sql_error("preparing a claim write"))?;
@@ -177,49 +173,43 @@ impl Db {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(sql_error("preparing a change-log write"))?;
-            for (put, current) in puts.iter().zip(currents) {
-                let Put { key, node, claims, value, expect: _ } = put;
-                let joined = join_claims(claims);
-                let context = format!("writing {key}");
-                upsert
-                    .execute(params![key.collection, key.id, node, joined, value, Rev(rev)])
-                    .map_err(sql_error(&context))?;
-                for claim in claims {
-                    insert.execute(params![claim, key.collection, key.id]).map_err(sql_error(&context))?;
+            for (op, current) in ops.iter().zip(currents) {
+                match op {
+                    Op::Check { .. } => {}
+                    Op::Delete { key, .. } => {
+                        let Some((_, node)) = current else { continue };
+                        let context = format!("deleting {key}");
+                        remove.execute(params![key.collection, key.id]).map_err(sql_error(&context))?;
+                        log.execute(params![
+                            Rev(rev),
+                            key.collection,
+                            key.id,
+                            node,
+                            OP_DELETE,
+                            None::<Vec<u8>>,
+                            None::<String>,
+                            None::<String>
+                        ])
+                        .map_err(sql_error(&context))?;
+                    }
+                    Op::Put(Put { key, node, claims, value, expect: _ }) => {
+                        let joined = join_claims(claims);
+                        let context = format!("writing {key}");
+                        upsert
+                            .execute(params![key.collection, key.id, node, joined, value, Rev(rev)])
+                            .map_err(sql_error(&context))?;
+                        for claim in claims {
+                            insert.execute(params![claim, key.collection, key.id]).map_err(sql_error(&context))?;
+                        }
+                        let old_node = current.and_then(|(_, old)| old).filter(|old| node.as_ref() != Some(old));
+                        log.execute(params![Rev(rev), key.collection, key.id, node, OP_PUT, value, joined, old_node])
+                            .map_err(sql_error(&context))?;
+                    }
                 }
-                let created = current.is_none();
-                let old_node = current.and_then(|(_, old)| old).filter(|old| node.as_ref() != Some(old));
-                log.execute(params![Rev(rev), key.collection, key.id, node, OP_PUT, value, joined, old_node])
-                    .map_err(sql_error(&context))?;
-                written.push(Written { rev, created });
             }
         }
         self.finish_write(tx, rev)?;
-        Ok(written)
-    }
-
-    /// Deletes a record in one transaction.
-    pub(crate) fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
-        let mut conn = self.writer();
-        let tx = begin_write(&mut conn)?;
-        let current = current_version(&tx, key)?;
-        let Some((current_rev, node)) = current else {
-            return Err(StoreError::NotFound { key: key.clone() });
-        };
-        expect.check(key, Some(current_rev))?;
-        let rev = next_revision(&tx)?;
-        let context = format!("deleting {key}");
-        tx.execute("DELETE FROM claims WHERE collection = ?1 AND id = ?2", params![key.collection, key.id])
-            .map_err(sql_error(&context))?;
-        tx.execute("DELETE FROM records WHERE collection = ?1 AND id = ?2", params![key.collection, key.id])
-            .map_err(sql_error(&context))?;
-        tx.execute(
-            "INSERT INTO changes (rev, collection, id, node, op) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![Rev(rev), key.collection, key.id, node, OP_DELETE],
-        )
-        .map_err(sql_error(&context))?;
-        self.finish_write(tx, rev)?;
-        Ok(rev)
+        Ok(Committed { rev, before })
     }
 
     /// Moves the head to `rev`, trims the change log when it has grown past its retention by
@@ -409,7 +399,7 @@ fn begin_write<'c>(conn: &'c mut MutexGuard<'_, Connection>) -> Result<Transacti
 /// The revision the write in `tx` commits at: one past the head, with no gaps.
 fn next_revision(tx: &Transaction<'_>) -> Result<Revision, StoreError> {
     let head = meta(tx, "head")?;
-    head.0.checked_add(1).map(Revision).ok_or_else(|| StoreError::Unavailable("revisions exhausted".into()))
+    head.0.checked_add(1).map(Revision).ok_or_else(|| StoreError::unavailable("revisions exhausted"))
 }
 
 /// Deletes change rows up to `through` and records the compaction point.

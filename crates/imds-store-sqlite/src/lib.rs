@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use imds_store::{Expect, Feed, Key, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError, Written};
+use imds_store::{Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
 use tokio::sync::watch;
 
 mod db;
@@ -123,7 +123,7 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-/// The most puts one batch commits: SQLite has no limit of its own, but one transaction holds
+/// The most operations one commit takes: SQLite has no limit of its own, but one transaction holds
 /// the write lock (and every other writer) until it commits, so a batch stays around a tenth
 /// of a second.
 const MAX_BATCH: usize = 5_000;
@@ -136,12 +136,12 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|err| StoreError::Unavailable(format!("sqlite call did not complete: {err}")))?
+        .map_err(|err| StoreError::unavailable_from("sqlite call did not complete", err))?
 }
 
 /// Maps a rusqlite error to [`StoreError::Unavailable`], saying what was being done.
 fn sql_error<C: fmt::Display>(context: C) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |err| StoreError::Unavailable(format!("sqlite: {context}: {err}"))
+    move |err| StoreError::unavailable_from(format!("sqlite: {context}"), err)
 }
 
 #[async_trait::async_trait]
@@ -156,29 +156,14 @@ impl Store for SqliteStore {
         self.call(move |db| db.list(&collection, after.as_deref(), limit)).await
     }
 
-    async fn put(&self, put: Put) -> Result<Written, StoreError> {
-        let written = self.call(move |db| db.put(put)).await?;
-        self.shared.advance(written.rev);
-        Ok(written)
-    }
-
-    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
-        let written = self.call(move |db| db.put_batch(puts)).await?;
-        if let Some(first) = written.first() {
-            self.shared.advance(first.rev);
-        }
-        Ok(written)
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+        let committed = self.call(move |db| db.commit(ops)).await?;
+        self.shared.advance(committed.rev);
+        Ok(committed)
     }
 
     fn max_batch(&self) -> usize {
         MAX_BATCH
-    }
-
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
-        let key = key.clone();
-        let rev = self.call(move |db| db.delete(&key, expect)).await?;
-        self.shared.advance(rev);
-        Ok(rev)
     }
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {

@@ -90,7 +90,7 @@ pub(crate) fn connect(path: &Path) -> Result<Connection, StoreError> {
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(sql_error(&context("journal_mode")))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(context(&format!("journal mode is {mode}, not wal"))));
+        return Err(StoreError::unavailable(context(&format!("journal mode is {mode}, not wal"))));
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         .map_err(sql_error(&context("pragmas")))?;
@@ -114,7 +114,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
         }
         SCHEMA_VERSION => {}
         other => {
-            return Err(StoreError::Unavailable(context(&format!(
+            return Err(StoreError::unavailable(context(&format!(
                 "schema version {other} is not supported (this build knows version {SCHEMA_VERSION})"
             ))));
         }

@@ -148,9 +148,12 @@ async fn a_file_that_is_not_a_database_is_a_clear_error() {
     let path = dir.path().join("notes.txt");
     std::fs::write(&path, "these are not the tables you are looking for\n".repeat(100)).unwrap();
     match SqliteStore::open(&path, SqliteOptions::default()) {
-        Err(StoreError::Unavailable(message)) => {
+        Err(StoreError::Unavailable(cause)) => {
+            let message = cause.to_string();
             assert!(message.contains("not a database"), "{message}");
             assert!(message.contains("notes.txt"), "{message}");
+            let source = std::error::Error::source(&cause).expect("the SQLite error is kept as the source");
+            assert!(source.to_string().contains("not a database"), "{source}");
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -164,7 +167,7 @@ async fn a_newer_schema_version_is_refused() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     match SqliteStore::open(&path, SqliteOptions::default()) {
-        Err(StoreError::Unavailable(message)) => assert!(message.contains("schema version 99"), "{message}"),
+        Err(StoreError::Unavailable(cause)) => assert!(cause.to_string().contains("schema version 99"), "{cause}"),
         other => panic!("expected Unavailable, got {other:?}"),
     }
 }

@@ -27,7 +27,9 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::unreliable::Unreliable;
-use crate::{Change, Expect, Feed, FeedEvent, Key, Put, Record, Revision, Scope, Store, StoreError, Written};
+use crate::{
+    Change, Committed, Expect, Feed, FeedEvent, Key, Op, Put, Record, Revision, Scope, Store, StoreError, Written,
+};
 
 /// How long a case waits for any single store call or feed item before failing.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -110,6 +112,11 @@ macro_rules! conformance_tests {
             batch_moves_claims_between_its_puts,
             batch_filters_by_node,
             batch_empty,
+            commit_mixes_puts_deletes_and_checks,
+            commit_failing_check_writes_nothing,
+            commit_changing_nothing_takes_no_revision,
+            commit_refuses_repeated_keys,
+            commit_moves_and_deletes_across_nodes,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1098,4 +1105,190 @@ pub async fn batch_empty(store: Arc<dyn Store>) {
     let before = all_records(&*store).await;
     assert_eq!(ok("empty batch", store.put_batch(Vec::new())).await, Vec::new());
     assert_unchanged(&*store, &before, w.rev).await;
+}
+
+// ---- multi-operation commits ------------------------------------------------------------------
+
+fn delete_op(key: &Key, expect: Expect) -> Op {
+    Op::Delete { key: key.clone(), expect }
+}
+
+fn check_op(key: &Key, expect: Expect) -> Op {
+    Op::Check { key: key.clone(), expect }
+}
+
+/// Puts, deletes and checks commit at one revision as one feed event; `before` reports each
+/// key's prior revision; a claim released by a delete moves to a put of the same commit; a
+/// delete of a missing key with `Expect::Any` removes nothing and is no error.
+pub async fn commit_mixes_puts_deletes_and_checks(store: Arc<dyn Store>) {
+    let gone = key("instances", "gone");
+    let kept = key("instances", "kept");
+    let doc = key("mmds", "gone");
+    let wg = ok("gone", store.put(put(&gone, None, &["ip/1"], b"g", Expect::Any))).await;
+    let wd = write(&*store, &doc, None, b"d").await;
+    let wk = write(&*store, &kept, None, b"k").await;
+    let mut feed = subscribe(&*store, &Scope::All, wk.rev).await;
+
+    let heir = key("instances", "heir");
+    let never = key("state", "gone");
+    let ops = vec![
+        delete_op(&doc, Expect::Any),
+        delete_op(&never, Expect::Any),
+        check_op(&kept, Expect::Revision(wk.rev)),
+        Op::Put(put(&heir, None, &["ip/1"], b"h", Expect::Absent)),
+        delete_op(&gone, Expect::Revision(wg.rev)),
+    ];
+    let committed = ok("commit", store.commit(ops)).await;
+    assert!(committed.rev > wk.rev, "the commit's revision {} is not above {}", committed.rev, wk.rev);
+    assert_eq!(committed.before, vec![Some(wd.rev), None, Some(wk.rev), None, Some(wg.rev)]);
+    let rev = committed.rev;
+    assert_eq!(revision(&*store).await, rev, "one commit is one revision");
+    assert_eq!(get(&*store, &gone).await, None);
+    assert_eq!(get(&*store, &doc).await, None);
+    assert_eq!(get(&*store, &never).await, None);
+    assert_eq!(get(&*store, &kept).await, Some(record(&kept, None, &[], b"k", wk.rev)), "a check writes nothing");
+    assert_eq!(get(&*store, &heir).await, Some(record(&heir, None, &["ip/1"], b"h", rev)));
+
+    let (got, changes) = next_changes(&mut feed, wk.rev).await;
+    assert_eq!(got, rev);
+    assert_eq!(
+        sorted(changes),
+        vec![
+            Change::Delete { key: gone.clone(), node: None },
+            Change::Put(record(&heir, None, &["ip/1"], b"h", rev)),
+            Change::Delete { key: doc.clone(), node: None },
+        ],
+        "one event holds every change of the commit, and nothing for the check or the missing key"
+    );
+    // The claim moved to the heir, and only there.
+    let err = fails("ip/1 is the heir's", store.put(put(&key("x", "x"), None, &["ip/1"], b"x", Expect::Any))).await;
+    assert_eq!(err, StoreError::ClaimConflict { claim: "ip/1".into(), holder: heir.clone() });
+}
+
+/// A failing check or delete precondition anywhere in a commit fails it with that error, and
+/// nothing of the commit is written: the records deleted before it in the list are still there.
+pub async fn commit_failing_check_writes_nothing(store: Arc<dyn Store>) {
+    let doc = key("mmds", "i-1");
+    let inst = key("instances", "i-1");
+    let wd = write(&*store, &doc, None, b"d").await;
+    let wi = ok("instance", store.put(put(&inst, None, &["ip/1"], b"i", Expect::Any))).await;
+    let before = all_records(&*store).await;
+    let stale = Revision(wi.rev.0 + 3);
+
+    let ops = vec![delete_op(&doc, Expect::Any), delete_op(&inst, Expect::Revision(stale))];
+    let err = fails("delete with a stale revision", store.commit(ops)).await;
+    assert_eq!(err, StoreError::RevisionMismatch { key: inst.clone(), expected: stale, actual: wi.rev });
+
+    let ops = vec![
+        Op::Put(put(&key("instances", "i-2"), None, &["ip/2"], b"v", Expect::Absent)),
+        delete_op(&doc, Expect::Revision(wd.rev)),
+        check_op(&inst, Expect::Revision(stale)),
+    ];
+    let err = fails("check with a stale revision", store.commit(ops)).await;
+    assert_eq!(err, StoreError::RevisionMismatch { key: inst.clone(), expected: stale, actual: wi.rev });
+
+    let ops = vec![delete_op(&doc, Expect::Any), check_op(&inst, Expect::Absent)];
+    let err = fails("check expecting absent", store.commit(ops)).await;
+    assert_eq!(err, StoreError::AlreadyExists { key: inst.clone(), actual: wi.rev });
+
+    let missing = key("instances", "i-9");
+    let ops = vec![delete_op(&doc, Expect::Any), check_op(&missing, Expect::Present)];
+    let err = fails("check expecting present", store.commit(ops)).await;
+    assert_eq!(err, StoreError::NotFound { key: missing.clone() });
+    let ops = vec![delete_op(&doc, Expect::Any), delete_op(&missing, Expect::Present)];
+    let err = fails("delete expecting present", store.commit(ops)).await;
+    assert_eq!(err, StoreError::NotFound { key: missing });
+
+    let ops =
+        vec![delete_op(&doc, Expect::Any), Op::Put(put(&key("instances", "i-3"), None, &["ip/1"], b"v", Expect::Any))];
+    let err = fails("a put taking a held claim", store.commit(ops)).await;
+    assert_eq!(err, StoreError::ClaimConflict { claim: "ip/1".into(), holder: inst.clone() });
+
+    assert_unchanged(&*store, &before, wi.rev).await;
+}
+
+/// A commit that changes nothing (no operations, checks that hold, deletes of missing keys)
+/// answers the current revision, takes no new one and sends no event.
+pub async fn commit_changing_nothing_takes_no_revision(store: Arc<dyn Store>) {
+    let k = key("instances", "i-1");
+    let w = write(&*store, &k, None, b"v").await;
+    let before = all_records(&*store).await;
+    assert_eq!(ok("empty commit", store.commit(Vec::new())).await, Committed { rev: w.rev, before: Vec::new() });
+    let ops = vec![
+        check_op(&k, Expect::Revision(w.rev)),
+        check_op(&key("instances", "i-2"), Expect::Absent),
+        delete_op(&key("mmds", "i-1"), Expect::Any),
+    ];
+    let committed = ok("checks only", store.commit(ops)).await;
+    assert_eq!(committed, Committed { rev: w.rev, before: vec![Some(w.rev), None, None] });
+    assert_unchanged(&*store, &before, w.rev).await;
+}
+
+/// A key named twice in one commit, whatever the operations, fails with `DuplicateKey` and
+/// writes nothing.
+pub async fn commit_refuses_repeated_keys(store: Arc<dyn Store>) {
+    let k = key("instances", "i-1");
+    let w = write(&*store, &k, None, b"v").await;
+    let before = all_records(&*store).await;
+    for ops in [
+        vec![Op::Put(put(&k, None, &[], b"v2", Expect::Any)), delete_op(&k, Expect::Any)],
+        vec![check_op(&k, Expect::Present), Op::Put(put(&k, None, &[], b"v2", Expect::Any))],
+        vec![delete_op(&k, Expect::Any), check_op(&k, Expect::Present)],
+    ] {
+        let err = fails("a repeated key", store.commit(ops)).await;
+        assert_eq!(err, StoreError::DuplicateKey { key: k.clone() });
+    }
+    assert_unchanged(&*store, &before, w.rev).await;
+}
+
+/// One commit that moves an instance's records from one node to another and deletes another
+/// instance's records shows each node its own part at the one revision: the old node sees the
+/// moved records leave and the deleted ones go, the new node sees them arrive.
+pub async fn commit_moves_and_deletes_across_nodes(store: Arc<dyn Store>) {
+    let (inst, doc) = (key("instances", "m"), key("mmds", "m"));
+    let (dead, dead_doc) = (key("instances", "d"), key("mmds", "d"));
+    ok("m", store.put(put(&inst, Some("n1"), &["ip/m"], b"m", Expect::Any))).await;
+    let wd = write(&*store, &doc, Some("n1"), b"md").await;
+    write(&*store, &dead, Some("n2"), b"d").await;
+    let start = write(&*store, &dead_doc, Some("n2"), b"dd").await.rev;
+    let n1 = Scope::Node("n1".into());
+    let n2 = Scope::Node("n2".into());
+    let mut feed1 = subscribe(&*store, &n1, start).await;
+    let mut feed2 = subscribe(&*store, &n2, start).await;
+
+    let ops = vec![
+        Op::Put(put(&inst, Some("n2"), &["ip/m"], b"m2", Expect::Present)),
+        Op::Put(put(&doc, Some("n2"), &[], b"md", Expect::Revision(wd.rev))),
+        delete_op(&dead_doc, Expect::Any),
+        delete_op(&dead, Expect::Present),
+    ];
+    let rev = ok("commit", store.commit(ops)).await.rev;
+    let (got, changes) = next_changes(&mut feed1, start).await;
+    assert_eq!(got, rev);
+    assert_eq!(
+        sorted(changes),
+        vec![
+            Change::Delete { key: inst.clone(), node: Some("n1".into()) },
+            Change::Delete { key: doc.clone(), node: Some("n1".into()) },
+        ]
+    );
+    let (got, changes) = next_changes(&mut feed2, start).await;
+    assert_eq!(got, rev);
+    assert_eq!(
+        sorted(changes),
+        vec![
+            Change::Delete { key: dead.clone(), node: Some("n2".into()) },
+            Change::Put(record(&inst, Some("n2"), &["ip/m"], b"m2", rev)),
+            Change::Delete { key: dead_doc.clone(), node: Some("n2".into()) },
+            Change::Put(record(&doc, Some("n2"), &[], b"md", rev)),
+        ]
+    );
+    let mut snap = ok("snapshot n2", store.snapshot(&n2)).await;
+    snap.records.sort_by(|x, y| x.key.cmp(&y.key));
+    assert_eq!(snap.rev, rev);
+    assert_eq!(
+        snap.records,
+        vec![record(&inst, Some("n2"), &["ip/m"], b"m2", rev), record(&doc, Some("n2"), &[], b"md", rev)]
+    );
+    assert!(ok("snapshot n1", store.snapshot(&n1)).await.records.is_empty());
 }

@@ -12,18 +12,22 @@
 //! an address" holds atomically on every backend (etcd: one `Txn` over claim keys).
 //!
 //! Backends: [`memory::MemoryStore`] here (tests, `--dev` without a data directory), SQLite in
-//! `imds-store-sqlite`, etcd later. Every backend passes the `conformance` suite (feature `test-util`).
+//! `imds-store-sqlite`, etcd in `imds-store-etcd`. Every backend passes the `conformance` suite (feature `test-util`).
 //!
 //! This crate does no network I/O and knows no HTTP.
 
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::sync::Arc;
 
 use futures::stream::BoxStream;
 
+pub mod backoff;
+pub mod log_feed;
 /// The in-memory backend.
 pub mod memory;
+pub mod update;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -165,15 +169,77 @@ pub struct Written {
     pub created: bool,
 }
 
-/// Checks what [`Store::put_batch`] requires of a batch before it reaches the store: distinct
-/// keys, and no claim listed by two puts. Backends call it first.
-pub fn check_batch(puts: &[Put]) -> Result<(), StoreError> {
-    let mut keys = std::collections::HashSet::with_capacity(puts.len());
-    let mut claims: std::collections::HashMap<&str, &Key> = std::collections::HashMap::new();
-    for put in puts {
-        if !keys.insert(&put.key) {
-            return Err(StoreError::DuplicateKey { key: put.key.clone() });
+/// One operation of a [`Store::commit`].
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Creates or replaces a record, subject to its precondition and claims.
+    Put(Put),
+    /// Removes a record, subject to `expect`, releasing its claims. With [`Expect::Any`] (or
+    /// [`Expect::Absent`]) a missing key is no error: there is nothing to remove.
+    Delete {
+        /// The record to remove.
+        key: Key,
+        /// The precondition.
+        expect: Expect,
+    },
+    /// Writes nothing: the commit goes ahead only if `expect` holds for `key`.
+    Check {
+        /// The record to check.
+        key: Key,
+        /// The precondition.
+        expect: Expect,
+    },
+}
+
+impl Op {
+    /// The key the operation names.
+    pub fn key(&self) -> &Key {
+        match self {
+            Op::Put(put) => &put.key,
+            Op::Delete { key, .. } | Op::Check { key, .. } => key,
         }
+    }
+
+    /// The operation's precondition.
+    pub fn expect(&self) -> Expect {
+        match self {
+            Op::Put(put) => put.expect,
+            Op::Delete { expect, .. } | Op::Check { expect, .. } => *expect,
+        }
+    }
+
+    /// Whether the operation changes its key, given the key's current revision (`None`:
+    /// absent): a put always does, a delete only of a present key, a check never.
+    pub fn writes(&self, current: Option<Revision>) -> bool {
+        match self {
+            Op::Put(_) => true,
+            Op::Delete { .. } => current.is_some(),
+            Op::Check { .. } => false,
+        }
+    }
+}
+
+/// The outcome of a successful [`Store::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The revision every change of the commit committed at; the store's current revision
+    /// when the commit changed nothing.
+    pub rev: Revision,
+    /// Per operation, in order: the revision of its key just before the commit (`None`:
+    /// absent). A put with `None` created its record; a delete with `None` removed nothing.
+    pub before: Vec<Option<Revision>>,
+}
+
+/// Checks what [`Store::commit`] requires of its operations before they reach the store:
+/// every key named once, and no claim listed by two puts. Backends call it first.
+pub fn check_ops(ops: &[Op]) -> Result<(), StoreError> {
+    let mut keys = std::collections::HashSet::with_capacity(ops.len());
+    let mut claims: std::collections::HashMap<&str, &Key> = std::collections::HashMap::new();
+    for op in ops {
+        if !keys.insert(op.key()) {
+            return Err(StoreError::DuplicateKey { key: op.key().clone() });
+        }
+        let Op::Put(put) = op else { continue };
         for claim in &put.claims {
             match claims.insert(claim.as_str(), &put.key) {
                 Some(holder) if *holder != put.key => {
@@ -184,6 +250,20 @@ pub fn check_batch(puts: &[Put]) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// Sorts and de-duplicates the claims of every put, the form [`Record::claims`] promises.
+pub fn normalize_ops(ops: Vec<Op>) -> Vec<Op> {
+    ops.into_iter()
+        .map(|op| match op {
+            Op::Put(mut put) => {
+                put.claims.sort();
+                put.claims.dedup();
+                Op::Put(put)
+            }
+            other => other,
+        })
+        .collect()
 }
 
 /// One page of a collection, in ascending id order.
@@ -315,7 +395,7 @@ pub enum StoreError {
         /// The backend's limit.
         limit: usize,
     },
-    /// A batch names the same key twice ([`Store::put_batch`]); nothing was written.
+    /// A commit names the same key twice ([`Store::commit`]); nothing was written.
     #[error("{key} appears more than once in one batch")]
     DuplicateKey {
         /// The repeated key.
@@ -330,10 +410,73 @@ pub enum StoreError {
         /// The backend's limit.
         limit: usize,
     },
+    /// A read-modify-write ([`update::update`]) lost every attempt to concurrent writes;
+    /// nothing of it was written. Try again.
+    #[error("{key} kept changing: {attempts} attempts lost to concurrent writes")]
+    Contended {
+        /// The record being updated.
+        key: Key,
+        /// How many attempts were made.
+        attempts: usize,
+    },
     /// The backend cannot be reached or failed; the call may be retried.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Unavailable),
 }
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] saying what failed.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable(Unavailable { message: message.into(), source: None })
+    }
+
+    /// [`StoreError::Unavailable`] saying what was being done, caused by `source` (kept as
+    /// the error's [`source`](std::error::Error::source)).
+    pub fn unavailable_from(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Unavailable(Unavailable { message: message.into(), source: Some(Arc::new(source)) })
+    }
+}
+
+/// Why a backend is unavailable: what failed or was being done, and the error that stopped it.
+/// Displays as `message: source`; two compare equal when they display the same.
+#[derive(Debug, Clone)]
+pub struct Unavailable {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Unavailable {
+    /// What failed or was being done, without the cause.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(source) => write!(f, "{}: {source}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for Unavailable {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Unavailable {}
 
 /// The durable source of truth: revisioned records and their change feed.
 ///
@@ -347,30 +490,59 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Up to `limit` records of a collection with ids greater than `after`, ascending by id.
     async fn list(&self, collection: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError>;
 
-    /// Creates or replaces a record, subject to its precondition and claims.
-    async fn put(&self, put: Put) -> Result<Written, StoreError>;
-
-    /// Creates or replaces several records in one transaction: all of them commit at ONE
-    /// revision, delivered by feeds as one [`FeedEvent::Changes`] holding every change in the
-    /// reader's scope, or none commits and the store (revision included) is unchanged.
+    /// Commits several operations in one transaction: every change commits at ONE revision,
+    /// delivered by feeds as one [`FeedEvent::Changes`] holding every change in the reader's
+    /// scope, or nothing commits and the store (revision included) is unchanged.
     ///
-    /// Returns one [`Written`] per put, in order, all with the same revision; an empty batch
-    /// writes nothing and returns an empty list. Before touching the store, the batch itself is
-    /// checked: a key named twice fails with [`StoreError::DuplicateKey`], a claim listed by two
-    /// puts with [`StoreError::ClaimConflict`] naming the earlier put's key as holder. Then, in
-    /// put order, each precondition and each claim is checked against the store; the first
-    /// failure is returned. Claims are checked against the store *after* the batch: a claim
-    /// held by a record the batch rewrites without it may move to another put of the batch.
-    /// Backends may refuse a batch longer than [`Store::max_batch`].
-    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError>;
+    /// Before touching the store, the operations themselves are checked: a key named twice
+    /// fails with [`StoreError::DuplicateKey`], a claim listed by two puts with
+    /// [`StoreError::ClaimConflict`] naming the earlier put's key as holder. Then, in order,
+    /// each precondition and each claim of a put is checked against the store; the first
+    /// failure is returned. Claims are checked against the store *after* the commit: a claim
+    /// held by a record the commit deletes, or rewrites without it, may move to another put of
+    /// the commit. A commit that changes nothing (no operations, only checks, deletes of
+    /// missing keys) takes no revision and sends no event. Backends may refuse more than
+    /// [`Store::max_batch`] operations.
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError>;
 
-    /// The most puts [`Store::put_batch`] commits in one transaction (at least 1). On etcd it
-    /// assumes records of a few claims; a batch of records with many claims may still fail with
-    /// [`StoreError::BatchTooLarge`].
+    /// The most operations [`Store::commit`] takes in one transaction (at least 1). On etcd it
+    /// assumes records of a few claims; a commit of records with many claims may still fail
+    /// with [`StoreError::BatchTooLarge`].
     fn max_batch(&self) -> usize;
 
+    /// Creates or replaces a record, subject to its precondition and claims: a commit of one
+    /// [`Op::Put`].
+    async fn put(&self, put: Put) -> Result<Written, StoreError> {
+        let committed = self.commit(vec![Op::Put(put)]).await?;
+        Ok(Written { rev: committed.rev, created: committed.before.first().is_some_and(Option::is_none) })
+    }
+
+    /// Creates or replaces several records at one revision: a commit of puts only. Returns
+    /// one [`Written`] per put, in order, all with the same revision; an empty batch writes
+    /// nothing and returns an empty list.
+    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
+        if puts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let committed = self.commit(puts.into_iter().map(Op::Put).collect()).await?;
+        let rev = committed.rev;
+        Ok(committed.before.iter().map(|before| Written { rev, created: before.is_none() }).collect())
+    }
+
     /// Deletes a record, subject to its precondition; returns the revision of the delete.
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError>;
+    /// Unlike an [`Op::Delete`], a missing key fails with [`StoreError::NotFound`] whatever
+    /// the precondition.
+    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
+        let expect = match expect {
+            Expect::Any => Expect::Present,
+            other => other,
+        };
+        let committed = self.commit(vec![Op::Delete { key: key.clone(), expect }]).await?;
+        if committed.before.first().is_some_and(Option::is_none) {
+            return Err(StoreError::NotFound { key: key.clone() });
+        }
+        Ok(committed.rev)
+    }
 
     /// Every record in scope at one consistent revision.
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError>;

@@ -5,14 +5,14 @@
 //! held only for short, synchronous sections (never across an `.await`); a `tokio::sync::watch`
 //! carrying the head revision wakes feeds after each commit.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use futures::stream;
 use tokio::sync::watch;
 
+use crate::log_feed::LogBatch;
 use crate::{
-    Change, Expect, Feed, FeedEvent, Key, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError, Written,
+    Change, Committed, Feed, FeedEvent, Key, Op, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError,
 };
 
 /// How many change-log entries a feed takes from the log per lock.
@@ -84,7 +84,7 @@ impl MemoryStore {
 
     /// Records the changes committed at the next revision and wakes the feeds; called with the
     /// state locked.
-    fn commit(&self, state: &mut State, changes: Vec<Logged>) -> Revision {
+    fn log(&self, state: &mut State, changes: Vec<Logged>) -> Revision {
         let rev = Revision(state.head.0 + 1);
         state.head = rev;
         state.log.push_back(Entry { rev, changes });
@@ -103,13 +103,6 @@ impl Default for MemoryStore {
 /// happens after all checks), so a poisoned lock is still usable.
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Sorts and de-duplicates claims, the form [`Record::claims`] promises.
-fn normalize_claims(mut claims: Vec<String>) -> Vec<String> {
-    claims.sort();
-    claims.dedup();
-    claims
 }
 
 #[async_trait::async_trait]
@@ -134,83 +127,77 @@ impl Store for MemoryStore {
         Ok(Page::from_overfetch(records, limit))
     }
 
-    async fn put(&self, put: Put) -> Result<Written, StoreError> {
-        let mut written = self.put_batch(vec![put]).await?;
-        written.pop().ok_or_else(|| StoreError::Unavailable("memory store: a put wrote nothing".into()))
-    }
-
-    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
-        crate::check_batch(&puts)?;
-        if puts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let puts: Vec<Put> = puts.into_iter().map(|put| Put { claims: normalize_claims(put.claims), ..put }).collect();
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
+        crate::check_ops(&ops)?;
+        let ops = crate::normalize_ops(ops);
         let mut state = self.lock();
-        let batch: std::collections::HashSet<&Key> = puts.iter().map(|put| &put.key).collect();
-        for put in &puts {
-            put.expect.check(&put.key, state.records.get(&put.key).map(|record| record.rev))?;
+        let touched: HashSet<&Key> = ops.iter().filter(|op| !matches!(op, Op::Check { .. })).map(Op::key).collect();
+        let mut before = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let current = state.records.get(op.key()).map(|record| record.rev);
+            op.expect().check(op.key(), current)?;
+            before.push(current);
+            let Op::Put(put) = op else { continue };
             for claim in &put.claims {
                 if let Some(holder) = state.claims.get(claim) {
-                    // A holder the batch rewrites releases the claim unless it lists it again,
-                    // which `check_batch` already refused.
-                    if *holder != put.key && !batch.contains(holder) {
+                    // A holder the commit deletes or rewrites releases the claim unless it
+                    // lists it again, which `check_ops` already refused.
+                    if *holder != put.key && !touched.contains(holder) {
                         return Err(StoreError::ClaimConflict { claim: claim.clone(), holder: holder.clone() });
                     }
                 }
             }
         }
-        drop(batch);
-        // All checks passed: from here on nothing fails.
+        drop(touched);
+        if !ops.iter().zip(&before).any(|(op, current)| op.writes(*current)) {
+            return Ok(Committed { rev: state.head, before });
+        }
+        // All checks passed: from here on nothing fails. Every old version goes first, so a
+        // claim may move between the commit's records.
         let rev = Revision(state.head.0 + 1);
-        let mut written = Vec::with_capacity(puts.len());
-        let mut olds = Vec::with_capacity(puts.len());
-        for put in &puts {
-            let old = state.records.remove(&put.key);
+        let mut olds = Vec::with_capacity(ops.len());
+        for op in &ops {
+            let old = match op {
+                Op::Check { .. } => None,
+                Op::Put(_) | Op::Delete { .. } => state.records.remove(op.key()),
+            };
             if let Some(old) = &old {
                 for claim in &old.claims {
-                    if state.claims.get(claim) == Some(&put.key) {
+                    if state.claims.get(claim) == Some(&old.key) {
                         state.claims.remove(claim);
                     }
                 }
             }
             olds.push(old);
         }
-        let mut changes = Vec::with_capacity(puts.len());
-        for (put, old) in puts.into_iter().zip(olds) {
-            let Put { key, node, claims, value, expect: _ } = put;
-            written.push(Written { rev, created: old.is_none() });
-            let old_node = old.and_then(|old| old.node).filter(|old| node.as_ref() != Some(old));
-            for claim in &claims {
-                state.claims.insert(claim.clone(), key.clone());
+        let mut changes = Vec::with_capacity(ops.len());
+        for (op, old) in ops.into_iter().zip(olds) {
+            match op {
+                Op::Check { .. } => {}
+                Op::Delete { key, .. } => {
+                    if let Some(old) = old {
+                        changes.push(Logged { change: Change::Delete { key, node: old.node }, old_node: None });
+                    }
+                }
+                Op::Put(Put { key, node, claims, value, expect: _ }) => {
+                    let old_node = old.and_then(|old| old.node).filter(|old| node.as_ref() != Some(old));
+                    for claim in &claims {
+                        state.claims.insert(claim.clone(), key.clone());
+                    }
+                    let record = Record { key: key.clone(), node, claims, value, rev };
+                    state.records.insert(key, record.clone());
+                    changes.push(Logged { change: Change::Put(record), old_node });
+                }
             }
-            let record = Record { key: key.clone(), node, claims, value, rev };
-            state.records.insert(key, record.clone());
-            changes.push(Logged { change: Change::Put(record), old_node });
         }
-        let committed = self.commit(&mut state, changes);
+        let committed = self.log(&mut state, changes);
         debug_assert_eq!(committed, rev);
-        Ok(written)
+        Ok(Committed { rev, before })
     }
 
     fn max_batch(&self) -> usize {
         // No transaction limit in memory; callers cap their own chunks.
         usize::MAX
-    }
-
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
-        let mut state = self.lock();
-        let Some(current) = state.records.get(key) else {
-            return Err(StoreError::NotFound { key: key.clone() });
-        };
-        expect.check(key, Some(current.rev))?;
-        let old = state.records.remove(key).expect("the record was just found under the lock");
-        for claim in &old.claims {
-            state.claims.remove(claim);
-        }
-        Ok(self.commit(
-            &mut state,
-            vec![Logged { change: Change::Delete { key: key.clone(), node: old.node }, old_node: None }],
-        ))
     }
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
@@ -224,15 +211,9 @@ impl Store for MemoryStore {
         if after < compacted_through {
             return Err(StoreError::Compacted { after, oldest: compacted_through });
         }
-        let feed = FeedState {
-            state: Arc::clone(&self.state),
-            head_rx: self.head_tx.subscribe(),
-            scope: scope.clone(),
-            last: after,
-            pending: VecDeque::new(),
-            done: false,
-        };
-        Ok(Box::pin(stream::unfold(feed, FeedState::next)))
+        let state = Arc::clone(&self.state);
+        let read = move |scope: &Scope, after: Revision| std::future::ready(read_log(&state, scope, after));
+        Ok(crate::log_feed::log_feed(self.head_tx.subscribe(), scope.clone(), after, "memory", read))
     }
 
     async fn compact(&self, through: Revision) -> Result<(), StoreError> {
@@ -252,68 +233,32 @@ impl Store for MemoryStore {
     }
 }
 
-/// The state of one feed, threaded through [`stream::unfold`].
-struct FeedState {
-    state: Arc<Mutex<State>>,
-    head_rx: watch::Receiver<Revision>,
-    scope: Scope,
-    /// Everything up to and including this revision has been queued.
-    last: Revision,
-    /// Events read from the log, not yet yielded.
-    pending: VecDeque<FeedEvent>,
-    /// Set once an error was yielded; the stream ends after it.
-    done: bool,
-}
-
-impl FeedState {
-    async fn next(mut self) -> Option<(Result<FeedEvent, StoreError>, Self)> {
-        loop {
-            if self.done {
-                return None;
-            }
-            if let Some(event) = self.pending.pop_front() {
-                return Some((Ok(event), self));
-            }
-            // Mark the current head seen before reading, so a commit after the read wakes us.
-            self.head_rx.borrow_and_update();
-            if let Err(err) = self.read() {
-                self.done = true;
-                return Some((Err(err), self));
-            }
-            if self.pending.is_empty() && self.head_rx.changed().await.is_err() {
-                self.done = true;
-                return Some((Err(StoreError::Unavailable("memory store closed".into())), self));
-            }
+/// The events after `after`, at most one batch of log entries.
+fn read_log(state: &Mutex<State>, scope: &Scope, after: Revision) -> Result<LogBatch, StoreError> {
+    let state = lock(state);
+    if after < state.compacted_through {
+        return Err(StoreError::Compacted { after, oldest: state.compacted_through });
+    }
+    // The log holds exactly the revisions after `compacted_through`, one entry each.
+    let skip = usize::try_from(after.0 - state.compacted_through.0).unwrap_or(usize::MAX);
+    let mut events = Vec::new();
+    let mut through = after;
+    let mut last_queued = after;
+    let mut taken = 0;
+    for entry in state.log.iter().skip(skip).take(FEED_BATCH) {
+        taken += 1;
+        through = entry.rev;
+        let changes: Vec<Change> = entry.changes.iter().filter_map(|logged| logged.in_scope(scope)).collect();
+        if !changes.is_empty() {
+            events.push(FeedEvent::Changes { rev: entry.rev, changes });
+            last_queued = entry.rev;
         }
     }
-
-    /// Queues the events after `last`, at most one batch of log entries.
-    fn read(&mut self) -> Result<(), StoreError> {
-        let state = lock(&self.state);
-        if self.last < state.compacted_through {
-            return Err(StoreError::Compacted { after: self.last, oldest: state.compacted_through });
-        }
-        // The log holds exactly the revisions after `compacted_through`, one entry each.
-        let skip = usize::try_from(self.last.0 - state.compacted_through.0).unwrap_or(usize::MAX);
-        let mut through = self.last;
-        let mut last_queued = self.last;
-        let mut taken = 0;
-        for entry in state.log.iter().skip(skip).take(FEED_BATCH) {
-            taken += 1;
-            through = entry.rev;
-            let changes: Vec<Change> = entry.changes.iter().filter_map(|logged| logged.in_scope(&self.scope)).collect();
-            if !changes.is_empty() {
-                self.pending.push_back(FeedEvent::Changes { rev: entry.rev, changes });
-                last_queued = entry.rev;
-            }
-        }
-        if taken < FEED_BATCH {
-            through = through.max(state.head);
-        }
-        if through > last_queued {
-            self.pending.push_back(FeedEvent::Progress { rev: through });
-        }
-        self.last = through;
-        Ok(())
+    if taken < FEED_BATCH {
+        through = through.max(state.head);
     }
+    if through > last_queued {
+        events.push(FeedEvent::Progress { rev: through });
+    }
+    Ok(LogBatch { events, through })
 }

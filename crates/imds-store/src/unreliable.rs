@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::{stream, StreamExt};
 
-use crate::{Expect, Feed, Key, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError, Written};
+use crate::{Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
 
 /// The error injected faults return.
 const INJECTED: &str = "injected fault";
@@ -68,7 +68,7 @@ impl<S: Store + ?Sized> Unreliable<S> {
     fn enter(&self) -> Result<(), StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
-            Ok(_) => Err(StoreError::Unavailable(INJECTED.into())),
+            Ok(_) => Err(StoreError::unavailable(INJECTED)),
             Err(_) => Ok(()),
         }
     }
@@ -91,7 +91,7 @@ fn break_after(feed: Feed, limit: u64) -> Feed {
     Box::pin(stream::unfold(Some((feed, limit)), |state| async move {
         let (mut feed, remaining) = state?;
         if remaining == 0 {
-            return Some((Err(StoreError::Unavailable(INJECTED.into())), None));
+            return Some((Err(StoreError::unavailable(INJECTED)), None));
         }
         match feed.next().await? {
             Ok(event) => Some((Ok(event), Some((feed, remaining - 1)))),
@@ -112,24 +112,14 @@ impl<S: Store + ?Sized> Store for Unreliable<S> {
         self.inner.list(collection, after, limit).await
     }
 
-    async fn put(&self, put: Put) -> Result<Written, StoreError> {
+    async fn commit(&self, ops: Vec<Op>) -> Result<Committed, StoreError> {
         self.enter()?;
-        self.inner.put(put).await
-    }
-
-    async fn put_batch(&self, puts: Vec<Put>) -> Result<Vec<Written>, StoreError> {
-        self.enter()?;
-        self.inner.put_batch(puts).await
+        self.inner.commit(ops).await
     }
 
     fn max_batch(&self) -> usize {
         // Not a call that can fail: it is not counted and never faulted.
         self.inner.max_batch()
-    }
-
-    async fn delete(&self, key: &Key, expect: Expect) -> Result<Revision, StoreError> {
-        self.enter()?;
-        self.inner.delete(key, expect).await
     }
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {

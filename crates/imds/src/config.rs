@@ -53,6 +53,10 @@ pub struct RawGuest {
     pub nocloud_prefix: Option<String>,
     /// MiB of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_mib: Option<u32>,
+    /// How long a request from an unregistered address waits for its record, in milliseconds.
+    pub unknown_hold_ms: Option<u32>,
+    /// How many requests from unregistered addresses are held at once.
+    pub max_held: Option<u32>,
 }
 
 /// `[admin]`
@@ -73,6 +77,8 @@ pub struct RawAdmin {
     pub import_max_body: Option<usize>,
     /// Most instances per bulk-import request.
     pub import_max_lines: Option<usize>,
+    /// The role the Go mock's `/status` and `/bootstrap/creds` act on.
+    pub default_role: Option<String>,
 }
 
 /// `[store]`
@@ -122,8 +128,8 @@ pub struct RawLog {
 
 impl RawConfig {
     /// Parses a TOML document.
-    pub fn parse_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|error| error.to_string())
+    pub fn parse_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Overlays `IMDS_*` variables found by `lookup`; malformed numbers are reported in `problems`.
@@ -131,6 +137,8 @@ impl RawConfig {
         env_number(lookup, "IMDS_GUEST_THROTTLE_PER_SECOND", &mut self.guest.throttle_per_second, problems);
         env_number(lookup, "IMDS_GUEST_THROTTLE_BURST", &mut self.guest.throttle_burst, problems);
         env_number(lookup, "IMDS_GUEST_RENDER_CACHE_MIB", &mut self.guest.render_cache_mib, problems);
+        env_number(lookup, "IMDS_GUEST_UNKNOWN_HOLD_MS", &mut self.guest.unknown_hold_ms, problems);
+        env_number(lookup, "IMDS_GUEST_MAX_HELD", &mut self.guest.max_held, problems);
         env_number(lookup, "IMDS_STORE_RETAIN_CHANGES", &mut self.store.retain_changes, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_USER_DATA", &mut self.limits.max_user_data, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_RECORD", &mut self.limits.max_record, problems);
@@ -146,8 +154,11 @@ impl RawConfig {
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
         if let Some(value) = lookup("IMDS_GUEST_LISTEN") {
             self.guest.listen = Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+        } else {
+            self.overlay_vman(lookup, problems);
         }
-        let strings: [(&str, &mut Option<String>); 11] = [
+        let strings: [(&str, &mut Option<String>); 12] = [
+            ("IMDS_ADMIN_DEFAULT_ROLE", &mut self.admin.default_role),
             ("IMDS_GUEST_NOCLOUD_PREFIX", &mut self.guest.nocloud_prefix),
             ("IMDS_ADMIN_LISTEN", &mut self.admin.listen),
             ("IMDS_ADMIN_SOCKET", &mut self.admin.socket),
@@ -165,6 +176,30 @@ impl RawConfig {
                 *slot = Some(value);
             }
         }
+    }
+
+    /// VMAN's variables (`VMAN_METADATA_BIND_IP`, default `169.254.169.254`;
+    /// `VMAN_METADATA_PORT`, default 80) set the guest listener when `IMDS_GUEST_LISTEN` does
+    /// not; `VMAN_METADATA_ENABLED=0` is refused, since `serve` always serves guests.
+    fn overlay_vman(&mut self, lookup: &dyn Fn(&str) -> Option<String>, problems: &mut Vec<String>) {
+        if lookup("VMAN_METADATA_ENABLED").is_some_and(|v| matches!(v.trim(), "0" | "false" | "no" | "off")) {
+            problems.push(
+                "VMAN_METADATA_ENABLED: imds serve always serves the guest plane; unset the variable (or run no imds)"
+                    .into(),
+            );
+        }
+        let (ip, port) = (lookup("VMAN_METADATA_BIND_IP"), lookup("VMAN_METADATA_PORT"));
+        if ip.is_none() && port.is_none() {
+            return;
+        }
+        let ip = ip.map_or_else(|| "169.254.169.254".to_owned(), |ip| ip.trim().to_owned());
+        let port = port.map_or_else(|| "80".to_owned(), |port| port.trim().to_owned());
+        if port.parse::<u16>().is_err() {
+            problems.push(format!("VMAN_METADATA_PORT: {port:?} is not a port number"));
+            return;
+        }
+        let addr = if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+        self.guest.listen = Some(vec![addr]);
     }
 }
 
@@ -249,6 +284,17 @@ impl Config {
             .guest
             .render_cache_mib
             .map_or(imds_server::view::DEFAULT_RENDER_BYTES, |mib| usize::try_from(mib).unwrap_or(usize::MAX) << 20);
+        let unknown_hold = match raw.guest.unknown_hold_ms {
+            None => guest::Config::default().unknown_hold,
+            Some(ms) if ms > MAX_UNKNOWN_HOLD_MS => {
+                problems.push(format!(
+                    "guest.unknown_hold_ms: at most {MAX_UNKNOWN_HOLD_MS} (a hold is meant to be short)"
+                ));
+                Duration::ZERO
+            }
+            Some(ms) => Duration::from_millis(u64::from(ms)),
+        };
+        let max_held = raw.guest.max_held.map_or(guest::Config::default().max_held, |n| n as usize);
         if raw.guest.listen.as_ref().is_some_and(Vec::is_empty) {
             problems.push("guest.listen: give at least one address, e.g. \"169.254.169.254:80\"".into());
         }
@@ -431,13 +477,22 @@ impl Config {
             .unwrap_or(admin::Config::default().write_visibility_timeout);
         Ok(Config {
             server: server::Config {
-                guest: guest::Config { listen: guest_listen, throttle, dialects, render_cache_bytes },
+                guest: guest::Config {
+                    listen: guest_listen,
+                    throttle,
+                    dialects,
+                    render_cache_bytes,
+                    unknown_hold,
+                    max_held,
+                    write_visibility_timeout,
+                },
                 admin: admin::Config {
                     listen: admin_listen,
                     socket: admin_socket,
                     token,
                     write_visibility_timeout,
                     import,
+                    compat: admin::compat::Config { default_role: raw.admin.default_role.clone() },
                 },
                 limits,
                 connections,
@@ -482,6 +537,9 @@ fn check_nocloud_prefix(prefix: &str) -> Result<String, String> {
     }
     Ok(prefix.to_owned())
 }
+
+/// The longest `guest.unknown_hold_ms` accepted.
+const MAX_UNKNOWN_HOLD_MS: u32 = 10_000;
 
 fn env_number<T: std::str::FromStr>(
     lookup: &dyn Fn(&str) -> Option<String>,

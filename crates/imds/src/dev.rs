@@ -1,9 +1,9 @@
 //! `--dev`: a demo instance for the loopback addresses and the curl lines to try.
 
 use imds_model::{Instance, Limits};
+use imds_server::records;
 use imds_server::server::Running;
-use imds_server::view::INSTANCES;
-use imds_store::{Expect, Key, Put, Store, StoreError};
+use imds_store::{Expect, Put, Store, StoreError};
 use serde_json::json;
 
 /// The demo instance's id.
@@ -35,7 +35,7 @@ pub fn demo_instance() -> Instance {
 pub async fn ensure_demo_instance(store: &dyn Store) -> Result<(), StoreError> {
     let instance = demo_instance();
     let put = Put {
-        key: Key::new(INSTANCES, DEMO_ID),
+        key: records::instance(&instance.id),
         node: None,
         claims: instance.claims(),
         value: instance.to_bytes(),

@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use super::{document, error, json_ok, wire, Query};
 use crate::credentials::CredentialState;
-use crate::gce::percent_decode;
 use crate::{Context, GuestResponse};
 
 /// How long an attested document is valid after it was made, seconds (Azure: six hours).
@@ -40,7 +39,7 @@ pub(super) fn oauth(status: StatusCode, code: &str, description: &str) -> GuestR
 
 /// The token for `resource` once the headers and `api-version` have been checked.
 pub(super) fn token(instance: &Instance, query: &Query<'_>, context: &Context<'_>) -> GuestResponse {
-    let Some(resource) = query.get(wire::RESOURCE).map(percent_decode).filter(|r| !r.is_empty()) else {
+    let Some(resource) = query.get(wire::RESOURCE).map(str::to_owned).filter(|r| !r.is_empty()) else {
         return oauth(StatusCode::BAD_REQUEST, wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_MISSING_RESOURCE);
     };
     let not_found = || oauth(StatusCode::BAD_REQUEST, wire::OAUTH_INVALID_REQUEST, wire::IDENTITY_NOT_FOUND);
@@ -73,7 +72,7 @@ pub(super) fn token(instance: &Instance, query: &Query<'_>, context: &Context<'_
 /// Whether the identity the query selects (`client_id`, `object_id`, `msi_res_id` or
 /// `mi_res_id`; none: the only one) is the role's.
 fn selects(query: &Query<'_>, role: &str) -> bool {
-    let asked = |name: &str| query.get(name).map(percent_decode);
+    let asked = |name: &str| query.get(name);
     if let Some(id) = asked("client_id") {
         return id.eq_ignore_ascii_case(&client_id(role));
     }

@@ -64,7 +64,8 @@ fn compute(instance: &Instance, o: &Overrides<'_>, version: &str) -> Value {
         o.str(key).or(derived).unwrap_or(default).to_owned()
     };
     let name = text("name", instance.name.as_deref().or(instance.hostname.as_deref()), "");
-    let admin = text("adminUsername", instance.default_user.as_deref(), "");
+    // Azure always has an admin user (a VM cannot be created without one): the portal's default.
+    let admin = text("adminUsername", instance.default_user.as_deref(), wire::DEFAULT_ADMIN_USERNAME);
     let computer_name = text("computerName", instance.hostname.as_deref().or(instance.name.as_deref()), "");
     let subscription = text("subscriptionId", instance.account.as_ref().and_then(|a| a.id.as_deref()), "");
     let group = text("resourceGroupName", None, "");
@@ -85,8 +86,8 @@ fn compute(instance: &Instance, o: &Overrides<'_>, version: &str) -> Value {
         .ssh_keys
         .iter()
         .map(|key| {
-            let user = key.user.as_deref().or(Some(admin.as_str()).filter(|a| !a.is_empty()));
-            let path = user.map_or(String::new(), |user| format!("/home/{user}/.ssh/authorized_keys"));
+            let user = key.user.as_deref().filter(|u| !u.is_empty()).unwrap_or(admin.as_str());
+            let path = format!("/home/{user}/.ssh/authorized_keys");
             json!({"keyData": key.key, "path": path})
         })
         .collect();

@@ -121,6 +121,9 @@ pub const PROVIDER: &str = "Microsoft.Compute";
 pub const AZ_ENVIRONMENT: &str = "AzurePublicCloud";
 /// Default `compute.osType`.
 pub const OS_TYPE: &str = "Linux";
+/// `osProfile.adminUsername` when the record has no `default_user`: the Azure portal's default
+/// (Azure requires an admin user, and cloud-init creates it).
+pub const DEFAULT_ADMIN_USERNAME: &str = "azureuser";
 /// Default `compute.priority`.
 pub const PRIORITY: &str = "Regular";
 /// Default `extended.compute.ppsType` (not a pre-provisioned VM).

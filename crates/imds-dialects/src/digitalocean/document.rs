@@ -22,9 +22,10 @@ pub(crate) fn document(instance: &Instance) -> Value {
     if let Some(data) = &instance.user_data {
         doc.insert("user_data".into(), json!(String::from_utf8_lossy(data.as_bytes())));
     }
-    if let Some(data) = &instance.vendor_data {
-        doc.insert("vendor_data".into(), json!(String::from_utf8_lossy(data.as_bytes())));
-    }
+    // DigitalOcean always lists vendor data (its own cloud-config); empty when the record has none.
+    let vendor =
+        instance.vendor_data.as_ref().map_or_else(String::new, |d| String::from_utf8_lossy(d.as_bytes()).into_owned());
+    doc.insert("vendor_data".into(), json!(vendor));
     doc.insert("public_keys".into(), json!(derive::ssh_keys(instance)));
     if let Some(region) = &instance.region {
         doc.insert("region".into(), json!(region));

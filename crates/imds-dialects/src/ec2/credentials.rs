@@ -1,4 +1,4 @@
-//! EC2's credential and signature leaves (ec2.md §4): `iam/info` (its `LastUpdated` the role's),
+//! EC2's credential and signature leaves (docs/credentials.md): `iam/info` (its `LastUpdated` the role's),
 //! `iam/security-credentials/<role>` (or its error form), `identity-credentials/ec2/*`, and the
 //! identity document's `signature`, `pkcs7` and `rsa2048`. Credentials come from
 //! [`Context::credentials`], signatures from [`Context::signer`]; no I/O here.

@@ -6,15 +6,7 @@ use imds_model::Instance;
 
 use super::wire;
 
-/// 64-bit FNV-1a over `parts`, each followed by a 0 byte so `["ab", "c"]` ≠ `["a", "bc"]`.
-pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    parts
-        .iter()
-        .flat_map(|part| part.bytes().chain([0]))
-        .fold(OFFSET, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
-}
+pub(crate) use crate::ids::fnv1a;
 
 /// `prefix` + `len` lower-case hex digits derived from `parts`, e.g. `ami-0a1b…` (17 digits).
 pub(crate) fn hex_id(prefix: &str, parts: &[&str], len: usize) -> String {

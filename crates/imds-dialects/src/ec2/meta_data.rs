@@ -119,15 +119,7 @@ fn public_keys(keys: &[SshKey]) -> Vec<Entry> {
         .collect()
 }
 
-/// A key's pair name: its `name`, else its comment, else `key-N`; a candidate containing `/`
-/// or a line break is skipped (cloud-init splits the listing on both).
-pub(crate) fn key_name(index: usize, key: &SshKey) -> String {
-    [key.name.as_deref(), key.comment()]
-        .into_iter()
-        .flatten()
-        .find(|name| !name.is_empty() && !name.contains(['/', '\n', '\r']))
-        .map_or_else(|| format!("key-{index}"), str::to_owned)
-}
+pub(crate) use crate::derive::key_name;
 
 /// `tags/instance/<key>` when tags-in-metadata is on. Keys EC2 would refuse to expose (it only
 /// allows `[A-Za-z0-9+=.,_:@-]`, not `.`, `..` or `_index`) are left out, so every listed key

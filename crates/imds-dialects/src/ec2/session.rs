@@ -39,9 +39,9 @@ pub(super) fn token_request(
     }
     let ttl =
         request.headers.get(wire::TTL_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-    let minted = ttl
-        .ok_or(crate::token::TokenError::BadTtl)
-        .and_then(|ttl| context.tokens.mint(instance.id.as_str(), context.now, ttl).map(|token| (token, ttl)));
+    let minted = ttl.ok_or(crate::token::TokenError::BadTtl).and_then(|ttl| {
+        context.tokens.mint(instance.id.as_str(), context.now, ttl, context.nonce).map(|token| (token, ttl))
+    });
     match minted {
         Ok((token, ttl)) => {
             let mut response = GuestResponse::new(StatusCode::OK, wire::TEXT_PLAIN, token)

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::overrides::Overrides;
 use super::tree::{Credential, Dir, Entry, Leaf, Node};
 use super::wire;
-use crate::ec2::derived::fnv1a;
+use crate::ids::fnv1a;
 
 /// Names and numbers the tree repeats: computed once.
 pub(crate) struct Names {

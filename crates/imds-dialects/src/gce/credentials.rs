@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use super::build::Names;
 use super::tree::Credential;
-use super::{error, ok, percent_decode, wire};
+use super::{error, ok, wire};
 use crate::credentials::CredentialState;
-use crate::ec2::derived::fnv1a;
+use crate::ids::fnv1a;
 use crate::{Context, GuestResponse};
 
 /// How long an identity token is valid, seconds (Google's: one hour).
@@ -68,13 +68,11 @@ struct IdentityQuery {
 
 fn identity_query(query: Option<&str>) -> Result<IdentityQuery, String> {
     let mut parsed = IdentityQuery::default();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value);
-        match name {
-            "audience" => parsed.audience = Some(value).filter(|a| !a.is_empty()),
+    for (name, value) in crate::query::pairs(query) {
+        match name.as_ref() {
+            "audience" => parsed.audience = Some(value.into_owned()).filter(|a| !a.is_empty()),
             "format" => {
-                parsed.full = match value.as_str() {
+                parsed.full = match value.as_ref() {
                     "full" => true,
                     "standard" => false,
                     other => return Err(format!("Invalid format {}: expected standard or full.", wire::escape(other))),
@@ -141,7 +139,7 @@ pub(crate) fn identity_claims(
             "project_number": names.project_number,
             "zone": names.zone,
         });
-        if let Some(created) = instance.created_at.as_deref().and_then(unix_seconds) {
+        if let Some(created) = instance.created_at.as_deref().and_then(imds_model::time::parse_rfc3339) {
             engine["instance_creation_timestamp"] = Value::from(created);
         }
         claims["google"] = json!({"compute_engine": engine});
@@ -154,37 +152,9 @@ pub(crate) fn service_account_id(email: &str) -> String {
     format!("1{:020}", fnv1a(&["gce-service-account", email]))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.frac]Z` as Unix seconds (the record's `created_at`).
-fn unix_seconds(text: &str) -> Option<u64> {
-    let bytes = text.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || bytes[10] != b'T' {
-        return None;
-    }
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    // Howard Hinnant's days_from_civil.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn creation_times_parse_as_unix_seconds() {
-        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(unix_seconds("2021-09-20T21:42:26Z"), Some(1_632_174_146));
-        assert_eq!(unix_seconds("2024-02-29T00:00:00.5Z"), Some(1_709_164_800));
-        assert_eq!(unix_seconds("yesterday"), None);
-    }
 
     #[test]
     fn service_account_ids_are_21_digits_and_stable() {

@@ -28,9 +28,45 @@ pub fn instance_uuid(instance: &Instance) -> Uuid {
     crate::ids::instance_uuid(instance)
 }
 
-/// The host name Nova reports: `hostname.domain`, else the display name, else the record id.
+/// The host name Nova reports: `hostname.domain` (`hostname` alone when it already has a dot),
+/// `hostname.novalocal` without a domain (Nova's default `dhcp_domain`); without a host name,
+/// the display name (`name`, else the record id) made a host name as Nova makes it (lower case,
+/// runs of other characters as `-`; `server-<uuid>` when nothing is left), with that domain.
 pub(crate) fn hostname(instance: &Instance) -> String {
-    instance.fqdn().or_else(|| instance.name.clone()).unwrap_or_else(|| instance.id.as_str().to_owned())
+    let domain = instance.domain.as_deref().unwrap_or(wire::DEFAULT_DHCP_DOMAIN);
+    match &instance.hostname {
+        Some(host) if host.contains('.') => host.clone(),
+        Some(host) => format!("{host}.{domain}"),
+        None => {
+            let short = Some(sanitize(&display_name(instance))).filter(|s| !s.is_empty());
+            let short = short.unwrap_or_else(|| format!("server-{}", instance_uuid(instance)));
+            format!("{short}.{domain}")
+        }
+    }
+}
+
+/// A display name as Nova makes it a host name.
+fn sanitize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').chars().take(63).collect::<String>().trim_end_matches('-').to_owned()
+}
+
+/// The project id: `dialects.openstack.project_id`, else `account.id`, else one derived from
+/// `account.name` (or, without an account, from the deployment's default project): Nova's form,
+/// 32 hex digits.
+fn project_id(instance: &Instance, overridden: Option<&str>) -> String {
+    if let Some(id) = overridden.map(str::to_owned).or_else(|| instance.account.as_ref().and_then(|a| a.id.clone())) {
+        return id;
+    }
+    let name = instance.account.as_ref().and_then(|a| a.name.as_deref()).unwrap_or("default");
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("imds:openstack/project/{name}").as_bytes()).simple().to_string()
 }
 
 /// The display name: `name`, else the short host name, else the record id.
@@ -71,12 +107,8 @@ pub(crate) fn render(instance: &Instance, version: &str, context: &Context<'_>) 
     if version >= wire::GRIZZLY {
         doc.insert("random_seed".into(), json!(random_seed(instance, context)));
     }
-    let project_id = overrides
-        .project_id
-        .map(str::to_owned)
-        .or_else(|| instance.account.as_ref().and_then(|account| account.id.clone()));
-    if let (true, Some(project_id)) = (version >= wire::LIBERTY, project_id) {
-        doc.insert("project_id".into(), json!(project_id));
+    if version >= wire::LIBERTY {
+        doc.insert("project_id".into(), json!(project_id(instance, overrides.project_id)));
     }
     if version >= wire::NEWTON_ONE {
         doc.insert("devices".into(), overrides.devices.cloned().unwrap_or_else(|| json!([])));
@@ -92,7 +124,7 @@ pub(crate) fn render(instance: &Instance, version: &str, context: &Context<'_>) 
 pub(crate) fn key_names(instance: &Instance) -> Vec<String> {
     let mut names: Vec<String> = Vec::with_capacity(instance.ssh_keys.len());
     for (index, key) in instance.ssh_keys.iter().enumerate() {
-        let mut name = crate::ec2::meta_data::key_name(index, key);
+        let mut name = crate::derive::key_name(index, key);
         if names.contains(&name) {
             name = format!("{name}-{index}");
         }

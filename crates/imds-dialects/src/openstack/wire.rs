@@ -55,6 +55,9 @@ pub const TEXT_HTML: &str = "text/html; charset=UTF-8";
 /// The longest password a guest may post: Nova keeps four chunks of 255 characters.
 pub const PASSWORD_MAX_BYTES: usize = 4 * 255;
 
+/// The domain of host names without one: Nova's default `dhcp_domain`.
+pub const DEFAULT_DHCP_DOMAIN: &str = "novalocal";
+
 /// `404 Not Found`'s explanation.
 pub const NOT_FOUND: (&str, &str) = ("404 Not Found", "The resource could not be found.");
 /// `409 Conflict`'s explanation (a second password write).

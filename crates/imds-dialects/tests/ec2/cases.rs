@@ -53,7 +53,9 @@ fn every_category_of_the_three_fixtures() {
         ("min", "/2010-01-01/meta-data/instance-id", 404, HTML, NF),
         ("min", "/nope", 404, HTML, NF),
         ("min", "/latest/nope", 404, HTML, NF),
-        ("min", "/latest/meta-data//instance-id", 404, HTML, NF),
+        // Repeated slashes collapse, as on AWS (the JavaScript SDK sends `//latest/…`).
+        ("min", "/latest/meta-data//instance-id", 200, TEXT, "i-minimal"),
+        ("min", "//latest//meta-data/instance-id", 200, TEXT, "i-minimal"),
         ("min", "latest/meta-data/", 404, HTML, NF),
         // user-data.
         ("full", "/latest/user-data", 200, "application/octet-stream", "#cloud-config\nruncmd: [true]\n"),

@@ -29,8 +29,24 @@ fn digitalocean_and_hetzner_serials_are_the_dialect_ids() {
 fn nocloud_points_at_the_seed_prefix() {
     let settings = Settings { nocloud_prefix: Cow::Borrowed("/seed/") };
     let hint = smbios(&full(), Dialect::NoCloud, &settings).unwrap();
-    assert_eq!(hint.serial.as_deref(), Some("ds=nocloud;s=http://169.254.169.254/seed/"));
-    assert_eq!(hint.qemu_args(), ["-smbios", "type=1,serial=ds=nocloud;s=http://169.254.169.254/seed/"]);
+    assert_eq!(hint.serial.as_deref(), Some("ds=nocloud-net;s=http://169.254.169.254/seed/"));
+    assert_eq!(hint.qemu_args(), ["-smbios", "type=1,serial=ds=nocloud-net;s=http://169.254.169.254/seed/"]);
+}
+
+#[test]
+fn ec2_hints_carry_an_ec2_uuid_and_serial_for_any_id() {
+    // ds-identify wants product UUID and serial both starting with `ec2`, equal.
+    for id in ["i-0123456789abcdef0", "0f8fad5b-d9cb-469f-a165-70867728950e"] {
+        let instance = parse(json!({"id": id}));
+        let hint = smbios(&instance, Dialect::Ec2, &Settings::DEFAULT).unwrap();
+        let uuid = hint.uuid.clone().unwrap();
+        assert!(uuid.starts_with("ec2") && uuid::Uuid::try_parse(&uuid).is_ok(), "{id}: {uuid}");
+        assert_eq!(hint.serial.as_deref(), Some(uuid.as_str()), "{id}");
+        assert_eq!(smbios(&instance, Dialect::Ec2, &Settings::DEFAULT).unwrap(), hint, "stable");
+    }
+    let uuid_id = parse(json!({"id": "0f8fad5b-d9cb-469f-a165-70867728950e"}));
+    let hint = smbios(&uuid_id, Dialect::Ec2, &Settings::DEFAULT).unwrap();
+    assert_eq!(hint.uuid.as_deref(), Some("ec2fad5b-d9cb-469f-a165-70867728950e"));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::{join, opaque_object, Ctx};
-use crate::dialects::DIALECT_NAMES;
+use crate::dialects::Dialect;
 
 /// The SMBIOS fields `platform.smbios` may set.
 const SMBIOS_FIELDS: &[&str] = &["manufacturer", "product", "version", "serial", "uuid", "sku", "family", "asset_tag"];
@@ -58,8 +58,8 @@ pub(super) fn platform(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Value
     let platform = opaque_object(ctx, path, value)?;
     let before = ctx.errors.len();
     if let Some(dialect) = platform.get("dialect").filter(|v| !v.is_null()) {
-        if dialect.as_str().is_none_or(|name| !DIALECT_NAMES.contains(&name)) {
-            ctx.error(&join(path, "dialect"), format!("expected one of {}", DIALECT_NAMES.join(", ")));
+        if dialect.as_str().and_then(Dialect::from_name).is_none() {
+            ctx.error(&join(path, "dialect"), format!("expected one of {}", Dialect::names()));
         }
     }
     if let Some(smbios) = platform.get("smbios").filter(|v| !v.is_null()) {

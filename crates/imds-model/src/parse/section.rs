@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::{choice, field, first_time, integer, join, list, object, opaque_object, string, text_with, Ctx};
-use crate::dialects::{Dialects, DIALECT_NAMES};
+use crate::dialects::{Dialect, Dialects};
 use crate::instance::Account;
 use crate::limits::Limits;
 use crate::settings::{EndpointMode, ImdsSettings, TagsMode, TokenMode};
@@ -118,7 +118,7 @@ pub(super) fn dialects(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Diale
         ctx.error(path, "expected an object");
         return None;
     };
-    let known = || format!("expected one of {}", DIALECT_NAMES.join(", "));
+    let known = || format!("expected one of {}", Dialect::names());
     let mut dialects = Dialects::default();
     for (key, value) in map {
         let key_path = join(path, key);
@@ -129,14 +129,14 @@ pub(super) fn dialects(ctx: &mut Ctx, path: &str, value: &Value) -> Option<Diale
             let mut seen = HashMap::new();
             let names = list(ctx, &key_path, value, "dialect names", |c, p, v| {
                 let name = string(c, p, v)?;
-                if !DIALECT_NAMES.contains(&name) {
+                let Some(dialect) = Dialect::from_name(name) else {
                     c.error(p, format!("unknown dialect {name:?}; {}", known()));
                     return None;
-                }
-                first_time(c, &mut seen, name.to_owned(), p).then(|| name.to_owned())
+                };
+                first_time(c, &mut seen, name.to_owned(), p).then_some(dialect)
             });
             dialects.enabled = Some(names);
-        } else if !DIALECT_NAMES.contains(&key.as_str()) {
+        } else if Dialect::from_name(key).is_none() {
             ctx.error(&key_path, format!("unknown dialect; {} (or \"enabled\")", known()));
         } else if let Some(block) = opaque_object(ctx, &key_path, value) {
             super::overrides::check(ctx, &key_path, key, &block);

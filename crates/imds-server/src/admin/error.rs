@@ -6,6 +6,8 @@ use axum::Json;
 use http::StatusCode;
 use imds_model::{split_claim, FieldError, Invalid};
 use imds_store::StoreError;
+
+use crate::records::{noun, ROLES};
 use serde::Serialize;
 
 /// Why an admin request failed. Every variant leaves the store unchanged.
@@ -75,6 +77,9 @@ pub enum AdminError {
     /// The store failed.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store failed; the store's error is the source.
+    #[error("store unavailable: {0}")]
+    Store(#[source] StoreError),
     /// A line of an import is at fault; the field names the line.
     #[error("line {line}: {error}")]
     Line {
@@ -117,12 +122,13 @@ pub enum AdminError {
 impl From<StoreError> for AdminError {
     fn from(error: StoreError) -> Self {
         match error {
+            StoreError::NotFound { key } if key.collection == ROLES => AdminError::RoleNotFound(key.id),
             StoreError::NotFound { key } => AdminError::NotFound(key.id),
             StoreError::AlreadyExists { key, actual } => {
-                AdminError::PreconditionFailed(format!("instance {} already exists (revision {actual})", key.id))
+                AdminError::PreconditionFailed(format!("{} already exists (revision {actual})", noun(&key)))
             }
             StoreError::RevisionMismatch { key, expected, actual } => {
-                AdminError::PreconditionFailed(format!("instance {} is at revision {actual}, not {expected}", key.id))
+                AdminError::PreconditionFailed(format!("{} is at revision {actual}, not {expected}", noun(&key)))
             }
             StoreError::ClaimConflict { claim, holder } => {
                 let (kind, value) = split_claim(&claim).unwrap_or(("address", claim.as_str()));
@@ -138,7 +144,7 @@ impl From<StoreError> for AdminError {
                     message: format!("record of {size} bytes exceeds the store's limit of {limit} bytes"),
                 }],
             }),
-            other => AdminError::Unavailable(other.to_string()),
+            other => AdminError::Store(other),
         }
     }
 }
@@ -187,7 +193,7 @@ impl AdminError {
             AdminError::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             AdminError::UnsupportedMediaType { .. } => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            AdminError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            AdminError::Unavailable(_) | AdminError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             AdminError::Line { error, .. } | AdminError::ImportIncomplete { error, .. } => error.status_and_code(),
             AdminError::DuplicateAddress { .. } => (StatusCode::CONFLICT, "address_conflict"),
             AdminError::TooManyLines { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -222,7 +228,10 @@ impl AdminError {
             AdminError::PreconditionFailed(_) => detail.field = Some("If-Match".into()),
             AdminError::UnsupportedMediaType { .. } => detail.field = Some("Content-Type".into()),
             AdminError::Unauthorized => detail.field = Some("Authorization".into()),
-            AdminError::NoRoute(_) | AdminError::MethodNotAllowed | AdminError::Unavailable(_) => {}
+            AdminError::NoRoute(_)
+            | AdminError::MethodNotAllowed
+            | AdminError::Unavailable(_)
+            | AdminError::Store(_) => {}
             AdminError::Line { line, error } => {
                 let inner = error.detail();
                 let at = |field: &str| format!("line {line}: {field}");
@@ -277,5 +286,35 @@ impl IntoResponse for AdminError {
             response.headers_mut().insert(http::header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_store_failure_keeps_its_cause_and_its_message() {
+        let io = std::io::Error::other("disk on fire");
+        let error = AdminError::from(StoreError::unavailable_from("sqlite: committing revision 7", io));
+        let message = error.to_string();
+        assert!(message.contains("sqlite: committing revision 7: disk on fire"), "{message}");
+        assert_eq!(error.status_and_code(), (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"));
+        let store = error.source().expect("the store error is the source");
+        let cause = store.source().and_then(|unavailable| unavailable.source()).expect("and the I/O error under it");
+        assert_eq!(cause.to_string(), "disk on fire");
+    }
+
+    #[test]
+    fn a_precondition_names_the_collection() {
+        let key = imds_store::Key::new(ROLES, "app");
+        let error = AdminError::from(StoreError::RevisionMismatch {
+            key,
+            expected: imds_store::Revision(5),
+            actual: imds_store::Revision(7),
+        });
+        assert_eq!(error.to_string(), "role app is at revision 7, not 5");
     }
 }

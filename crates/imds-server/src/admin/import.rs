@@ -6,10 +6,11 @@
 //! import is checked before the first write: a bad line, a repeated id, two lines claiming one
 //! address, an address held by an instance outside the import (or, with `If-None-Match: *`, an
 //! id that exists) fails the request and writes nothing. Then the instances are written in
-//! chunks of at most [`Store::max_batch`](imds_store::Store::max_batch) (and [`CHUNK_CAP`]),
-//! each chunk one store transaction at one revision. A chunk that still fails (a concurrent
-//! write won a race) ends the import with the error and the number of instances committed
-//! before it; those earlier chunks stay. MMDS documents and guest state are not touched.
+//! chunks of at most [`Store::max_batch`](imds_store::Store::max_batch) operations (and [`CHUNK_CAP`]),
+//! each chunk one store transaction at one revision. An instance whose node changes takes its
+//! MMDS document and guest state along in its chunk's commit, as a single write does. A chunk
+//! that still fails (a concurrent write won a race) ends the import with the error and the
+//! number of instances committed before it; those earlier chunks stay.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -17,16 +18,18 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::State;
 use axum::Json;
+use futures::{StreamExt as _, TryStreamExt as _};
 use http::header::{CONTENT_TYPE, IF_MATCH, IF_NONE_MATCH};
 use http::HeaderMap;
 use imds_model::{split_claim, Instance};
-use imds_store::{Expect, Key, Put, Revision, Scope};
+use imds_store::{Expect, Op, Put, Revision, Scope};
 use serde::Serialize;
 
 use super::error::AdminError;
-use super::instances::{parse, wait_visible};
+use super::instances::{follow_node, parse, wait_visible};
 use super::AdminState;
-use crate::view::INSTANCES;
+use crate::records;
+use crate::view::Snapshot;
 
 /// The media type of an import body.
 pub const MEDIA_NDJSON: &str = "application/x-ndjson";
@@ -36,6 +39,9 @@ const MEDIA_JSONL: &str = "application/jsonl";
 /// The most instances one store transaction of an import holds, whatever the backend allows:
 /// a chunk holds the store's write lock (SQLite) until it commits, so it stays short.
 pub const CHUNK_CAP: usize = 5_000;
+
+/// How many follow-node reads (MMDS document and guest state of one instance) run at once.
+const FOLLOW_READS: usize = 16;
 
 /// How big an import request may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,25 +113,49 @@ pub async fn import(
             .await
             .map_err(|error| AdminError::Unavailable(format!("import validation did not complete: {error}")))??
     };
-    let chunk = state.store.max_batch().clamp(1, CHUNK_CAP);
     check_claims(&lines)?;
-    check_against_store(&state, &lines, expect, chunk).await?;
+    // An instance moving to another node takes its MMDS document and guest state along, in its
+    // chunk's commit (as a single write does). The view tells which lines may: only those are
+    // read from the store.
+    let snapshot = state.view.load();
+    let may_move: Vec<bool> = lines.iter().map(|line| may_move(&state, &snapshot, &line.instance)).collect();
+    drop(snapshot);
+    let (state_ref, lines_ref, may_move) = (&state, &lines, &may_move);
+    let follows: Vec<Vec<Op>> = futures::stream::iter(0..lines.len())
+        .map(move |at| async move {
+            if !may_move[at] {
+                return Ok(Vec::new());
+            }
+            follow_node(state_ref, &lines_ref[at].instance, false).await
+        })
+        .buffered(FOLLOW_READS)
+        .try_collect()
+        .await?;
+    let chunks = chunk_lines(&follows, state.store.max_batch().clamp(1, CHUNK_CAP));
+    let chunk_of: Vec<usize> =
+        chunks.iter().enumerate().flat_map(|(at, range)| std::iter::repeat_n(at, range.len())).collect();
+    check_against_store(&state, &lines, expect, &chunk_of).await?;
 
     let (mut created, mut replaced, mut last) = (0usize, 0usize, None::<Revision>);
     let mut wait = false;
-    for part in lines.chunks(chunk) {
-        let puts: Vec<Put> = part
+    let mut follows = follows.into_iter();
+    for range in &chunks {
+        let part = &lines[range.clone()];
+        let mut ops: Vec<Op> = part
             .iter()
-            .map(|line| Put {
-                key: Key::new(INSTANCES, line.instance.id.as_str()),
-                node: line.instance.node.clone(),
-                claims: line.instance.claims(),
-                value: line.instance.to_bytes(),
-                expect,
+            .map(|line| {
+                Op::Put(Put {
+                    key: records::instance(&line.instance.id),
+                    node: line.instance.node.clone(),
+                    claims: line.instance.claims(),
+                    value: line.instance.to_bytes(),
+                    expect,
+                })
             })
             .collect();
-        let written = match state.store.put_batch(puts).await {
-            Ok(written) => written,
+        ops.extend(follows.by_ref().take(part.len()).flatten());
+        let committed = match state.store.commit(ops).await {
+            Ok(committed) => committed,
             Err(error) => {
                 let committed = created + replaced;
                 let error = AdminError::from(error);
@@ -137,14 +167,14 @@ pub async fn import(
                 });
             }
         };
-        for written in &written {
-            if written.created {
+        for before in &committed.before[..part.len()] {
+            if before.is_none() {
                 created += 1;
             } else {
                 replaced += 1;
             }
-            last = last.max(Some(written.rev));
         }
+        last = last.max(Some(committed.rev));
         wait |= part.iter().any(|line| state.serves(&line.instance.id, line.instance.node.as_deref()));
     }
     if let (Some(rev), true) = (last, wait) {
@@ -156,7 +186,7 @@ pub async fn import(
         instances = lines.len(),
         created,
         replaced,
-        chunks = lines.len().div_ceil(chunk),
+        chunks = chunks.len(),
         rev = last.map(|rev| rev.0),
         elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         "instances imported"
@@ -250,14 +280,14 @@ async fn check_against_store(
     state: &AdminState,
     lines: &[Line],
     expect: Expect,
-    chunk: usize,
+    chunks: &[usize],
 ) -> Result<(), AdminError> {
     let chunk_of: HashMap<&str, usize> =
-        lines.iter().enumerate().map(|(at, line)| (line.instance.id.as_str(), at / chunk)).collect();
+        lines.iter().zip(chunks).map(|(line, &chunk)| (line.instance.id.as_str(), chunk)).collect();
     if state.scope != Scope::All {
         if expect == Expect::Absent {
             for line in lines {
-                let key = Key::new(INSTANCES, line.instance.id.as_str());
+                let key = records::instance(&line.instance.id);
                 if let Some(record) = state.store.get(&key).await? {
                     return Err(exists(line, record.rev));
                 }
@@ -281,7 +311,7 @@ async fn check_against_store(
                 snapshot.by_mac(*mac).map(|entry| (format!("mac/{mac}"), entry.instance.id.clone()))
             }));
         for (claim, holder) in held {
-            let released_in_time = chunk_of.get(holder.as_str()).is_some_and(|&theirs| theirs <= at / chunk);
+            let released_in_time = chunk_of.get(holder.as_str()).is_some_and(|&theirs| theirs <= chunks[at]);
             if holder == instance.id || released_in_time {
                 continue;
             }
@@ -297,6 +327,39 @@ async fn check_against_store(
         }
     }
     Ok(())
+}
+
+/// Whether writing `instance` may move MMDS or guest-state records to another node: the view
+/// holds the instance on another node with such records, or (a node-scoped server) does not
+/// hold it at all, so it may live on another node. A server following the whole store that
+/// does not know the instance is creating it: nothing can be attached to it yet.
+fn may_move(state: &AdminState, snapshot: &Snapshot, instance: &Instance) -> bool {
+    match snapshot.get(&instance.id) {
+        Some(entry) => {
+            entry.instance.node != instance.node
+                && (snapshot.mmds(&instance.id).is_some() || snapshot.state(&instance.id).is_some())
+        }
+        None => state.scope != Scope::All,
+    }
+}
+
+/// Splits the lines into chunks of at most `cap` operations: one per instance, plus its
+/// follow-node moves (a chunk always takes at least one line).
+fn chunk_lines(follows: &[Vec<Op>], cap: usize) -> Vec<std::ops::Range<usize>> {
+    let mut chunks = Vec::new();
+    let (mut start, mut ops) = (0, 0);
+    for (at, moves) in follows.iter().enumerate() {
+        let cost = 1 + moves.len();
+        if at > start && ops + cost > cap {
+            chunks.push(start..at);
+            (start, ops) = (at, 0);
+        }
+        ops += cost;
+    }
+    if start < follows.len() {
+        chunks.push(start..follows.len());
+    }
+    chunks
 }
 
 fn claim_of_ip(ip: std::net::IpAddr) -> String {

@@ -10,13 +10,14 @@ use axum::Json;
 use http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imds_model::{merge_patch, FieldError, Instance, InstanceId, Invalid};
-use imds_store::{Expect, Key, Put, Record, Revision, StoreError, Written};
+use imds_store::update::{update, Plan, Step, Updated};
+use imds_store::{Expect, Op, Put, Record, Revision, StoreError, Written};
 use serde::{Deserialize, Serialize};
 
 use super::body::Param;
 use super::error::AdminError;
 use super::AdminState;
-use crate::view::{INSTANCES, MMDS, STATE};
+use crate::records;
 
 /// A page of instances.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -42,8 +43,6 @@ pub struct ListQuery {
 const MEDIA_MERGE_PATCH: &str = "application/merge-patch+json";
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
-/// PATCH without `If-Match` retries this often when a concurrent write wins the race.
-const PATCH_ATTEMPTS: usize = 8;
 
 /// `PUT /v1/instances/{id}`
 #[utoipa::path(put, path = "/v1/instances/{id}", tag = "instances",
@@ -91,7 +90,7 @@ pub async fn put(
         };
         instance.created_at = Some(launch_time(&state, current.as_ref()));
     }
-    let written = write(&state, &instance, expect).await?;
+    let (instance, written) = write(&state, instance, expect).await?;
     tracing::info!(action = "put", id = %id, rev = %written.rev, created = written.created, "instance written");
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(render(status, &instance, written.rev))
@@ -143,7 +142,8 @@ pub async fn patch(
             })
         }
     };
-    for _ in 0..PATCH_ATTEMPTS {
+    let key = records::instance(&id);
+    let updated = update(&*state.store, &key, || async {
         let (current, rev) = load(&state, &id).await?;
         if let Some(wanted) = wanted.filter(|wanted| *wanted != rev) {
             return Err(AdminError::PreconditionFailed(format!("instance {id} is at revision {rev}, not {wanted}")));
@@ -157,19 +157,13 @@ pub async fn patch(
         if patched.created_at.is_none() {
             patched.created_at = Some(launch_time(&state, Some(&current)));
         }
-        match write(&state, &patched, Expect::Revision(rev)).await {
-            Ok(written) => {
-                tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
-                return Ok(render(StatusCode::OK, &patched, written.rev));
-            }
-            // Someone else wrote in between: without If-Match, patch the newer version.
-            Err(AdminError::PreconditionFailed(_)) if wanted.is_none() => continue,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(AdminError::Unavailable(format!(
-        "instance {id} kept changing; patch abandoned after {PATCH_ATTEMPTS} attempts"
-    )))
+        // Without If-Match, a write in between is a lost race: patch the newer version.
+        Ok(Step::Commit(plan_write(&state, patched, Expect::Revision(rev), wanted.is_none()).await?))
+    })
+    .await?;
+    let (patched, written) = finish_write(&state, updated).await;
+    tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
+    Ok(render(StatusCode::OK, &patched, written.rev))
 }
 
 /// `DELETE /v1/instances/{id}`
@@ -195,29 +189,18 @@ pub async fn delete(
         Expect::Any => Expect::Present,
         other => other,
     };
-    let key = Key::new(INSTANCES, id.as_str());
-    // The instance's MMDS document and guest state go first, so that an acknowledged delete
-    // leaves nothing behind for a later instance with the same id; the precondition is checked
-    // before anything is deleted.
-    let current = state.store.get(&key).await?.map(|record| record.rev);
-    expect.check(&key, current).map_err(|error| match error {
+    // The instance's MMDS document and guest state go with it, in one commit: a guest sees
+    // all of it or none, and a failed precondition deletes nothing.
+    let mut ops: Vec<Op> =
+        records::attachments(&id).into_iter().map(|key| Op::Delete { key, expect: Expect::Any }).collect();
+    ops.push(Op::Delete { key: records::instance(&id), expect });
+    let committed = state.store.commit(ops).await.map_err(|error| match error {
         StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_)) => {
             AdminError::PreconditionFailed(format!("instance {id} does not exist"))
         }
         other => AdminError::from(other),
     })?;
-    for collection in [MMDS, STATE] {
-        match state.store.delete(&Key::new(collection, id.as_str()), Expect::Present).await {
-            Ok(_) | Err(StoreError::NotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    let rev = state.store.delete(&key, expect).await.map_err(|error| match error {
-        StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_)) => {
-            AdminError::PreconditionFailed(format!("instance {id} does not exist"))
-        }
-        other => AdminError::from(other),
-    })?;
+    let rev = committed.rev;
     if state.serves(&id, None) {
         wait_visible(&state, rev).await;
     }
@@ -242,7 +225,7 @@ pub async fn list(
             })?
         }
     };
-    let page = state.store.list(INSTANCES, query.after.as_deref(), limit).await?;
+    let page = state.store.list(records::INSTANCES, query.after.as_deref(), limit).await?;
     let instances = page.records.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(InstanceList {
         instances: instances.iter().map(|(i, _)| i.to_json()).collect(),
@@ -263,7 +246,7 @@ pub(super) fn parse(state: &AdminState, doc: &serde_json::Value) -> Result<Insta
 pub(super) fn launch_time(state: &AdminState, current: Option<&Instance>) -> String {
     current
         .and_then(|current| current.created_at.clone())
-        .unwrap_or_else(|| imds_creds::time::format_rfc3339(state.credentials.clock().now()))
+        .unwrap_or_else(|| imds_model::time::format_rfc3339(state.credentials.clock().now()))
 }
 
 pub(crate) fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
@@ -314,63 +297,108 @@ fn etag(rev: Revision) -> HeaderValue {
 }
 
 pub(crate) async fn load(state: &AdminState, id: &InstanceId) -> Result<(Instance, Revision), AdminError> {
-    let record = state
-        .store
-        .get(&Key::new(INSTANCES, id.as_str()))
-        .await?
-        .ok_or_else(|| AdminError::NotFound(id.to_string()))?;
+    let record = state.store.get(&records::instance(id)).await?.ok_or_else(|| AdminError::NotFound(id.to_string()))?;
     decode(&record)
 }
 
 fn decode(record: &Record) -> Result<(Instance, Revision), AdminError> {
-    let instance = Instance::from_bytes(&record.value)
-        .map_err(|error| AdminError::Unavailable(format!("stored record {} is unreadable: {error}", record.key)))?;
+    let instance = records::decode_instance(record).map_err(|error| AdminError::Unavailable(error.to_string()))?;
     Ok((instance, record.rev))
 }
 
-async fn write(state: &AdminState, instance: &Instance, expect: Expect) -> Result<Written, AdminError> {
-    let key = Key::new(INSTANCES, instance.id.as_str());
-    let put = Put { key, node: instance.node.clone(), claims: instance.claims(), value: instance.to_bytes(), expect };
-    let written = state.store.put(put).await.map_err(|error| match error {
-        StoreError::NotFound { .. } if matches!(expect, Expect::Revision(_) | Expect::Present) => {
-            AdminError::PreconditionFailed(format!("instance {} does not exist", instance.id))
-        }
-        other => AdminError::from(other),
-    })?;
-    let last = follow_node(state, instance).await?.max(written.rev);
-    if state.serves(&instance.id, instance.node.as_deref()) {
-        wait_visible(state, last).await;
-    }
-    Ok(written)
+/// Writes `instance` under the caller's precondition `expect`, its MMDS document and guest
+/// state following it to its node in the same commit, and waits until guests can see it.
+pub(super) async fn write(
+    state: &AdminState,
+    instance: Instance,
+    expect: Expect,
+) -> Result<(Instance, Written), AdminError> {
+    let key = records::instance(&instance.id);
+    let id = instance.id.clone();
+    let instance = &instance;
+    let updated = update(&*state.store, &key, || async {
+        Ok(Step::Commit(plan_write(state, instance.clone(), expect, false).await?))
+    })
+    .await
+    .map_err(|error| write_error(error, &id, expect))?;
+    Ok(finish_write(state, updated).await)
 }
 
-/// Moves the instance's MMDS record and guest state to the instance's node when it changed, so
-/// that they are served where the instance is (one write each, after the instance's own; a
-/// guest of the new node may see the instance a moment before them). Returns the last revision
+/// The commit writing `instance` with precondition `expect` (guarded: a lost race starts the
+/// update over; else the caller's own precondition), plus [`follow_node`]'s moves.
+async fn plan_write(
+    state: &AdminState,
+    instance: Instance,
+    expect: Expect,
+    guarded: bool,
+) -> Result<Plan<Instance>, AdminError> {
+    let follow = follow_node(state, &instance, true).await?;
+    let key = records::instance(&instance.id);
+    let put = Op::Put(Put {
+        key,
+        node: instance.node.clone(),
+        claims: instance.claims(),
+        value: instance.to_bytes(),
+        expect,
+    });
+    let plan = Plan::new(instance);
+    let plan = if guarded { plan.guarded(put) } else { plan.fixed(put) };
+    Ok(plan.guarded_all(follow))
+}
+
+/// Waits until guests can read a committed instance write; returns the instance and what was
 /// written.
-async fn follow_node(state: &AdminState, instance: &Instance) -> Result<Revision, AdminError> {
-    let mut last = Revision(0);
-    for collection in [MMDS, STATE] {
-        let key = Key::new(collection, instance.id.as_str());
-        let Some(record) = state.store.get(&key).await? else { continue };
-        if record.node == instance.node {
-            continue;
+async fn finish_write(state: &AdminState, updated: Updated<Instance>) -> (Instance, Written) {
+    let instance = updated.value;
+    let committed = updated.committed.expect("an instance write always commits");
+    let written = Written { rev: committed.rev, created: committed.before.first().is_some_and(Option::is_none) };
+    if state.serves(&instance.id, instance.node.as_deref()) {
+        wait_visible(state, written.rev).await;
+    }
+    (instance, written)
+}
+
+/// An instance write's error: a missing instance the caller expected is a failed
+/// precondition, not a 404.
+fn write_error(error: AdminError, id: &InstanceId, expect: Expect) -> AdminError {
+    match error {
+        AdminError::NotFound(_) if matches!(expect, Expect::Revision(_) | Expect::Present) => {
+            AdminError::PreconditionFailed(format!("instance {id} does not exist"))
         }
-        let put = Put {
-            key,
-            node: instance.node.clone(),
-            claims: Vec::new(),
-            value: record.value,
-            expect: Expect::Revision(record.rev),
-        };
-        match state.store.put(put).await {
-            Ok(moved) => last = last.max(moved.rev),
-            // Written meanwhile by its own endpoint, which placed it from the instance record.
-            Err(StoreError::RevisionMismatch { .. } | StoreError::NotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
+        other => other,
+    }
+}
+
+/// The operations that keep the instance's MMDS record and guest state on the instance's node,
+/// committed with the instance's own write (one revision: a guest of either node sees the
+/// instance and its documents move together). A record on another node is moved; one already
+/// there is checked, so that a concurrent write moving it elsewhere makes this write start
+/// over (`check_unmoved`; an import, which does not retry, moves only). Each is guarded by the
+/// revision read.
+pub(super) async fn follow_node(
+    state: &AdminState,
+    instance: &Instance,
+    check_unmoved: bool,
+) -> Result<Vec<Op>, AdminError> {
+    let mut ops = Vec::new();
+    for key in records::attachments(&instance.id) {
+        let Some(record) = state.store.get(&key).await? else { continue };
+        let expect = Expect::Revision(record.rev);
+        if record.node == instance.node {
+            if check_unmoved {
+                ops.push(Op::Check { key, expect });
+            }
+        } else {
+            ops.push(Op::Put(Put {
+                key,
+                node: instance.node.clone(),
+                claims: Vec::new(),
+                value: record.value,
+                expect,
+            }));
         }
     }
-    Ok(last)
+    Ok(ops)
 }
 
 impl AdminState {
@@ -385,9 +413,7 @@ impl AdminState {
 
 /// Read-your-writes: answer only once guests can read what was written (bounded wait).
 pub(super) async fn wait_visible(state: &AdminState, rev: Revision) {
-    if !state.view.wait_for(rev, state.write_visibility_timeout).await {
-        tracing::warn!(%rev, timeout = ?state.write_visibility_timeout, "write is durable but not yet visible to guests");
-    }
+    state.view.wait_visible(rev, state.write_visibility_timeout).await;
 }
 
 fn render(status: StatusCode, instance: &Instance, rev: Revision) -> Response {

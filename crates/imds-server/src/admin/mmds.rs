@@ -19,17 +19,15 @@ use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
 use imds_dialects::mmds::render;
 use imds_model::{merge_patch, InstanceId, Mmds, MmdsVersion};
-use imds_store::{Expect, Key, Put, StoreError};
+use imds_store::update::{Plan, Step};
+use imds_store::{Expect, Op, Put, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::body::Param;
 use super::instances::wait_visible;
 use super::AdminState;
-use crate::view::{INSTANCES, MMDS};
-
-/// A write retries this often when a concurrent write to the same MMDS record wins the race.
-const ATTEMPTS: usize = 8;
+use crate::records;
 
 /// Why an MMDS request failed: rendered as Firecracker renders API faults. Changes nothing.
 #[derive(Debug, thiserror::Error)]
@@ -50,15 +48,12 @@ pub enum MmdsError {
     /// No such instance.
     #[error("instance {0} does not exist")]
     NotFound(String),
-    /// The store failed, or the record kept changing.
+    /// A stored record is unreadable.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-}
-
-impl From<StoreError> for MmdsError {
-    fn from(error: StoreError) -> Self {
-        MmdsError::Unavailable(error.to_string())
-    }
+    /// The store failed, or the record kept changing; the store's error is the source.
+    #[error("store unavailable: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// Firecracker's API error body.
@@ -74,7 +69,7 @@ impl IntoResponse for MmdsError {
             MmdsError::NotInitialized | MmdsError::InvalidBody(_) | MmdsError::InvalidId(_) => StatusCode::BAD_REQUEST,
             MmdsError::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             MmdsError::NotFound(_) => StatusCode::NOT_FOUND,
-            MmdsError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            MmdsError::Unavailable(_) | MmdsError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status.is_server_error() {
             tracing::error!(error = %self, "MMDS admin request failed");
@@ -209,53 +204,48 @@ fn check_size(state: &AdminState, document: &Value) -> Result<(), MmdsError> {
     Ok(())
 }
 
-/// The instance's node placement (its MMDS record lives on the same node), or 404.
-async fn ensure_instance(state: &AdminState, id: &InstanceId) -> Result<Option<String>, MmdsError> {
-    match state.store.get(&Key::new(INSTANCES, id.as_str())).await? {
-        Some(record) => Ok(record.node),
+/// The instance's node placement (its MMDS record lives on the same node) and revision, or 404.
+async fn ensure_instance(
+    state: &AdminState,
+    id: &InstanceId,
+) -> Result<(Option<String>, imds_store::Revision), MmdsError> {
+    match state.store.get(&records::instance(id)).await? {
+        Some(record) => Ok((record.node, record.rev)),
         None => Err(MmdsError::NotFound(id.to_string())),
     }
 }
 
 async fn load(state: &AdminState, id: &InstanceId) -> Result<Option<(Mmds, imds_store::Revision)>, MmdsError> {
-    let Some(record) = state.store.get(&Key::new(MMDS, id.as_str())).await? else {
+    let Some(record) = state.store.get(&records::mmds(id)).await? else {
         return Ok(None);
     };
-    let mmds = Mmds::from_bytes(&record.value)
-        .map_err(|error| MmdsError::Unavailable(format!("stored record {} is unreadable: {error}", record.key)))?;
+    let mmds = records::decode_mmds(&record).map_err(|error| MmdsError::Unavailable(error.to_string()))?;
     Ok(Some((mmds, record.rev)))
 }
 
-/// Reads the instance's MMDS record, computes the new one with `change` and writes it back
-/// only if nobody wrote in between (else it starts over), then waits until guests see it.
+/// Reads the instance's MMDS record, computes the new one with `change` and commits it
+/// guarded by both revisions read: the record's, and the instance's (so a document is never
+/// written for an instance deleted or moved meanwhile); a lost race starts over. Then waits
+/// until guests see it.
 async fn update(
     state: &AdminState,
     id: &InstanceId,
     change: impl Fn(Option<Mmds>) -> Result<Mmds, MmdsError>,
 ) -> Result<(), MmdsError> {
-    let key = Key::new(MMDS, id.as_str());
-    for _ in 0..ATTEMPTS {
-        let node = ensure_instance(state, id).await?;
+    let key = records::mmds(id);
+    let change = &change;
+    let updated = imds_store::update::update(&*state.store, &key, || async {
+        let (node, instance_rev) = ensure_instance(state, id).await?;
         let current = load(state, id).await?;
         let expect = current.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
         let next = change(current.map(|(mmds, _)| mmds))?;
         let put = Put { key: key.clone(), node, claims: Vec::new(), value: next.to_bytes(), expect };
-        match state.store.put(put).await {
-            Ok(written) => {
-                // An instance deleted meanwhile must not leave its MMDS record behind for a
-                // later instance with the same id.
-                if ensure_instance(state, id).await.is_err() {
-                    let _ = state.store.delete(&key, Expect::Revision(written.rev)).await;
-                    return Err(MmdsError::NotFound(id.to_string()));
-                }
-                wait_visible(state, written.rev).await;
-                return Ok(());
-            }
-            Err(
-                StoreError::RevisionMismatch { .. } | StoreError::AlreadyExists { .. } | StoreError::NotFound { .. },
-            ) => continue,
-            Err(error) => return Err(error.into()),
-        }
+        let instance = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
+        Ok::<_, MmdsError>(Step::Commit(Plan::new(()).guarded(instance).guarded(Op::Put(put))))
+    })
+    .await?;
+    if let Some(committed) = updated.committed {
+        wait_visible(state, committed.rev).await;
     }
-    Err(MmdsError::Unavailable(format!("the MMDS record of {id} kept changing; try again")))
+    Ok(())
 }

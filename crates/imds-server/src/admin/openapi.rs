@@ -22,11 +22,13 @@ use utoipa::OpenApi;
         super::roles::put_base, super::roles::refresh,
         super::signing::keys, super::signing::certificates, super::signing::jwks,
         super::signing::rotate, super::signing::put_key,
+        super::compat::status, super::compat::bootstrap, super::compat::put_metadata,
+        super::compat::get_metadata, super::compat::delete_metadata,
         super::healthz, super::readyz, serve
     ),
     components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList, super::import::ImportSummary,
         super::mmds::FaultMessage, super::mmds::MmdsConfig, super::platform::SmbiosHint,
-        super::roles::RoleView, super::roles::RoleList, AnyValue, RoleBody, BaseCredentialsBody, SigningKeyBody)),
+        super::roles::RoleView, super::roles::RoleList, AnyValue, RoleBody, BaseCredentialsBody, SigningKeyBody, VmanMetadata)),
     modifiers(&BearerAuth, &Unauthorized),
     security(("bearer" = [])),
 )]
@@ -60,7 +62,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The operations anyone may call: health probes and this document. Every other operation needs
 /// the bearer token over TCP and answers 401 without it.
-const UNAUTHENTICATED: &[&str] = &["/healthz", "/readyz", "/v1/openapi.json"];
+const UNAUTHENTICATED: &[&str] = &["/healthz", "/readyz", "/status", "/v1/openapi.json"];
 
 /// Marks the unauthenticated operations (`security: []`) and gives every other one its 401.
 struct Unauthorized;
@@ -230,6 +232,35 @@ impl utoipa::PartialSchema for BaseCredentialsBody {
             .item(names("AccessKeyId", "SecretAccessKey", "Token"))
             .description(Some("Base credentials for AssumeRole, with imds's or AWS's key names"))
             .into()
+    }
+}
+
+/// The body of VMAN's `PUT /vms/{id}/metadata`: these members only.
+#[derive(Debug)]
+pub struct VmanMetadata;
+
+impl utoipa::ToSchema for VmanMetadata {}
+
+impl utoipa::PartialSchema for VmanMetadata {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::Object))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for (field, description) in [
+            ("hostname", "Host name"),
+            ("user_data", "User data"),
+            ("ssh_keys", "OpenSSH public keys, one per line"),
+            ("mac", "MAC address"),
+            ("ip", "IPv4 address"),
+        ] {
+            object = object.property(
+                field,
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some(description)),
+            );
+        }
+        object.into()
     }
 }
 

@@ -13,14 +13,16 @@ use axum::Json;
 use http::StatusCode;
 use imds_creds::{BaseCredentials, Role};
 use imds_model::{FieldError, Invalid, RoleName};
-use imds_store::{Expect, Key, Put, Revision};
+use imds_store::update::{update, Plan, Step};
+use imds_store::{Expect, Op, Put, Revision};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::body::Param;
 use super::error::AdminError;
+use super::instances::wait_visible;
 use super::AdminState;
-use crate::view::ROLES;
+use crate::records;
 
 /// The largest role body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -77,22 +79,34 @@ fn view(state: &AdminState, name: &str, role: &Role) -> RoleView {
 }
 
 async fn load(state: &AdminState, name: &RoleName) -> Result<Option<(Role, Revision)>, AdminError> {
-    let Some(record) = state.store.get(&Key::new(ROLES, name.as_str())).await? else {
+    let Some(record) = state.store.get(&records::role(name.as_str())).await? else {
         return Ok(None);
     };
-    let role = Role::from_bytes(&record.value)
-        .map_err(|error| AdminError::Unavailable(format!("stored role {name} is unreadable: {error}")))?;
+    let role = records::decode_role(&record).map_err(|error| AdminError::Unavailable(error.to_string()))?;
     Ok(Some((role, record.rev)))
 }
 
-async fn store_role(state: &AdminState, name: &RoleName, role: &Role, expect: Expect) -> Result<bool, AdminError> {
-    let put =
-        Put { key: Key::new(ROLES, name.as_str()), node: None, claims: Vec::new(), value: role.to_bytes(), expect };
-    let written = state.store.put(put).await?;
-    if !state.view.wait_for(written.rev, state.write_visibility_timeout).await {
-        tracing::warn!(role = %name, "role is durable but not yet visible");
-    }
-    Ok(written.created)
+/// Reads the role, changes it with `change` (given the stored role and its revision, if any)
+/// and writes it back guarded by the revision read (a concurrent write makes it start over);
+/// waits until the view has it. Returns the role written and whether it was created.
+async fn update_role(
+    state: &AdminState,
+    name: &RoleName,
+    change: impl Fn(Option<Role>) -> Result<Role, AdminError>,
+) -> Result<(Role, bool), AdminError> {
+    let key = records::role(name.as_str());
+    let (key_ref, change) = (&key, &change);
+    let updated = update(&*state.store, &key, || async move {
+        let previous = load(state, name).await?;
+        let expect = previous.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
+        let role = change(previous.map(|(role, _)| role))?;
+        let put = Put { key: key_ref.clone(), node: None, claims: Vec::new(), value: role.to_bytes(), expect };
+        Ok::<_, AdminError>(Step::Commit(Plan::new(role).guarded(Op::Put(put))))
+    })
+    .await?;
+    let committed = updated.committed.expect("a role write always commits");
+    wait_visible(state, committed.rev).await;
+    Ok((updated.value, committed.before.first().is_some_and(Option::is_none)))
 }
 
 /// `PUT /v1/roles/{name}`
@@ -110,16 +124,15 @@ async fn store_role(state: &AdminState, name: &RoleName, role: &Role, expect: Ex
 pub async fn put(State(state): State<AdminState>, Param(name): Param, body: Body) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let doc = read_json(body).await?;
-    let mut role = Role::parse(&doc).map_err(|e| invalid(&e.field, e.message))?;
-    let previous = load(&state, &name).await?;
-    if role.base_credentials.is_none() && matches!(role.source, imds_creds::Source::Sts { .. }) {
-        role.base_credentials = previous.as_ref().and_then(|(old, _)| old.base_credentials.clone());
-    }
-    let expect = match &previous {
-        Some((_, rev)) => Expect::Revision(*rev),
-        None => Expect::Absent,
-    };
-    let created = store_role(&state, &name, &role, expect).await?;
+    let parsed = Role::parse(&doc).map_err(|e| invalid(&e.field, e.message))?;
+    let (role, created) = update_role(&state, &name, |previous| {
+        let mut role = parsed.clone();
+        if role.base_credentials.is_none() && matches!(role.source, imds_creds::Source::Sts { .. }) {
+            role.base_credentials = previous.and_then(|old| old.base_credentials);
+        }
+        Ok(role)
+    })
+    .await?;
     tracing::info!(action = "put", role = %name, source = role.source.kind(), created, "role written");
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(view(&state, name.as_str(), &role))).into_response())
@@ -143,7 +156,7 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, AdminErro
     let mut roles = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = state.store.list(ROLES, after.as_deref(), 1000).await?;
+        let page = state.store.list(records::ROLES, after.as_deref(), 1000).await?;
         for record in &page.records {
             match Role::from_bytes(&record.value) {
                 Ok(role) => roles.push(view(&state, &record.key.id, &role)),
@@ -166,11 +179,11 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, AdminErro
 pub async fn delete(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let rev =
-        state.store.delete(&Key::new(ROLES, name.as_str()), Expect::Present).await.map_err(|error| match error {
+        state.store.delete(&records::role(name.as_str()), Expect::Present).await.map_err(|error| match error {
             imds_store::StoreError::NotFound { .. } => AdminError::RoleNotFound(name.to_string()),
             other => other.into(),
         })?;
-    state.view.wait_for(rev, state.write_visibility_timeout).await;
+    wait_visible(&state, rev).await;
     tracing::info!(action = "delete", role = %name, "role deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -209,15 +222,18 @@ pub async fn put_base(State(state): State<AdminState>, Param(name): Param, body:
         invalid(field, message)
     })?;
     imds_creds::role::validate_base(&base).map_err(|e| invalid(&e.field, e.message))?;
-    let (mut role, rev) = load(&state, &name).await?.ok_or_else(|| AdminError::RoleNotFound(name.to_string()))?;
-    if !matches!(role.source, imds_creds::Source::Sts { .. }) {
-        return Err(invalid(
-            "name",
-            format!("role {name} has a {} source; only sts roles use base credentials", role.source.kind()),
-        ));
-    }
-    role.base_credentials = Some(base);
-    store_role(&state, &name, &role, Expect::Revision(rev)).await?;
+    update_role(&state, &name, |previous| {
+        let mut role = previous.ok_or_else(|| AdminError::RoleNotFound(name.to_string()))?;
+        if !matches!(role.source, imds_creds::Source::Sts { .. }) {
+            return Err(invalid(
+                "name",
+                format!("role {name} has a {} source; only sts roles use base credentials", role.source.kind()),
+            ));
+        }
+        role.base_credentials = Some(base.clone());
+        Ok(role)
+    })
+    .await?;
     tracing::info!(action = "base-credentials", role = %name, "base credentials set");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

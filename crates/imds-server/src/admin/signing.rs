@@ -60,7 +60,7 @@ pub async fn jwks(State(state): State<AdminState>) -> Result<Response, AdminErro
 async fn install(state: &AdminState, key: SigningKey) -> Result<Response, AdminError> {
     let kid = key.kid().to_owned();
     let (keyring, rev) = crate::sign::replace(&state.store, key).await?;
-    state.view.wait_for(rev, state.write_visibility_timeout).await;
+    super::instances::wait_visible(state, rev).await;
     tracing::info!(action = "signing-key", %kid, "identity signing key installed");
     Ok(Json(keys_view(&keyring)).into_response())
 }

@@ -6,33 +6,30 @@
 use std::sync::Arc;
 
 use imds_dialects::token::TokenKey;
-use imds_store::{Expect, Key, Put, Store, StoreError};
+use imds_store::update::{update, Plan, Step};
+use imds_store::{Expect, Op, Put, Store, StoreError};
 
-/// The store record holding the key.
-pub const KEY_RECORD: (&str, &str) = ("secrets", "guest-token-key");
+use crate::records;
 
 /// Reads the key from the store, or creates it there with 32 bytes from the operating system.
 pub async fn load_or_create(store: &Arc<dyn Store>) -> Result<TokenKey, StoreError> {
-    let key = Key::new(KEY_RECORD.0, KEY_RECORD.1);
-    for _ in 0..3 {
-        if let Some(record) = store.get(&key).await? {
+    let key = records::token_key();
+    let key_ref = &key;
+    let updated = update(&**store, &key, || async move {
+        if let Some(record) = store.get(key_ref).await? {
             let bytes: [u8; 32] = record.value.as_slice().try_into().map_err(|_| {
-                StoreError::Unavailable(format!("{key} holds {} bytes, not a 32-byte key", record.value.len()))
+                StoreError::unavailable(format!("{key_ref} holds {} bytes, not a 32-byte key", record.value.len()))
             })?;
-            return Ok(TokenKey::from_bytes(bytes));
+            return Ok(Step::Done(TokenKey::from_bytes(bytes)));
         }
         let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| StoreError::Unavailable(format!("no randomness for the token key: {e}")))?;
+        getrandom::fill(&mut bytes).map_err(|e| StoreError::unavailable_from("no randomness for the token key", e))?;
         let put =
-            Put { key: key.clone(), node: None, claims: Vec::new(), value: bytes.to_vec(), expect: Expect::Absent };
-        match store.put(put).await {
-            Ok(_) => return Ok(TokenKey::from_bytes(bytes)),
-            Err(StoreError::AlreadyExists { .. }) => continue,
-            Err(other) => return Err(other),
-        }
-    }
-    Err(StoreError::Unavailable(format!("{key} kept changing while being created")))
+            Put { key: key_ref.clone(), node: None, claims: Vec::new(), value: bytes.to_vec(), expect: Expect::Absent };
+        Ok(Step::Commit(Plan::new(TokenKey::from_bytes(bytes)).guarded(Op::Put(put))))
+    })
+    .await?;
+    Ok(updated.value)
 }
 
 #[cfg(test)]
@@ -47,7 +44,7 @@ mod tests {
         let first = load_or_create(&store).await.unwrap();
         let second = load_or_create(&store).await.unwrap();
         assert_eq!(first, second, "a restart reads the same key");
-        let token = first.mint("i-a", 1_800_000_000, 60).unwrap();
+        let token = first.mint("i-a", 1_800_000_000, 60, 1).unwrap();
         assert!(second.verify(&token, "i-a", 1_800_000_000).is_ok());
         // Concurrent first starts agree on one key.
         let fresh: Arc<dyn Store> = Arc::new(MemoryStore::new());

@@ -29,8 +29,8 @@ const HIGH_TENTHS: usize = 9;
 const LOW_TENTHS: usize = 7;
 
 /// Tends the view's renderings until `shutdown`: every two seconds when the budget runs high,
-/// and every tenth of [`IDLE`] to drop idle ones.
-pub async fn tend(view: View, shutdown: CancellationToken) {
+/// and every tenth of [`IDLE`] to drop idle ones. `clock` is the one guest requests read.
+pub async fn tend(view: View, clock: imds_creds::Clock, shutdown: CancellationToken) {
     let mut idle_checked = Instant::now();
     loop {
         tokio::select! {
@@ -45,9 +45,8 @@ pub async fn tend(view: View, shutdown: CancellationToken) {
         }
         idle_checked = Instant::now();
         // A pass reads every instance of the snapshot: off the request threads.
-        let freed = tokio::task::spawn_blocking(move || sweep(&snapshot, crate::guest::unix_now(), IDLE.as_secs()))
-            .await
-            .unwrap_or(0);
+        let freed =
+            tokio::task::spawn_blocking(move || sweep(&snapshot, clock.now(), IDLE.as_secs())).await.unwrap_or(0);
         if freed > 0 {
             tracing::debug!(freed, used = view.load().budget().used(), "dropped kept renderings");
         }

@@ -93,7 +93,7 @@ pub fn load(args: &ServeArgs, lookup: &dyn Fn(&str) -> Option<String>) -> Result
     let mut raw = match &file {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => RawConfig::parse_toml(&text).unwrap_or_else(|error| {
-                problems.push(format!("{}: {}", path.display(), error.trim_end()));
+                problems.push(format!("{}: {}", path.display(), error.to_string().trim_end()));
                 RawConfig::default()
             }),
             Err(error) => {

@@ -135,7 +135,15 @@ async fn smbios_prints_qemu_arguments_for_the_configured_seed() {
 
     let nocloud = imds(&daemon, &["instance", "smbios", "4711", "--dialect", "nocloud"], None);
     assert!(nocloud.status.success(), "{}", text(&nocloud.stderr));
-    assert_eq!(text(&nocloud.stdout), "-smbios 'type=1,serial=ds=nocloud;s=http://169.254.169.254/seed/'\n");
+    assert_eq!(text(&nocloud.stdout), "-smbios 'type=1,serial=ds=nocloud-net;s=http://169.254.169.254/seed/'\n");
+    // An EC2 hint for an id that is no UUID: product UUID and serial both `ec2…`, as
+    // ds-identify requires (the vendor alone does not identify EC2).
+    let ec2 = imds(&daemon, &["instance", "smbios", "4711", "--dialect", "ec2"], None);
+    assert!(ec2.status.success(), "{}", text(&ec2.stderr));
+    let ec2 = text(&ec2.stdout);
+    let uuid = ec2.split("uuid=").nth(1).and_then(|rest| rest.split([',', '\'']).next()).unwrap_or_default();
+    assert!(uuid.starts_with("ec2") && uuid.len() == 36, "{ec2}");
+    assert!(ec2.contains(&format!("serial={uuid}")), "{ec2}");
     // The guest finds its seed where the serial points.
     let guest = daemon.guest_from("127.0.3.10");
     let meta = guest.get("/seed/meta-data").await.unwrap();

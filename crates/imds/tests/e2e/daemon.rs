@@ -104,3 +104,39 @@ async fn json_logs_carry_one_line_per_admin_write() {
     }
     assert_eq!(actions, ["put", "patch", "delete"]);
 }
+
+#[tokio::test]
+async fn serve_honours_vmans_metadata_variables() {
+    let (_guard, dir) = temp_dir();
+    let config = dir.join("imds.toml");
+    // No guest listener in the file: VMAN's variables say where guests are served.
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"\ntoken = \"{}\"\n[store]\npath = \"{}\"\n",
+            super::support::TOKEN,
+            dir.join("imds.db").display()
+        ),
+    )
+    .unwrap();
+    let env = [("VMAN_METADATA_BIND_IP", "127.0.0.1"), ("VMAN_METADATA_PORT", "0"), ("VMAN_METADATA_ENABLED", "1")];
+    let daemon = Daemon::start(&dir, &["--config", config.to_str().unwrap()], &env);
+    assert_eq!(daemon.guest.ip().to_string(), "127.0.0.1");
+    let body = r##"{"hostname": "vman-vm", "ip": "127.0.3.20", "user_data": "#cloud-config\n"}"##;
+    let put = daemon
+        .admin_client()
+        .send(http::Method::PUT, "/vms/vm-1/metadata", &[("content-type", "application/json")], body)
+        .await
+        .unwrap();
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    let guest = Client::from_source(daemon.guest, "127.0.3.20".parse().unwrap());
+    assert_eq!(guest.get("/latest/meta-data/hostname").await.unwrap().text(), "vman-vm");
+
+    let output = Command::new(binary())
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env("VMAN_METADATA_ENABLED", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("VMAN_METADATA_ENABLED"));
+}

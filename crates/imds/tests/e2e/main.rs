@@ -6,6 +6,7 @@
 mod cli;
 mod credentials;
 mod daemon;
+mod delete;
 mod durability;
 mod mmds;
 mod readiness;

@@ -1,0 +1,180 @@
+//! The store's schema as the server uses it: collection names, typed keys and each record
+//! type's codec, in one place.
+//!
+//! Every record the server writes or reads lives under a key built here ([`instance`],
+//! [`mmds`], [`state`], [`role`], [`signing_keys`], [`token_key`]); no other module spells a
+//! collection name. [`decode`] turns any stored record into its typed [`Value`], which is how
+//! the view indexes a feed batch; [`noun`] names a key in an error message. The records an
+//! instance owns besides its own ([`attachments`]) are deleted and moved with it.
+
+use imds_creds::Role;
+use imds_model::{GuestState, Instance, InstanceId, Mmds};
+use imds_sign::Keyring;
+use imds_store::{Key, Record};
+
+/// The store collection that holds instance records, keyed by instance id.
+pub const INSTANCES: &str = "instances";
+/// The store collection that holds each instance's MMDS configuration and document.
+pub const MMDS: &str = "mmds";
+/// The store collection that holds what each instance's guests wrote.
+pub const STATE: &str = "state";
+/// The store collection that holds roles and their credential sources, keyed by role name.
+pub const ROLES: &str = "roles";
+/// The store collection of deployment secrets (session-token key, signing keys).
+pub const SECRETS: &str = "secrets";
+/// The record of [`SECRETS`] holding the identity signing keys.
+pub const SIGNING_KEYS: &str = "signing-keys";
+/// The record of [`SECRETS`] holding the guest session-token key.
+pub const TOKEN_KEY: &str = "guest-token-key";
+
+/// The key of instance `id`'s record.
+pub fn instance(id: &InstanceId) -> Key {
+    Key::new(INSTANCES, id.as_str())
+}
+
+/// The key of instance `id`'s MMDS record.
+pub fn mmds(id: &InstanceId) -> Key {
+    Key::new(MMDS, id.as_str())
+}
+
+/// The key of instance `id`'s guest state.
+pub fn state(id: &InstanceId) -> Key {
+    Key::new(STATE, id.as_str())
+}
+
+/// The records instance `id` owns besides its own: placed on its node, moved and deleted with
+/// it in the same commit.
+pub fn attachments(id: &InstanceId) -> [Key; 2] {
+    [mmds(id), state(id)]
+}
+
+/// The key of the role named `name`.
+pub fn role(name: &str) -> Key {
+    Key::new(ROLES, name)
+}
+
+/// The key of the deployment's identity signing keys.
+pub fn signing_keys() -> Key {
+    Key::new(SECRETS, SIGNING_KEYS)
+}
+
+/// The key of the deployment's guest session-token key.
+pub fn token_key() -> Key {
+    Key::new(SECRETS, TOKEN_KEY)
+}
+
+/// What a key names, for an error message: the record's kind and id.
+pub fn noun(key: &Key) -> String {
+    match key.collection.as_str() {
+        INSTANCES => format!("instance {}", key.id),
+        ROLES => format!("role {}", key.id),
+        MMDS => format!("the MMDS document of instance {}", key.id),
+        STATE => format!("the guest state of instance {}", key.id),
+        _ => format!("record {key}"),
+    }
+}
+
+/// A stored record, decoded by its collection.
+#[derive(Debug)]
+pub enum Value {
+    /// An instance record (boxed: it is by far the largest).
+    Instance(Box<Instance>),
+    /// An instance's MMDS record.
+    Mmds(InstanceId, Mmds),
+    /// An instance's guest state.
+    State(InstanceId, GuestState),
+    /// A role.
+    Role(Role),
+    /// The identity signing keys.
+    SigningKeys(Keyring),
+}
+
+/// Why a stored record could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("stored record {key} is unreadable: {message}")]
+pub struct Unreadable {
+    /// The record's key.
+    pub key: Key,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Decodes a stored record; `Ok(None)` for a record the view does not hold (the token key,
+/// collections of a newer build).
+pub fn decode(record: &Record) -> Result<Option<Value>, Unreadable> {
+    let unreadable = |message: String| Unreadable { key: record.key.clone(), message };
+    let attached = || InstanceId::try_from(record.key.id.as_str()).map_err(|e| unreadable(e.to_string()));
+    let value = match record.key.collection.as_str() {
+        INSTANCES => Value::Instance(Box::new(decode_instance(record)?)),
+        MMDS => Value::Mmds(attached()?, Mmds::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?),
+        STATE => {
+            Value::State(attached()?, GuestState::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)
+        }
+        ROLES => Value::Role(Role::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?),
+        SECRETS if record.key.id == SIGNING_KEYS => {
+            Value::SigningKeys(Keyring::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(value))
+}
+
+/// Decodes an instance record.
+pub fn decode_instance(record: &Record) -> Result<Instance, Unreadable> {
+    Instance::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+}
+
+/// Decodes an MMDS record.
+pub fn decode_mmds(record: &Record) -> Result<Mmds, Unreadable> {
+    Mmds::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+}
+
+/// Decodes a role record.
+pub fn decode_role(record: &Record) -> Result<Role, Unreadable> {
+    Role::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+}
+
+/// Decodes a guest-state record.
+pub fn decode_state(record: &Record) -> Result<GuestState, Unreadable> {
+    GuestState::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+}
+
+/// Decodes the signing-keys record.
+pub fn decode_keyring(record: &Record) -> Result<Keyring, Unreadable> {
+    Keyring::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_their_collection_and_id() {
+        let id = InstanceId::try_from("i-a").unwrap();
+        assert_eq!(instance(&id), Key::new("instances", "i-a"));
+        assert_eq!(attachments(&id), [Key::new("mmds", "i-a"), Key::new("state", "i-a")]);
+        assert_eq!(role("app"), Key::new("roles", "app"));
+        assert_eq!(token_key(), Key::new("secrets", "guest-token-key"));
+        assert_eq!(noun(&role("app")), "role app");
+        assert_eq!(noun(&mmds(&id)), "the MMDS document of instance i-a");
+    }
+
+    #[test]
+    fn decode_types_records_and_skips_what_the_view_does_not_hold() {
+        let id = InstanceId::try_from("i-a").unwrap();
+        let record = |key: Key, value: &[u8]| Record {
+            key,
+            node: None,
+            claims: Vec::new(),
+            value: value.to_vec(),
+            rev: imds_store::Revision(1),
+        };
+        let state = GuestState::default();
+        assert!(
+            matches!(decode(&record(self::state(&id), &state.to_bytes())), Ok(Some(Value::State(got, _))) if got == id)
+        );
+        assert!(matches!(decode(&record(token_key(), &[0; 32])), Ok(None)));
+        let err = decode(&record(instance(&id), b"not json")).unwrap_err();
+        assert_eq!(err.key, instance(&id));
+    }
+}
