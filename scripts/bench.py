@@ -118,7 +118,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> 
     raise RuntimeError(f"nothing listens on {port} after {seconds}s")
 
 
-def start_imds(work: Path, pinned: bool, fresh: bool = True) -> Proc:
+def start_imds(work: Path, pinned: bool, fresh: bool = True, throttle: bool = False) -> Proc:
     guest, admin = free_port(), free_port()
     store = work / "imds.db"
     if fresh:
@@ -128,8 +128,8 @@ def start_imds(work: Path, pinned: bool, fresh: bool = True) -> Proc:
     config.write_text(
         "[guest]\n"
         f'listen = ["127.0.0.1:{guest}"]\n'
-        "throttle_per_second = 0\n"
-        "[admin]\n"
+        + ("" if throttle else "throttle_per_second = 0\n")
+        + "[admin]\n"
         f'listen = "127.0.0.1:{admin}"\n'
         'socket = ""\n'
         f'token = "{TOKEN}"\n'
@@ -388,6 +388,74 @@ def robustness(work: Path, out: list[str]) -> None:
         imds.stop()
 
 
+HOSTILE_HEADING = "### Hostile sources: one instance's p99 while another source attacks"
+
+
+def bench_address(n: int) -> str:
+    """`imds_bench::source_address(n)`: the loopback address of bench instance `n`."""
+    return f"127.{10 + n // (254 * 254)}.{(n // 254) % 254 + 1}.{n % 254 + 1}"
+
+
+def hostile(work: Path, args: argparse.Namespace, out: list[str]) -> None:
+    out.append(f"\n{HOSTILE_HEADING}\n")
+    out.append("The victim (instance 0) GETs `meta-data/instance-id` on one keep-alive connection from its own "
+               f"address for {args.seconds * 3} s; the attacker (instance 1) meanwhile holds idle connections, "
+               "trickles never-ending heads (slowloris: one header line a second), or floods with 64 keep-alive "
+               "connections at full speed, all from its one address. Connections the server closes are opened "
+               "again after 100 ms. imds runs with its defaults (`limits.max_connections` 4096, "
+               "`limits.max_connections_per_source` 64, `limits.header_read_timeout_secs` 10) and throttling off; "
+               "client and server share the machine's cores, unpinned. Goal: victim p99 ≤ 2× its baseline.\n")
+    out.append("| attack | victim req/s | victim p99 µs | p99 ratio | victim errors | attacker | imds RSS MiB during → after |")
+    out.append("|---|---:|---:|---:|---:|---|---|")
+    # Throttling off: with one victim connection the per-instance throttle would limit the
+    # victim itself, and this section measures the connection limits.
+    imds = start_imds(work, pinned=False)
+    seconds = args.seconds * 3
+    try:
+        for n in range(2):
+            admin_put(imds, f"i-bench-{n}", {"ipv4": [bench_address(n)]})
+        target = f"127.0.0.1:{imds.port}"
+        victim = ["get", "--target", target, "--path", "/latest/meta-data/instance-id",
+                  "--connections", "1", "--instances", "1", "--first", "0", "--seconds", str(seconds)]
+        baseline = load(victim, timeout=seconds + 60)
+        out.append(f"| none (baseline) | {baseline['rps']:,.0f} | {baseline['p99_us']:,} | 1.00 | {baseline['errors']} | "
+                   f"— | {rss_mib(imds.pid):.0f} |")
+        attacks = [
+            ("20,000 idle connections", ["hold", "--connections", "20000"]),
+            ("5,000 slowloris connections", ["hold", "--connections", "5000", "--slowloris"]),
+            ("flood: 64 connections at full speed", None),
+        ]
+        for name, hold in attacks:
+            ramp = 3
+            if hold is not None:
+                command = [str(RELEASE / "imds-load"), *hold, "--target", target, "--instance", "1",
+                           "--seconds", str(seconds + ramp + 2)]
+            else:
+                command = [str(RELEASE / "imds-load"), "get", "--target", target, "--path",
+                           "/latest/meta-data/instance-id", "--connections", "64", "--instances", "1",
+                           "--first", "1", "--seconds", str(seconds + ramp + 2)]
+            attacker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            time.sleep(ramp)
+            r = load(victim, timeout=seconds + 60)
+            during = rss_mib(imds.pid)
+            stdout, _ = attacker.communicate(timeout=seconds + 120)
+            a = json.loads(stdout.strip().splitlines()[-1])
+            if a["mode"] == "hold":
+                summary = (f"{a['connects']:,} connects, {a['closed_by_server']:,} closed by imds, "
+                           f"{a['open_at_end']:,} open at the end")
+            else:
+                summary = f"{a['rps']:,.0f} req/s, {a['errors']} errors"
+            time.sleep(2)
+            after = rss_mib(imds.pid)
+            ratio = r["p99_us"] / max(baseline["p99_us"], 1)
+            out.append(f"| {name} | {r['rps']:,.0f} | {r['p99_us']:,} | {ratio:.2f} | {r['errors']} | {summary} | "
+                       f"{during:.0f} → {after:.0f} |")
+        alive = imds.popen.poll() is None
+        out.append(f"\nimds still running afterwards: {'yes' if alive else 'NO: exit ' + str(imds.popen.returncode)}.")
+    finally:
+        imds.stop()
+
+
 def cost_shape(work: Path, args: argparse.Namespace, out: list[str]) -> None:
     out.append("\n### Cost shape: the same leaf GET with many instances registered\n")
     out.append("Guest load from `imds-load` (16 connections, each from a different registered instance's address, "
@@ -463,13 +531,27 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10_000, 100_000, 1_000_000],
                         help="instance counts of the cost shape")
     parser.add_argument("--quick", action="store_true", help="pinned only, one repeat, 1 s points, sizes 1 and 1000")
-    parser.add_argument("--only", nargs="+", default=["compare", "robustness", "cost", "micro"])
+    parser.add_argument("--only", nargs="+", default=["compare", "robustness", "hostile", "cost", "micro"],
+                        help="sections to run; `--only hostile` alone replaces that section of the existing file")
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.repeats, args.sizes = 1, 1, [1, 1000]
     work = REPO / "target" / "bench"
     work.mkdir(parents=True, exist_ok=True)
+    if args.only == ["hostile"]:
+        # Keep the rest of the file: replace (or append) this one section.
+        section: list[str] = []
+        hostile(work, args, section)
+        path = Path(args.output)
+        text = path.read_text() if path.exists() else "# Benchmarks\n"
+        head, found, tail = text.partition(f"\n{HOSTILE_HEADING}\n")
+        rest = ""
+        if found and "\n### " in tail:
+            rest = tail[tail.index("\n### "):]
+        path.write_text(head.rstrip("\n") + "\n" + "\n".join(section) + "\n" + rest)
+        log(f"updated {args.output}")
+        return
     cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                       if line.startswith("model name")), platform.processor())
     nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
@@ -497,6 +579,8 @@ def main() -> None:
         compare(work, args, out)
     if "robustness" in args.only:
         robustness(work, out)
+    if "hostile" in args.only:
+        hostile(work, args, out)
     if "cost" in args.only:
         cost_shape(work, args, out)
     out.append(f"\nTotal bench time: {time.monotonic() - started:.0f} s.\n")

@@ -181,10 +181,12 @@ def test_the_sts_source_assumes_rotates_and_recovers_after_sts_was_down(tmp_path
         status, body = call(f"{imds.admin_url}/v1/roles/moto", "PUT", role)
         assert status == 201, body
         put_instance(imds, "i-0b0703c0de0000002", {"ipv4": ["127.0.0.1"], "iam_role": "moto"})
-        # No base credentials yet: the error form, and readiness names the role.
+        # No base credentials yet: the error form, and readiness names the role (the node
+        # itself stays ready: one role must not take every instance out of service).
         assert guest_credentials(imds, "moto")["Code"] == "AssumeRoleUnauthorizedAccess"
         status, body = call(f"{imds.admin_url}/readyz")
-        assert status == 503 and "moto" in json.loads(body)["roles_without_credentials"], body
+        assert status == 200 and "moto" in json.loads(body)["roles_without_credentials"], body
+        assert json.loads(body)["roles"]["moto"]["valid"] is False, body
 
         # The seed's bootstrap: base credentials posted write-only, AWS key names.
         base = {"AccessKeyId": "AKIAMOTOBASE00000001", "SecretAccessKey": base_secret}

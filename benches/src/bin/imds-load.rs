@@ -40,9 +40,32 @@ enum Mode {
         /// Instances to spread the connections over (`source_address(0..instances)`); 0 calls from 127.0.0.1.
         #[arg(long, default_value_t = 0)]
         instances: u32,
+        /// The first instance of that range (`source_address(first..first + instances)`).
+        #[arg(long, default_value_t = 0)]
+        first: u32,
         /// Seconds to run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+    },
+    /// Holds this many connections from one instance's address for a fixed time, as a hostile
+    /// guest would: idle, or (`--slowloris`) sending a request head that never ends, one header
+    /// line a second. A connection the server closes is opened again after 100 ms.
+    Hold {
+        /// The guest listener.
+        #[arg(long)]
+        target: SocketAddr,
+        /// The instance whose address the connections come from (`source_address(instance)`).
+        #[arg(long)]
+        instance: u32,
+        /// Connections held at once.
+        #[arg(long, default_value_t = 20_000)]
+        connections: u32,
+        /// Seconds to hold them.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Trickle a never-ending head instead of staying silent.
+        #[arg(long)]
+        slowloris: bool,
     },
     /// One GET from every instance's address (`source_address(0..instances)`), each on a new
     /// connection, `concurrency` at a time; each answer must be 200 and name the instance
@@ -195,12 +218,18 @@ fn report(mode: &str, mut micros: Vec<u32>, errors: u64, elapsed: Duration, extr
 /// Samples kept per connection, so that a long run stays bounded in memory.
 const MAX_SAMPLES_PER_CONNECTION: usize = 2_000_000;
 
-async fn get(target: SocketAddr, path: String, connections: u32, instances: u32, seconds: u64) -> anyhow::Result<()> {
+async fn get(
+    target: SocketAddr,
+    path: String,
+    connections: u32,
+    (first, instances): (u32, u32),
+    seconds: u64,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
-        let source = (instances > 0).then(|| source_address(c % instances));
+        let source = (instances > 0).then(|| source_address(first + c % instances));
         let path = path.clone();
         tasks.push(tokio::spawn(async move {
             let mut micros = Vec::new();
@@ -221,7 +250,7 @@ async fn get(target: SocketAddr, path: String, connections: u32, instances: u32,
                 n = n.wrapping_add(1);
                 if instances > connections && n.is_multiple_of(1024) {
                     let next = c.wrapping_add(connections.wrapping_mul(n / 1024)) % instances;
-                    conn = Conn::open(target, Some(source_address(next))).await?;
+                    conn = Conn::open(target, Some(source_address(first + next))).await?;
                 }
             }
             anyhow::Ok((micros, errors))
@@ -235,6 +264,83 @@ async fn get(target: SocketAddr, path: String, connections: u32, instances: u32,
         errors += e;
     }
     report("get", micros, errors, started.elapsed(), json!({"connections": connections, "instances": instances}));
+    Ok(())
+}
+
+async fn hold(
+    target: SocketAddr,
+    instance: u32,
+    connections: u32,
+    seconds: u64,
+    slowloris: bool,
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let source = source_address(instance);
+    let connects = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (connects, closed) = (std::sync::Arc::clone(&connects), std::sync::Arc::clone(&closed));
+        tasks.spawn(async move {
+            // Whether this connection is open when the time is up.
+            let mut open_at_end = false;
+            while Instant::now() < deadline {
+                let socket = TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+                let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, socket.connect(target)).await else {
+                    break;
+                };
+                connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if slowloris {
+                    let _ = stream.write_all(b"GET /latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\n").await;
+                }
+                let mut byte = [0u8; 1];
+                loop {
+                    let step = if slowloris { Instant::now() + Duration::from_secs(1) } else { deadline };
+                    match tokio::time::timeout_at(step.min(deadline), stream.read(&mut byte)).await {
+                        Err(_) if Instant::now() >= deadline => {
+                            open_at_end = true;
+                            break;
+                        }
+                        Err(_) => {
+                            if stream.write_all(b"X-Trickle: 1\r\n").await.is_err() {
+                                closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                        Ok(_) => {
+                            closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            break;
+                        }
+                    }
+                }
+                if open_at_end {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::Ok(open_at_end)
+        });
+    }
+    let mut open_at_end = 0u64;
+    let mut errors = 0u64;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(open)) => open_at_end += u64::from(open),
+            _ => errors += 1,
+        }
+    }
+    let line = json!({
+        "mode": "hold",
+        "connections": connections,
+        "slowloris": slowloris,
+        "connects": connects.load(std::sync::atomic::Ordering::Relaxed),
+        "closed_by_server": closed.load(std::sync::atomic::Ordering::Relaxed),
+        "open_at_end": open_at_end,
+        "errors": errors,
+    });
+    println!("{line}");
     Ok(())
 }
 
@@ -471,8 +577,11 @@ async fn visibility(admin: SocketAddr, target: SocketAddr, token: String, count:
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
-        Mode::Get { target, path, connections, instances, seconds } => {
-            get(target, path, connections, instances, seconds).await
+        Mode::Get { target, path, connections, instances, first, seconds } => {
+            get(target, path, connections, (first, instances), seconds).await
+        }
+        Mode::Hold { target, instance, connections, seconds, slowloris } => {
+            hold(target, instance, connections, seconds, slowloris).await
         }
         Mode::Sweep { target, path, instances, concurrency, seconds } => {
             sweep(target, path, instances, concurrency, seconds).await

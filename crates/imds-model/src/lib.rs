@@ -40,5 +40,5 @@ pub use network::{Interface, InterfaceRole, Network, Route};
 pub use settings::{EndpointMode, ImdsSettings, TagsMode, TokenMode};
 pub use ssh::SshKey;
 pub use state::{GuestState, StateWrite, StateWriteError};
-pub use text::node_name;
+pub use text::{ec2_metadata_tag_key, node_name};
 pub use user_data::{UserData, UserDataError};

@@ -86,6 +86,22 @@ pub fn node_name(s: &str) -> Result<(), String> {
 }
 
 /// A tag key: 1 to 128 characters, no `/` (keys become path segments), no control characters.
+/// Whether EC2 can expose the tag key `key` in instance metadata (`tags/instance/<key>`): EC2
+/// refuses to turn tags-in-metadata on while a key has any character outside
+/// `[A-Za-z0-9+=.,_:@-]` (spaces and `/` among them) or is `.`, `..` or `_index`.
+pub fn ec2_metadata_tag_key(key: &str) -> Result<(), String> {
+    if matches!(key, "." | ".." | "_index") {
+        return Err(format!("EC2 cannot expose a tag named {key:?} in instance metadata (imds.tags is on)"));
+    }
+    match key.chars().find(|c| !(c.is_ascii_alphanumeric() || "+-=.,_:@".contains(*c))) {
+        Some(c) => Err(format!(
+            "EC2 cannot expose this tag key in instance metadata (imds.tags is on): {c:?} is not one of \
+             A-Z a-z 0-9 + - = . , _ : @"
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn tag_key(s: &str) -> Result<(), String> {
     let len = s.chars().count();
     if len == 0 {

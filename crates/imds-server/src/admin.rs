@@ -18,8 +18,8 @@
 //!   `PUT /v1/signing/key`: the identity signing keys ([`signing`])
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
 //! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded, follows the
-//!   store (503 `stale` while the store is away; `staleness_ms` either way), and every role has
-//!   valid credentials
+//!   store (503 `stale` while the store is away; `staleness_ms` either way), holds the signing
+//!   key, and every role has had its first credential fetch; per-role health in the body
 //!
 //! Every response carrying a record has an `ETag` (its store revision) and `If-Match` is
 //! honoured. Errors are `{"error": {"code", "message", "field"}}` and change nothing. A write
@@ -42,6 +42,7 @@ use serde_json::json;
 use crate::view::View;
 
 pub mod auth;
+pub mod body;
 pub mod compat;
 pub mod error;
 pub mod import;
@@ -106,6 +107,9 @@ pub struct AdminState {
     /// The part of the store this node serves: a write waits for the view only when this node
     /// serves the instance (before or after the write).
     pub scope: Scope,
+    /// Set once `/readyz` has found the node ready (signing key, every role's first fetch):
+    /// later changes to the roles do not make it unready again.
+    pub started: Arc<std::sync::atomic::AtomicBool>,
     /// The seeds' own endpoints' settings.
     pub compat: compat::Config,
 }
@@ -154,43 +158,74 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the view guests read has been loaded from the store and follows it, and every
-/// role has valid credentials (those without are named under `roles_without_credentials`).
+/// `GET /readyz`: whether this node serves guests everything they ask for.
+///
+/// 200 once the view guests read has been loaded from the store and follows it, holds the
+/// identity signing key, and every role configured at that moment has had its first credential
+/// fetch (successful or not): from then on a guest asking for a signature or a role's
+/// credentials gets what the node will keep answering, never a start-up 404 or 503. Readiness
+/// is about the node: a role without valid credentials does not make it unready (it would take
+/// every other instance out of service); each role's state is under `roles`, and those without
+/// valid credentials are named under `roles_without_credentials`. Once ready, a role added later
+/// does not make the node unready again while its first fetch runs.
 ///
 /// `staleness_ms` is the time since the last change or progress notice from the store. While
 /// the store is away the answer is 503 with `"status": "stale"`: guests are still served, from
-/// the last view.
+/// the last view. Before the node is ready: 503 `"starting"`, `waiting_for` saying what for.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
-    (status = 200, description = "Serving from a loaded view that follows the store; every role has valid credentials"),
-    (status = 503, description = "Still loading the view, the store is away (guests get the last view), or some role has no valid credentials")))]
+    (status = 200, description = "Serving from a loaded view that follows the store, with the signing key and every role's first fetch done; per-role health in the body"),
+    (status = 503, description = "Still starting (`waiting_for` says what for) or the store is away (guests get the last view)")))]
 pub async fn readyz(State(state): State<AdminState>) -> Response {
+    use std::sync::atomic::Ordering;
     if !state.view.is_ready() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response();
+        let body = json!({"status": "starting", "waiting_for": ["the first view of the store"]});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     let snapshot = state.view.load();
     let rev = snapshot.rev().0;
     let health = state.view.health().status();
     let staleness_ms = health.staleness.map(|staleness| u64::try_from(staleness.as_millis()).unwrap_or(u64::MAX));
     let now = state.credentials.clock().now();
-    let mut missing = serde_json::Map::new();
+    let mut waiting = Vec::new();
+    if snapshot.signer().is_none() {
+        waiting.push("the identity signing key".to_owned());
+    }
+    let (mut roles, mut missing) = (serde_json::Map::new(), serde_json::Map::new());
     let mut names: Vec<&String> = snapshot.roles().keys().collect();
     names.sort();
     for name in names {
-        let reason = match state.credentials.state(name) {
-            Some(role) if role.usable(now).is_some() => continue,
-            Some(role) => role.error.as_ref().map_or_else(|| "no credentials yet".to_owned(), ToString::to_string),
-            None => "not started yet".to_owned(),
+        let (status, reason) = match state.credentials.state(name) {
+            Some(role) if role.usable(now).is_some() => (crate::creds::status(&role, now), None),
+            Some(role) => {
+                if role.last_attempt.is_none() {
+                    waiting.push(format!("role {name}'s first credentials"));
+                }
+                let reason = role.error.as_ref().map_or_else(|| "no credentials yet".to_owned(), ToString::to_string);
+                (crate::creds::status(&role, now), Some(reason))
+            }
+            None => {
+                waiting.push(format!("role {name}'s first credentials"));
+                (json!({"valid": false, "error": "not started yet"}), Some("not started yet".to_owned()))
+            }
         };
-        missing.insert(name.clone(), reason.into());
+        roles.insert(name.clone(), status);
+        if let Some(reason) = reason {
+            missing.insert(name.clone(), reason.into());
+        }
+    }
+    if !waiting.is_empty() && !state.started.load(Ordering::Acquire) {
+        let body = json!({"status": "starting", "revision": rev, "waiting_for": waiting, "roles": roles});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    state.started.store(true, Ordering::Release);
+    let mut body = json!({"status": "ready", "revision": rev, "staleness_ms": staleness_ms, "roles": roles});
+    if !missing.is_empty() {
+        body["roles_without_credentials"] = missing.into();
     }
     if !health.connected {
-        let body = json!({"status": "stale", "revision": rev, "staleness_ms": staleness_ms, "error": health.error});
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    } else if missing.is_empty() {
-        let body = json!({"status": "ready", "revision": rev, "staleness_ms": staleness_ms});
-        (StatusCode::OK, Json(body)).into_response()
-    } else {
-        let body = json!({"status": "degraded", "revision": rev, "staleness_ms": staleness_ms, "roles_without_credentials": missing});
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        body["status"] = "stale".into();
+        body["error"] = health.error.into();
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
+    (StatusCode::OK, Json(body)).into_response()
 }

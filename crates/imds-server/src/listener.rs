@@ -2,7 +2,10 @@
 //!
 //! Both planes serve an axum `Router` through [`serve_tcp`] or [`serve_unix`]. Every request
 //! carries the connection's [`Peer`] as an extension (the guest plane identifies callers by
-//! it). Connections are bounded by a semaphore, idle and header-read times are bounded, accept
+//! it). Connections are bounded by a semaphore, and per source address on guest listeners
+//! ([`sources`]: the oldest idle connection of a source at its cap is closed first); idle and
+//! header-read times are bounded (hyper's header-read timeout runs from the first byte of a
+//! head, or from the end of the previous request, and more bytes do not extend it); accept
 //! errors back off, and on shutdown the listener stops accepting while in-flight requests drain.
 
 use std::convert::Infallible;
@@ -19,6 +22,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+pub mod framing;
+mod sources;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,14 +163,32 @@ impl tokio::io::AsyncWrite for SharedStream {
 pub struct Limits {
     /// Connections served at once; further clients wait in the kernel's backlog.
     pub max_connections: usize,
-    /// How long a client may take to send a request's headers.
+    /// How long a client may take to send a request's headers, counted from the first byte of
+    /// the head (or, on a kept-alive connection, from the end of the previous request): also
+    /// how long an idle connection is kept.
     pub header_read_timeout: Duration,
+    /// TCP connections one source address may hold at once (`None`: no per-source cap, as on
+    /// the admin listener). Beyond it, the source's oldest idle connection is closed.
+    pub max_connections_per_source: Option<usize>,
+    /// Refuse requests with both `Content-Length` and `Transfer-Encoding`, or a target that is
+    /// not UTF-8, with the response this renders, then close ([`framing`]; the admin plane).
+    pub strict_framing: Option<framing::Refuse>,
+}
+
+impl Limits {
+    /// The default per-source cap of guest listeners.
+    pub const DEFAULT_PER_SOURCE: usize = 64;
 }
 
 impl Default for Limits {
-    /// 4096 connections, 10 s to send headers.
+    /// 4096 connections, 64 per source address, 10 s to send headers.
     fn default() -> Self {
-        Self { max_connections: 4096, header_read_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_source: Some(Self::DEFAULT_PER_SOURCE),
+            strict_framing: None,
+        }
     }
 }
 
@@ -217,6 +241,7 @@ impl Acceptor for UnixListener {
 /// Accepts until `shutdown`, one task per connection, at most `limits.max_connections` at once.
 async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let sources = limits.max_connections_per_source.map(sources::Sources::new);
     let tracker = TaskTracker::new();
     let mut failures = 0u32;
     loop {
@@ -235,15 +260,27 @@ async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, sh
             }
         };
         failures = 0;
-        let connection = Connection { peer, socket };
-        tracker.spawn(serve_connection(
-            TokioIo::new(stream),
-            router.clone(),
-            connection,
-            limits.clone(),
-            shutdown.clone(),
-            permit,
-        ));
+        let admission = match (&sources, peer) {
+            (Some(sources), Peer::Tcp { remote, .. }) => match sources.admit(remote.ip()) {
+                Some(admission) => Some(admission),
+                None => {
+                    tracing::debug!(%remote, "refusing a connection: every connection of this source is busy");
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let connection = Connection { peer, socket, admission };
+        let (router, limits_, shutdown_) = (router.clone(), limits.clone(), shutdown.clone());
+        match limits.strict_framing {
+            Some(refuse) => {
+                let io = TokioIo::new(framing::Checked::new(stream, refuse));
+                tracker.spawn(serve_connection(io, router, connection, limits_, shutdown_, permit))
+            }
+            None => {
+                tracker.spawn(serve_connection(TokioIo::new(stream), router, connection, limits_, shutdown_, permit))
+            }
+        };
     }
     tracker.close();
     tracker.wait().await;
@@ -282,6 +319,8 @@ fn remove_socket(path: &Path) {
 struct Connection {
     peer: Peer,
     socket: Option<ConnSocket>,
+    /// Its place among its source's connections (guest listeners).
+    admission: Option<sources::Admission>,
 }
 
 async fn serve_connection<S>(
@@ -294,21 +333,28 @@ async fn serve_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let Connection { peer, socket, admission } = connection;
+    let activity = admission.as_ref().map(|admission| Arc::clone(&admission.activity));
+    let evicted = activity.as_ref().map_or_else(CancellationToken::new, |activity| activity.evicted.clone());
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-        request.extensions_mut().insert(connection.peer);
-        if let Some(socket) = &connection.socket {
+        request.extensions_mut().insert(peer);
+        if let Some(socket) = &socket {
             request.extensions_mut().insert(socket.clone());
         }
         let router = router.clone();
+        let in_flight = activity.as_ref().map(sources::Activity::request);
         async move {
-            Ok::<_, Infallible>(
-                router.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {}),
-            )
+            let response =
+                router.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {});
+            drop(in_flight);
+            Ok::<_, Infallible>(response)
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // A refused head ends the stream hyper reads: the requests before it are still answered.
+        .half_close(limits.strict_framing.is_some())
         .serve_connection(io, service);
     tokio::pin!(connection);
     tokio::select! {
@@ -321,7 +367,16 @@ async fn serve_connection<S>(
             connection.as_mut().graceful_shutdown();
             let _ = connection.await;
         }
+        // Its source opened one connection too many: an idle connection (or one still sending
+        // its head) closes now; one whose request started meanwhile, after that request.
+        () = evicted.cancelled() => {
+            if admission.as_ref().is_some_and(|admission| !admission.activity.is_idle()) {
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
+            }
+        }
     }
+    drop(admission);
 }
 
 async fn backoff(failures: u32, shutdown: &CancellationToken) {

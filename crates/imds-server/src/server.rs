@@ -234,6 +234,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     // refresher (it follows tokio's clock, so tests can pause it).
     let clock = imds_creds::Clock::system();
     tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
+    tasks.spawn(crate::memory::trim(shutdown.clone()));
     tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
 
     let mut guest_addrs = Vec::new();
@@ -264,22 +265,30 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         import: config.admin.import,
         dialects: config.guest.dialects.clone(),
         scope: config.scope.clone(),
+        started: Arc::default(),
         compat: config.admin.compat.clone(),
     };
     let admin_router = admin::router(state, config.admin.token.clone());
+    // Admin clients are the operator's own (token or socket mode): no per-source cap.
+    // Malformed framing gets the API's JSON error, not hyper's empty 400 or a chunked reading.
+    let admin_limits = Limits {
+        max_connections_per_source: None,
+        strict_framing: Some(admin::error::refusal),
+        ..config.connections.clone()
+    };
     let mut admin_addr = None;
     if let Some(listener) = admin_tcp {
         let addr =
             listener.local_addr().map_err(|source| StartError::Bind { what: "admin listener".into(), source })?;
         tracing::info!(%addr, authenticated = config.admin.token.is_some(), "admin API listening");
         admin_addr = Some(addr);
-        tasks.spawn(listener::serve_tcp(listener, admin_router.clone(), config.connections.clone(), shutdown.clone()));
+        tasks.spawn(listener::serve_tcp(listener, admin_router.clone(), admin_limits.clone(), shutdown.clone()));
     }
     let mut admin_socket = None;
     if let Some((listener, path)) = admin_unix {
         tracing::info!(path = %path.display(), "admin API listening on a Unix socket");
         admin_socket = Some(path.clone());
-        tasks.spawn(listener::serve_unix(listener, path, admin_router, config.connections.clone(), shutdown.clone()));
+        tasks.spawn(listener::serve_unix(listener, path, admin_router, admin_limits, shutdown.clone()));
     }
     Ok(Running { guest_addrs, wireserver_addrs, admin_addr, admin_socket, view, shutdown, tasks })
 }

@@ -155,6 +155,20 @@ impl TestServer {
         Client::from_source(self.guest_addr, source)
     }
 
+    /// Waits (at most 60 s) until `/readyz` answers 200 (the signing key generated, every
+    /// role's first fetch done) and returns its body.
+    pub async fn node_ready(&self) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = self.admin().get("/readyz").await.expect("admin API answers");
+            if response.status == http::StatusCode::OK {
+                return response.json();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not ready within 60 s: {}", response.text());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn wait_ready(&self) {
         let ready = self.running.view.wait_for(imds_store::Revision(0), Duration::from_secs(10)).await;
         assert!(ready, "the view did not load within 10 s");

@@ -326,6 +326,7 @@ async fn tcp_clients_need_the_token_unix_socket_clients_do_not() {
     assert_eq!(put(&unix, "i-u", &json!({}), &[]).await.status, StatusCode::CREATED);
     // Health needs no token: load balancers and orchestrators probe it.
     assert_eq!(anonymous.get("/healthz").await.unwrap().status, StatusCode::OK);
+    server.node_ready().await;
     assert_eq!(anonymous.get("/readyz").await.unwrap().json()["status"], "ready");
 }
 
@@ -363,5 +364,55 @@ async fn openapi_document_is_served_and_matches_the_committed_copy() {
                 "{method} {path} is documented but not routed"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn openapi_says_which_operations_need_the_token_and_what_bodies_require() {
+    let server = TestServer::with_store(Arc::new(MemoryStore::new()), Some("t0ken")).await;
+    let anonymous = Client::new(Endpoint::Tcp(server.admin_addr));
+    let doc: Value = serde_json::from_str(&imds_server::admin::openapi::render()).unwrap();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let open = operation.get("security") == Some(&json!([]));
+            assert_eq!(
+                open,
+                ["/healthz", "/readyz", "/status", "/v1/openapi.json"].contains(&path.as_str()),
+                "{method} {path}"
+            );
+            // What the document says is what the server does without a token.
+            let concrete = path.replace("{id}", "i-auth-check").replace("{name}", "auth-check");
+            let method_ = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let answer = anonymous.send(method_, &concrete, &[JSON], "{}").await.unwrap();
+            if open {
+                assert!(operation["responses"].get("401").is_none(), "{method} {path}");
+                assert_ne!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            } else {
+                assert_eq!(
+                    operation["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/ErrorBody",
+                    "{method} {path}"
+                );
+                assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            }
+        }
+    }
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["RoleBody"]["required"], json!(["source"]));
+    assert_eq!(schemas["SigningKeyBody"]["required"], json!(["private_key_pem"]));
+    assert_eq!(schemas["BaseCredentialsBody"]["oneOf"][0]["required"], json!(["access_key_id", "secret_access_key"]));
+    // MMDS documents are any JSON value, as the server accepts (Firecracker does the same).
+    assert!(schemas["AnyValue"].get("type").is_none(), "{}", schemas["AnyValue"]);
+    let mmds = &doc["paths"]["/v1/instances/{id}/mmds"];
+    for method in ["put", "patch"] {
+        assert_eq!(
+            mmds[method]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/AnyValue"
+        );
+    }
+    server.create(json!({"id": "i-any", "ipv4": ["127.0.0.71"]})).await;
+    for document in ["[1, 2]", "\"text\"", "42", "null", "true"] {
+        let put = server.admin().send(Method::PUT, "/v1/instances/i-any/mmds", &[JSON], document).await.unwrap();
+        assert_eq!(put.status, StatusCode::NO_CONTENT, "{document}: {}", put.text());
     }
 }

@@ -293,7 +293,12 @@ async fn ten_thousand_concurrent_waiters() {
         WANTED + 512
     );
     let waiters = WANTED;
-    let connections = listener::Limits { max_connections: waiters + 100, ..listener::Limits::default() };
+    // A thousand long polls per instance: far past the per-source cap a host would set.
+    let connections = listener::Limits {
+        max_connections: waiters + 100,
+        max_connections_per_source: Some(waiters),
+        ..listener::Limits::default()
+    };
     let server = TestServer::with_guest_limits(Throttle::default(), connections).await;
     for i in 0..INSTANCES {
         server.create(record(&format!("41{i:02}"), &format!("127.0.4.{}", 100 + i), "hotel")).await;

@@ -5,12 +5,14 @@
 //! would not build a file left out); [`every_test_file_is_a_module`] checks it.
 
 mod admin;
+mod admin_edges;
 mod azure;
 mod compat;
 mod creds;
 mod fidelity;
 mod gce;
 mod guest;
+mod guest_connections;
 mod guest_state;
 mod imdsv2;
 mod import;
@@ -20,6 +22,7 @@ mod refusals;
 mod renderings;
 mod seeds;
 mod signing;
+mod timestamps;
 mod tokens;
 mod wireserver;
 

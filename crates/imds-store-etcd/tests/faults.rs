@@ -323,8 +323,17 @@ async fn a_30_second_outage_keeps_guests_served() {
         .unwrap();
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
     node.wait_serves("127.0.63.1", "i-before", Duration::from_secs(1)).await;
-    let (status, ready) = node.readyz().await;
-    assert_eq!(status, StatusCode::OK, "{ready}");
+    // Ready once the signing key generated at this first start is in the view.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, ready) = node.readyz().await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(ready["status"], "starting", "{ready}");
+        assert!(tokio::time::Instant::now() < deadline, "not ready within 60 s: {ready}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     cluster.kill(0);
     let down = tokio::time::Instant::now();

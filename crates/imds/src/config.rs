@@ -134,6 +134,10 @@ pub struct RawLimits {
     pub max_record: Option<usize>,
     /// Connections served at once per listener.
     pub max_connections: Option<usize>,
+    /// Connections one source address may hold on a guest listener (0: no cap).
+    pub max_connections_per_source: Option<usize>,
+    /// Seconds a client may take to send a request's headers (also the idle keep-alive time).
+    pub header_read_timeout_secs: Option<u64>,
     /// Largest Firecracker MMDS document per instance, bytes of compact JSON.
     pub max_mmds: Option<usize>,
 }
@@ -165,6 +169,13 @@ impl RawConfig {
         env_number(lookup, "IMDS_LIMITS_MAX_USER_DATA", &mut self.limits.max_user_data, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_RECORD", &mut self.limits.max_record, problems);
         env_number(lookup, "IMDS_LIMITS_MAX_MMDS", &mut self.limits.max_mmds, problems);
+        env_number(
+            lookup,
+            "IMDS_LIMITS_MAX_CONNECTIONS_PER_SOURCE",
+            &mut self.limits.max_connections_per_source,
+            problems,
+        );
+        env_number(lookup, "IMDS_LIMITS_HEADER_READ_TIMEOUT_SECS", &mut self.limits.header_read_timeout_secs, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_BODY", &mut self.admin.import_max_body, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
         for (key, slot) in
@@ -566,6 +577,15 @@ impl Config {
                 problems.push("limits.max_connections: must be at least 1".into());
             }
             connections.max_connections = max.max(1);
+        }
+        if let Some(cap) = raw.limits.max_connections_per_source {
+            connections.max_connections_per_source = (cap > 0).then_some(cap);
+        }
+        if let Some(secs) = raw.limits.header_read_timeout_secs {
+            if !(1..=300).contains(&secs) {
+                problems.push("limits.header_read_timeout_secs: must be from 1 to 300".into());
+            }
+            connections.header_read_timeout = std::time::Duration::from_secs(secs.clamp(1, 300));
         }
 
         let log_format = match raw.log.format.as_deref().unwrap_or("text") {

@@ -1,4 +1,4 @@
-//! EC2's credential and signature leaves (docs/credentials.md): `iam/info`,
+//! EC2's credential and signature leaves (docs/credentials.md): `iam/info` (its `LastUpdated` the role's),
 //! `iam/security-credentials/<role>` (or its error form), `identity-credentials/ec2/*`, and the
 //! identity document's `signature`, `pkcs7` and `rsa2048`. Credentials come from
 //! [`Context::credentials`], signatures from [`Context::signer`]; no I/O here.
@@ -30,7 +30,7 @@ pub(crate) fn iam(instance: &Instance) -> Entry {
         "iam",
         "2012-01-12",
         vec![
-            Entry::text("info", "2012-01-12", Some(super::identity::iam_info(instance, role))),
+            computed("info", "2012-01-12", Computed::IamInfo),
             Entry::dir(
                 "security-credentials",
                 "2012-01-12",
@@ -125,6 +125,8 @@ fn identity_role_credentials(instance: &Instance, context: &Context<'_>) -> Issu
 /// A leaf computed on request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Computed {
+    /// `iam/info`: its `LastUpdated` is the role's credentials'.
+    IamInfo,
     /// `iam/security-credentials/<role>` of the instance's role.
     RoleCredentials,
     /// `identity-credentials/ec2/security-credentials/ec2-instance`.
@@ -138,6 +140,17 @@ pub(crate) enum Computed {
 /// The body of a computed leaf; `None` serves a 404 (a signature without a signer).
 pub(crate) fn compute(what: Computed, instance: &Instance, document: &str, context: &Context<'_>) -> Option<String> {
     match what {
+        Computed::IamInfo => {
+            let role = instance.iam_role.as_ref()?.as_str();
+            // EC2 updates the profile's `LastUpdated` with its credentials; before the role's
+            // first fetch, the instance's launch.
+            let last_updated = match context.credentials.credentials(role, context.now) {
+                Some(CredentialState::Ready(issued)) => format_time(issued.last_updated),
+                Some(CredentialState::Unavailable { last_updated }) => format_time(last_updated),
+                None => derived::created(instance),
+            };
+            Some(super::identity::iam_info(instance, role, &last_updated))
+        }
         Computed::RoleCredentials => {
             let role = instance.iam_role.as_ref()?.as_str();
             Some(role_credentials(role, context.credentials.credentials(role, context.now), context.now))

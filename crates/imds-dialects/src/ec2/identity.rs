@@ -1,6 +1,6 @@
 //! EC2's JSON leaves: the instance identity document (`dynamic/instance-identity/document`) and
 //! `iam/info`, in AWS's pretty style (2-space indent, `" : "` separators, no trailing newline).
-//! Pure rendering; no I/O, no clock (times come from the record).
+//! Pure rendering; no I/O, no clock (times come from the record and the credentials).
 
 use serde_json::Value;
 
@@ -45,13 +45,14 @@ pub(crate) fn document(instance: &Instance, meta_data: &Entry) -> String {
 
 /// `iam/info` for `role`: the instance profile is named after the role (the record has no
 /// separate profile name); its id is `AIPA` + 17 characters derived from account and role.
-pub(crate) fn iam_info(instance: &Instance, role: &str) -> String {
+/// `last_updated`: when the role's credentials were last updated (EC2 moves it with them).
+pub(crate) fn iam_info(instance: &Instance, role: &str, last_updated: &str) -> String {
     let account = derived::account_id(instance);
     let (_, partition) = derived::partition(instance);
     let profile_id = derived::hex_id("", &["instance-profile", &account, role], 17).to_ascii_uppercase();
     render_flat(&[
         ("Code", Value::from("Success")),
-        ("LastUpdated", Value::from(derived::created(instance))),
+        ("LastUpdated", Value::from(last_updated)),
         ("InstanceProfileArn", Value::from(format!("arn:{partition}:iam::{account}:instance-profile/{role}"))),
         ("InstanceProfileId", Value::from(format!("AIPA{profile_id}"))),
     ])

@@ -136,6 +136,8 @@ fn tags(instance: &Instance) -> Vec<Entry> {
         .collect()
 }
 
+/// Records are refused such keys when tags are on; a record stored before that rule still
+/// lists only what EC2 could.
 fn exposable_tag_key(key: &str) -> bool {
-    !matches!(key, "." | ".." | "_index") && key.chars().all(|c| c.is_ascii_alphanumeric() || "+-=.,_:@".contains(c))
+    imds_model::ec2_metadata_tag_key(key).is_ok()
 }

@@ -52,6 +52,23 @@ fn role_credentials_are_byte_exact() {
 }
 
 #[test]
+fn iam_info_last_updated_moves_with_the_role_credentials() {
+    // Not the record's launch time (nor 1970 for a record without one): the credentials'.
+    let info = get_at(&fixtures::full(), "/latest/meta-data/iam/info", NOW, false);
+    let json: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
+    assert_eq!(json["LastUpdated"], "2027-01-15T07:59:00Z", "{}", body(&info));
+    let mut doc = fixtures::full_doc();
+    doc.as_object_mut().unwrap().remove("created_at");
+    let undated = fixtures::parse(doc);
+    let info = get_at(&undated, "/latest/meta-data/iam/info", NOW, false);
+    let json: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
+    assert_eq!(json["LastUpdated"], "2027-01-15T07:59:00Z", "{}", body(&info));
+    let failed = get_at(&with_role("broken-role"), "/latest/meta-data/iam/info", NOW, false);
+    let json: serde_json::Value = serde_json::from_slice(&failed.body).unwrap();
+    assert_eq!(json["LastUpdated"], "2027-01-15T07:59:55Z", "the last attempt");
+}
+
+#[test]
 fn a_role_whose_source_failed_gets_the_error_form() {
     let response =
         get_at(&with_role("broken-role"), "/latest/meta-data/iam/security-credentials/broken-role", NOW, false);

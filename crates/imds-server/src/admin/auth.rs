@@ -53,8 +53,7 @@ pub(super) async fn require_token(
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(bearer_credentials);
         if !presented.is_some_and(|presented| token.matches(presented)) {
             return Err(AdminError::Unauthorized);
         }
@@ -62,9 +61,26 @@ pub(super) async fn require_token(
     Ok(next.run(request).await)
 }
 
+/// The credentials of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110 §11.1): `bearer`, `BEARER` and `Bearer` are the same scheme.
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_is_not() {
+        assert_eq!(bearer_credentials("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_credentials("Basic abc"), None);
+        assert_eq!(bearer_credentials("Bearerabc"), None);
+        assert_eq!(bearer_credentials("Bearer"), None);
+    }
 
     #[test]
     fn token_matches_only_itself_and_hides_in_debug() {

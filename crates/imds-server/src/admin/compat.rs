@@ -57,7 +57,7 @@ pub async fn bootstrap(State(state): State<AdminState>, body: Body) -> Result<Re
             message: "no default role is configured (set admin.default_role to the role to bootstrap)".into(),
         });
     };
-    super::roles::put_base(State(state), Path(role), body).await
+    super::roles::put_base(State(state), super::body::Param(role), body).await
 }
 
 /// The VMAN fields and where they go in the record.
@@ -66,7 +66,7 @@ const FIELDS: [&str; 5] = ["hostname", "user_data", "ssh_keys", "mac", "ip"];
 /// `PUT /vms/{id}/metadata`
 #[utoipa::path(put, path = "/vms/{id}/metadata", tag = "compat",
     params(("id" = String, Path, description = "Instance id")),
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = super::openapi::VmanMetadata, content_type = "application/json",
                  description = "`{\"hostname\"?, \"user_data\"?, \"ssh_keys\"? (one key per line), \"mac\"?, \"ip\"?}`"),
     responses((status = 200, description = "The metadata as stored", body = Object),
               (status = 400, description = "An unknown or ill-typed field, or an invalid record", body = super::error::ErrorBody),
@@ -160,7 +160,7 @@ async fn write(state: &AdminState, id: &str, patch: Value) -> Result<(), AdminEr
     let body = Body::from(patch.to_string());
     let mut headers = HeaderMap::new();
     headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/merge-patch+json"));
-    match super::instances::patch(State(state.clone()), Path(id.to_owned()), headers, body).await {
+    match super::instances::patch(State(state.clone()), super::body::Param(id.to_owned()), headers, body).await {
         Ok(_) => Ok(()),
         Err(AdminError::NotFound(_)) => {
             let mut doc = patch;
@@ -170,7 +170,9 @@ async fn write(state: &AdminState, id: &str, patch: Value) -> Result<(), AdminEr
             let body = Body::from(doc.to_string());
             let mut headers = HeaderMap::new();
             headers.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-            super::instances::put(State(state.clone()), Path(id.to_owned()), headers, body).await.map(|_| ())
+            super::instances::put(State(state.clone()), super::body::Param(id.to_owned()), headers, body)
+                .await
+                .map(|_| ())
         }
         Err(error) => Err(error),
     }

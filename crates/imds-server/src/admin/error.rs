@@ -17,6 +17,12 @@ pub enum AdminError {
     /// The body is not JSON.
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
+    /// A JSON object of the body repeats a key (`field` is its path).
+    #[error("request body repeats the key {field}: each key may appear once per object")]
+    DuplicateKey {
+        /// The repeated key's path.
+        field: String,
+    },
     /// The record is invalid; every problem is listed.
     #[error("{0}")]
     Invalid(Invalid),
@@ -175,7 +181,7 @@ pub struct ErrorDetail {
 impl AdminError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            AdminError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            AdminError::InvalidJson(_) | AdminError::DuplicateKey { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
             AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_instance"),
             AdminError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             AdminError::NotFound(_) | AdminError::RoleNotFound(_) | AdminError::NoRoute(_) => {
@@ -210,7 +216,9 @@ impl AdminError {
                 detail.field = invalid.errors.first().map(|e| e.field.clone());
                 detail.details = invalid.errors.clone();
             }
-            AdminError::BadRequest { field, .. } => detail.field = Some(field.clone()),
+            AdminError::BadRequest { field, .. } | AdminError::DuplicateKey { field } => {
+                detail.field = Some(field.clone());
+            }
             AdminError::NotFound(_) => detail.field = Some("id".into()),
             AdminError::RoleNotFound(_) => detail.field = Some("name".into()),
             AdminError::AddressConflict { kind, holder, .. } => {
@@ -250,6 +258,21 @@ impl AdminError {
         }
         detail
     }
+}
+
+/// The whole HTTP/1.1 response refusing a request whose framing the listener rejects before it
+/// reaches a handler ([`crate::listener::framing`]): a 400 with the JSON error body, and the
+/// connection closed after it.
+pub fn refusal(field: &str, message: &str) -> Vec<u8> {
+    let error = AdminError::BadRequest { field: field.to_owned(), message: message.to_owned() };
+    let body = serde_json::to_vec(&ErrorBody { error: error.detail() }).unwrap_or_default();
+    let mut response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
 }
 
 impl IntoResponse for AdminError {

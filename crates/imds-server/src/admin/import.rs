@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::Json;
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -104,7 +104,7 @@ pub async fn import(
     }
     let expect = precondition(&headers)?;
     let limit = state.import.max_body;
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AdminError::BodyTooLarge { limit })?;
+    let bytes = super::body::read(body, limit).await.map_err(|error| error.into_admin(limit))?;
     // Validating up to 100,000 documents is CPU work of its own: keep it off the async workers
     // that also serve guests.
     let lines = {
@@ -225,9 +225,13 @@ fn parse_lines(state: &AdminState, bytes: &[u8]) -> Result<Vec<Line>, AdminError
             return Err(AdminError::TooManyLines { limit: state.import.max_lines });
         }
         let at_line = |error: AdminError| AdminError::Line { line: number, error: Box::new(error) };
-        let doc: serde_json::Value =
-            serde_json::from_slice(raw).map_err(|error| at_line(AdminError::InvalidJson(error.to_string())))?;
-        let instance = parse(state, &doc).map_err(at_line)?;
+        let doc: serde_json::Value = super::body::parse_json(raw).map_err(|error| at_line(error.into()))?;
+        let mut instance = parse(state, &doc).map_err(at_line)?;
+        if instance.created_at.is_none() {
+            let view = state.view.load();
+            instance.created_at =
+                Some(super::instances::launch_time(state, view.get(&instance.id).map(|e| &e.instance)));
+        }
         if let Some(first) = seen.insert(instance.id.as_str().to_owned(), number) {
             return Err(at_line(AdminError::BadRequest {
                 field: "id".into(),

@@ -3,8 +3,8 @@
 //! Each handler parses its request into a typed write or read, makes one store call, waits
 //! for the guest view to contain a write, and renders the record with its `ETag`.
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
@@ -14,6 +14,7 @@ use imds_store::update::{update, Plan, Step, Updated};
 use imds_store::{Expect, Op, Put, Record, Revision, StoreError, Written};
 use serde::{Deserialize, Serialize};
 
+use super::body::Param;
 use super::error::AdminError;
 use super::AdminState;
 use crate::records;
@@ -58,7 +59,7 @@ const MAX_PAGE: usize = 1000;
         (status = 413, description = "Body too large", body = super::error::ErrorBody)))]
 pub async fn put(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Param(id): Param,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AdminError> {
@@ -79,8 +80,16 @@ pub async fn put(
         },
         None => return Err(invalid("", "expected a JSON object")),
     }
-    let instance = parse(&state, &doc)?;
+    let mut instance = parse(&state, &doc)?;
     let expect = precondition(&headers)?;
+    if instance.created_at.is_none() {
+        let current = match load(&state, &id).await {
+            Ok((current, _)) => Some(current),
+            Err(AdminError::NotFound(_)) => None,
+            Err(error) => return Err(error),
+        };
+        instance.created_at = Some(launch_time(&state, current.as_ref()));
+    }
     let (instance, written) = write(&state, instance, expect).await?;
     tracing::info!(action = "put", id = %id, rev = %written.rev, created = written.created, "instance written");
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -92,7 +101,7 @@ pub async fn put(
     params(("id" = String, Path, description = "Instance id")),
     responses((status = 200, description = "The instance", body = super::openapi::InstanceSchema),
               (status = 404, description = "No such instance", body = super::error::ErrorBody)))]
-pub async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, AdminError> {
+pub async fn get(State(state): State<AdminState>, Param(id): Param) -> Result<Response, AdminError> {
     let id = parse_id(&id)?;
     let (instance, rev) = load(&state, &id).await?;
     Ok(render(StatusCode::OK, &instance, rev))
@@ -112,7 +121,7 @@ pub async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> Res
               (status = 415, description = "Not a merge patch", body = super::error::ErrorBody)))]
 pub async fn patch(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Param(id): Param,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AdminError> {
@@ -144,7 +153,10 @@ pub async fn patch(
         if doc.get("id") != Some(&serde_json::Value::String(id.as_str().to_owned())) {
             return Err(invalid("id", "the id of an instance cannot be changed or removed"));
         }
-        let patched = parse(&state, &doc)?;
+        let mut patched = parse(&state, &doc)?;
+        if patched.created_at.is_none() {
+            patched.created_at = Some(launch_time(&state, Some(&current)));
+        }
         // Without If-Match, a write in between is a lost race: patch the newer version.
         Ok(Step::Commit(plan_write(&state, patched, Expect::Revision(rev), wanted.is_none()).await?))
     })
@@ -163,7 +175,7 @@ pub async fn patch(
               (status = 412, description = "Precondition failed", body = super::error::ErrorBody)))]
 pub async fn delete(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
+    Param(id): Param,
     headers: HeaderMap,
 ) -> Result<Response, AdminError> {
     let id = parse_id(&id)?;
@@ -202,7 +214,7 @@ pub async fn delete(
               (status = 400, description = "Bad query", body = super::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AdminState>,
-    Query(query): Query<ListQuery>,
+    super::body::QueryParams(query): super::body::QueryParams<ListQuery>,
 ) -> Result<Json<InstanceList>, AdminError> {
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
@@ -228,6 +240,15 @@ pub(super) fn parse(state: &AdminState, doc: &serde_json::Value) -> Result<Insta
     Ok(instance)
 }
 
+/// The `created_at` of a record written without one: the launch time of the instance it
+/// replaces, else now. EC2 serves it as the identity document's `pendingTime`, so an instance
+/// keeps the time it was first written across replaces and patches that do not name one.
+pub(super) fn launch_time(state: &AdminState, current: Option<&Instance>) -> String {
+    current
+        .and_then(|current| current.created_at.clone())
+        .unwrap_or_else(|| imds_model::time::format_rfc3339(state.credentials.clock().now()))
+}
+
 pub(crate) fn parse_id(id: &str) -> Result<InstanceId, AdminError> {
     InstanceId::try_from(id).map_err(|error| invalid("id", &error.to_string()))
 }
@@ -238,9 +259,7 @@ fn invalid(field: &str, message: &str) -> AdminError {
 
 async fn read_json(state: &AdminState, body: Body) -> Result<serde_json::Value, AdminError> {
     // Room for a maximal record with its user-data in base64 (4/3) and JSON escaping.
-    let limit = state.limits.max_record.saturating_mul(2);
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| AdminError::BodyTooLarge { limit })?;
-    serde_json::from_slice(&bytes).map_err(|error| AdminError::InvalidJson(error.to_string()))
+    super::body::read_json(body, state.limits.max_record.saturating_mul(2)).await
 }
 
 /// `If-Match: "<rev>"` / `If-Match: *` / `If-None-Match: *` as a store precondition.

@@ -11,8 +11,8 @@
 //! gets 413 and changes nothing. Writes need the instance to exist (404) and answer once the
 //! guest view contains them, so guests see the old document or the new one, never a mix.
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::header::CONTENT_TYPE;
@@ -24,6 +24,7 @@ use imds_store::{Expect, Op, Put, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::body::Param;
 use super::instances::wait_visible;
 use super::AdminState;
 use crate::records;
@@ -83,7 +84,7 @@ impl IntoResponse for MmdsError {
 pub struct MmdsConfig {
     /// `V1` (tokens optional, the default) or `V2` (tokens required).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, pattern = "^V[12]$", required = false)]
     pub version: MmdsVersion,
     /// Always answer in IMDS text format, whatever the guest's `Accept` header.
     #[serde(default)]
@@ -94,16 +95,16 @@ pub struct MmdsConfig {
     pub network_interfaces: Option<Vec<String>>,
     /// Accepted for compatibility and ignored: imds answers on its guest listeners.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Ipv4)]
     pub ipv4_address: Option<std::net::Ipv4Addr>,
 }
 
 /// `GET /v1/instances/{id}/mmds`
 #[utoipa::path(get, path = "/v1/instances/{id}/mmds", tag = "mmds",
     params(("id" = String, Path, description = "Instance id")),
-    responses((status = 200, description = "The document as compact JSON; `{}` before the first PUT", body = Object),
+    responses((status = 200, description = "The document as compact JSON; `{}` before the first PUT", body = super::openapi::AnyValue),
               (status = 404, description = "No such instance", body = FaultMessage)))]
-pub async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> Result<Response, MmdsError> {
+pub async fn get(State(state): State<AdminState>, Param(id): Param) -> Result<Response, MmdsError> {
     let id = parse_id(&id)?;
     ensure_instance(&state, &id).await?;
     let mmds = load(&state, &id).await?.map(|(mmds, _)| mmds).unwrap_or_default();
@@ -117,12 +118,12 @@ pub async fn get(State(state): State<AdminState>, Path(id): Path<String>) -> Res
 /// `PUT /v1/instances/{id}/mmds`
 #[utoipa::path(put, path = "/v1/instances/{id}/mmds", tag = "mmds",
     params(("id" = String, Path, description = "Instance id")),
-    request_body(content = Object, content_type = "application/json", description = "The whole document: any JSON value"),
+    request_body(content = super::openapi::AnyValue, content_type = "application/json", description = "The whole document: any JSON value"),
     responses((status = 204, description = "Replaced"),
               (status = 400, description = "Not JSON", body = FaultMessage),
               (status = 404, description = "No such instance", body = FaultMessage),
               (status = 413, description = "The document exceeds the size limit", body = FaultMessage)))]
-pub async fn put(State(state): State<AdminState>, Path(id): Path<String>, body: Body) -> Result<Response, MmdsError> {
+pub async fn put(State(state): State<AdminState>, Param(id): Param, body: Body) -> Result<Response, MmdsError> {
     let id = parse_id(&id)?;
     let document = read_json(&state, body).await?;
     check_size(&state, &document)?;
@@ -134,13 +135,13 @@ pub async fn put(State(state): State<AdminState>, Path(id): Path<String>, body: 
 /// `PATCH /v1/instances/{id}/mmds`
 #[utoipa::path(patch, path = "/v1/instances/{id}/mmds", tag = "mmds",
     params(("id" = String, Path, description = "Instance id")),
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = super::openapi::AnyValue, content_type = "application/json",
                  description = "RFC 7396 merge patch: members replace, `null` deletes, objects merge"),
     responses((status = 204, description = "Patched"),
               (status = 400, description = "Not JSON, or no document yet (PUT one first)", body = FaultMessage),
               (status = 404, description = "No such instance", body = FaultMessage),
               (status = 413, description = "The patched document exceeds the size limit", body = FaultMessage)))]
-pub async fn patch(State(state): State<AdminState>, Path(id): Path<String>, body: Body) -> Result<Response, MmdsError> {
+pub async fn patch(State(state): State<AdminState>, Param(id): Param, body: Body) -> Result<Response, MmdsError> {
     let id = parse_id(&id)?;
     let patch = read_json(&state, body).await?;
     update(&state, &id, |mmds| {
@@ -162,11 +163,7 @@ pub async fn patch(State(state): State<AdminState>, Path(id): Path<String>, body
     responses((status = 204, description = "Configured; the instance's guest paths are MMDS's from now on"),
               (status = 400, description = "Invalid configuration", body = FaultMessage),
               (status = 404, description = "No such instance", body = FaultMessage)))]
-pub async fn put_config(
-    State(state): State<AdminState>,
-    Path(id): Path<String>,
-    body: Body,
-) -> Result<Response, MmdsError> {
+pub async fn put_config(State(state): State<AdminState>, Param(id): Param, body: Body) -> Result<Response, MmdsError> {
     let id = parse_id(&id)?;
     let config: MmdsConfig = serde_json::from_value(read_json(&state, body).await?)
         .map_err(|error| MmdsError::InvalidBody(error.to_string()))?;
@@ -191,8 +188,11 @@ fn parse_id(id: &str) -> Result<InstanceId, MmdsError> {
 /// input is larger than its compact form); a larger body cannot fit.
 async fn read_json(state: &AdminState, body: Body) -> Result<Value, MmdsError> {
     let limit = state.limits.max_mmds.saturating_mul(4).saturating_add(64 * 1024);
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| MmdsError::LimitExceeded)?;
-    serde_json::from_slice(&bytes).map_err(|error| MmdsError::InvalidBody(error.to_string()))
+    let bytes = super::body::read(body, limit).await.map_err(|error| match error {
+        super::body::BodyError::TooLarge => MmdsError::LimitExceeded,
+        super::body::BodyError::Malformed(message) => MmdsError::InvalidBody(message),
+    })?;
+    super::body::parse_json(&bytes).map_err(|error| MmdsError::InvalidBody(error.to_string()))
 }
 
 /// Firecracker's rule: the compact JSON of the result must be at most the limit.

@@ -2,7 +2,7 @@
 //! cloud-init in the instance's image picks dialect `D` (see `imds_dialects::platform`), with
 //! the same values as QEMU `-smbios` arguments.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use imds_dialects::platform::{self, Smbios};
 use imds_dialects::Dialect;
@@ -48,8 +48,8 @@ pub struct SmbiosHint {
         (status = 404, description = "No such instance", body = super::error::ErrorBody)))]
 pub async fn smbios(
     State(state): State<AdminState>,
-    Path(id): Path<String>,
-    Query(query): Query<SmbiosQuery>,
+    super::body::Param(id): super::body::Param,
+    super::body::QueryParams(query): super::body::QueryParams<SmbiosQuery>,
 ) -> Result<Json<SmbiosHint>, AdminError> {
     let id = parse_id(&id)?;
     let requested = match query.dialect.as_deref() {

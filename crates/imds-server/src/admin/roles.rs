@@ -6,8 +6,8 @@
 //! secret fields (`secret_access_key_set: true` instead) and base credentials only as
 //! `{"set": true, "access_key_id": …}`.
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::StatusCode;
@@ -18,6 +18,7 @@ use imds_store::{Expect, Op, Put, Revision};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::body::Param;
 use super::error::AdminError;
 use super::instances::wait_visible;
 use super::AdminState;
@@ -59,9 +60,7 @@ fn parse_name(name: &str) -> Result<RoleName, AdminError> {
 }
 
 async fn read_json(body: Body) -> Result<Value, AdminError> {
-    let bytes: Bytes =
-        axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| AdminError::BodyTooLarge { limit: MAX_BODY })?;
-    serde_json::from_slice(&bytes).map_err(|error| AdminError::InvalidJson(error.to_string()))
+    super::body::read_json(body, MAX_BODY).await
 }
 
 fn view(state: &AdminState, name: &str, role: &Role) -> RoleView {
@@ -113,7 +112,7 @@ async fn update_role(
 /// `PUT /v1/roles/{name}`
 #[utoipa::path(put, path = "/v1/roles/{name}", tag = "roles",
     params(("name" = String, Path, description = "Role name (IAM rules: 1-64 of A-Z a-z 0-9 + = , . @ _ -)")),
-    request_body(content = Object, content_type = "application/json", description =
+    request_body(content = super::openapi::RoleBody, content_type = "application/json", description =
         "`{\"source\": {\"type\": \"static\"|\"sts\"|\"process\", ...}, \"base_credentials\"?: {...}}`. \
          static: access_key_id, secret_access_key, session_token?, expiration? (RFC 3339). \
          sts: role_arn, session_name?, endpoint?, region?, duration_seconds?, external_id?. \
@@ -122,11 +121,7 @@ async fn update_role(
         (status = 201, description = "Created", body = RoleView),
         (status = 200, description = "Replaced", body = RoleView),
         (status = 400, description = "Invalid role", body = super::error::ErrorBody)))]
-pub async fn put(
-    State(state): State<AdminState>,
-    Path(name): Path<String>,
-    body: Body,
-) -> Result<Response, AdminError> {
+pub async fn put(State(state): State<AdminState>, Param(name): Param, body: Body) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let doc = read_json(body).await?;
     let parsed = Role::parse(&doc).map_err(|e| invalid(&e.field, e.message))?;
@@ -148,7 +143,7 @@ pub async fn put(
     params(("name" = String, Path, description = "Role name")),
     responses((status = 200, description = "The role, without secrets", body = RoleView),
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
-pub async fn get(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, AdminError> {
+pub async fn get(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let (role, _) = load(&state, &name).await?.ok_or_else(|| AdminError::RoleNotFound(name.to_string()))?;
     Ok(Json(view(&state, name.as_str(), &role)).into_response())
@@ -181,7 +176,7 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, AdminErro
     params(("name" = String, Path, description = "Role name")),
     responses((status = 204, description = "Deleted"),
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
-pub async fn delete(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, AdminError> {
+pub async fn delete(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let rev =
         state.store.delete(&records::role(name.as_str()), Expect::Present).await.map_err(|error| match error {
@@ -198,16 +193,12 @@ pub async fn delete(State(state): State<AdminState>, Path(name): Path<String>) -
 /// did.
 #[utoipa::path(put, path = "/v1/roles/{name}/base-credentials", tag = "roles",
     params(("name" = String, Path, description = "Role name (an sts role)")),
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = super::openapi::BaseCredentialsBody, content_type = "application/json",
         description = "`{\"access_key_id\", \"secret_access_key\", \"session_token\"?}` (or AccessKeyId, SecretAccessKey, Token)"),
     responses((status = 204, description = "Stored; the role re-assumes at once"),
               (status = 400, description = "Invalid credentials, or not an sts role", body = super::error::ErrorBody),
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
-pub async fn put_base(
-    State(state): State<AdminState>,
-    Path(name): Path<String>,
-    body: Body,
-) -> Result<Response, AdminError> {
+pub async fn put_base(State(state): State<AdminState>, Param(name): Param, body: Body) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     let mut doc = read_json(body).await?;
     if let Some(object) = doc.as_object_mut() {
@@ -252,7 +243,7 @@ pub async fn put_base(
     params(("name" = String, Path, description = "Role name")),
     responses((status = 202, description = "A refresh was started"),
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
-pub async fn refresh(State(state): State<AdminState>, Path(name): Path<String>) -> Result<Response, AdminError> {
+pub async fn refresh(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
     if state.credentials.refresh(name.as_str()) {
         Ok((StatusCode::ACCEPTED, Json(json!({"refreshing": name.as_str()}))).into_response())

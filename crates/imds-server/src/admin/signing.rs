@@ -87,13 +87,12 @@ struct SuppliedKey {
 
 /// `PUT /v1/signing/key`
 #[utoipa::path(put, path = "/v1/signing/key", tag = "signing",
-    request_body(content = Object, content_type = "application/json",
+    request_body(content = super::openapi::SigningKeyBody, content_type = "application/json",
         description = "`{\"private_key_pem\": RSA ≥2048 bits, PKCS#8 or PKCS#1 PEM, \"certificate_pem\"?: its certificate (else self-signed)}`"),
     responses((status = 200, description = "The key signs from now on"),
               (status = 400, description = "Not a usable key or certificate", body = super::error::ErrorBody)))]
 pub async fn put_key(State(state): State<AdminState>, body: Body) -> Result<Response, AdminError> {
-    let bytes: Bytes =
-        axum::body::to_bytes(body, 256 * 1024).await.map_err(|_| AdminError::BodyTooLarge { limit: 256 * 1024 })?;
+    let bytes: Bytes = super::body::read(body, 256 * 1024).await.map_err(|error| error.into_admin(256 * 1024))?;
     // Not echoing serde's message: it could quote part of the private key.
     let supplied: SuppliedKey = serde_json::from_slice(&bytes).map_err(|_| AdminError::BadRequest {
         field: "private_key_pem".into(),

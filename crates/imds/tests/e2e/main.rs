@@ -9,4 +9,5 @@ mod daemon;
 mod delete;
 mod durability;
 mod mmds;
+mod readiness;
 mod support;
