@@ -195,7 +195,8 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     let identify = |snapshot: Arc<Snapshot>| {
         let headers = &guest_request.headers;
         async move {
-            let caller = identify::identify(&plane.identify, plane.neighbours.as_ref(), &snapshot, remote, headers).await;
+            let caller =
+                identify::identify(&plane.identify, plane.neighbours.as_ref(), &snapshot, remote, headers).await;
             (snapshot, caller)
         }
     };
