@@ -3,7 +3,7 @@
 //! Both planes serve an axum `Router` through [`serve_tcp`] or [`serve_unix`]. Every request
 //! carries the connection's [`Peer`] as an extension (the guest plane identifies callers by
 //! it). Connections are bounded by a semaphore, and per source address on guest listeners
-//! ([`sources`]: the oldest idle connection of a source at its cap is closed first); idle and
+//! (`sources`: the oldest idle connection of a source at its cap is closed first); idle and
 //! header-read times are bounded (hyper's header-read timeout runs from the first byte of a
 //! head, or from the end of the previous request, and more bytes do not extend it); accept
 //! errors back off, and on shutdown the listener stops accepting while in-flight requests drain.

@@ -5,7 +5,7 @@
 //! and `Transfer-Encoding` is read by its chunked framing (the length header removed), and a
 //! request target that is not UTF-8 gets an empty `400`. RFC 9112 §6.1 lets a server refuse the
 //! first (it is how requests are smuggled past proxies), and an operator's client should be told
-//! what is wrong in the API's own error shape. [`Checked`] follows the HTTP/1.1 framing of the
+//! what is wrong in the API's own error shape. `Checked` follows the HTTP/1.1 framing of the
 //! bytes it passes on (heads, then fixed or chunked bodies) and holds each head back until it is
 //! complete; a head with either fault is not passed on. hyper then sees the end of the stream
 //! after the requests before it, answers those, and closes; on that close the refusal, rendered
