@@ -167,6 +167,12 @@ def moto(tmp_path: Path) -> Iterator[Moto]:
         server.stop()
 
 
+def ready(imds: Imds) -> tuple[int, bytes] | None:
+    """`/readyz`'s answer once it is 200, else `None`."""
+    status, body = call(f"{imds.admin_url}/readyz")
+    return (status, body) if status == 200 else None
+
+
 def role_status(imds: Imds, role: str) -> dict[str, Any]:
     status, body = call(f"{imds.admin_url}/v1/roles/{role}")
     assert status == 200, body
@@ -184,8 +190,9 @@ def test_the_sts_source_assumes_rotates_and_recovers_after_sts_was_down(tmp_path
         # No base credentials yet: the error form, and readiness names the role (the node
         # itself stays ready: one role must not take every instance out of service).
         assert guest_credentials(imds, "moto")["Code"] == "AssumeRoleUnauthorizedAccess"
-        status, body = call(f"{imds.admin_url}/readyz")
-        assert status == 200 and "moto" in json.loads(body)["roles_without_credentials"], body
+        # Ready once the signing key generated at this first start is in the view.
+        status, body = wait_until("the node ready", lambda: ready(imds), 60)
+        assert "moto" in json.loads(body)["roles_without_credentials"], body
         assert json.loads(body)["roles"]["moto"]["valid"] is False, body
 
         # The seed's bootstrap: base credentials posted write-only, AWS key names.
