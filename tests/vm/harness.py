@@ -49,6 +49,7 @@ TAP = "tap0"
 # The tools a boot needs and the Debian package of each.
 TOOLS = {
     "ip": "iproute2",
+    "nft": "nftables",
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
     "dnsmasq": "dnsmasq-base",
@@ -162,20 +163,26 @@ def imds_config(run_dir: Path, scenario: "Scenario") -> str:
         f'[guest]\nlisten = ["{METADATA_ADDR}:80"]\n{wire}'
         f'[admin]\nsocket = "{run_dir / "admin.sock"}"\ntoken_file = "{run_dir / "token"}"\n'
         f'[store]\nbackend = "sqlite"\npath = "{run_dir / "imds.db"}"\n'
+        f'[net]\nguest_interfaces = ["{TAP}"]\ninterface = "lo"\n'
     )
 
 
 def host_side_up(ns: str, config: Path, wireserver: bool) -> None:
-    """The metadata addresses on the host side of the namespace, on loopback (a host without the
-    dummy driver), and the link-local route back to guests that call from 169.254.x.y."""
-    addrs = [METADATA_ADDR] + ([WIRESERVER_ADDR] if wireserver else [])
-    for addr in addrs:
-        run(["ip", "-n", ns, "addr", "add", f"{addr}/32", "dev", "lo"])
+    """The host side as an operator sets it up: `imds net up` puts the metadata address on
+    loopback (this kernel has no dummy driver) and the nftables floor in place (guest ports
+    reachable from the tap only). Beside it: Azure's WireServer address, which `imds net` does
+    not place, and the link-local route back to guests that call from 169.254.x.y."""
+    run(["ip", "netns", "exec", ns, str(IMDS_BIN), "net", "up", "--config", str(config)])
+    if wireserver:
+        run(["ip", "-n", ns, "addr", "add", f"{WIRESERVER_ADDR}/32", "dev", "lo"])
     run(["ip", "-n", ns, "route", "add", "169.254.0.0/16", "dev", TAP])
 
 
 def host_side_down(ns: str, config: Path) -> None:
     """Undoes host_side_up (deleting the namespace removes everything anyway)."""
+    # Best effort: this runs in a `finally`, and deleting the namespace removes it all anyway.
+    subprocess.run(["ip", "netns", "exec", ns, str(IMDS_BIN), "net", "down", "--config", str(config)],
+                   capture_output=True, check=False)
 
 
 # --- one boot -------------------------------------------------------------------------------
