@@ -51,6 +51,10 @@ pub struct RoleState {
     pub error: Option<FetchError>,
     /// When the last fetch was attempted.
     pub last_attempt: Option<u64>,
+    /// Fetches that succeeded since the role started (kept while its source stays the same).
+    pub succeeded: u64,
+    /// Fetches that failed since the role started (kept while its source stays the same).
+    pub failed: u64,
 }
 
 impl RoleState {
@@ -233,7 +237,13 @@ async fn refresh_loop(
                 }
                 tracing::info!(role = %name, access_key_id = %credentials.access_key_id, expiration, "credentials refreshed");
                 let served = Served { credentials, expiration, last_updated: now };
-                state.store(Arc::new(RoleState { served: Some(served), error: None, last_attempt: Some(now) }));
+                state.store(Arc::new(RoleState {
+                    served: Some(served),
+                    error: None,
+                    last_attempt: Some(now),
+                    succeeded: previous.succeeded.saturating_add(1),
+                    failed: previous.failed,
+                }));
                 next_refresh(now, expiration) - now
             }
             Err(error) => {
@@ -245,6 +255,8 @@ async fn refresh_loop(
                     served: previous.served.clone(),
                     error: Some(error),
                     last_attempt: Some(now),
+                    succeeded: previous.succeeded,
+                    failed: previous.failed.saturating_add(1),
                 }));
                 delay
             }

@@ -30,4 +30,9 @@ impl Clock {
     pub fn now(&self) -> u64 {
         self.origin_unix.saturating_add(self.origin.elapsed()).as_secs()
     }
+
+    /// The current time, milliseconds since the Unix epoch.
+    pub fn now_millis(&self) -> u64 {
+        u64::try_from(self.origin_unix.saturating_add(self.origin.elapsed()).as_millis()).unwrap_or(u64::MAX)
+    }
 }

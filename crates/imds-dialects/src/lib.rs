@@ -47,6 +47,7 @@ pub mod openstack;
 pub mod platform;
 mod query;
 pub mod refusal;
+pub mod sensitive;
 pub mod token;
 mod yaml;
 

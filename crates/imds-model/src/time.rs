@@ -24,6 +24,14 @@ pub fn format_rfc3339(unix: u64) -> String {
     utc(unix).format(&format).unwrap_or_default()
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for `unix_millis` milliseconds since the Unix epoch: UTC, to the
+/// millisecond (audit lines).
+pub fn format_rfc3339_millis(unix_millis: u64) -> String {
+    let format = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    let at = utc(unix_millis / 1000) + time::Duration::milliseconds((unix_millis % 1000) as i64);
+    at.format(&format).unwrap_or_default()
+}
+
 /// The UTC date `YYYY-MM-DD` of Unix seconds `unix` (proleptic Gregorian calendar).
 pub fn format_date(unix: u64) -> String {
     utc(unix).format(&format_description!("[year]-[month]-[day]")).unwrap_or_default()
@@ -52,6 +60,8 @@ mod tests {
         assert_eq!(format_rfc3339(1_632_174_146), "2021-09-20T21:42:26Z");
         assert_eq!(format_rfc3339(1_709_164_800), "2024-02-29T00:00:00Z");
         assert_eq!(format_rfc3339(u64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(format_rfc3339_millis(1_632_174_146_007), "2021-09-20T21:42:26.007Z");
+        assert_eq!(format_rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(parse_rfc3339("2021-09-20T21:42:26Z"), Some(1_632_174_146));
         assert_eq!(parse_rfc3339(" 2021-09-20t21:42:26z\n"), Some(1_632_174_146));
         assert_eq!(parse_rfc3339("2021-09-20 21:42:26Z"), Some(1_632_174_146));

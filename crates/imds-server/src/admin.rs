@@ -17,6 +17,8 @@
 //! - `GET /v1/signing/{keys,certificates,jwks}`, `POST /v1/signing/rotate`,
 //!   `PUT /v1/signing/key`: the identity signing keys ([`signing`])
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
+//! - `GET /metrics`: Prometheus metrics in the OpenMetrics text format ([`crate::metrics`];
+//!   bearer token as the rest of the API)
 //! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded, follows the
 //!   store (503 `stale` while the store is away; `staleness_ms` either way), holds the signing
 //!   key, and every role has had its first credential fetch; per-role health in the body
@@ -24,7 +26,8 @@
 //! Every response carrying a record has an `ETag` (its store revision) and `If-Match` is
 //! honoured. Errors are `{"error": {"code", "message", "field"}}` and change nothing. A write
 //! returns only once the view guests read contains it (bounded by `write_visibility_timeout`).
-//! TCP listeners require a bearer token ([`auth`]).
+//! TCP listeners require a bearer token ([`auth`]). With the audit log on, every write
+//! (`PUT`, `POST`, `PATCH`, `DELETE`, refused or not) is recorded ([`crate::audit`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,6 +115,10 @@ pub struct AdminState {
     pub started: Arc<std::sync::atomic::AtomicBool>,
     /// The seeds' own endpoints' settings.
     pub compat: compat::Config,
+    /// `/metrics`.
+    pub exporter: Arc<crate::metrics::Exporter>,
+    /// The audit log, if on (admin writes are recorded).
+    pub audit: Option<crate::audit::Log>,
 }
 
 /// The admin router. `token`: when set, TCP clients must present it.
@@ -134,6 +141,7 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/v1/signing/jwks", get(signing::jwks))
         .route("/v1/signing/rotate", axum::routing::post(signing::rotate))
         .route("/v1/signing/key", axum::routing::put(signing::put_key))
+        .route("/metrics", get(metrics))
         // The seeds' own interfaces (the Go mock's bootstrap, VMAN's metadata).
         .route("/bootstrap/creds", axum::routing::post(compat::bootstrap))
         .route(
@@ -141,6 +149,7 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
             get(compat::get_metadata).put(compat::put_metadata).delete(compat::delete_metadata),
         )
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require_token));
+    let audit = state.audit.clone();
     Router::new()
         .merge(api)
         .route("/v1/openapi.json", get(openapi::serve))
@@ -149,7 +158,53 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/readyz", get(readyz))
         .fallback(|uri: http::Uri| async move { AdminError::NoRoute(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { AdminError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(audit, audit_writes))
         .with_state(state)
+}
+
+/// `GET /metrics` on the admin listener (behind the bearer token).
+async fn metrics(State(state): State<AdminState>) -> Response {
+    crate::metrics::serve(State(state.exporter)).await
+}
+
+/// Middleware: records every write (any method but `GET`, `HEAD`, `OPTIONS`) in the audit log,
+/// with its status, once answered.
+async fn audit_writes(
+    State(audit): State<Option<crate::audit::Log>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(log) = audit else {
+        return next.run(request).await;
+    };
+    let method = request.method().clone();
+    if matches!(method, http::Method::GET | http::Method::HEAD | http::Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let source = match request.extensions().get::<crate::listener::Peer>() {
+        Some(crate::listener::Peer::Tcp { remote, .. }) => crate::audit::Source::Ip(remote.ip()),
+        _ => crate::audit::Source::Unix,
+    };
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let segments: Vec<&str> = path.split('/').collect();
+    let instance = match segments.as_slice() {
+        ["", "v1", "instances", id, ..] | ["", "vms", id, ..] if !id.is_empty() => Some((*id).to_owned()),
+        _ => None,
+    };
+    log.record(crate::audit::Event {
+        at_millis: log.now_millis(),
+        plane: "admin",
+        kind: None,
+        instance,
+        source,
+        caller: None,
+        dialect: None,
+        method,
+        path,
+        status: response.status().as_u16(),
+    });
+    response
 }
 
 /// `GET /healthz`: the process answers.

@@ -107,6 +107,28 @@ pub fn router_with_credentials(
     credentials: crate::creds::Credentials,
     config: &Config,
 ) -> Router {
+    router_observed(view, store, tokens, credentials, config, Observe::default())
+}
+
+/// Where the guest plane reports what it answered: the metrics' counters and, when on, the
+/// audit log (sensitive reads only).
+#[derive(Debug, Clone, Default)]
+pub struct Observe {
+    /// The counters.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The audit log, if on.
+    pub audit: Option<crate::audit::Log>,
+}
+
+/// [`router_with_credentials`], reporting to `observe`.
+pub fn router_observed(
+    view: View,
+    store: Arc<dyn Store>,
+    tokens: TokenKey,
+    credentials: crate::creds::Credentials,
+    config: &Config,
+    observe: Observe,
+) -> Router {
     let neighbours = if config.identify.neighbours {
         match imds_net::link::connect() {
             Ok(handle) => Some(imds_net::neigh::Neighbours::new(handle)),
@@ -132,6 +154,7 @@ pub fn router_with_credentials(
         hold: config.unknown_hold,
         max_held: config.max_held,
         held: hold::Held::default(),
+        observe,
     });
     Router::new().fallback(move |request: Request| {
         let plane = Arc::clone(&plane);
@@ -159,14 +182,84 @@ struct Plane {
     max_held: usize,
     /// The requests held now.
     held: hold::Held,
+    /// Metrics and the audit log.
+    observe: Observe,
 }
 
 fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Answers one guest request from the current snapshot.
+/// What [`respond`] learnt about a request, for the metrics and the audit log.
+#[derive(Debug)]
+struct Note {
+    dialect: imds_dialects::Dialect,
+    outcome: crate::metrics::Outcome,
+    read: Option<imds_dialects::sensitive::Read>,
+    token: Option<bool>,
+    long_poll: bool,
+    instance: Option<InstanceId>,
+    /// The address the caller is known by, when a trusted proxy named it.
+    caller: Option<IpAddr>,
+    /// The method and path of a sensitive read, when the audit log is on.
+    audited: Option<(Method, String)>,
+}
+
+impl Note {
+    /// Classifies `request` as answered by `self.dialect`.
+    fn classify(&mut self, plane: &Plane, request: &GuestRequest) {
+        self.read = imds_dialects::sensitive::read_of(self.dialect, request, &plane.settings);
+        if self.read.is_some() && plane.observe.audit.is_some() {
+            self.audited = Some((request.method.clone(), request.path.clone()));
+        }
+    }
+}
+
+/// Answers one guest request, then counts it (and audits a sensitive read).
 async fn answer(plane: &Plane, request: Request) -> Response {
+    let started = tokio::time::Instant::now();
+    let source = request.extensions().get::<Peer>().and_then(identify::caller_ip);
+    let mut note = Note {
+        dialect: imds_dialects::Dialect::for_path(request.uri().path(), &plane.settings),
+        outcome: crate::metrics::Outcome::Served,
+        read: None,
+        token: None,
+        long_poll: false,
+        instance: None,
+        caller: None,
+        audited: None,
+    };
+    let response = respond(plane, request, &mut note).await;
+    let status = response.status();
+    plane.observe.metrics.guest(&crate::metrics::GuestRequest {
+        dialect: note.dialect,
+        status,
+        outcome: note.outcome,
+        read: note.read,
+        token: note.token,
+        elapsed: (!note.long_poll).then(|| started.elapsed()),
+    });
+    if let (Some(log), Some(read), Some((method, path)), Some(source)) =
+        (&plane.observe.audit, note.read, note.audited, source)
+    {
+        log.record(crate::audit::Event {
+            at_millis: log.now_millis(),
+            plane: "guest",
+            kind: Some(read.name()),
+            instance: note.instance.map(|id| id.as_str().to_owned()),
+            source: crate::audit::Source::Ip(source),
+            caller: note.caller.filter(|caller| *caller != source),
+            dialect: Some(note.dialect.name()),
+            method,
+            path,
+            status: status.as_u16(),
+        });
+    }
+    response
+}
+
+/// Answers one guest request from the current snapshot.
+async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
     let Some(remote) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
         // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
         tracing::error!("guest request without a TCP peer address");
@@ -209,14 +302,29 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     }
     let (entry, caller) = match identified {
         identify::Caller::Instance { entry, address } => (entry, address),
-        identify::Caller::Refused(response) => return into_http(response, is_head, remote),
+        identify::Caller::Refused(response) => {
+            note.outcome = crate::metrics::Outcome::Unknown;
+            return into_http(response, is_head, remote);
+        }
         identify::Caller::Unknown(address) => {
+            note.outcome = crate::metrics::Outcome::Unknown;
+            note.classify(plane, &guest_request);
+            note.caller = Some(address);
             tracing::debug!(caller = %address, "guest request from an unknown address");
             let response = imds_dialects::unknown_caller(address, &guest_request, &plane.settings);
             return into_http(response, is_head, address);
         }
     };
+    note.dialect = imds_dialects::dialect_of(Some(&subject(&snapshot, &entry)), &guest_request, &plane.settings);
+    note.classify(plane, &guest_request);
+    note.token = imds_dialects::sensitive::carries_token(note.dialect, &guest_request);
+    note.instance = Some(entry.instance.id.clone());
+    note.caller = Some(caller);
+    if plane.observe.metrics.per_instance() {
+        entry.throttle.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
+        note.outcome = crate::metrics::Outcome::Throttled;
         tracing::debug!(%caller, id = %entry.instance.id, "throttled");
         let response = imds_dialects::throttled(&subject(&snapshot, &entry), &guest_request, &plane.settings);
         return into_http(response, is_head, caller);
@@ -225,6 +333,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     let node = entry.instance.node.clone();
     let mut response = match imds_dialects::wait_request(&guest_request, &plane.settings) {
         Some(wait_for) => {
+            note.long_poll = true;
             drop(snapshot);
             wait::hold(plane, caller, &id, &guest_request, wait_for).await
         }

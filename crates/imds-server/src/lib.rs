@@ -13,12 +13,14 @@
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod client;
 pub mod creds;
 pub mod guest;
 pub mod health;
 pub mod listener;
 pub mod memory;
+pub mod metrics;
 pub mod net;
 pub mod records;
 pub mod replica;

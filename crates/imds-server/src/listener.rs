@@ -173,6 +173,8 @@ pub struct Limits {
     /// Refuse requests with both `Content-Length` and `Transfer-Encoding`, or a target that is
     /// not UTF-8, with the response this renders, then close ([`framing`]; the admin plane).
     pub strict_framing: Option<framing::Refuse>,
+    /// Where this listener's connections are counted (`None`: nowhere).
+    pub metrics: Option<Arc<crate::metrics::Connections>>,
 }
 
 impl Limits {
@@ -188,6 +190,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             max_connections_per_source: Some(Self::DEFAULT_PER_SOURCE),
             strict_framing: None,
+            metrics: None,
         }
     }
 }
@@ -264,13 +267,17 @@ async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, sh
             (Some(sources), Peer::Tcp { remote, .. }) => match sources.admit(remote.ip()) {
                 Some(admission) => Some(admission),
                 None => {
+                    if let Some(metrics) = &limits.metrics {
+                        metrics.refused();
+                    }
                     tracing::debug!(%remote, "refusing a connection: every connection of this source is busy");
                     continue;
                 }
             },
             _ => None,
         };
-        let connection = Connection { peer, socket, admission };
+        let open = limits.metrics.as_ref().map(crate::metrics::Connections::accepted);
+        let connection = Connection { peer, socket, admission, _open: open };
         let (router, limits_, shutdown_) = (router.clone(), limits.clone(), shutdown.clone());
         match limits.strict_framing {
             Some(refuse) => {
@@ -321,6 +328,8 @@ struct Connection {
     socket: Option<ConnSocket>,
     /// Its place among its source's connections (guest listeners).
     admission: Option<sources::Admission>,
+    /// Counts the connection as open while it lives.
+    _open: Option<crate::metrics::OpenConnection>,
 }
 
 async fn serve_connection<S>(
@@ -333,7 +342,7 @@ async fn serve_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let Connection { peer, socket, admission } = connection;
+    let Connection { peer, socket, admission, _open: open } = connection;
     let activity = admission.as_ref().map(|admission| Arc::clone(&admission.activity));
     let evicted = activity.as_ref().map_or_else(CancellationToken::new, |activity| activity.evicted.clone());
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
@@ -377,6 +386,7 @@ async fn serve_connection<S>(
         }
     }
     drop(admission);
+    drop(open);
 }
 
 async fn backoff(failures: u32, shutdown: &CancellationToken) {

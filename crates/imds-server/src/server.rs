@@ -29,6 +29,10 @@ pub struct Config {
     pub scope: Scope,
     /// `[net] manage = true`: keep the host's per-instance identity rules in sync.
     pub net: Option<crate::net::Config>,
+    /// `/metrics`: per-instance series, an unauthenticated address.
+    pub metrics: crate::metrics::Config,
+    /// The audit log (off by default).
+    pub audit: crate::audit::Config,
 }
 
 /// Why the daemon could not start.
@@ -45,6 +49,9 @@ pub enum StartError {
     /// The host's nftables tables are not in place for `[net] manage`.
     #[error("{0}")]
     Net(String),
+    /// The audit log's file cannot be opened.
+    #[error("cannot open the audit log: {0}")]
+    Audit(std::io::Error),
 }
 
 /// How to fix a bind failure an operator will meet first: the metadata address not on the host.
@@ -70,6 +77,11 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The admin Unix socket.
     pub admin_socket: Option<PathBuf>,
+    /// Bound address of the unauthenticated `/metrics` listener (`[metrics] listen`).
+    pub metrics_addr: Option<SocketAddr>,
+    /// The audit log, when on: [`Log::reopen`](crate::audit::Log::reopen) makes it reopen its
+    /// file (on `SIGHUP`).
+    pub audit: Option<crate::audit::Log>,
     /// The view guests are served from.
     pub view: View,
     shutdown: CancellationToken,
@@ -94,10 +106,18 @@ impl Running {
     }
 }
 
-/// The guest-facing listeners: the metadata service's and Azure's WireServer's.
+/// The guest-facing listeners: the metadata service's and Azure's WireServer's, and the limits
+/// every one of them applies.
 struct GuestListeners {
     metadata: Vec<TcpListener>,
     wireserver: Vec<TcpListener>,
+    limits: Limits,
+}
+
+/// A listener's limits with its own connection figures in `metrics`.
+fn counted(limits: &Limits, metrics: &crate::metrics::Metrics, name: &'static str, listener: &TcpListener) -> Limits {
+    let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    Limits { metrics: Some(metrics.listener(name, addr)), ..limits.clone() }
 }
 
 /// Serves guests once the session-token key and the view are loaded: a guest that connects
@@ -109,7 +129,7 @@ async fn serve_guests(
     credentials: crate::creds::Credentials,
     listeners: GuestListeners,
     config: guest::Config,
-    limits: Limits,
+    observe: guest::Observe,
     shutdown: CancellationToken,
 ) {
     let backoff = BACKOFF;
@@ -124,15 +144,18 @@ async fn serve_guests(
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
     }
-    let router = guest::router_with_credentials(view.clone(), store, tokens, credentials, &config);
+    let (metrics, limits) = (Arc::clone(&observe.metrics), listeners.limits);
+    let router = guest::router_observed(view.clone(), store, tokens, credentials, &config, observe);
     let mut serving = JoinSet::new();
     for listener in listeners.metadata {
-        serving.spawn(listener::serve_tcp(listener, router.clone(), limits.clone(), shutdown.clone()));
+        let limits = counted(&limits, &metrics, "guest", &listener);
+        serving.spawn(listener::serve_tcp(listener, router.clone(), limits, shutdown.clone()));
     }
     if !listeners.wireserver.is_empty() {
         let wire = guest::wireserver::router(view.clone(), &config);
         for listener in listeners.wireserver {
-            serving.spawn(listener::serve_tcp(listener, wire.clone(), limits.clone(), shutdown.clone()));
+            let limits = counted(&limits, &metrics, "wireserver", &listener);
+            serving.spawn(listener::serve_tcp(listener, wire.clone(), limits, shutdown.clone()));
         }
     }
     while serving.join_next().await.is_some() {}
@@ -211,6 +234,10 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         Some(addr) => Some(bind_tcp(addr).await?),
         None => None,
     };
+    let metrics_tcp = match config.metrics.listen {
+        Some(addr) => Some(bind_tcp(addr).await?),
+        None => None,
+    };
     let admin_unix = match &config.admin.socket {
         Some(path) => Some((
             listener::bind_unix(path)
@@ -223,6 +250,8 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     if let Some(net) = &config.net {
         crate::net::check_tables(net).await.map_err(StartError::Net)?;
     }
+    let metrics = Arc::new(crate::metrics::Metrics::new(config.metrics.per_instance));
+    let store = crate::metrics::store::Timed::wrap(store, Arc::clone(&metrics));
     let view = View::with_budget(imds_dialects::Budget::new(config.guest.render_cache_bytes));
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -233,6 +262,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     // One wall clock for the guest plane, the renderings' idle times and the credential
     // refresher (it follows tokio's clock, so tests can pause it).
     let clock = imds_creds::Clock::system();
+    let audit = crate::audit::Log::start(&config.audit, Arc::clone(&metrics), clock).map_err(StartError::Audit)?;
     tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
     tasks.spawn(crate::memory::trim(shutdown.clone()));
     tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
@@ -245,14 +275,19 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         guest_addrs.push(addr);
     }
     let manager = Arc::new(imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), clock));
+    let exporter = Arc::new(crate::metrics::Exporter::new(Arc::clone(&metrics), view.clone(), Arc::clone(&manager)));
     tasks.spawn(crate::creds::follow(view.clone(), Arc::clone(&manager), shutdown.clone()));
     tasks.spawn(serve_guests(
         Arc::clone(&store),
         view.clone(),
         crate::creds::Credentials(Arc::clone(&manager)),
-        GuestListeners { metadata: guest_listeners, wireserver: wireserver_listeners },
+        GuestListeners {
+            metadata: guest_listeners,
+            wireserver: wireserver_listeners,
+            limits: config.connections.clone(),
+        },
         config.guest.clone(),
-        config.connections.clone(),
+        guest::Observe { metrics: Arc::clone(&metrics), audit: audit.clone() },
         shutdown.clone(),
     ));
 
@@ -267,6 +302,8 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         scope: config.scope.clone(),
         started: Arc::default(),
         compat: config.admin.compat.clone(),
+        exporter: Arc::clone(&exporter),
+        audit: audit.clone(),
     };
     let admin_router = admin::router(state, config.admin.token.clone());
     // Admin clients are the operator's own (token or socket mode): no per-source cap.
@@ -282,7 +319,17 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
             listener.local_addr().map_err(|source| StartError::Bind { what: "admin listener".into(), source })?;
         tracing::info!(%addr, authenticated = config.admin.token.is_some(), "admin API listening");
         admin_addr = Some(addr);
-        tasks.spawn(listener::serve_tcp(listener, admin_router.clone(), admin_limits.clone(), shutdown.clone()));
+        let limits = counted(&admin_limits, &metrics, "admin", &listener);
+        tasks.spawn(listener::serve_tcp(listener, admin_router.clone(), limits, shutdown.clone()));
+    }
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics_tcp {
+        let addr =
+            listener.local_addr().map_err(|source| StartError::Bind { what: "metrics listener".into(), source })?;
+        tracing::info!(%addr, "metrics listening (unauthenticated)");
+        metrics_addr = Some(addr);
+        let limits = counted(&admin_limits, &metrics, "metrics", &listener);
+        tasks.spawn(listener::serve_tcp(listener, crate::metrics::router(exporter), limits, shutdown.clone()));
     }
     let mut admin_socket = None;
     if let Some((listener, path)) = admin_unix {
@@ -290,5 +337,5 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         admin_socket = Some(path.clone());
         tasks.spawn(listener::serve_unix(listener, path, admin_router, admin_limits, shutdown.clone()));
     }
-    Ok(Running { guest_addrs, wireserver_addrs, admin_addr, admin_socket, view, shutdown, tasks })
+    Ok(Running { guest_addrs, wireserver_addrs, admin_addr, admin_socket, metrics_addr, audit, view, shutdown, tasks })
 }

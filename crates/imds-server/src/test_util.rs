@@ -135,7 +135,41 @@ impl TestServer {
             connections,
             scope: Scope::All,
             net: None,
+            metrics: Default::default(),
+            audit: Default::default(),
         };
+        Self::start_config(config, store, token).await
+    }
+
+    /// Starts a daemon over a fresh in-memory store with the guest plane's settings `guest`
+    /// (its `listen` replaced by a loopback port) and `/metrics` and audit-log settings; with
+    /// `token`, admin TCP clients must send it.
+    pub async fn with_operations(
+        token: Option<&str>,
+        guest: guest::Config,
+        metrics: crate::metrics::Config,
+        audit: crate::audit::Config,
+    ) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let config = server::Config {
+            guest: guest::Config { listen: vec![loopback], ..guest },
+            admin: admin::Config {
+                listen: Some(loopback),
+                socket: None,
+                token: token.map(Token::new),
+                ..Default::default()
+            },
+            limits: imds_model::Limits::default(),
+            connections: listener::Limits::default(),
+            scope: Scope::All,
+            net: None,
+            metrics,
+            audit,
+        };
+        Self::start_config(config, Arc::new(MemoryStore::new()), token).await
+    }
+
+    async fn start_config(config: server::Config, store: Arc<dyn Store>, token: Option<&str>) -> Self {
         let running = server::start(config, Arc::clone(&store)).await.expect("test server starts");
         let guest_addr = running.guest_addrs[0];
         let admin_addr = running.admin_addr.expect("admin listener");

@@ -29,6 +29,9 @@ impl Default for Throttle {
 pub struct Bucket {
     /// The time (ns on the throttle's clock) at which the bucket would be full again.
     theoretical_arrival: AtomicU64,
+    /// The instance's requests, counted when `[metrics] per_instance` is on (kept here because
+    /// the bucket lives across view rebuilds, like the count).
+    pub(crate) requests: AtomicU64,
 }
 
 impl Bucket {

@@ -6,6 +6,7 @@
 
 mod admin;
 mod admin_edges;
+mod audit;
 mod azure;
 mod compat;
 mod creds;
@@ -16,6 +17,7 @@ mod guest_connections;
 mod guest_state;
 mod imdsv2;
 mod import;
+mod metrics;
 mod mmds;
 mod openstack;
 mod refusals;

@@ -51,6 +51,8 @@ impl Node {
             connections: listener::Limits::default(),
             scope: Scope::Node(NODE.into()),
             net: None,
+            metrics: Default::default(),
+            audit: Default::default(),
         };
         let running = server::start(config, store).await.unwrap();
         let (guest, admin) = (running.guest_addrs[0], running.admin_addr.unwrap());

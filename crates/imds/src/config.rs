@@ -36,6 +36,12 @@ pub struct RawConfig {
     /// `[net]`: the host datapath (`imds net up|down|status`, identity rules, proxies).
     #[serde(default)]
     pub net: RawNet,
+    /// `[metrics]`: Prometheus `/metrics`.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    /// `[audit]`: the audit log.
+    #[serde(default)]
+    pub audit: RawAudit,
     /// `[roles.<name>]`: roles and their credential sources, written to the store at start
     /// (same shape as the admin API's `PUT /v1/roles/{name}` body).
     #[serde(default)]
@@ -105,6 +111,26 @@ pub struct RawNet {
     pub proxy_secret_file: Option<String>,
     /// Whether unknown source addresses are looked up in the neighbour table (default true).
     pub neighbours: Option<bool>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Also serve `/metrics`, without authentication, on this TCP address; `""` for none.
+    pub listen: Option<String>,
+    /// Export guest requests per instance too (small hosts).
+    pub per_instance: Option<bool>,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Where audit lines go: a file path, or `stdout`; `""` (the default) for no audit log.
+    pub output: Option<String>,
+    /// Lines queued for the writer before they are dropped.
+    pub queue: Option<usize>,
 }
 
 /// `[store]`
@@ -178,6 +204,7 @@ impl RawConfig {
         env_number(lookup, "IMDS_LIMITS_HEADER_READ_TIMEOUT_SECS", &mut self.limits.header_read_timeout_secs, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_BODY", &mut self.admin.import_max_body, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
+        env_number(lookup, "IMDS_AUDIT_QUEUE", &mut self.audit.queue, problems);
         for (key, slot) in
             [("IMDS_NET_GUEST_INTERFACES", &mut self.net.guest_interfaces), ("IMDS_NET_PROXIES", &mut self.net.proxies)]
         {
@@ -189,6 +216,7 @@ impl RawConfig {
             ("IMDS_NET_MANAGE", &mut self.net.manage),
             ("IMDS_NET_NEIGHBOURS", &mut self.net.neighbours),
             ("IMDS_ADMIN_ALLOW_GUEST_REACHABLE", &mut self.admin.allow_guest_reachable),
+            ("IMDS_METRICS_PER_INSTANCE", &mut self.metrics.per_instance),
         ] {
             if let Some(value) = lookup(key) {
                 match value.trim() {
@@ -207,7 +235,9 @@ impl RawConfig {
             self.guest.azure_wireserver_listen =
                 Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
-        let strings: [(&str, &mut Option<String>); 14] = [
+        let strings: [(&str, &mut Option<String>); 16] = [
+            ("IMDS_METRICS_LISTEN", &mut self.metrics.listen),
+            ("IMDS_AUDIT_OUTPUT", &mut self.audit.output),
             ("IMDS_ADMIN_DEFAULT_ROLE", &mut self.admin.default_role),
             ("IMDS_NET_INTERFACE", &mut self.net.interface),
             ("IMDS_NET_PROXY_SECRET_FILE", &mut self.net.proxy_secret_file),
@@ -477,6 +507,8 @@ impl Config {
                 ));
             }
         }
+        let (metrics, audit) =
+            operations(raw, &guest_listen, &azure_wireserver_listen, admin_listen, guest_reachable, &mut problems);
         let net = imds_net::HostConfig {
             guest_interfaces,
             interface,
@@ -501,7 +533,8 @@ impl Config {
                 ports.dedup();
                 ports
             },
-            admin_ports: admin_listen.map(|addr| addr.port()).into_iter().collect(),
+            // `imds net up` keeps guests off the metrics address as off the admin API's.
+            admin_ports: admin_listen.into_iter().chain(metrics.listen).map(|addr| addr.port()).collect(),
             manage,
         };
 
@@ -653,6 +686,8 @@ impl Config {
                 connections,
                 scope,
                 net: None,
+                metrics,
+                audit,
             },
             store,
             log_format,
@@ -662,6 +697,52 @@ impl Config {
             net,
         })
     }
+}
+
+/// `[metrics]` and `[audit]`: the metrics address follows the admin API's rules (never a guest
+/// listener's address; not where guests reach it unless `admin.allow_guest_reachable`).
+fn operations(
+    raw: &RawConfig,
+    guest_listen: &[SocketAddr],
+    wireserver_listen: &[SocketAddr],
+    admin_listen: Option<SocketAddr>,
+    guest_reachable: bool,
+    problems: &mut Vec<String>,
+) -> (imds_server::metrics::Config, imds_server::audit::Config) {
+    let listen = match raw.metrics.listen.as_deref() {
+        None | Some("") => None,
+        Some(text) => parse_addr("metrics.listen", text, problems),
+    };
+    if let Some(addr) = listen {
+        let overlaps = |other: &SocketAddr| {
+            other.port() == addr.port()
+                && (other.ip() == addr.ip() || other.ip().is_unspecified() || addr.ip().is_unspecified())
+        };
+        if addr.port() != 0 && guest_listen.iter().chain(wireserver_listen).any(overlaps) {
+            problems.push(format!("metrics.listen: {addr} overlaps a guest listener; guests must never reach it"));
+        }
+        if addr.port() != 0 && admin_listen.as_ref().is_some_and(overlaps) {
+            problems.push(format!(
+                "metrics.listen: {addr} is the admin API's address; /metrics is served there already (with the token)"
+            ));
+        }
+        if !addr.ip().is_loopback() && guest_reachable && raw.admin.allow_guest_reachable != Some(true) {
+            problems.push(format!(
+                "metrics.listen: guests can reach {addr}; bind it to 127.0.0.1 or a management address guests cannot reach, or set [admin] allow_guest_reachable = true if a firewall keeps guests out (`imds net up` drops the metrics port on net.guest_interfaces)"
+            ));
+        }
+    }
+    let metrics = imds_server::metrics::Config { listen, per_instance: raw.metrics.per_instance.unwrap_or(false) };
+    let output = match raw.audit.output.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some("stdout" | "-") => Some(imds_server::audit::Output::Stdout),
+        Some(path) => Some(imds_server::audit::Output::File(PathBuf::from(path))),
+    };
+    let queue = raw.audit.queue.unwrap_or(imds_server::audit::DEFAULT_QUEUE);
+    if queue == 0 {
+        problems.push("audit.queue: must be at least 1".into());
+    }
+    (metrics, imds_server::audit::Config { output, queue })
 }
 
 /// The etcd store at `url`, or a problem naming `field` (also when this build lacks etcd).

@@ -24,7 +24,7 @@ use utoipa::OpenApi;
         super::signing::rotate, super::signing::put_key,
         super::compat::status, super::compat::bootstrap, super::compat::put_metadata,
         super::compat::get_metadata, super::compat::delete_metadata,
-        super::healthz, super::readyz, serve
+        super::healthz, super::readyz, serve, crate::metrics::serve
     ),
     components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList, super::import::ImportSummary,
         super::mmds::FaultMessage, super::mmds::MmdsConfig, super::platform::SmbiosHint,

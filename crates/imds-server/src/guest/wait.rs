@@ -29,6 +29,7 @@ pub(super) async fn hold(
     request: &GuestRequest,
     wait: Wait,
 ) -> GuestResponse {
+    let _waiting = plane.observe.metrics.long_poll();
     let mut subscription = plane.view.changes().subscribe(id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_secs);
     let mut response = render(plane, &plane.view.load(), caller, id, request);

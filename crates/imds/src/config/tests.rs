@@ -329,3 +329,41 @@ fn the_azure_wireserver_needs_its_own_address_and_never_the_admin_port() {
     let problems = load(&ServeArgs { config: Some(path), ..ServeArgs::default() }, &env(&[])).unwrap_err();
     assert!(problems.iter().any(|p| p.contains("overlaps a guest listener")), "{problems:?}");
 }
+
+#[test]
+fn metrics_and_audit_are_off_by_default_and_set_by_file_or_env() {
+    let config = load(&ServeArgs::default(), &env(&[])).unwrap();
+    assert_eq!(config.server.metrics, imds_server::metrics::Config::default());
+    assert_eq!(config.server.audit.output, None, "no audit log unless asked for");
+
+    let (_dir, path) = config_file(
+        "[metrics]\nlisten = \"127.0.0.1:9464\"\nper_instance = true\n[audit]\noutput = \"/var/log/imds/audit.log\"\nqueue = 10\n",
+    );
+    let args = ServeArgs { config: Some(path.clone()), ..ServeArgs::default() };
+    let config = load(&args, &env(&[])).unwrap();
+    assert_eq!(config.server.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert!(config.server.metrics.per_instance);
+    assert_eq!(config.server.audit.output, Some(imds_server::audit::Output::File("/var/log/imds/audit.log".into())));
+    assert_eq!(config.server.audit.queue, 10);
+    assert_eq!(config.net.admin_ports, [9464], "imds net up keeps guests off the metrics port");
+
+    let config = load(
+        &args,
+        &env(&[("IMDS_AUDIT_OUTPUT", "stdout"), ("IMDS_METRICS_LISTEN", ""), ("IMDS_METRICS_PER_INSTANCE", "false")]),
+    )
+    .unwrap();
+    assert_eq!(config.server.audit.output, Some(imds_server::audit::Output::Stdout));
+    assert_eq!(config.server.metrics, imds_server::metrics::Config::default());
+}
+
+#[test]
+fn a_metrics_address_guests_reach_is_refused_like_the_admin_apis() {
+    let (_dir, path) = config_file(
+        "[guest]\nlisten = [\"169.254.169.254:80\"]\n[metrics]\nlisten = \"169.254.169.254:80\"\n[audit]\nqueue = 0\n",
+    );
+    let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
+    let problems = load(&args, &env(&[])).unwrap_err().join("\n");
+    assert!(problems.contains("metrics.listen: 169.254.169.254:80 overlaps a guest listener"), "{problems}");
+    assert!(problems.contains("metrics.listen: guests can reach 169.254.169.254:80"), "{problems}");
+    assert!(problems.contains("audit.queue: must be at least 1"), "{problems}");
+}
