@@ -1,5 +1,6 @@
 //! criterion micro-benchmarks of the guest hot path's parts: identifying the caller in a view of
-//! 1 to 100,000 instances, rendering each dialect's common answers, and session tokens.
+//! 1 to 100,000 instances, rendering each dialect's common answers, session tokens, and the
+//! classification every request gets for the metrics and the audit log.
 //! Run with `cargo bench -p imds-bench` (scripts/bench runs it too).
 
 use std::hint::black_box;
@@ -112,11 +113,26 @@ fn tokens(c: &mut Criterion) {
     group.finish();
 }
 
+fn classify(c: &mut Criterion) {
+    use imds_dialects::sensitive::read_of;
+    let settings = imds_dialects::Settings::default();
+    let mut group = c.benchmark_group("classify");
+    for (name, dialect, target) in [
+        ("ec2-leaf", imds_dialects::Dialect::Ec2, "/latest/meta-data/instance-id"),
+        ("ec2-credentials", imds_dialects::Dialect::Ec2, "/latest/meta-data/iam/security-credentials/web"),
+        ("gce-leaf", imds_dialects::Dialect::Gce, "/computeMetadata/v1/instance/hostname"),
+    ] {
+        let request = GuestRequest::new(Method::GET, target);
+        group.bench_function(name, |b| b.iter(|| black_box(read_of(dialect, black_box(&request), &settings))));
+    }
+    group.finish();
+}
+
 // The macro defines an undocumented `pub fn benches`.
 #[allow(missing_docs)]
 mod group {
     use super::*;
-    criterion_group!(benches, identify, render, tokens);
+    criterion_group!(benches, identify, render, tokens, classify);
 }
 use group::benches;
 criterion_main!(benches);

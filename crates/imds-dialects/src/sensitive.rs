@@ -47,27 +47,36 @@ impl Read {
 pub fn read_of(dialect: Dialect, request: &GuestRequest, settings: &Settings) -> Option<Read> {
     let path = collapse(&request.path);
     let path = path.trim_end_matches('/');
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    // Every sensitive path has at most this many segments: a longer one is ordinary metadata.
+    // An array on the stack: the guest path classifies every request and allocates nothing here.
+    let mut array = [""; 8];
+    let mut count = 0;
+    for segment in path.split('/').skip(1) {
+        if count == array.len() {
+            return (dialect == Dialect::Mmds).then_some(Read::Mmds);
+        }
+        array[count] = segment;
+        count += 1;
+    }
+    let segments = &array[..count];
     match dialect {
-        Dialect::Ec2 => ec2_read(&request.method, &segments),
+        Dialect::Ec2 => ec2_read(&request.method, segments),
         Dialect::Mmds if request.method == Method::PUT && path == mmds::wire::TOKEN_PATH => Some(Read::Token),
         Dialect::Mmds => Some(Read::Mmds),
-        Dialect::Gce => gce_read(&segments),
-        Dialect::Azure => match segments.as_slice() {
+        Dialect::Gce => gce_read(segments),
+        Dialect::Azure => match segments {
             ["metadata", "identity", "oauth2", "token"] => Some(Read::Credentials),
             ["metadata", "attested", "document"] => Some(Read::Signature),
             ["metadata", "instance", "compute", "userData"] => Some(Read::UserData),
             _ => None,
         },
-        Dialect::OpenStack => matches!(segments.as_slice(), ["openstack", _, "user_data"]).then_some(Read::UserData),
-        Dialect::DigitalOcean => {
-            matches!(segments.as_slice(), ["metadata", "v1", "user-data"]).then_some(Read::UserData)
-        }
+        Dialect::OpenStack => matches!(segments, ["openstack", _, "user_data"]).then_some(Read::UserData),
+        Dialect::DigitalOcean => matches!(segments, ["metadata", "v1", "user-data"]).then_some(Read::UserData),
         Dialect::NoCloud => {
             let prefix = settings.nocloud_prefix.trim_end_matches('/');
             (path.strip_prefix(prefix) == Some("/user-data")).then_some(Read::UserData)
         }
-        Dialect::Hetzner => matches!(segments.as_slice(), ["hetzner", "v1", "userdata"]).then_some(Read::UserData),
+        Dialect::Hetzner => matches!(segments, ["hetzner", "v1", "userdata"]).then_some(Read::UserData),
     }
 }
 
@@ -146,6 +155,8 @@ mod tests {
             (Ec2, Method::GET, "/latest/dynamic/instance-identity/pkcs7", Some(Read::Signature)),
             (Ec2, Method::GET, "/latest/dynamic/instance-identity/document", None),
             (Ec2, Method::GET, "/latest/meta-data/instance-id", None),
+            (Ec2, Method::GET, "/latest/meta-data/a/b/c/d/e/f/g/h/i", None),
+            (Mmds, Method::GET, "/a/b/c/d/e/f/g/h/i", Some(Read::Mmds)),
             (Mmds, Method::PUT, "/latest/api/token", Some(Read::Token)),
             (Mmds, Method::GET, "/latest/meta-data/", Some(Read::Mmds)),
             (Gce, Method::GET, "/computeMetadata/v1/instance/service-accounts/default/token", Some(Read::Credentials)),

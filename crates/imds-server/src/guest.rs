@@ -198,6 +198,7 @@ struct Note {
     read: Option<imds_dialects::sensitive::Read>,
     token: Option<bool>,
     long_poll: bool,
+    /// The instance, for an audited read.
     instance: Option<InstanceId>,
     /// The address the caller is known by, when a trusted proxy named it.
     caller: Option<IpAddr>,
@@ -318,7 +319,9 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
     note.dialect = imds_dialects::dialect_of(Some(&subject(&snapshot, &entry)), &guest_request, &plane.settings);
     note.classify(plane, &guest_request);
     note.token = imds_dialects::sensitive::carries_token(note.dialect, &guest_request);
-    note.instance = Some(entry.instance.id.clone());
+    if note.audited.is_some() {
+        note.instance = Some(entry.instance.id.clone());
+    }
     note.caller = Some(caller);
     if plane.observe.metrics.per_instance() {
         entry.throttle.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
