@@ -335,6 +335,25 @@ fn gauge1(
     encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?.encode_gauge(&value)
 }
 
+/// `value` escaped as an OpenMetrics label value (`prometheus-client` writes values as given).
+/// Instance ids and role names are validated to need none; this keeps the exposition whole if
+/// that ever changes.
+fn escaped(value: &str) -> std::borrow::Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
@@ -420,7 +439,7 @@ impl Sources {
             let series = entries
                 .iter()
                 .take(PER_INSTANCE_MAX)
-                .map(|entry| ([("instance", entry.instance.id.as_str())], load(&entry.throttle.requests)));
+                .map(|entry| ([("instance", escaped(entry.instance.id.as_str()))], load(&entry.throttle.requests)));
             counter(
                 encoder,
                 "imds_guest_instance_requests",
@@ -525,7 +544,7 @@ impl Sources {
         let now = self.credentials.clock().now();
         let refreshes = states.iter().flat_map(|(name, state)| {
             [("success", state.succeeded), ("failure", state.failed)]
-                .map(|(outcome, value)| ([("role", name.clone()), ("outcome", outcome.to_owned())], value))
+                .map(|(outcome, value)| ([("role", escaped(name)), ("outcome", outcome.into())], value))
         });
         counter(
             encoder,
@@ -535,7 +554,7 @@ impl Sources {
         )?;
         let expiry = states.iter().filter_map(|(name, state)| {
             let served = state.served.as_ref()?;
-            Some(([("role", name.clone())], served.expiration as i64 - now as i64))
+            Some(([("role", escaped(name))], served.expiration as i64 - now as i64))
         });
         gauge(
             encoder,
@@ -545,7 +564,7 @@ impl Sources {
             expiry,
         )?;
         let valid =
-            states.iter().map(|(name, state)| ([("role", name.clone())], i64::from(state.usable(now).is_some())));
+            states.iter().map(|(name, state)| ([("role", escaped(name))], i64::from(state.usable(now).is_some())));
         gauge(
             encoder,
             "imds_credential_valid",
@@ -585,6 +604,12 @@ mod tests {
             token,
             elapsed: Some(Duration::from_micros(80)),
         }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escaped("web-1"), "web-1");
+        assert_eq!(escaped("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
     #[test]
