@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -131,3 +132,23 @@ def test_metrics_parse_and_count_exactly_and_the_audit_log_records_sensitive_rea
         assert [line["path"] for line in lines if line["plane"] == "admin"] == ["/v1/instances/i-metrics1"]
         text = audit.read_text()
         assert token.decode() not in text and "metrics-user-data-secret" not in text
+
+
+def test_metrics_listen_serves_the_same_exposition_without_a_token(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with running_imds(tmp_path, extra_config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n') as imds:
+        with DIRECT.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == OPENMETRICS
+            families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
+        own = sample(
+            families,
+            "imds_connections_accepted",
+            "imds_connections_accepted_total",
+            listener="metrics",
+            address=f"127.0.0.1:{port}",
+        )
+        assert own == 1, "this scrape's own connection"
+        assert set(families) == set(scrape(imds)), "the same families as the admin API's /metrics"

@@ -166,6 +166,11 @@ async fn metrics_need_the_admin_token_unless_served_on_their_own_address() {
     assert_eq!(value(&samples, &own), 1.0, "this scrape's own connection");
     // Only /metrics is served there: the admin API stays behind its token on its own listener.
     assert_eq!(scraper.get("/v1/instances").await.unwrap().status, StatusCode::NOT_FOUND);
+    // And guests never reach either: on the guest plane /metrics is just an unknown EC2 path.
+    server.create(json!({"id": "i-mx7", "ipv4": ["127.0.60.7"]})).await;
+    let from_guest = server.guest_from("127.0.60.7").get("/metrics").await.unwrap();
+    assert_eq!(from_guest.status, StatusCode::NOT_FOUND);
+    assert!(!from_guest.text().contains("imds_"), "{}", from_guest.text());
 }
 
 #[tokio::test]
@@ -211,6 +216,10 @@ async fn credential_refreshes_and_expiry_are_reported_per_role() {
     let admin = server.admin();
     let put = admin.send(Method::PUT, "/v1/roles/app", &[("content-type", "application/json")], role.to_string());
     assert_eq!(put.await.unwrap().status, StatusCode::CREATED);
+    // A source that always fails: `false` exits 1.
+    let broken = json!({"source": {"type": "process", "command": ["/bin/false"], "timeout_seconds": 5}});
+    let put = admin.send(Method::PUT, "/v1/roles/broken", &[("content-type", "application/json")], broken.to_string());
+    assert_eq!(put.await.unwrap().status, StatusCode::CREATED);
     server.node_ready().await;
     let samples = scrape(&server).await;
     assert_eq!(value(&samples, r#"imds_credential_refreshes_total{role="app",outcome="success"}"#), 1.0);
@@ -219,6 +228,12 @@ async fn credential_refreshes_and_expiry_are_reported_per_role() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let expiry = value(&samples, r#"imds_credential_expiry_seconds{role="app"}"#);
     assert!((expiry - (4_070_908_800.0 - now)).abs() < 120.0, "2099-01-01 is {expiry} s away");
+    // The first fetch of the broken role failed (retries come 5 s later and after).
+    let failed = value(&samples, r#"imds_credential_refreshes_total{role="broken",outcome="failure"}"#);
+    assert!(failed >= 1.0, "{failed}");
+    assert_eq!(value(&samples, r#"imds_credential_refreshes_total{role="broken",outcome="success"}"#), 0.0);
+    assert_eq!(value(&samples, r#"imds_credential_valid{role="broken"}"#), 0.0);
+    assert!(!samples.contains_key(r#"imds_credential_expiry_seconds{role="broken"}"#), "no credentials, no expiry");
 }
 
 #[tokio::test]
