@@ -5,11 +5,11 @@
 //!
 //! The guest path never waits for the disk: [`Log::record`] puts the event in a bounded queue
 //! and returns (a full queue drops the line and counts it in `imds_audit_lines_dropped_total`);
-//! one writer thread turns events into lines and appends them to the file (or stdout), flushing
-//! whenever the queue is empty. Rotation: before each batch the writer checks whether the path
+//! one writer thread turns events into lines and appends each batch (what is queued) to the file
+//! (or stdout) with one write; a failed write drops and counts its lines. Rotation: before each batch the writer checks whether the path
 //! still names the file it holds open (a `logrotate` rename, a deletion) and opens it anew if
-//! not; [`Log::reopen`] asks for a reopen at the next line whatever the path shows (the
-//! daemon's `SIGHUP` calls it).
+//! not; [`Log::reopen`] asks for a reopen at the next line whatever the path shows (the hook
+//! for a `SIGHUP` handler).
 
 use std::fs::File;
 use std::io::Write;
@@ -154,7 +154,7 @@ impl Log {
         Ok(Some(Self { sender, reopen, metrics, clock }))
     }
 
-    /// Reopens the file before the next line (after `logrotate` moved it; `SIGHUP`).
+    /// Reopens the file before the next line, whatever its path shows (a `SIGHUP` handler's hook).
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Release);
     }

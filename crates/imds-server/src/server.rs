@@ -80,7 +80,7 @@ pub struct Running {
     /// Bound address of the unauthenticated `/metrics` listener (`[metrics] listen`).
     pub metrics_addr: Option<SocketAddr>,
     /// The audit log, when on: [`Log::reopen`](crate::audit::Log::reopen) makes it reopen its
-    /// file (on `SIGHUP`).
+    /// file (the hook for `SIGHUP`).
     pub audit: Option<crate::audit::Log>,
     /// The view guests are served from.
     pub view: View,
