@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families as classic_families
 
 from conftest import ADMIN_TOKEN, Imds, put_instance, running_imds
 
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+# What Prometheus sends.
+ACCEPT = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
 USER_DATA = "#cloud-config\npassword: metrics-user-data-secret\n"
 
 
 def scrape(imds: Imds) -> dict[str, Any]:
-    request = urllib.request.Request(f"{imds.admin_url}/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Accept": ACCEPT}
+    request = urllib.request.Request(f"{imds.admin_url}/metrics", headers=headers)
     with DIRECT.open(request, timeout=10) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == OPENMETRICS
@@ -139,7 +143,8 @@ def test_metrics_listen_serves_the_same_exposition_without_a_token(tmp_path: Pat
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with running_imds(tmp_path, extra_config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n') as imds:
-        with DIRECT.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Accept": ACCEPT})
+        with DIRECT.open(request, timeout=10) as response:
             assert response.status == 200
             assert response.headers["Content-Type"] == OPENMETRICS
             families = {family.name: family for family in text_string_to_metric_families(response.read().decode())}
@@ -152,3 +157,11 @@ def test_metrics_listen_serves_the_same_exposition_without_a_token(tmp_path: Pat
         )
         assert own == 1, "this scrape's own connection"
         assert set(families) == set(scrape(imds)), "the same families as the admin API's /metrics"
+
+        # Without an Accept header (curl), the classic text format, read by the classic parser.
+        with DIRECT.open(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+            classic = {family.name: family for family in classic_families(response.read().decode())}
+        assert set(classic) == set(families)
+        for name, family in families.items():
+            assert classic[name].type == family.type, f"{name}: {classic[name].type} vs {family.type}"

@@ -17,7 +17,7 @@
 //! - `GET /v1/signing/{keys,certificates,jwks}`, `POST /v1/signing/rotate`,
 //!   `PUT /v1/signing/key`: the identity signing keys ([`signing`])
 //! - `GET /v1/openapi.json`: this API's OpenAPI document, generated from the code
-//! - `GET /metrics`: Prometheus metrics in the OpenMetrics text format ([`crate::metrics`];
+//! - `GET /metrics`: Prometheus metrics, OpenMetrics or classic text by `Accept` ([`crate::metrics`];
 //!   bearer token as the rest of the API)
 //! - `GET /healthz`: the process is up; `GET /readyz`: the view has been loaded, follows the
 //!   store (503 `stale` while the store is away; `staleness_ms` either way), holds the signing
@@ -163,8 +163,8 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
 }
 
 /// `GET /metrics` on the admin listener (behind the bearer token).
-async fn metrics(State(state): State<AdminState>) -> Response {
-    crate::metrics::serve(State(state.exporter)).await
+async fn metrics(State(state): State<AdminState>, headers: http::HeaderMap) -> Response {
+    crate::metrics::serve(State(state.exporter), headers).await
 }
 
 /// Middleware: records every write (any method but `GET`, `HEAD`, `OPTIONS`) in the audit log,

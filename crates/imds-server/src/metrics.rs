@@ -1,4 +1,5 @@
-//! Prometheus metrics: what the daemon counts, and `GET /metrics` in the OpenMetrics text format.
+//! Prometheus metrics: what the daemon counts, and `GET /metrics` (OpenMetrics text, or the classic
+//! text format for clients that do not ask for OpenMetrics).
 //!
 //! [`Metrics`] holds plain atomics, one per fixed label set (dialect × status class, dialect ×
 //! reason, …), created at start-up: the guest path increments them and takes no lock (it never
@@ -32,9 +33,13 @@ pub mod store;
 
 use histogram::Histogram;
 
-/// `Content-Type` of `/metrics`: the OpenMetrics text format (what `prometheus-client` writes,
+/// `Content-Type` of `/metrics` in the OpenMetrics text format (what `prometheus-client` writes,
 /// `# EOF` included), which Prometheus asks for first in its `Accept` header.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `Content-Type` of `/metrics` in Prometheus's classic text format, for clients that do not ask
+/// for OpenMetrics (curl, older scrapers), as node_exporter answers them.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// At most this many instances get per-instance series ([`Config::per_instance`]).
 pub const PER_INSTANCE_MAX: usize = 1000;
@@ -272,12 +277,45 @@ impl Exporter {
     }
 }
 
+/// Prometheus's classic text format (0.0.4) of an OpenMetrics exposition: a counter family is
+/// named with its `_total` suffix, and the `# UNIT` and `# EOF` lines go (the samples, their
+/// labels and escaping are the same in both).
+pub fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut lines = openmetrics.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some((name, help)) = line.strip_prefix("# HELP ").and_then(|rest| rest.split_once(' ')) {
+            if lines.peek().and_then(|next| next.strip_prefix("# TYPE ")) == Some(&format!("{name} counter")) {
+                lines.next();
+                out.push_str(&format!("# HELP {name}_total {help}\n# TYPE {name}_total counter\n"));
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether an `Accept` header asks for OpenMetrics.
+fn wants_openmetrics(accept: Option<&http::HeaderValue>) -> bool {
+    accept.and_then(|value| value.to_str().ok()).is_some_and(|accept| accept.contains("application/openmetrics-text"))
+}
+
 /// `GET /metrics`: every metric in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health", responses(
-    (status = 200, description = "Every metric, in the OpenMetrics text format (docs/operations.md lists them)",
-     content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
-pub async fn serve(State(exporter): State<Arc<Exporter>>) -> Response {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], exporter.render()).into_response()
+    (status = 200, description = "Every metric (docs/operations.md lists them): OpenMetrics text when the `Accept` header asks for `application/openmetrics-text` (as Prometheus does), else Prometheus's classic text format",
+     content((String = "application/openmetrics-text; version=1.0.0; charset=utf-8"), (String = "text/plain; version=0.0.4; charset=utf-8")))))]
+pub async fn serve(State(exporter): State<Arc<Exporter>>, headers: http::HeaderMap) -> Response {
+    let text = exporter.render();
+    if wants_openmetrics(headers.get(header::ACCEPT)) {
+        ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+    } else {
+        ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], classic_text(&text)).into_response()
+    }
 }
 
 /// A router with `/metrics` alone, for the unauthenticated `[metrics] listen` address.
@@ -604,6 +642,21 @@ mod tests {
             token,
             elapsed: Some(Duration::from_micros(80)),
         }
+    }
+
+    #[test]
+    fn the_classic_format_names_counters_with_their_suffix_and_drops_openmetrics_lines() {
+        let openmetrics = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"1\"} 3\n\
+                           # HELP a_age Age.\n# TYPE a_age gauge\n# UNIT a_age seconds\na_age 2.5\n# EOF\n";
+        assert_eq!(
+            classic_text(openmetrics),
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 3\n\
+             # HELP a_age Age.\n# TYPE a_age gauge\na_age 2.5\n"
+        );
+        let accept = http::HeaderValue::from_static("application/openmetrics-text;version=1.0.0,text/plain;q=0.5");
+        assert!(wants_openmetrics(Some(&accept)));
+        assert!(!wants_openmetrics(Some(&http::HeaderValue::from_static("*/*"))));
+        assert!(!wants_openmetrics(None));
     }
 
     #[test]

@@ -18,11 +18,14 @@ const TTL: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 const TOKEN: &str = "x-aws-ec2-metadata-token";
 const ADMIN_TOKEN: &str = "metrics-test-token";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// What Prometheus sends.
+const ACCEPT: (&str, &str) =
+    ("accept", "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.2,*/*;q=0.1");
 
 /// One scrape: every sample line, `name{labels}` → value, checked line by line against the
 /// OpenMetrics text grammar this exporter uses (`# HELP`/`# TYPE`/`# UNIT`, samples, `# EOF`).
 async fn scrape(server: &TestServer) -> BTreeMap<String, f64> {
-    let response = server.admin().get("/metrics").await.unwrap();
+    let response = server.admin().send(Method::GET, "/metrics", &[ACCEPT], "").await.unwrap();
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert_eq!(response.header("content-type"), Some(OPENMETRICS));
     parse(&response.text())
@@ -158,7 +161,7 @@ async fn metrics_need_the_admin_token_unless_served_on_their_own_address() {
 
     let metrics_addr = server.running.metrics_addr.expect("the metrics listener is bound");
     let scraper = Client::new(Endpoint::Tcp(metrics_addr));
-    let scraped = scraper.get("/metrics").await.unwrap();
+    let scraped = scraper.send(Method::GET, "/metrics", &[ACCEPT], "").await.unwrap();
     assert_eq!(scraped.status, StatusCode::OK);
     assert_eq!(scraped.header("content-type"), Some(OPENMETRICS));
     let samples = parse(&scraped.text());
@@ -171,6 +174,26 @@ async fn metrics_need_the_admin_token_unless_served_on_their_own_address() {
     let from_guest = server.guest_from("127.0.60.7").get("/metrics").await.unwrap();
     assert_eq!(from_guest.status, StatusCode::NOT_FOUND);
     assert!(!from_guest.text().contains("imds_"), "{}", from_guest.text());
+}
+
+#[tokio::test]
+async fn clients_that_do_not_ask_for_openmetrics_get_the_classic_text_format() {
+    let server = start().await;
+    let classic = server.admin().get("/metrics").await.unwrap();
+    assert_eq!(classic.status, StatusCode::OK);
+    assert_eq!(classic.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let text = classic.text();
+    assert!(text.contains("\n# TYPE imds_guest_requests_total counter\n"), "{text}");
+    assert!(text.contains("\n# TYPE imds_view_staleness_seconds gauge\n"), "{text}");
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+    let openmetrics = server.admin().send(Method::GET, "/metrics", &[ACCEPT], "").await.unwrap().text();
+    let samples = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| line.rsplit_once(' ').unwrap().0.to_owned())
+            .collect()
+    };
+    assert_eq!(samples(&text), samples(&openmetrics), "the same series in both formats");
 }
 
 #[tokio::test]
