@@ -124,16 +124,13 @@ async fn serve_guests(
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
     }
-    let router = guest::router_with_credentials(view.clone(), store, tokens, credentials, &config);
+    let routers = guest::routers(view.clone(), store, tokens, credentials, &config);
     let mut serving = JoinSet::new();
     for listener in listeners.metadata {
-        serving.spawn(listener::serve_tcp(listener, router.clone(), limits.clone(), shutdown.clone()));
+        serving.spawn(listener::serve_tcp(listener, routers.metadata.clone(), limits.clone(), shutdown.clone()));
     }
-    if !listeners.wireserver.is_empty() {
-        let wire = guest::wireserver::router(view.clone(), &config);
-        for listener in listeners.wireserver {
-            serving.spawn(listener::serve_tcp(listener, wire.clone(), limits.clone(), shutdown.clone()));
-        }
+    for listener in listeners.wireserver {
+        serving.spawn(listener::serve_tcp(listener, routers.wireserver.clone(), limits.clone(), shutdown.clone()));
     }
     while serving.join_next().await.is_some() {}
 }
