@@ -160,9 +160,14 @@ pub(crate) fn nic_name(nic: &Nic, index: usize) -> String {
     nic.name.clone().unwrap_or_else(|| format!("eth{index}"))
 }
 
+/// The tags a dialect other than EC2 serves: the record's, unless `imds.tags` is `off`.
+pub(crate) fn tags(instance: &Instance) -> impl Iterator<Item = (&String, &String)> {
+    instance.tags.iter().filter(|_| instance.imds.tags_served(true))
+}
+
 /// Tags as a flat list: `key:value`, or `key` when the value is empty.
 pub(crate) fn tag_list(instance: &Instance) -> Vec<String> {
-    instance.tags.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}:{v}") }).collect()
+    tags(instance).map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}:{v}") }).collect()
 }
 
 /// The SSH key lines, in record order, duplicates removed.

@@ -61,3 +61,42 @@ fn a_disabled_dialect_answers_as_if_its_paths_did_not_exist() {
     assert_eq!(&response.body[..], b"i-1");
     assert_eq!(response.header(&header::SERVER).unwrap(), "EC2ws");
 }
+
+/// `imds.tags`, when set, reaches every dialect that shows tags; unset, each follows its cloud
+/// (EC2 hides them, the others show them).
+#[test]
+fn imds_tags_set_applies_to_every_dialect() {
+    let key = TokenKey::from_bytes([1; 32]);
+    let context = Context::new(&key, 1_800_000_000);
+    let get = |instance: &Instance, path: &str, headers: &[(&'static str, &'static str)]| {
+        let mut request = GuestRequest::new(Method::GET, path);
+        for (name, value) in headers {
+            request.headers.insert(*name, value.parse().unwrap());
+        }
+        let response = route(&Subject::new(instance), &request, &context);
+        (response.status, String::from_utf8(response.body.to_vec()).unwrap())
+    };
+    let record = |tags: Option<&str>| {
+        let mut doc = json!({"id": "i-1", "ipv4": ["10.0.0.5"], "tags": {"team": "secret-project"}});
+        if let Some(mode) = tags {
+            doc["imds"] = json!({"tags": mode});
+        }
+        Instance::parse(&doc, &Limits::default()).unwrap()
+    };
+    let azure = [("metadata", "true")];
+    let reads: [(&str, &[(&'static str, &'static str)]); 3] = [
+        ("/metadata/v1.json", &[]),
+        ("/metadata/instance/compute?api-version=2021-02-01", &azure),
+        ("/openstack/latest/meta_data.json", &[]),
+    ];
+    for (mode, others_show, ec2_shows) in [(None, true, false), (Some("on"), true, true), (Some("off"), false, false)] {
+        let instance = record(mode);
+        for (path, headers) in reads {
+            let (status, body) = get(&instance, path, headers);
+            assert_eq!(status, StatusCode::OK, "{path}: {body}");
+            assert_eq!(body.contains("secret-project"), others_show, "imds.tags {mode:?}: {path}: {body}");
+        }
+        let (_, listing) = get(&instance, "/latest/meta-data/tags/instance/team", &[]);
+        assert_eq!(listing == "secret-project", ec2_shows, "imds.tags {mode:?}: EC2: {listing}");
+    }
+}

@@ -92,8 +92,8 @@ fn compute(instance: &Instance, o: &Overrides<'_>, version: &str) -> Value {
             json!({"keyData": key.key, "path": path})
         })
         .collect();
-    let tags: Vec<String> = instance.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-    let tags_list: Vec<Value> = instance.tags.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let tags: Vec<String> = derive::tags(instance).map(|(k, v)| format!("{k}:{v}")).collect();
+    let tags_list: Vec<Value> = derive::tags(instance).map(|(k, v)| json!({"name": k, "value": v})).collect();
     let mut security = Map::new();
     for (key, default) in [("secureBootEnabled", "false"), ("virtualTpmEnabled", "false")] {
         security.insert(key.to_owned(), Value::from(default));
