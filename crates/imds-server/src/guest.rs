@@ -269,13 +269,17 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals) -> Result<Ad
     };
     if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
         tracing::debug!(%caller, id = %entry.instance.id, "throttled");
-        return Err(match refusals {
+        let refusal = match refusals {
             Refusals::Dialect => {
                 let response = imds_dialects::throttled(&subject(&snapshot, &entry), &request, &plane.settings);
                 into_http(response, is_head, caller)
             }
             Refusals::Status => http::StatusCode::TOO_MANY_REQUESTS.into_response(),
-        });
+        };
+        // Not holding the snapshot while waiting: the view moves on meanwhile.
+        drop((snapshot, entry));
+        tokio::time::sleep(Throttle::REFUSAL_DELAY).await;
+        return Err(refusal);
     }
     Ok(Admitted { request, is_head, socket, snapshot, entry, caller })
 }
