@@ -66,7 +66,7 @@ async fn instance_commands_drive_the_admin_api() {
     let rm = imds(&daemon, &["instance", "rm", "i-cli"], None);
     assert!(rm.status.success());
     let gone = imds(&daemon, &["instance", "get", "i-cli"], None);
-    assert_eq!(gone.status.code(), Some(1));
+    assert_eq!(gone.status.code(), Some(3));
     assert!(
         text(&gone.stderr).contains("404") && text(&gone.stderr).contains("imds instance ls"),
         "{}",
@@ -75,7 +75,7 @@ async fn instance_commands_drive_the_admin_api() {
 
     // Refusals explain themselves and say what to do.
     let conflict = imds(&daemon, &["instance", "put", "-f", "-"], Some(r#"{"id": "i-dup", "ipv4": ["127.0.2.2"]}"#));
-    assert_eq!(conflict.status.code(), Some(1));
+    assert_eq!(conflict.status.code(), Some(4));
     assert!(text(&conflict.stderr).contains("i-cli-2"), "{}", text(&conflict.stderr));
     let invalid = imds(
         &daemon,
