@@ -3,9 +3,9 @@
 //! Under systemd (`Type=notify`) it reports `READY=1` once guests are answered from the loaded
 //! view. `SIGHUP` re-reads the configuration and applies what changes without a restart: the
 //! log filter, the roles of `[roles.*]` (written to the store; roles no longer in the file are
-//! kept), and the host datapath's base rules and addresses (`imds net up` again, when the
-//! configuration names metadata addresses). Everything else takes effect at the next start; an
-//! invalid file is logged and changes nothing.
+//! kept), and the host datapath's base rules and addresses (`imds net up` again, on a host where
+//! it was run and whose configuration names metadata addresses). Everything else takes effect at
+//! the next start; an invalid file is logged and changes nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -280,7 +280,8 @@ async fn reload(current: &Config, next: &Config, store: &Arc<dyn Store>, set_log
         }
     }
     applied.push(format!("{roles} configured role{}", if roles == 1 { "" } else { "s" }));
-    if !next.net.addresses.is_empty() {
+    // Only a host `imds net up` set up (its table exists): a reload never creates a datapath.
+    if !next.net.addresses.is_empty() && matches!(imds_net::nft::list_table("inet").await, Ok(Some(_))) {
         match super::net::apply_up(&next.net).await {
             Ok(notes) => {
                 for note in notes.iter().filter(|note| note.starts_with("added ")) {
