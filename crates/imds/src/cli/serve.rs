@@ -100,10 +100,12 @@ pub fn load(args: &ServeArgs, lookup: &dyn Fn(&str) -> Option<String>) -> Result
     let file = args.config.clone().or_else(|| lookup("IMDS_CONFIG").map(PathBuf::from));
     let mut raw = match &file {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => RawConfig::parse_toml(&text).unwrap_or_else(|error| {
-                problems.push(format!("{}: {}", path.display(), error.to_string().trim_end()));
-                RawConfig::default()
-            }),
+            Ok(text) => {
+                let mut found = Vec::new();
+                let raw = RawConfig::parse_toml_reporting(&text, &mut found);
+                problems.extend(found.into_iter().map(|problem| format!("{}: {problem}", path.display())));
+                raw
+            }
             Err(error) => {
                 problems.push(format!("cannot read config file {}: {error}", path.display()));
                 RawConfig::default()

@@ -438,19 +438,28 @@ fn config_check_lists_every_problem() {
     let file = dir.join("imds.toml");
     std::fs::write(
         &file,
-        "[guest]\nlisten = [\"169.254.169.254\"]\nthrottle_per_second = 10\nthrottle_burst = 0\n[store]\nbackend = \"floppy\"\n[log]\nformat = \"xml\"\n",
+        "[guest]\nlisten = [\"169.254.169.254\"]\nlisen = []\nthrottle_per_second = 10\nthrottle_burst = 0\n\
+         render_cache_mib = \"lots\"\n[store]\nbackend = \"floppy\"\n[log]\nformat = \"xml\"\n",
     )
     .unwrap();
     let output = bare(&["config", "check", file.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
     let report = text(&output.stdout);
-    for problem in ["4 problems", "guest.listen", "guest.throttle_burst", "store.backend", "log.format"] {
+    for problem in [
+        "6 problems",
+        "guest.lisen: unknown field `lisen`, expected one of `listen`",
+        "guest.render_cache_mib: invalid type: string \"lots\", expected u32",
+        "guest.listen: \"169.254.169.254\" is not an address with a port",
+        "guest.throttle_burst",
+        "store.backend",
+        "log.format",
+    ] {
         assert!(report.contains(problem), "{problem} in {report}");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&bare(&["config", "check", "-o", "json", file.to_str().unwrap()]).stdout).unwrap();
     assert_eq!(json["valid"], false);
-    assert_eq!(json["problems"].as_array().unwrap().len(), 4);
+    assert_eq!(json["problems"].as_array().unwrap().len(), 6);
 
     std::fs::write(&file, "[guest]\nlisten = [\"127.0.0.1:1338\"]\n[admin]\nsocket = \"/run/imds/admin.sock\"\n")
         .unwrap();
