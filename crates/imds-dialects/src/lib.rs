@@ -48,7 +48,7 @@ pub mod platform;
 mod query;
 pub mod refusal;
 pub mod token;
-mod yaml;
+pub mod yaml;
 
 /// Answers a request from a known instance with the dialect its path belongs to.
 ///
