@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use imds_model::StateWrite;
+use imds_model::{Dialect, StateWrite};
 
 /// What a dialect sees of a guest's HTTP request.
 #[derive(Debug, Clone)]
@@ -18,6 +18,9 @@ pub struct GuestRequest {
     pub headers: HeaderMap,
     /// The request body (empty for `GET`; the server bounds its size).
     pub body: Bytes,
+    /// The dialect the listener the request arrived on is bound to (`[guest.dialect_listen]`),
+    /// if any: then that dialect answers every path, and nothing else does.
+    pub bound: Option<Dialect>,
 }
 
 impl GuestRequest {
@@ -27,12 +30,18 @@ impl GuestRequest {
             Some((path, query)) => (path, Some(query.to_owned())),
             None => (target, None),
         };
-        Self { method, path: path.to_owned(), query, headers: HeaderMap::new(), body: Bytes::new() }
+        Self { method, path: path.to_owned(), query, headers: HeaderMap::new(), body: Bytes::new(), bound: None }
     }
 
     /// Adds a header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.append(name, value);
+        self
+    }
+
+    /// Marks the request as arrived on a listener bound to `dialect`.
+    pub fn on_listener_of(mut self, dialect: Dialect) -> Self {
+        self.bound = Some(dialect);
         self
     }
 

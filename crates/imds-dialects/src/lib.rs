@@ -50,7 +50,8 @@ pub mod refusal;
 pub mod token;
 mod yaml;
 
-/// Answers a request from a known instance with the dialect its path belongs to.
+/// Answers a request from a known instance with the dialect its path belongs to, or the
+/// dialect its listener is bound to ([`GuestRequest::bound`]).
 ///
 /// An instance whose MMDS is configured (and enabled) answers every path from it, as a
 /// Firecracker guest expects. Otherwise the path picks the dialect; paths no dialect claims are
@@ -62,7 +63,11 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
     let dialects = &subject.instance.dialects;
     let dialect = dialect_of(Some(subject), request, context.settings);
     if dialect != Dialect::Mmds && !dialects.is_enabled(dialect) {
-        return ec2_shaped(ec2::not_found());
+        return match request.bound {
+            // A listener bound to a dialect speaks nothing else, even to say "not here".
+            Some(_) => refusal::refuse(dialect, request, Refusal::NotServed),
+            None => ec2_shaped(ec2::not_found()),
+        };
     }
     if subject.instance.imds.endpoint == imds_model::EndpointMode::Disabled {
         return refusal::refuse(dialect, request, Refusal::Disabled);
@@ -86,10 +91,14 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
     }
 }
 
-/// The dialect that answers `request`: MMDS for an instance whose MMDS is configured and
-/// enabled, else the dialect its path belongs to ([`Dialect::for_path`]). `subject` is `None`
-/// for a caller no instance is registered for.
+/// The dialect that answers `request`: the dialect of the listener it arrived on when that
+/// listener is bound to one ([`GuestRequest::bound`]), else MMDS for an instance whose MMDS is
+/// configured and enabled, else the dialect its path belongs to ([`Dialect::for_path`]).
+/// `subject` is `None` for a caller no instance is registered for.
 pub fn dialect_of(subject: Option<&Subject<'_>>, request: &GuestRequest, settings: &Settings) -> Dialect {
+    if let Some(bound) = request.bound {
+        return bound;
+    }
     match subject {
         Some(subject) if subject.mmds.is_some() && subject.instance.dialects.is_enabled(Dialect::Mmds) => Dialect::Mmds,
         _ => Dialect::for_path(&request.path, settings),
@@ -134,7 +143,7 @@ fn gce_ping(request: &GuestRequest) -> bool {
 /// and renders it again on every change of the instance, until the `ETag` differs or the
 /// timeout passes.
 pub fn wait_request(request: &GuestRequest, settings: &Settings) -> Option<gce::Wait> {
-    match Dialect::for_path(&request.path, settings) {
+    match dialect_of(None, request, settings) {
         Dialect::Gce => gce::wait_request(request),
         _ => None,
     }

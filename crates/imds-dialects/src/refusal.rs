@@ -19,6 +19,9 @@
 //! | DigitalOcean, Hetzner | 404 `404 page not found` | 403 `Forbidden` | 429 `Too Many Requests` |
 //! | NoCloud | 404 `404 Not Found` | 403 `403 Forbidden` | 429 `429 Too Many Requests` |
 //!
+//! A request on a listener bound to a dialect the instance has not enabled
+//! ([`Refusal::NotServed`]) gets that dialect's unknown-caller answer (EC2's: its not-found page).
+//!
 //! None of them carries any instance's data. GCE's ping (`/` with `Metadata-Flavor: Google`) is
 //! EC2's path, so a refused ping lacks the flavor header and google-auth concludes it is not on
 //! GCE; Azure's token endpoint answers as for a VM without identity, which azure-identity's
@@ -38,6 +41,9 @@ pub enum Refusal {
     Throttled,
     /// The instance's metadata endpoint is switched off (`imds.endpoint: disabled`).
     Disabled,
+    /// The request arrived on a listener bound to a dialect the instance has not enabled: that
+    /// dialect's not-found answer, as if the service were not there.
+    NotServed,
 }
 
 /// `refusal` of `request`, in the shape of `dialect`.
@@ -67,6 +73,7 @@ fn ec2(refusal: Refusal) -> GuestResponse {
         Refusal::Disabled => {
             GuestResponse::new(StatusCode::FORBIDDEN, wire::TEXT_HTML, wire::error_page("403 - Forbidden"))
         }
+        Refusal::NotServed => return crate::ec2_shaped(crate::ec2::not_found()),
         Refusal::Throttled => GuestResponse::new(
             StatusCode::TOO_MANY_REQUESTS,
             wire::TEXT_HTML,
@@ -81,7 +88,7 @@ fn mmds(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
     match refusal {
         Refusal::Throttled => GuestResponse::new(StatusCode::TOO_MANY_REQUESTS, wire::TEXT_PLAIN, "Too many requests."),
         // Firecracker has no "forbidden": what it does not serve is not found.
-        Refusal::UnknownCaller(_) | Refusal::Disabled => {
+        Refusal::UnknownCaller(_) | Refusal::Disabled | Refusal::NotServed => {
             let raw = match &request.query {
                 Some(query) => format!("{}?{query}", request.path),
                 None => request.path.clone(),
@@ -94,7 +101,7 @@ fn mmds(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
 fn gce(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
     let path = crate::gce::wire::escape(&request.path);
     match refusal {
-        Refusal::UnknownCaller(_) => crate::gce::error(
+        Refusal::UnknownCaller(_) | Refusal::NotServed => crate::gce::error(
             StatusCode::NOT_FOUND,
             "Not Found",
             &format!("The requested URL <code>{path}</code> was not found on this server."),
@@ -119,18 +126,20 @@ fn azure(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
     match refusal {
         Refusal::Throttled => json(StatusCode::TOO_MANY_REQUESTS, json!({"error": "Too many requests"})),
         // What Azure answers a VM that has no managed identity: credential chains move on.
-        Refusal::UnknownCaller(_) | Refusal::Disabled if identity => json(
+        Refusal::UnknownCaller(_) | Refusal::Disabled | Refusal::NotServed if identity => json(
             StatusCode::BAD_REQUEST,
             json!({"error": wire::OAUTH_INVALID_REQUEST, "error_description": wire::IDENTITY_NOT_FOUND}),
         ),
-        Refusal::UnknownCaller(_) | Refusal::Disabled => json(StatusCode::NOT_FOUND, json!({"error": wire::NOT_FOUND})),
+        Refusal::UnknownCaller(_) | Refusal::Disabled | Refusal::NotServed => {
+            json(StatusCode::NOT_FOUND, json!({"error": wire::NOT_FOUND}))
+        }
     }
 }
 
 fn openstack(refusal: Refusal) -> GuestResponse {
     let page = match refusal {
         // Nova answers an address it knows no instance for with its 404.
-        Refusal::UnknownCaller(_) => crate::openstack::wire::NOT_FOUND,
+        Refusal::UnknownCaller(_) | Refusal::NotServed => crate::openstack::wire::NOT_FOUND,
         Refusal::Disabled => ("403 Forbidden", "Access was denied to this resource."),
         Refusal::Throttled => {
             ("429 Too Many Requests", "The client has sent too many requests in a given amount of time.")
@@ -142,7 +151,7 @@ fn openstack(refusal: Refusal) -> GuestResponse {
 /// DigitalOcean's and Hetzner's servers answer errors as Go's `net/http` does.
 fn go_text(refusal: Refusal) -> GuestResponse {
     let body = match refusal {
-        Refusal::UnknownCaller(_) => "404 page not found\n",
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "404 page not found\n",
         Refusal::Disabled => "Forbidden\n",
         Refusal::Throttled => "Too Many Requests\n",
     };
@@ -151,7 +160,7 @@ fn go_text(refusal: Refusal) -> GuestResponse {
 
 fn nocloud(refusal: Refusal) -> GuestResponse {
     let body = match refusal {
-        Refusal::UnknownCaller(_) => "404 Not Found\n",
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "404 Not Found\n",
         Refusal::Disabled => "403 Forbidden\n",
         Refusal::Throttled => "429 Too Many Requests\n",
     };
@@ -165,7 +174,7 @@ fn text(status: StatusCode, body: &'static str) -> GuestResponse {
 /// The status of a refusal whose unknown-caller form is `unknown`.
 fn status_of(refusal: Refusal, unknown: StatusCode) -> StatusCode {
     match refusal {
-        Refusal::UnknownCaller(_) => unknown,
+        Refusal::UnknownCaller(_) | Refusal::NotServed => unknown,
         Refusal::Disabled => StatusCode::FORBIDDEN,
         Refusal::Throttled => StatusCode::TOO_MANY_REQUESTS,
     }

@@ -58,6 +58,10 @@ pub struct Config {
     pub dialects: Settings,
     /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_bytes: usize,
+    /// Listeners bound to one dialect each (`[guest.dialect_listen]`): a request arriving on one
+    /// is answered by that dialect whatever its path (Alibaba's `100.100.100.200:80`). Callers
+    /// are identified as on [`Config::listen`].
+    pub dialect_listen: Vec<(imds_dialects::Dialect, SocketAddr)>,
     /// Addresses Azure's WireServer is emulated on (`168.63.129.16:80` on an Azure host, see
     /// [`wireserver`]); empty, the default, for none.
     pub azure_wireserver_listen: Vec<SocketAddr>,
@@ -82,6 +86,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             dialects: Settings::default(),
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
+            dialect_listen: Vec::new(),
             azure_wireserver_listen: Vec::new(),
             unknown_hold: hold::DEFAULT_HOLD,
             max_held: hold::DEFAULT_MAX_HELD,
@@ -139,6 +144,17 @@ pub fn router_with_credentials(
     })
 }
 
+/// The dialect a listener is bound to, carried as a request extension by the listeners of
+/// [`Config::dialect_listen`] (see [`bound_to`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound(pub imds_dialects::Dialect);
+
+/// The guest router for a listener bound to `dialect`: every request it serves is that
+/// dialect's.
+pub fn bound_to(router: Router, dialect: imds_dialects::Dialect) -> Router {
+    router.layer(axum::Extension(Bound(dialect)))
+}
+
 /// What every guest request reads.
 #[derive(Debug)]
 struct Plane {
@@ -173,6 +189,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let is_head = request.method() == Method::HEAD;
+    let bound = request.extensions().get::<Bound>().map(|bound| bound.0);
     let socket = request.extensions().get::<ConnSocket>().cloned();
     let (parts, body) = request.into_parts();
     // Only writes carry a body; a GET's is never read (and never waited for).
@@ -190,6 +207,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
+        bound,
     };
     let mut snapshot = plane.view.load();
     let identify = |snapshot: Arc<Snapshot>| {

@@ -7,6 +7,7 @@
 mod admin;
 mod admin_edges;
 mod azure;
+mod bound;
 mod compat;
 mod creds;
 mod fidelity;

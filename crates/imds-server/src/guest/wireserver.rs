@@ -58,6 +58,7 @@ async fn answer(wire: &Wire, request: Request) -> Response {
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
+        bound: None,
     };
     let response = wireserver::respond(&entry.instance, &request);
     if request.method == Method::POST {
