@@ -21,6 +21,10 @@ pub struct GuestRequest {
     /// The dialect the listener the request arrived on is bound to (`[guest.dialect_listen]`),
     /// if any: then that dialect answers every path, and nothing else does.
     pub bound: Option<Dialect>,
+    /// The TCP source port the guest connected from, when the connection is the guest's own
+    /// (`None` behind a trusted proxy, whose port says nothing of the guest). Scaleway serves
+    /// user data only to privileged ports (below 1024).
+    pub source_port: Option<u16>,
 }
 
 impl GuestRequest {
@@ -30,7 +34,15 @@ impl GuestRequest {
             Some((path, query)) => (path, Some(query.to_owned())),
             None => (target, None),
         };
-        Self { method, path: path.to_owned(), query, headers: HeaderMap::new(), body: Bytes::new(), bound: None }
+        Self {
+            method,
+            path: path.to_owned(),
+            query,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            bound: None,
+            source_port: None,
+        }
     }
 
     /// Adds a header.
@@ -42,6 +54,12 @@ impl GuestRequest {
     /// Marks the request as arrived on a listener bound to `dialect`.
     pub fn on_listener_of(mut self, dialect: Dialect) -> Self {
         self.bound = Some(dialect);
+        self
+    }
+
+    /// Sets the TCP source port the guest connected from.
+    pub fn from_port(mut self, port: u16) -> Self {
+        self.source_port = Some(port);
         self
     }
 

@@ -13,7 +13,8 @@
 //! [`route`] picks the dialect from the path ([`Dialect::for_path`]); a dialect the instance has
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
-//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`]. [`token`]: the session tokens every
+//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`linode`], [`vultr`],
+//! [`scaleway`], [`upcloud`], [`exoscale`]. [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 //!
 //! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
@@ -38,16 +39,22 @@ mod derive;
 pub mod digitalocean;
 pub mod ec2;
 mod exchange;
+pub mod exoscale;
 pub mod gce;
 pub mod hetzner;
 pub mod ids;
+pub mod linode;
 pub mod mmds;
 pub mod nocloud;
 pub mod openstack;
 pub mod platform;
 mod query;
 pub mod refusal;
+pub mod scaleway;
+mod text_tree;
 pub mod token;
+pub mod upcloud;
+pub mod vultr;
 mod yaml;
 
 /// Answers a request from a known instance with the dialect its path belongs to, or the
@@ -88,20 +95,35 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         Dialect::DigitalOcean => digitalocean::respond(subject, request, context),
         Dialect::NoCloud => nocloud::respond(subject, request, context),
         Dialect::Hetzner => hetzner::respond(subject, request, context),
+        Dialect::Linode => linode::respond(subject, request, context),
+        Dialect::Vultr => vultr::respond(subject, request, context),
+        Dialect::Scaleway => scaleway::respond(subject, request, context),
+        Dialect::UpCloud => upcloud::respond(subject, request, context),
+        // Exoscale's listener of its own is its password server (port 8080); its metadata
+        // tree is on the shared listener.
+        Dialect::Exoscale if request.bound == Some(Dialect::Exoscale) => {
+            exoscale::password_server(subject, request, context)
+        }
+        Dialect::Exoscale => exoscale::respond(subject, request, context),
     }
 }
 
 /// The dialect that answers `request`: the dialect of the listener it arrived on when that
 /// listener is bound to one ([`GuestRequest::bound`]), else MMDS for an instance whose MMDS is
-/// configured and enabled, else the dialect its path belongs to ([`Dialect::for_path`]).
-/// `subject` is `None` for a caller no instance is registered for.
+/// configured and enabled, else the dialect its path belongs to for this instance
+/// ([`Dialects::for_path`]: a path several dialects serve goes to the first the instance
+/// enables). `subject` is `None` for a caller no instance is registered for (the path's
+/// default dialect, [`Dialect::for_path`]).
+///
+/// [`Dialects::for_path`]: imds_model::Dialects::for_path
 pub fn dialect_of(subject: Option<&Subject<'_>>, request: &GuestRequest, settings: &Settings) -> Dialect {
     if let Some(bound) = request.bound {
         return bound;
     }
     match subject {
         Some(subject) if subject.mmds.is_some() && subject.instance.dialects.is_enabled(Dialect::Mmds) => Dialect::Mmds,
-        _ => Dialect::for_path(&request.path, settings),
+        Some(subject) => subject.instance.dialects.for_path(&request.path, settings),
+        None => Dialect::for_path(&request.path, settings),
     }
 }
 

@@ -190,6 +190,10 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     };
     let is_head = request.method() == Method::HEAD;
     let bound = request.extensions().get::<Bound>().map(|bound| bound.0);
+    let remote_port = match request.extensions().get::<Peer>() {
+        Some(Peer::Tcp { remote, .. }) => Some(remote.port()),
+        _ => None,
+    };
     let socket = request.extensions().get::<ConnSocket>().cloned();
     let (parts, body) = request.into_parts();
     // Only writes carry a body; a GET's is never read (and never waited for).
@@ -201,13 +205,14 @@ async fn answer(plane: &Plane, request: Request) -> Response {
             Err(_) => return http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
         }
     };
-    let guest_request = GuestRequest {
+    let mut guest_request = GuestRequest {
         method: parts.method,
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
         bound,
+        source_port: None,
     };
     let mut snapshot = plane.view.load();
     let identify = |snapshot: Arc<Snapshot>| {
@@ -234,6 +239,10 @@ async fn answer(plane: &Plane, request: Request) -> Response {
             return into_http(response, is_head, address);
         }
     };
+    // A port is the guest's only on its own connection, never on a trusted proxy's.
+    if !plane.identify.proxies.contains(&remote) {
+        guest_request.source_port = remote_port;
+    }
     if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
         tracing::debug!(%caller, id = %entry.instance.id, "throttled");
         let response = imds_dialects::throttled(&subject(&snapshot, &entry), &guest_request, &plane.settings);

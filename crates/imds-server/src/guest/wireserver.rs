@@ -59,6 +59,7 @@ async fn answer(wire: &Wire, request: Request) -> Response {
         headers: parts.headers,
         body,
         bound: None,
+        source_port: None,
     };
     let response = wireserver::respond(&entry.instance, &request);
     if request.method == Method::POST {
