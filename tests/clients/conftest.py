@@ -17,6 +17,7 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import threading
 import uuid
@@ -130,14 +131,14 @@ def _wait_for_addresses(proc: subprocess.Popen[str], lines: queue.Queue[str | No
 
 
 @contextlib.contextmanager
-def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> Iterator[Imds]:
+def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "", listen: str = "127.0.0.1:0") -> Iterator[Imds]:
     """Runs `imds serve` on loopback ports, with its store in `tmp`, and stops it (by its PID)
     on exit. `extra_config` is appended to the TOML configuration file, `guest_config` to its
-    `[guest]` table."""
+    `[guest]` table; the guest plane listens on `listen` (a loopback address)."""
     config = tmp / "imds.toml"
     config.write_text(
         "[guest]\n"
-        'listen = ["127.0.0.1:0"]\n' + guest_config + "[admin]\n"
+        f'listen = ["{listen}"]\n' + guest_config + "[admin]\n"
         'listen = "127.0.0.1:0"\n'
         'socket = ""\n'
         f'token = "{ADMIN_TOKEN}"\n'
@@ -172,6 +173,21 @@ def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> I
             proc.kill()
             proc.wait()
         stderr.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port the kernel has just found free on `host` (for a listener whose port the
+    daemon does not announce)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def metadata_host() -> str:
+    """A loopback address of this test process's own (127.77.x.y), where a reader that insists
+    on port 80 and 8080 of one host (Exoscale, CloudStack) finds imds."""
+    pid = os.getpid()
+    return f"127.77.{(pid >> 8) % 250 + 1}.{pid % 250 + 1}"
 
 
 def derived_uuid(instance_id: str) -> str:
