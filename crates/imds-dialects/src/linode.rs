@@ -15,8 +15,8 @@
 //!
 //! JSON with `Accept: application/json`, else text: `key: value` lines, nested keys joined with
 //! `.`, lists as their items separated by spaces. Errors are JSON `{"errors": [{"reason": …}]}`.
-//! The label is the record's `name`, else its host name; the host name is `hostname.domain`
-//! (rule of one story) only in `label` when the record has no `name`.
+//! The `label` is the record's `name`, else its host name (`hostname.domain`, as every dialect
+//! tells it).
 //!
 //! # Overrides
 //!

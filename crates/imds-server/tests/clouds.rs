@@ -122,3 +122,88 @@ async fn exoscale_s_password_is_served_until_acknowledged() {
     let unknown = password(exoscale, "127.0.11.9", "send_my_password").await;
     assert_eq!(unknown.text(), "saved_password");
 }
+
+/// A request on the listener it is served on: `(bound, method, path, headers)`, `bound`
+/// naming the dialect listener (else the main one).
+type Probe = (Option<Dialect>, Method, &'static str, &'static [(&'static str, &'static str)]);
+
+/// One request per new dialect.
+const REQUESTS: &[Probe] = &[
+    (None, Method::PUT, "/v1/token", &[("metadata-token-expiry-seconds", "60")]),
+    (None, Method::GET, "/v1.json", &[]),
+    (None, Method::GET, "/metadata/v1.json", &[]),
+    (None, Method::GET, "/1.0/user-data", &[]),
+    (Some(Dialect::Scaleway), Method::GET, "/conf?format=json", &[]),
+    (Some(Dialect::Exoscale), Method::GET, "/", &[("domu_request", "send_my_password")]),
+];
+
+/// The refusal's status and a marker of its dialect's body.
+fn refused_shape(path: &str, bound: Option<Dialect>, refusal: &str) -> (StatusCode, &'static str) {
+    match (bound, path, refusal) {
+        (Some(Dialect::Exoscale), _, "throttled") => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
+        (Some(Dialect::Exoscale), _, _) => (StatusCode::OK, "saved_password"),
+        (_, "/v1/token", "throttled") => {
+            (StatusCode::TOO_MANY_REQUESTS, r#"{"errors":[{"reason":"Too Many Requests"}]}"#)
+        }
+        (_, "/v1/token", _) => (StatusCode::FORBIDDEN, r#"{"errors":[{"reason":"Forbidden"}]}"#),
+        (_, "/1.0/user-data", "throttled") => (StatusCode::TOO_MANY_REQUESTS, "<title>429 Too Many Requests</title>"),
+        (_, "/1.0/user-data", _) => (StatusCode::FORBIDDEN, "<title>403 Forbidden</title>"),
+        (_, _, "throttled") => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
+        (_, _, _) => (StatusCode::FORBIDDEN, "Forbidden\n"),
+    }
+}
+
+fn new_clouds(id: &str, ip: &str, endpoint: &str) -> serde_json::Value {
+    json!({"id": id, "ipv4": [ip], "user_data": "SECRET-USER-DATA", "imds": {"endpoint": endpoint},
+           "dialects": {"enabled": ["linode", "vultr", "upcloud", "exoscale", "scaleway"],
+                        "exoscale": {"password": "SECRET-PASSWORD"}}})
+}
+
+async fn send(server: &TestServer, bound: Option<Dialect>, source: &str, request: &Probe) -> Response {
+    let listener = match bound {
+        Some(dialect) => server.running.dialect_addrs.iter().find(|(d, _)| *d == dialect).unwrap().1,
+        None => server.guest_addr,
+    };
+    let (_, method, path, headers) = request;
+    Client::from_source(listener, source.parse().unwrap())
+        .send(method.clone(), path, headers, String::new())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_disabled_endpoint_or_a_spent_budget_closes_the_new_dialects_in_their_shapes() {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let listen = vec![(Dialect::Scaleway, loopback), (Dialect::Exoscale, loopback)];
+    let config =
+        guest::Config { dialect_listen: listen.clone(), unknown_hold: Duration::ZERO, ..guest::Config::default() };
+    let server = TestServer::with_guest(config).await;
+    server.create(new_clouds("i-open", "127.0.12.1", "enabled")).await;
+    server.create(new_clouds("i-shut", "127.0.12.2", "disabled")).await;
+    let throttle = guest::throttle::Throttle { per_second: 1, burst: 1 };
+    let config =
+        guest::Config { dialect_listen: listen, throttle, unknown_hold: Duration::ZERO, ..guest::Config::default() };
+    let tight = TestServer::with_guest(config).await;
+    tight.create(new_clouds("i-busy", "127.0.12.3", "enabled")).await;
+    for request in REQUESTS {
+        let bound = request.0;
+        let open = send(&server, bound, "127.0.12.1", request).await;
+        assert_eq!(open.status, StatusCode::OK, "{}: {}", request.2, open.text());
+        for (response, refusal) in [
+            (send(&server, bound, "127.0.12.2", request).await, "disabled"),
+            (
+                {
+                    let _first = send(&tight, bound, "127.0.12.3", request).await;
+                    send(&tight, bound, "127.0.12.3", request).await
+                },
+                "throttled",
+            ),
+        ] {
+            let (status, marker) = refused_shape(request.2, bound, refusal);
+            let body = response.text();
+            assert_eq!(response.status, status, "{refusal} {}: {body}", request.2);
+            assert!(body.contains(marker), "{refusal} {}: {body}", request.2);
+            assert!(!body.contains("SECRET"), "{refusal} {} leaks: {body}", request.2);
+        }
+    }
+}
