@@ -1,6 +1,6 @@
-"""One instance read through cloud-init's EC2, OpenStack, DigitalOcean, Hetzner and NoCloud readers
-(Debian's package, unpacked and unmodified), Azure's instance document and GCE's instance tree:
-every reader gets the same host name, keys, user-data bytes and primary address."""
+"""One instance read through cloud-init's EC2, OpenStack, DigitalOcean, Hetzner, NoCloud and AliYun
+readers (Debian's package, unpacked and unmodified), Azure's instance document and GCE's instance
+tree: every reader gets the same host name, keys, user-data bytes and primary address."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from cloudinit import util
+from cloudinit.sources.DataSourceAliYun import DataSourceAliYun, parse_public_keys
 from cloudinit.sources.DataSourceOpenStack import read_metadata_service
 from cloudinit.sources.helpers import digitalocean, ec2, hetzner, openstack
 
@@ -31,8 +32,12 @@ def gce(url: str, path: str) -> bytes:
         return response.read()
 
 
+# Dialects served at addresses of their own, each on a listener bound to it.
+BOUND = 'dialect_listen = { alibaba = ["127.0.0.1:0"] }\n'
+
+
 def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with running_imds(tmp_path) as imds:
+    with running_imds(tmp_path, guest_config=BOUND) as imds:
         put_instance(imds, "one-story", RECORD)
         url = imds.guest_url
 
@@ -53,24 +58,30 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
         nc, nc_ud, _ = util.read_seeded(f"{url}/nocloud/", timeout=5, retries=0)
         aws = ec2.get_instance_metadata(api_version="2021-03-23", metadata_address=url)
         aws_ud = ec2.get_instance_userdata(api_version="2021-03-23", metadata_address=url)
+        # What DataSourceAliYun crawls, at the version it reads.
+        ali_url, ali_version = imds.dialect_urls["alibaba"], DataSourceAliYun.min_metadata_version
+        ali = ec2.get_instance_metadata(api_version=ali_version, metadata_address=ali_url, retries=0)
+        ali_ud = ec2.get_instance_userdata(api_version=ali_version, metadata_address=ali_url, retries=0)
 
     os_md = os_results["metadata"]
     fqdn = "seed-test.example.internal"
-    hostnames = (do["hostname"], hz["hostname"], nc["local-hostname"], aws["local-hostname"], os_md["hostname"])
-    assert hostnames == (fqdn,) * 5
+    hostnames = (do["hostname"], hz["hostname"], nc["local-hostname"], aws["local-hostname"], os_md["hostname"],
+                 ali["hostname"])
+    assert hostnames == (fqdn,) * 6
     assert gce_hostname == fqdn
     assert az["compute"]["osProfile"]["computerName"] == "seed-test"  # Azure names the short host name
     keys = [KEYS["alice"], KEYS["bob"]]
-    assert do["public_keys"] == hz["public-keys"] == nc["public-keys"] == keys
+    assert do["public_keys"] == hz["public-keys"] == nc["public-keys"] == parse_public_keys(ali["public-keys"]) == keys
     assert sorted(key for pair in aws["public-keys"].values() for key in pair) == sorted(keys)
     assert sorted(os_md["public_keys"].values()) == sorted(keys)
     assert sorted(k["keyData"] for k in az["compute"]["publicKeys"]) == sorted(keys)
     assert sorted(line.split(":", 1)[1] for line in gce_keys.splitlines()) == sorted(keys)  # `user:key` lines
-    assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == os_results["userdata"] == USER_DATA
+    assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == os_results["userdata"] == ali_ud == USER_DATA
     assert base64.b64decode(az["compute"]["userData"]) == USER_DATA
     assert gce_user_data == USER_DATA
     address = "203.0.113.10"
     assert do["interfaces"]["public"][0]["ipv4"]["ip_address"] == hz["public-ipv4"] == aws["local-ipv4"] == address
+    assert ali["private-ipv4"] == address
     assert az["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"] == address
     assert gce_ip == address
     # One instance UUID: OpenStack's uuid is Azure's vmId.

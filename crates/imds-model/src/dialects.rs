@@ -50,6 +50,8 @@ pub enum Dialect {
     NoCloud,
     /// Hetzner: `/hetzner/v1/…`.
     Hetzner,
+    /// Alibaba Cloud ECS: only on a listener bound to it (`100.100.100.200`).
+    Alibaba,
 }
 
 /// Azure's top-level categories under `/metadata/`.
@@ -68,11 +70,12 @@ impl Dialect {
             Dialect::DigitalOcean => "digitalocean",
             Dialect::NoCloud => "nocloud",
             Dialect::Hetzner => "hetzner",
+            Dialect::Alibaba => "alibaba",
         }
     }
 
     /// Every dialect, in declaration order.
-    pub const ALL: [Dialect; 8] = [
+    pub const ALL: [Dialect; 9] = [
         Dialect::Ec2,
         Dialect::Mmds,
         Dialect::Gce,
@@ -81,6 +84,7 @@ impl Dialect {
         Dialect::DigitalOcean,
         Dialect::NoCloud,
         Dialect::Hetzner,
+        Dialect::Alibaba,
     ];
 
     /// The dialect called `name` (as in `dialects.enabled`), if imds serves it.
@@ -93,7 +97,8 @@ impl Dialect {
         Dialect::ALL.map(Dialect::name).join(", ")
     }
 
-    /// The dialect a path belongs to (docs/dialects.md, "Routing"). MMDS is not chosen by path.
+    /// The dialect a path belongs to (docs/dialects.md, "Routing"). MMDS is not chosen by path;
+    /// dialects served at an address of their own (Alibaba) only on a listener bound to them.
     pub fn for_path(path: &str, settings: &DialectSettings) -> Dialect {
         let nocloud = settings.nocloud_prefix.trim_end_matches('/');
         if path.starts_with("/computeMetadata/") || path == "/computeMetadata" {
@@ -170,7 +175,7 @@ mod tests {
             assert_eq!(Dialect::from_name(dialect.name()), Some(dialect));
         }
         assert_eq!(Dialect::from_name("oracle"), None);
-        assert_eq!(Dialect::names(), "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner");
+        assert_eq!(Dialect::names(), "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba");
     }
 
     #[test]
