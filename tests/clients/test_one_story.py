@@ -1,6 +1,7 @@
 """One instance read through cloud-init's EC2, OpenStack, DigitalOcean, Hetzner, NoCloud and AliYun
-readers (Debian's package, unpacked and unmodified), Azure's instance document and GCE's instance
-tree: every reader gets the same host name, keys, user-data bytes and primary address."""
+readers (Debian's package, unpacked and unmodified), Azure's instance document, GCE's instance
+tree and Tencent's tree: every reader gets the same host name, keys, user-data bytes and primary
+address (where the dialect has them)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def gce(url: str, path: str) -> bytes:
 
 
 # Dialects served at addresses of their own, each on a listener bound to it.
-BOUND = 'dialect_listen = { alibaba = ["127.0.0.1:0"] }\n'
+BOUND = 'dialect_listen = { alibaba = ["127.0.0.1:0"], tencent = ["127.0.0.1:0"] }\n'
 
 
 def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,6 +63,10 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
         ali_url, ali_version = imds.dialect_urls["alibaba"], DataSourceAliYun.min_metadata_version
         ali = ec2.get_instance_metadata(api_version=ali_version, metadata_address=ali_url, retries=0)
         ali_ud = ec2.get_instance_userdata(api_version=ali_version, metadata_address=ali_url, retries=0)
+        # Tencent's tree (no hostname or keys there), crawled with the same helpers.
+        tc_url = imds.dialect_urls["tencent"]
+        tc = ec2.get_instance_metadata(api_version="latest", metadata_address=tc_url, retries=0)
+        tc_ud = ec2.get_instance_userdata(api_version="latest", metadata_address=tc_url, retries=0)
 
     os_md = os_results["metadata"]
     fqdn = "seed-test.example.internal"
@@ -76,12 +81,12 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
     assert sorted(os_md["public_keys"].values()) == sorted(keys)
     assert sorted(k["keyData"] for k in az["compute"]["publicKeys"]) == sorted(keys)
     assert sorted(line.split(":", 1)[1] for line in gce_keys.splitlines()) == sorted(keys)  # `user:key` lines
-    assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == os_results["userdata"] == ali_ud == USER_DATA
+    assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == os_results["userdata"] == ali_ud == tc_ud == USER_DATA
     assert base64.b64decode(az["compute"]["userData"]) == USER_DATA
     assert gce_user_data == USER_DATA
     address = "203.0.113.10"
     assert do["interfaces"]["public"][0]["ipv4"]["ip_address"] == hz["public-ipv4"] == aws["local-ipv4"] == address
-    assert ali["private-ipv4"] == address
+    assert ali["private-ipv4"] == tc["local-ipv4"] == address
     assert az["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"] == address
     assert gce_ip == address
     # One instance UUID: OpenStack's uuid is Azure's vmId.

@@ -13,7 +13,7 @@
 //! [`route`] picks the dialect from the path ([`Dialect::for_path`]); a dialect the instance has
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
-//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`]. [`token`]: the session tokens every
+//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`]. [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 //!
 //! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
@@ -48,6 +48,7 @@ pub mod openstack;
 pub mod platform;
 mod query;
 pub mod refusal;
+pub mod tencent;
 mod text_tree;
 pub mod token;
 mod yaml;
@@ -91,6 +92,7 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         Dialect::NoCloud => nocloud::respond(subject, request, context),
         Dialect::Hetzner => hetzner::respond(subject, request, context),
         Dialect::Alibaba => alibaba::respond(subject, request, context),
+        Dialect::Tencent => tencent::respond(subject, request, context),
     }
 }
 
@@ -118,6 +120,7 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
             (Some(Dialect::Azure), _) => azure::check_overrides(block),
             (Some(Dialect::Ec2), _) => ec2::check_overrides(block),
             (Some(Dialect::Alibaba), _) => alibaba::check_overrides(block),
+            (Some(Dialect::Tencent), _) => tencent::check_overrides(block),
             (Some(Dialect::Gce), _) => gce::check_overrides(block),
             (Some(Dialect::OpenStack), serde_json::Value::Object(block)) => openstack::check_overrides(block),
             _ => Vec::new(),

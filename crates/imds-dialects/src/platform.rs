@@ -163,6 +163,14 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
                 ..Smbios::default()
             }
         }
+        // What Tencent's CVMs present (no cloud-init datasource checks it).
+        Dialect::Tencent => Smbios {
+            manufacturer: Some("Tencent Cloud".into()),
+            product: Some("CVM".into()),
+            serial: Some(crate::ids::instance_uuid(instance).to_string()),
+            uuid: Some(crate::ids::instance_uuid(instance).to_string()),
+            ..Smbios::default()
+        },
     };
     Some(apply_platform(derived, instance.platform.as_ref()))
 }

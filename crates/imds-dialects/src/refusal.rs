@@ -18,7 +18,7 @@
 //! | OpenStack | 404 Nova page | 403 WebOb page | 429 WebOb page |
 //! | DigitalOcean, Hetzner | 404 `404 page not found` | 403 `Forbidden` | 429 `Too Many Requests` |
 //! | NoCloud | 404 `404 Not Found` | 403 `403 Forbidden` | 429 `429 Too Many Requests` |
-//! | Alibaba | 404 HTML page | 403 HTML page | 429 HTML page |
+//! | Alibaba, Tencent | 404 HTML page | 403 HTML page | 429 HTML page |
 //!
 //! A request on a listener bound to a dialect the instance has not enabled
 //! ([`Refusal::NotServed`]) gets that dialect's unknown-caller answer (EC2's: its not-found page).
@@ -57,7 +57,7 @@ pub fn refuse(dialect: Dialect, request: &GuestRequest, refusal: Refusal) -> Gue
         Dialect::OpenStack => openstack(refusal),
         Dialect::DigitalOcean | Dialect::Hetzner => go_text(refusal),
         Dialect::NoCloud => nocloud(refusal),
-        Dialect::Alibaba => alibaba(refusal),
+        Dialect::Alibaba | Dialect::Tencent => html_page(refusal),
     }
 }
 
@@ -169,8 +169,9 @@ fn nocloud(refusal: Refusal) -> GuestResponse {
     text(status_of(refusal, StatusCode::NOT_FOUND), body)
 }
 
-/// Alibaba's HTML pages (its 403 for a switched-off endpoint, as `HttpEndpoint: disabled`).
-fn alibaba(refusal: Refusal) -> GuestResponse {
+/// Alibaba's and Tencent's HTML pages (403 for a switched-off endpoint, as Alibaba's
+/// `HttpEndpoint: disabled`).
+fn html_page(refusal: Refusal) -> GuestResponse {
     let title = match refusal {
         Refusal::UnknownCaller(_) | Refusal::NotServed => "404 Not Found",
         Refusal::Disabled => "403 Forbidden",

@@ -52,6 +52,8 @@ pub enum Dialect {
     Hetzner,
     /// Alibaba Cloud ECS: only on a listener bound to it (`100.100.100.200`).
     Alibaba,
+    /// Tencent Cloud CVM: only on a listener bound to it (`169.254.0.23`).
+    Tencent,
 }
 
 /// Azure's top-level categories under `/metadata/`.
@@ -71,11 +73,12 @@ impl Dialect {
             Dialect::NoCloud => "nocloud",
             Dialect::Hetzner => "hetzner",
             Dialect::Alibaba => "alibaba",
+            Dialect::Tencent => "tencent",
         }
     }
 
     /// Every dialect, in declaration order.
-    pub const ALL: [Dialect; 9] = [
+    pub const ALL: [Dialect; 10] = [
         Dialect::Ec2,
         Dialect::Mmds,
         Dialect::Gce,
@@ -85,6 +88,7 @@ impl Dialect {
         Dialect::NoCloud,
         Dialect::Hetzner,
         Dialect::Alibaba,
+        Dialect::Tencent,
     ];
 
     /// The dialect called `name` (as in `dialects.enabled`), if imds serves it.
@@ -98,7 +102,8 @@ impl Dialect {
     }
 
     /// The dialect a path belongs to (docs/dialects.md, "Routing"). MMDS is not chosen by path;
-    /// dialects served at an address of their own (Alibaba) only on a listener bound to them.
+    /// dialects served at an address of their own (Alibaba, Tencent) only on a listener bound
+    /// to them.
     pub fn for_path(path: &str, settings: &DialectSettings) -> Dialect {
         let nocloud = settings.nocloud_prefix.trim_end_matches('/');
         if path.starts_with("/computeMetadata/") || path == "/computeMetadata" {
@@ -175,7 +180,10 @@ mod tests {
             assert_eq!(Dialect::from_name(dialect.name()), Some(dialect));
         }
         assert_eq!(Dialect::from_name("oracle"), None);
-        assert_eq!(Dialect::names(), "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba");
+        assert_eq!(
+            Dialect::names(),
+            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent"
+        );
     }
 
     #[test]
