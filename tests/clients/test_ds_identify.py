@@ -78,6 +78,7 @@ def ds_identify(root: Path, values: dict[str, str], script: Path = DS_IDENTIFY) 
         ("openstack", "OpenStack"),
         ("digitalocean", "DigitalOcean"),
         ("hetzner", "Hetzner"),
+        ("alibaba", "AliYun"),
         ("vultr", "Vultr"),
         ("scaleway", "Scaleway"),
         ("upcloud", "UpCloud"),

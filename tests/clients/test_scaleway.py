@@ -13,7 +13,7 @@ import requests
 from cloudinit import helpers, url_helper
 from cloudinit.sources import DataSourceScaleway
 
-from conftest import KEYS, Imds, derived_uuid, free_port, put_instance, running_imds
+from conftest import KEYS, Imds, derived_uuid, put_instance, running_imds
 from seeds import RECORD, USER_DATA, VENDOR_DATA, fake_dmi, smbios
 
 SERVER = "scw-1"
@@ -21,11 +21,10 @@ SERVER = "scw-1"
 
 @pytest.fixture(scope="module")
 def scaleway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Imds, str]]:
-    port = free_port()
-    bound = f"127.0.0.1:{port}"
-    with running_imds(tmp_path_factory.mktemp("imds-scw"), guest_config=f'dialect_listen = {{ scaleway = ["{bound}"] }}\n') as imds:
+    bound = 'dialect_listen = { scaleway = ["127.0.0.1:0"] }\n'
+    with running_imds(tmp_path_factory.mktemp("imds-scw"), guest_config=bound) as imds:
         put_instance(imds, SERVER, RECORD)
-        yield imds, f"http://{bound}"
+        yield imds, imds.dialect_urls["scaleway"]
 
 
 def datasource(url: str) -> DataSourceScaleway.DataSourceScaleway:

@@ -26,9 +26,10 @@
 //!
 //! # Overrides
 //!
-//! `dialects.exoscale` is an object: `password` (a string: the password to serve) and any
-//! `meta-data/` leaf name with a string value (replacing or adding that leaf) or `null`
-//! (removing it), e.g. `{"service-offering": "standard.medium", "cloud-identifier": null}`.
+//! `dialects.exoscale` is an object: `password` (a string: the password to serve) and
+//! `meta-data/` paths with a string value (replacing or adding that leaf) or `null` (removing
+//! it), e.g. `{"service-offering": "standard.medium", "cloud-identifier": null}`; the admin API
+//! refuses other values ([`check_overrides`]).
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
@@ -36,7 +37,7 @@ use imds_model::{Instance, InterfaceRole, StateWrite};
 use serde_json::Value;
 
 use crate::derive::{self, Nic};
-use crate::text_tree::Node;
+use crate::text_tree::{Found, Node};
 use crate::{Context, GuestRequest, GuestResponse, Subject};
 
 pub(crate) mod wire;
@@ -62,11 +63,11 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context
     if !wire::VERSIONS.contains(&version) {
         return not_found(&request.path);
     }
-    match tree(subject.instance).find(rest) {
-        Some(Node::Leaf(body)) if rest.trim_matches('/') == "user-data" => {
-            GuestResponse::new(StatusCode::OK, wire::OCTET_STREAM, body.clone())
-        }
-        Some(node) => GuestResponse::new(StatusCode::OK, wire::TEXT, node.body()),
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match tree(subject.instance).find(&segments) {
+        Some(Found::Listing(listing)) => GuestResponse::new(StatusCode::OK, wire::TEXT, listing),
+        Some(Found::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
+        Some(Found::Computed(never)) => match *never {},
         None => not_found(&request.path),
     }
 }
@@ -79,6 +80,12 @@ pub(crate) fn not_found(path: &str) -> GuestResponse {
         wire::TEXT_HTML,
         wire::error_page("404 Not Found", &format!("The requested URL {escaped} was not found on this server.")),
     )
+}
+
+/// Checks a `dialects.exoscale` block: `meta-data/` paths to strings or `null` (`password`, a
+/// string, is one of them as far as the form goes). `(field, message)` per problem.
+pub fn check_overrides(block: &Value) -> Vec<(String, String)> {
+    crate::text_tree::check_overrides(block)
 }
 
 /// Answers one password-server request for the subject instance.
@@ -126,11 +133,11 @@ fn instance_id(instance: &Instance) -> String {
     crate::ids::instance_uuid(instance).to_string()
 }
 
-/// The tree under `/<version>/`, overrides applied.
-fn tree(instance: &Instance) -> Node {
+/// The tree under `/<version>/`, overrides applied (no leaf is computed per request).
+fn tree(instance: &Instance) -> Node<std::convert::Infallible> {
     let hostname = derive::hostname(instance);
     let nics = derive::nics(instance);
-    let mut meta: Vec<(String, Node)> = Vec::new();
+    let mut meta: Vec<(String, Node<std::convert::Infallible>)> = Vec::new();
     let mut leaf = |name: &str, value: String| meta.push((name.to_owned(), Node::text(value)));
     if let Some(zone) = instance.zone.as_ref().or(instance.region.as_ref()) {
         leaf("availability-zone", zone.clone());
@@ -154,18 +161,15 @@ fn tree(instance: &Instance) -> Node {
         leaf("service-offering", kind.clone());
     }
     leaf("vm-id", instance_id(instance));
+    let mut meta = Node::Dir(meta);
     if let Some(overrides) = derive::overrides(instance, DIALECT) {
-        for (key, value) in overrides.iter().filter(|(key, _)| key.as_str() != PASSWORD) {
-            meta.retain(|(name, _)| name != key);
-            if let Value::String(text) = value {
-                meta.push((key.clone(), Node::text(text.clone())));
-            }
-        }
-        meta.sort_by(|(a, _), (b, _)| a.cmp(b));
+        let leaves: serde_json::Map<String, Value> =
+            overrides.iter().filter(|(key, _)| key.as_str() != PASSWORD).map(|(k, v)| (k.clone(), v.clone())).collect();
+        meta.apply_overrides(&Value::Object(leaves));
     }
-    let mut root = vec![("meta-data".to_owned(), Node::Dir(meta))];
+    let mut root = vec![("meta-data".to_owned(), meta)];
     if let Some(data) = &instance.user_data {
-        root.push(("user-data".to_owned(), Node::Leaf(Bytes::copy_from_slice(data.as_bytes()))));
+        root.push(("user-data".to_owned(), Node::Leaf(Bytes::copy_from_slice(data.as_bytes()), wire::OCTET_STREAM)));
     }
     Node::Dir(root)
 }

@@ -13,8 +13,8 @@
 //! [`route`] picks the dialect from the path ([`Dialect::for_path`]); a dialect the instance has
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
-//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`linode`], [`vultr`],
-//! [`scaleway`], [`upcloud`], [`exoscale`]. [`token`]: the session tokens every
+//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`],
+//! [`linode`], [`vultr`], [`scaleway`], [`upcloud`], [`exoscale`]. [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 //!
 //! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
@@ -31,6 +31,7 @@ pub use exchange::{GuestRequest, GuestResponse, GuestWrite};
 pub use imds_model::{Dialect, DialectSettings as Settings};
 pub use refusal::Refusal;
 
+pub mod alibaba;
 pub mod azure;
 mod cache;
 mod context;
@@ -51,6 +52,7 @@ pub mod platform;
 mod query;
 pub mod refusal;
 pub mod scaleway;
+pub mod tencent;
 mod text_tree;
 pub mod token;
 pub mod upcloud;
@@ -95,6 +97,8 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         Dialect::DigitalOcean => digitalocean::respond(subject, request, context),
         Dialect::NoCloud => nocloud::respond(subject, request, context),
         Dialect::Hetzner => hetzner::respond(subject, request, context),
+        Dialect::Alibaba => alibaba::respond(subject, request, context),
+        Dialect::Tencent => tencent::respond(subject, request, context),
         Dialect::Linode => linode::respond(subject, request, context),
         Dialect::Vultr => vultr::respond(subject, request, context),
         Dialect::Scaleway => scaleway::respond(subject, request, context),
@@ -136,6 +140,9 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
         let problems = match (Dialect::from_name(dialect), block) {
             (Some(Dialect::Azure), _) => azure::check_overrides(block),
             (Some(Dialect::Ec2), _) => ec2::check_overrides(block),
+            (Some(Dialect::Alibaba), _) => alibaba::check_overrides(block),
+            (Some(Dialect::Tencent), _) => tencent::check_overrides(block),
+            (Some(Dialect::Exoscale), _) => exoscale::check_overrides(block),
             (Some(Dialect::Gce), _) => gce::check_overrides(block),
             (Some(Dialect::OpenStack), serde_json::Value::Object(block)) => openstack::check_overrides(block),
             _ => Vec::new(),

@@ -151,6 +151,26 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
             ..Smbios::default()
         },
         Dialect::NoCloud => Smbios { serial: Some(nocloud_seed(settings)), uuid, ..Smbios::default() },
+        // cloud-init's AliYun datasource and ds-identify check the product name; the serial is
+        // `meta-data/serial-number` (the instance UUID, rule R1).
+        Dialect::Alibaba => {
+            let serial = crate::ids::instance_uuid(instance).to_string();
+            Smbios {
+                manufacturer: Some("Alibaba Cloud".into()),
+                product: Some("Alibaba Cloud ECS".into()),
+                serial: Some(serial.clone()),
+                uuid: Some(serial),
+                ..Smbios::default()
+            }
+        }
+        // What Tencent's CVMs present (no cloud-init datasource checks it).
+        Dialect::Tencent => Smbios {
+            manufacturer: Some("Tencent Cloud".into()),
+            product: Some("CVM".into()),
+            serial: Some(crate::ids::instance_uuid(instance).to_string()),
+            uuid: Some(crate::ids::instance_uuid(instance).to_string()),
+            ..Smbios::default()
+        },
         // cloud-init's Akamai datasource compares the serial with `/v1/instance`'s `id`.
         Dialect::Linode => Smbios {
             manufacturer: Some(crate::linode::wire::MANUFACTURER.into()),

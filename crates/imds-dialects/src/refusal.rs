@@ -18,6 +18,7 @@
 //! | OpenStack | 404 Nova page | 403 WebOb page | 429 WebOb page |
 //! | DigitalOcean, Hetzner | 404 `404 page not found` | 403 `Forbidden` | 429 `Too Many Requests` |
 //! | NoCloud | 404 `404 Not Found` | 403 `403 Forbidden` | 429 `429 Too Many Requests` |
+//! | Alibaba, Tencent | 404 HTML page | 403 HTML page | 429 HTML page |
 //! | Vultr, UpCloud | as DigitalOcean | as DigitalOcean | as DigitalOcean |
 //! | Linode | 404 `{"errors":[{"reason":"Not found"}]}` | 403 `…"Forbidden"…` | 429 `…"Too Many Requests"…` |
 //! | Scaleway | 404 `Not Found` | 403 `Forbidden` | 429 `Too Many Requests` |
@@ -61,6 +62,7 @@ pub fn refuse(dialect: Dialect, request: &GuestRequest, refusal: Refusal) -> Gue
         Dialect::OpenStack => openstack(refusal),
         Dialect::DigitalOcean | Dialect::Hetzner | Dialect::Vultr | Dialect::UpCloud => go_text(refusal),
         Dialect::NoCloud => nocloud(refusal),
+        Dialect::Alibaba | Dialect::Tencent => html_page(refusal),
         Dialect::Linode => linode(refusal),
         Dialect::Scaleway => scaleway(refusal),
         Dialect::Exoscale => exoscale(request, refusal),
@@ -222,6 +224,21 @@ fn nocloud(refusal: Refusal) -> GuestResponse {
         Refusal::Throttled => "429 Too Many Requests\n",
     };
     text(status_of(refusal, StatusCode::NOT_FOUND), body)
+}
+
+/// Alibaba's and Tencent's HTML pages (403 for a switched-off endpoint, as Alibaba's
+/// `HttpEndpoint: disabled`).
+fn html_page(refusal: Refusal) -> GuestResponse {
+    let title = match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "404 Not Found",
+        Refusal::Disabled => "403 Forbidden",
+        Refusal::Throttled => "429 Too Many Requests",
+    };
+    GuestResponse::new(
+        status_of(refusal, StatusCode::NOT_FOUND),
+        crate::alibaba::wire::TEXT_HTML,
+        crate::alibaba::wire::error_page(title),
+    )
 }
 
 fn text(status: StatusCode, body: &'static str) -> GuestResponse {

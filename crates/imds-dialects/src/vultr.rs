@@ -28,7 +28,7 @@ use imds_model::{Instance, InterfaceRole};
 use serde_json::{json, Map, Value};
 
 use crate::derive::{self, Nic};
-use crate::text_tree::Node;
+use crate::text_tree::{Found, Node};
 use crate::{Context, GuestRequest, GuestResponse, Subject};
 
 pub(crate) mod wire;
@@ -51,8 +51,11 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context
         Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
         _ => return not_found(),
     };
-    match tree(instance).find(rest) {
-        Some(node) => GuestResponse::new(StatusCode::OK, wire::TEXT, node.body()),
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match tree(instance).find(&segments) {
+        Some(Found::Listing(listing)) => GuestResponse::new(StatusCode::OK, wire::TEXT, listing),
+        Some(Found::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
+        Some(Found::Computed(never)) => match *never {},
         None => not_found(),
     }
 }
@@ -151,8 +154,8 @@ fn interface((index, nic): (usize, &Nic)) -> Value {
     Value::Object(out)
 }
 
-/// The `/latest/` tree.
-fn tree(instance: &Instance) -> Node {
+/// The `/latest/` tree (no leaf is computed per request).
+fn tree(instance: &Instance) -> Node<std::convert::Infallible> {
     let hostname = derive::hostname(instance);
     let nics = derive::nics(instance);
     let mut meta = vec![
@@ -174,7 +177,8 @@ fn tree(instance: &Instance) -> Node {
     }
     let mut root = vec![("meta-data".to_owned(), Node::Dir(meta))];
     if let Some(data) = &instance.user_data {
-        root.push(("user-data".to_owned(), Node::Leaf(bytes::Bytes::copy_from_slice(data.as_bytes()))));
+        let bytes = bytes::Bytes::copy_from_slice(data.as_bytes());
+        root.push(("user-data".to_owned(), Node::Leaf(bytes, wire::OCTET_STREAM)));
     }
     Node::Dir(root)
 }

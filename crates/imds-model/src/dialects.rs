@@ -50,6 +50,10 @@ pub enum Dialect {
     NoCloud,
     /// Hetzner: `/hetzner/v1/…`.
     Hetzner,
+    /// Alibaba Cloud ECS: only on a listener bound to it (`100.100.100.200`).
+    Alibaba,
+    /// Tencent Cloud CVM: only on a listener bound to it (`169.254.0.23`).
+    Tencent,
     /// Linode (Akamai): `/v1`, `/v1/…` (`/v1/token`, `/v1/instance`, …).
     Linode,
     /// Vultr: `/v1.json`; also `/latest/…`, which EC2 claims first.
@@ -79,6 +83,8 @@ impl Dialect {
             Dialect::DigitalOcean => "digitalocean",
             Dialect::NoCloud => "nocloud",
             Dialect::Hetzner => "hetzner",
+            Dialect::Alibaba => "alibaba",
+            Dialect::Tencent => "tencent",
             Dialect::Linode => "linode",
             Dialect::Vultr => "vultr",
             Dialect::Scaleway => "scaleway",
@@ -88,7 +94,7 @@ impl Dialect {
     }
 
     /// Every dialect, in declaration order.
-    pub const ALL: [Dialect; 13] = [
+    pub const ALL: [Dialect; 15] = [
         Dialect::Ec2,
         Dialect::Mmds,
         Dialect::Gce,
@@ -97,6 +103,8 @@ impl Dialect {
         Dialect::DigitalOcean,
         Dialect::NoCloud,
         Dialect::Hetzner,
+        Dialect::Alibaba,
+        Dialect::Tencent,
         Dialect::Linode,
         Dialect::Vultr,
         Dialect::Scaleway,
@@ -115,7 +123,9 @@ impl Dialect {
     }
 
     /// The dialect a path belongs to when the instance enables every dialect: the first of
-    /// [`Dialect::claimants`] (docs/dialects.md, "Routing"). MMDS is not chosen by path.
+    /// [`Dialect::claimants`] (docs/dialects.md, "Routing"). MMDS is not chosen by path;
+    /// dialects served at an address of their own (Alibaba, Tencent, Scaleway) only on a
+    /// listener bound to them.
     pub fn for_path(path: &str, settings: &DialectSettings) -> Dialect {
         Dialect::claimants(path, settings)[0]
     }
@@ -221,7 +231,10 @@ mod tests {
             assert_eq!(Dialect::from_name(dialect.name()), Some(dialect));
         }
         assert_eq!(Dialect::from_name("oracle"), None);
-        assert_eq!(Dialect::names(), "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, linode, vultr, scaleway, upcloud, exoscale");
+        assert_eq!(
+            Dialect::names(),
+            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent, linode, vultr, scaleway, upcloud, exoscale"
+        );
     }
 
     #[test]
@@ -269,7 +282,7 @@ mod tests {
         assert_eq!(all.for_path("/v1/instance", &settings), Dialect::Linode);
         assert_eq!(all.for_path("/v1", &settings), Dialect::Linode);
         assert_eq!(all.for_path("/v1x", &settings), Dialect::Ec2);
-        assert!(Dialect::ALL.iter().all(|d| *d == Dialect::Scaleway
+        assert!(Dialect::ALL.iter().all(|d| [Dialect::Scaleway, Dialect::Alibaba, Dialect::Tencent].contains(d)
             || *d == Dialect::Mmds
             || [
                 "/",

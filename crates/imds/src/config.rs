@@ -392,7 +392,10 @@ impl Config {
             let addrs: Vec<SocketAddr> =
                 list.iter().filter_map(|text| parse_addr(&field, text, &mut problems)).collect();
             for addr in addrs {
-                if guest_listen.contains(&addr) || dialect_listen.iter().any(|(_, other)| *other == addr) {
+                // Port 0 asks the kernel for a free port: two such listeners never collide.
+                if addr.port() != 0
+                    && (guest_listen.contains(&addr) || dialect_listen.iter().any(|(_, other)| *other == addr))
+                {
                     problems.push(format!(
                         "{field}: {addr} is also another guest listener's; a dialect's listener needs its own address"
                     ));

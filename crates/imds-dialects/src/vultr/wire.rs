@@ -4,6 +4,8 @@
 pub(crate) const JSON: &str = "application/json";
 /// `Content-Type` of the `/latest/` tree and of errors.
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
+/// `Content-Type` of `/latest/user-data`.
+pub(crate) const OCTET_STREAM: &str = "application/octet-stream";
 /// The JSON document's path.
 pub(crate) const JSON_PATH: &str = "/v1.json";
 /// The EC2-shaped tree's root.
