@@ -58,6 +58,10 @@ pub struct Config {
     pub dialects: Settings,
     /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_bytes: usize,
+    /// Listeners bound to one dialect each (`[guest.dialect_listen]`): a request arriving on one
+    /// is answered by that dialect whatever its path (Alibaba's `100.100.100.200:80`). Callers
+    /// are identified as on [`Config::listen`].
+    pub dialect_listen: Vec<(imds_dialects::Dialect, SocketAddr)>,
     /// Addresses Azure's WireServer is emulated on (`168.63.129.16:80` on an Azure host, see
     /// [`wireserver`]); empty, the default, for none.
     pub azure_wireserver_listen: Vec<SocketAddr>,
@@ -82,6 +86,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             dialects: Settings::default(),
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
+            dialect_listen: Vec::new(),
             azure_wireserver_listen: Vec::new(),
             unknown_hold: hold::DEFAULT_HOLD,
             max_held: hold::DEFAULT_MAX_HELD,
@@ -168,6 +173,17 @@ pub fn routers(
     Routers { metadata, wireserver }
 }
 
+/// The dialect a listener is bound to, carried as a request extension by the listeners of
+/// [`Config::dialect_listen`] (see [`bound_to`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound(pub imds_dialects::Dialect);
+
+/// The guest router for a listener bound to `dialect`: every request it serves is that
+/// dialect's.
+pub fn bound_to(router: Router, dialect: imds_dialects::Dialect) -> Router {
+    router.layer(axum::Extension(Bound(dialect)))
+}
+
 /// What every guest request reads.
 #[derive(Debug)]
 struct Plane {
@@ -223,6 +239,11 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals) -> Result<Ad
         return Err(http::StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
     let is_head = request.method() == Method::HEAD;
+    let bound = request.extensions().get::<Bound>().map(|bound| bound.0);
+    let remote_port = match request.extensions().get::<Peer>() {
+        Some(Peer::Tcp { remote, .. }) => Some(remote.port()),
+        _ => None,
+    };
     let socket = request.extensions().get::<ConnSocket>().cloned();
     let (parts, body) = request.into_parts();
     // Only writes carry a body; a GET's is never read (and never waited for).
@@ -234,12 +255,14 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals) -> Result<Ad
             Err(_) => return Err(http::StatusCode::PAYLOAD_TOO_LARGE.into_response()),
         }
     };
-    let request = GuestRequest {
+    let mut request = GuestRequest {
         method: parts.method,
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
+        bound,
+        source_port: None,
     };
     let identify = |snapshot: Arc<Snapshot>| {
         let headers = &request.headers;
@@ -267,6 +290,10 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals) -> Result<Ad
             });
         }
     };
+    // A port is the guest's only on its own connection, never on a trusted proxy's.
+    if !plane.identify.proxies.contains(&remote) {
+        request.source_port = remote_port;
+    }
     if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
         tracing::debug!(%caller, id = %entry.instance.id, "throttled");
         let refusal = match refusals {

@@ -7,6 +7,8 @@
 mod admin;
 mod admin_edges;
 mod azure;
+mod bound;
+mod clouds;
 mod compat;
 mod creds;
 mod fidelity;

@@ -303,6 +303,9 @@ fn announce(config: &Config, running: &imds_server::server::Running) {
     for addr in &running.guest_addrs {
         announce!("  guest plane: http://{addr}");
     }
+    for (dialect, addr) in &running.dialect_addrs {
+        println!("  dialect {}: http://{addr}", dialect.name());
+    }
     if let Some(addr) = running.admin_addr {
         let auth = if config.server.admin.token.is_some() {
             "bearer token required"
