@@ -77,6 +77,21 @@ pub fn read_of(dialect: Dialect, request: &GuestRequest, settings: &Settings) ->
             (path.strip_prefix(prefix) == Some("/user-data")).then_some(Read::UserData)
         }
         Dialect::Hetzner => matches!(segments, ["hetzner", "v1", "userdata"]).then_some(Read::UserData),
+        // EC2-shaped trees: the role's credentials under `ram/` (Alibaba) or `cam/` (Tencent).
+        Dialect::Alibaba | Dialect::Tencent => match segments {
+            [_version, "api", "token"] if request.method == Method::PUT => Some(Read::Token),
+            [_version, "user-data"] => Some(Read::UserData),
+            [_version, "meta-data", "ram" | "cam", "security-credentials", _role] => Some(Read::Credentials),
+            _ => None,
+        },
+        Dialect::Linode => match segments {
+            ["v1", "token"] if request.method == Method::PUT => Some(Read::Token),
+            ["v1", "user-data"] => Some(Read::UserData),
+            _ => None,
+        },
+        Dialect::Vultr | Dialect::Exoscale => matches!(segments, [_version, "user-data"]).then_some(Read::UserData),
+        Dialect::Scaleway => matches!(segments, ["user_data", ..]).then_some(Read::UserData),
+        Dialect::UpCloud => None,
     }
 }
 
@@ -102,7 +117,7 @@ fn gce_read(segments: &[&str]) -> Option<Read> {
     }
 }
 
-/// For the dialects with session tokens (EC2, MMDS): whether `request` carries one in the
+/// For the dialects with session tokens (EC2, MMDS, Alibaba, Linode): whether `request` carries one in the
 /// dialect's header; `None` for the other dialects.
 pub fn carries_token(dialect: Dialect, request: &GuestRequest) -> Option<bool> {
     let headers = &request.headers;
@@ -111,6 +126,11 @@ pub fn carries_token(dialect: Dialect, request: &GuestRequest) -> Option<bool> {
         Dialect::Mmds => {
             Some(headers.contains_key(mmds::wire::TOKEN_HEADER) || headers.contains_key(mmds::wire::AWS_TOKEN_HEADER))
         }
+        Dialect::Alibaba => Some(headers.contains_key(crate::alibaba::wire::TOKEN_HEADER)),
+        Dialect::Linode => Some(
+            headers.contains_key(crate::linode::wire::TOKEN_HEADER)
+                || headers.contains_key(crate::linode::wire::LEGACY_TOKEN_HEADER),
+        ),
         _ => None,
     }
 }
@@ -172,6 +192,15 @@ mod tests {
             (NoCloud, Method::GET, "/nocloud/user-data", Some(Read::UserData)),
             (NoCloud, Method::GET, "/nocloud/meta-data", None),
             (Hetzner, Method::GET, "/hetzner/v1/userdata", Some(Read::UserData)),
+            (Alibaba, Method::PUT, "/latest/api/token", Some(Read::Token)),
+            (Alibaba, Method::GET, "/latest/meta-data/ram/security-credentials/app", Some(Read::Credentials)),
+            (Tencent, Method::GET, "/latest/meta-data/cam/security-credentials/app", Some(Read::Credentials)),
+            (Tencent, Method::GET, "/latest/user-data", Some(Read::UserData)),
+            (Linode, Method::PUT, "/v1/token", Some(Read::Token)),
+            (Linode, Method::GET, "/v1/user-data", Some(Read::UserData)),
+            (Vultr, Method::GET, "/latest/user-data", Some(Read::UserData)),
+            (Exoscale, Method::GET, "/1.0/user-data", Some(Read::UserData)),
+            (Scaleway, Method::GET, "/user_data/cloud-init", Some(Read::UserData)),
         ];
         for (dialect, method, target, expected) in cases {
             assert_eq!(read(dialect, method.clone(), target), expected, "{dialect:?} {method} {target}");

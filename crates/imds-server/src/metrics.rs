@@ -59,7 +59,7 @@ const DIALECTS: usize = Dialect::ALL.len();
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const READS: [Read; 5] = [Read::Credentials, Read::Token, Read::Signature, Read::UserData, Read::Mmds];
 /// The dialects with session tokens.
-const SESSION_DIALECTS: [Dialect; 2] = [Dialect::Ec2, Dialect::Mmds];
+const SESSION_DIALECTS: [Dialect; 4] = [Dialect::Ec2, Dialect::Mmds, Dialect::Alibaba, Dialect::Linode];
 
 fn counters<const N: usize>() -> [AtomicU64; N] {
     std::array::from_fn(|_| AtomicU64::new(0))

@@ -56,7 +56,8 @@ pub enum StartError {
 
 /// How to fix a bind failure an operator will meet first: the metadata address not on the host.
 fn bind_hint(what: &str, source: &std::io::Error) -> &'static str {
-    let metadata = what.starts_with("169.254.") || what.starts_with("[fd00:ec2::254]");
+    let metadata =
+        what.starts_with("169.254.") || what.starts_with("[fd00:ec2::") || what.starts_with("100.100.100.200:");
     match source.kind() {
         std::io::ErrorKind::AddrNotAvailable if metadata => {
             " (the address is not on this host: run `imds net up` with the same configuration, as root)"
@@ -71,6 +72,8 @@ fn bind_hint(what: &str, source: &std::io::Error) -> &'static str {
 pub struct Running {
     /// Bound guest addresses (the real ports when the config asked for port 0).
     pub guest_addrs: Vec<SocketAddr>,
+    /// Bound addresses of the listeners bound to a dialect (`guest.dialect_listen`).
+    pub dialect_addrs: Vec<(imds_dialects::Dialect, SocketAddr)>,
     /// Bound Azure WireServer addresses (`guest.azure_wireserver_listen`).
     pub wireserver_addrs: Vec<SocketAddr>,
     /// Bound admin TCP address.
@@ -110,6 +113,7 @@ impl Running {
 /// every one of them applies.
 struct GuestListeners {
     metadata: Vec<TcpListener>,
+    bound: Vec<(imds_dialects::Dialect, TcpListener)>,
     wireserver: Vec<TcpListener>,
     limits: Limits,
 }
@@ -145,18 +149,20 @@ async fn serve_guests(
         () = view.ready() => {}
     }
     let (metrics, limits) = (Arc::clone(&observe.metrics), listeners.limits);
-    let router = guest::router_observed(view.clone(), store, tokens, credentials, &config, observe);
+    let routers = guest::routers_observed(view.clone(), store, tokens, credentials, &config, observe);
     let mut serving = JoinSet::new();
     for listener in listeners.metadata {
         let limits = counted(&limits, &metrics, "guest", &listener);
-        serving.spawn(listener::serve_tcp(listener, router.clone(), limits, shutdown.clone()));
+        serving.spawn(listener::serve_tcp(listener, routers.metadata.clone(), limits, shutdown.clone()));
     }
-    if !listeners.wireserver.is_empty() {
-        let wire = guest::wireserver::router(view.clone(), &config);
-        for listener in listeners.wireserver {
-            let limits = counted(&limits, &metrics, "wireserver", &listener);
-            serving.spawn(listener::serve_tcp(listener, wire.clone(), limits, shutdown.clone()));
-        }
+    for (dialect, listener) in listeners.bound {
+        let router = guest::bound_to(routers.metadata.clone(), dialect);
+        let limits = counted(&limits, &metrics, "guest", &listener);
+        serving.spawn(listener::serve_tcp(listener, router, limits, shutdown.clone()));
+    }
+    for listener in listeners.wireserver {
+        let limits = counted(&limits, &metrics, "wireserver", &listener);
+        serving.spawn(listener::serve_tcp(listener, routers.wireserver.clone(), limits, shutdown.clone()));
     }
     while serving.join_next().await.is_some() {}
 }
@@ -221,6 +227,15 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     for addr in &config.guest.listen {
         guest_listeners.push(bind_tcp(*addr).await?);
     }
+    let mut bound_listeners = Vec::new();
+    let mut dialect_addrs = Vec::new();
+    for (dialect, addr) in &config.guest.dialect_listen {
+        let listener = bind_tcp(*addr).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { what: addr.to_string(), source })?;
+        tracing::info!(%addr, dialect = dialect.name(), "guest plane listening for one dialect");
+        bound_listeners.push((*dialect, listener));
+        dialect_addrs.push((*dialect, addr));
+    }
     let mut wireserver_listeners = Vec::new();
     let mut wireserver_addrs = Vec::new();
     for addr in &config.guest.azure_wireserver_listen {
@@ -283,6 +298,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         crate::creds::Credentials(Arc::clone(&manager)),
         GuestListeners {
             metadata: guest_listeners,
+            bound: bound_listeners,
             wireserver: wireserver_listeners,
             limits: config.connections.clone(),
         },
@@ -337,5 +353,16 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         admin_socket = Some(path.clone());
         tasks.spawn(listener::serve_unix(listener, path, admin_router, admin_limits, shutdown.clone()));
     }
-    Ok(Running { guest_addrs, wireserver_addrs, admin_addr, admin_socket, metrics_addr, audit, view, shutdown, tasks })
+    Ok(Running {
+        guest_addrs,
+        dialect_addrs,
+        wireserver_addrs,
+        admin_addr,
+        admin_socket,
+        metrics_addr,
+        audit,
+        view,
+        shutdown,
+        tasks,
+    })
 }

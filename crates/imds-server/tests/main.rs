@@ -8,6 +8,8 @@ mod admin;
 mod admin_edges;
 mod audit;
 mod azure;
+mod bound;
+mod clouds;
 mod compat;
 mod creds;
 mod fidelity;

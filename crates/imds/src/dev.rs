@@ -1,6 +1,8 @@
 //! `--dev`: a demo instance for the loopback addresses and the curl lines to try.
 
 use imds_model::{Instance, Limits};
+
+use crate::cli::out::announce;
 use imds_server::records;
 use imds_server::server::Running;
 use imds_store::{Expect, Put, Store, StoreError};
@@ -60,14 +62,14 @@ pub fn print_tour(running: &Running) {
     let Some(guest) = running.guest_addrs.iter().find(|a| a.is_ipv4()).or(running.guest_addrs.first()) else {
         return;
     };
-    println!();
-    println!("Try:");
-    println!("  curl http://{guest}/latest/meta-data/");
-    println!("  curl http://{guest}/latest/meta-data/instance-id");
-    println!("  curl http://{guest}/latest/user-data");
+    announce!();
+    announce!("Try:");
+    announce!("  curl http://{guest}/latest/meta-data/");
+    announce!("  curl http://{guest}/latest/meta-data/instance-id");
+    announce!("  curl http://{guest}/latest/user-data");
     if let Some(admin) = running.admin_addr {
-        println!("  curl http://{admin}/v1/instances/{DEMO_ID}");
-        println!("  curl -X PATCH -H 'Content-Type: application/merge-patch+json' -d '{{\"hostname\":\"renamed\"}}' http://{admin}/v1/instances/{DEMO_ID}");
-        println!("  IMDS_ADMIN=http://{admin} imds instance ls");
+        announce!("  curl http://{admin}/v1/instances/{DEMO_ID}");
+        announce!("  curl -X PATCH -H 'Content-Type: application/merge-patch+json' -d '{{\"hostname\":\"renamed\"}}' http://{admin}/v1/instances/{DEMO_ID}");
+        announce!("  IMDS_ADMIN=http://{admin} imds instance ls");
     }
 }

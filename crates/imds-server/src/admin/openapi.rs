@@ -349,7 +349,7 @@ impl utoipa::PartialSchema for InstanceSchema {
             .property("created_at", string("Creation time, RFC 3339 UTC"))
             .property("iam_role", string("Role whose credentials the guest receives"))
             .property("identity", object("Identity details, stored verbatim"))
-            .property("imds", object("Metadata-service settings: tokens optional|required, hop_limit 1-64, endpoint enabled|disabled, tags off|on"))
+            .property("imds", object("Metadata-service settings: tokens optional|required, hop_limit 1-64, endpoint enabled|disabled, tags off|on (unset: EC2 off, other dialects on)"))
             .property("platform", object("What the VMM presents so the image picks its dialect, stored verbatim"))
             .property("dialects", object("enabled: the dialects served; other members: per-dialect override blocks, stored verbatim"))
             .into()

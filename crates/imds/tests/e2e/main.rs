@@ -10,4 +10,5 @@ mod delete;
 mod durability;
 mod mmds;
 mod readiness;
+mod service;
 mod support;
