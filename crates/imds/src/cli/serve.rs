@@ -4,8 +4,9 @@
 //! view. `SIGHUP` re-reads the configuration and applies what changes without a restart: the
 //! log filter, the roles of `[roles.*]` (written to the store; roles no longer in the file are
 //! kept), and the host datapath's base rules and addresses (`imds net up` again, on a host where
-//! it was run and whose configuration names metadata addresses). Everything else takes effect at
-//! the next start; an invalid file is logged and changes nothing.
+//! it was run and whose configuration names metadata addresses); it also reopens the audit
+//! log's file. Everything else takes effect at the next start; an invalid file is logged and
+//! changes nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -231,7 +232,8 @@ async fn serve(config: Config, args: ServeArgs, set_log_filter: SetLogFilter) ->
         notify(&[sd_notify::NotifyState::Stopping]);
         shutdown.cancel();
     });
-    tokio::spawn(reload_on_hangup(config, args, store_for_reload, set_log_filter));
+    let audit = running.audit.clone();
+    tokio::spawn(reload_on_hangup(config, args, store_for_reload, set_log_filter, audit));
     running.wait().await;
     Ok(())
 }
@@ -244,7 +246,13 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// On every SIGHUP: re-read the configuration and apply what can change while running.
-async fn reload_on_hangup(mut current: Config, args: ServeArgs, store: Arc<dyn Store>, set_log_filter: SetLogFilter) {
+async fn reload_on_hangup(
+    mut current: Config,
+    args: ServeArgs,
+    store: Arc<dyn Store>,
+    set_log_filter: SetLogFilter,
+    audit: Option<imds_server::audit::Log>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot install the SIGHUP handler; configuration changes need a restart");
@@ -252,6 +260,10 @@ async fn reload_on_hangup(mut current: Config, args: ServeArgs, store: Arc<dyn S
     };
     while hangup.recv().await.is_some() {
         notify(&[sd_notify::NotifyState::Reloading]);
+        // logrotate's `postrotate` convention; a moved file is also noticed without it.
+        if let Some(audit) = &audit {
+            audit.reopen();
+        }
         match load(&args, &|key| std::env::var(key).ok()) {
             Err(problems) => {
                 tracing::error!(problems = %problems.join("; "), "SIGHUP: the configuration is invalid; nothing changed");
