@@ -9,6 +9,7 @@ mod admin_edges;
 mod azure;
 mod compat;
 mod creds;
+mod events;
 mod fidelity;
 mod gce;
 mod guest;
