@@ -76,6 +76,17 @@ where
     })
 }
 
+/// A fresh event id from the operating system's randomness.
+pub fn random_id() -> EventId {
+    let mut bytes = [0u8; 16];
+    // Without OS randomness, the clock's nanoseconds (ids then only need to differ).
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        bytes = nanos.to_le_bytes();
+    }
+    EventId::from_random(u128::from_le_bytes(bytes))
+}
+
 /// Starts instance `id`'s events `ids` now (a guest's approval): each one still scheduled gets
 /// `started_at`. Returns the revision written, if anything was.
 pub async fn start(

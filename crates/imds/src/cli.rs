@@ -1,10 +1,11 @@
-//! Subcommands: `serve` runs the daemon; `instance`, `mmds`, `role` and `signing` drive the admin
-//! API; `verify` checks signed identity documents and tokens.
+//! Subcommands: `serve` runs the daemon; `instance`, `event`, `mmds`, `role` and `signing` drive
+//! the admin API; `verify` checks signed identity documents and tokens.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod event;
 pub mod import;
 pub mod instance;
 pub mod mmds;
@@ -29,6 +30,9 @@ enum Command {
     /// Create, read, patch, delete and list instances through the admin API.
     #[command(subcommand)]
     Instance(instance::InstanceCommand),
+    /// Schedule, list and cancel runtime events (spot interruptions, maintenance, ...).
+    #[command(subcommand)]
+    Event(event::EventCommand),
     /// Put, patch, read and configure an instance's Firecracker MMDS document.
     #[command(subcommand)]
     Mmds(mmds::MmdsCommand),
@@ -50,6 +54,7 @@ pub async fn run(args: Args) -> ExitCode {
     match args.command {
         Command::Serve(serve) => serve::run(serve).await,
         Command::Instance(command) => instance::run(command).await,
+        Command::Event(command) => event::run(command).await,
         Command::Mmds(command) => mmds::run(command).await,
         Command::Role(command) => role::run(command).await,
         Command::Signing(command) => signing::run(command).await,

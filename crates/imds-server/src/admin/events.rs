@@ -303,7 +303,7 @@ async fn create(
 ) -> Result<Vec<(InstanceId, imds_model::Event)>, AdminError> {
     // Ids are drawn once, so that a retried attempt creates the same events.
     let events: Vec<(InstanceId, imds_model::Event)> =
-        ids.into_iter().map(|id| (id, spec.clone().into_event(random_event_id(), now))).collect();
+        ids.into_iter().map(|id| (id, spec.clone().into_event(crate::events::random_id(), now))).collect();
     let events = &events;
     let first = records::events(&events[0].0);
     let updated = update(&*state.store, &first, || async move {
@@ -358,17 +358,6 @@ async fn create(
         }
     }
     Ok(created.into_iter().map(|(id, _, event)| (id, event)).collect())
-}
-
-/// A fresh event id from the operating system's randomness.
-fn random_event_id() -> EventId {
-    let mut bytes = [0u8; 16];
-    // Without OS randomness, the clock's nanoseconds (ids then only need to differ).
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        bytes = nanos.to_le_bytes();
-    }
-    EventId::from_random(u128::from_le_bytes(bytes))
 }
 
 /// The instance that holds event `event_id`, and its current list (read from the store).
