@@ -469,3 +469,28 @@ async fn a_restarted_server_picks_up_the_schedule_from_the_store() {
     assert_eq!(ec2(&second, "127.0.30.30", "spot/termination-time").await.1, event["not_before"].as_str().unwrap());
     assert_eq!(admin_get(&second, &format!("/v1/events/{id}")).await["state"], "active");
 }
+
+#[tokio::test(start_paused = true)]
+async fn events_move_with_their_instance_to_another_node() {
+    let server = TestServer::start().await;
+    server.create(record("i-mv", "127.0.30.40")).await;
+    add(&server, "i-mv", json!({"kind": "spot-interruption", "in_seconds": 600})).await;
+    let key = imds_server::records::events(&"i-mv".try_into().unwrap());
+    assert_eq!(server.store.get(&key).await.unwrap().unwrap().node, None);
+    let patched = server
+        .admin()
+        .send(
+            Method::PATCH,
+            "/v1/instances/i-mv",
+            &[("content-type", "application/merge-patch+json")],
+            r#"{"node": "hv-2"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text());
+    let moved = server.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(moved.node.as_deref(), Some("hv-2"), "the event list follows its instance in the same commit");
+    let instance =
+        server.store.get(&imds_server::records::instance(&"i-mv".try_into().unwrap())).await.unwrap().unwrap();
+    assert_eq!(moved.rev, instance.rev);
+}
