@@ -453,7 +453,7 @@ impl EventSpec {
         }
         let mut error = |field: &str, message: String| errors.push(FieldError::new(field, message));
         let text = |field: &str, error: &mut dyn FnMut(&str, String)| match object.get(field) {
-            None | Some(Value::Null) => None,
+            None => None,
             Some(Value::String(text)) => Some(text.clone()),
             Some(_) => {
                 error(field, "must be a string".into());
@@ -461,8 +461,13 @@ impl EventSpec {
             }
         };
         let seconds = |field: &str, error: &mut dyn FnMut(&str, String)| match object.get(field) {
-            None | Some(Value::Null) => None,
-            Some(value) => match value.as_u64().filter(|n| *n <= MAX_AHEAD_SECS) {
+            None => None,
+            // JSON has one number type: 120.0 is the integer 120.
+            Some(value) => match value
+                .as_u64()
+                .or_else(|| value.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= 1e15).map(|f| f as u64))
+                .filter(|n| *n <= MAX_AHEAD_SECS)
+            {
                 Some(n) => Some(n),
                 None => {
                     error(field, format!("must be a whole number of seconds from 0 to {MAX_AHEAD_SECS}"));

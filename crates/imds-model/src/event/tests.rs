@@ -43,6 +43,8 @@ fn every_problem_is_reported_with_its_field() {
     );
     assert!(spec(json!({"kind": "rebalance-recommendation", "not_before": "2020-01-01T00:00:00Z"})).is_ok());
     assert!(spec(json!([])).is_err());
+    assert_eq!(fields(spec(json!({"kind": "spot-interruption", "action": null}))), ["action"]);
+    assert_eq!(spec(json!({"kind": "rebalance-recommendation", "in_seconds": 30.0})).unwrap().not_before, NOW + 30);
 }
 
 #[test]

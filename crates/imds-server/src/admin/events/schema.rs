@@ -28,36 +28,74 @@ fn seconds(description: &str, minimum: u64) -> ObjectBuilder {
         .description(Some(description))
 }
 
-/// The members every event request has; `selector` adds the selector's.
-fn request(selector: bool) -> ObjectBuilder {
+/// Which instances a `POST /v1/events` is for.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The path names the instance.
+    Path,
+    /// `selector`.
+    Selector,
+    /// `instances`.
+    Instances,
+}
+
+/// One kind's request: its own detail member (required for a lifecycle state), the timing
+/// members every kind has, and the target's member.
+fn request(kind: KindName, target: Target) -> ObjectBuilder {
     let mut object = ObjectBuilder::new()
         .schema_type(SchemaType::new(Type::Object))
         .additional_properties(Some(AdditionalProperties::FreeForm(false)))
-        .property("kind", one_of("What happens", KindName::ALL.iter().map(|k| k.as_str())))
-        .required("kind")
-        .property("action", one_of("spot-interruption: what it does (default terminate)", SpotAction::ALL.iter().map(|a| a.as_str())))
-        .property("code", one_of("scheduled-maintenance: EC2's code (default system-reboot)", MaintenanceCode::ALL.iter().map(|c| c.as_str())))
-        .property("lifecycle_state", one_of("target-lifecycle-state: the state (required)", LifecycleState::ALL.iter().map(|s| s.as_str())))
+        .property("kind", one_of("What happens", [kind.as_str()]))
+        .required("kind");
+    object = match kind {
+        KindName::SpotInterruption => object
+            .property("action", one_of("What it does (default terminate)", SpotAction::ALL.iter().map(|a| a.as_str()))),
+        KindName::ScheduledMaintenance => object.property(
+            "code",
+            one_of("EC2's code (default system-reboot)", MaintenanceCode::ALL.iter().map(|c| c.as_str())),
+        ),
+        KindName::TargetLifecycleState => object
+            .property("lifecycle_state", one_of("The state", LifecycleState::ALL.iter().map(|s| s.as_str())))
+            .required("lifecycle_state"),
+        KindName::RebalanceRecommendation => object,
+    };
+    object = object
         .property("in_seconds", seconds("Takes effect this many seconds from now (default: 120 for spot-interruption, else now)", 0))
         .property("not_before", time("Takes effect at this time, RFC 3339 (not with in_seconds; not past for spot-interruption and scheduled-maintenance)"))
         .property("notice_seconds", seconds("Guests see it this long before it takes effect (defaults: spot 120, maintenance at once, others at their time)", 0))
         .property("duration_seconds", seconds("It ends this long after it takes effect (default: never)", 1))
         .property("description", text("Shown to guests (EC2 and Azure Description)").max_length(Some(MAX_DESCRIPTION)));
-    if selector {
-        object = object
+    match target {
+        Target::Path => object,
+        Target::Selector => object
             .property(
                 "selector",
-                text("`tag:KEY=VALUE` or `node:NAME`: every instance that matches now (not with instances)"),
+                text("`tag:KEY=VALUE` or `node:NAME`: every instance that matches now")
+                    .pattern(Some("^(tag:[^=]+=.*|node:.+)$")),
             )
+            .required("selector"),
+        Target::Instances => object
             .property(
                 "instances",
                 ArrayBuilder::new()
                     .items(text("Instance id").pattern(Some("^(?!\\.)[A-Za-z0-9._:-]{1,128}$")))
                     .min_items(Some(1))
-                    .description(Some("These instances (not with selector)")),
-            );
+                    .unique_items(true)
+                    .description(Some("These instances")),
+            )
+            .required("instances"),
     }
-    object
+}
+
+/// Every kind's request for `target`, one of which a body must be.
+fn requests(targets: &[Target], description: &str) -> utoipa::openapi::schema::OneOfBuilder {
+    let mut one_of = utoipa::openapi::schema::OneOfBuilder::new().description(Some(description));
+    for target in targets {
+        for kind in KindName::ALL {
+            one_of = one_of.item(request(*kind, *target));
+        }
+    }
+    one_of
 }
 
 macro_rules! schema {
@@ -79,13 +117,13 @@ macro_rules! schema {
 schema!(
     /// The body of `POST /v1/instances/{id}/events`.
     EventRequest,
-    request(false)
+    requests(&[Target::Path], "An event of one kind, with that kind's members")
 );
 
 schema!(
     /// The body of `POST /v1/events`: an event request and whom it is for.
     SelectorRequest,
-    request(true)
+    requests(&[Target::Selector, Target::Instances], "An event of one kind, and a selector or a list of instances")
 );
 
 schema!(
