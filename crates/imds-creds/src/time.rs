@@ -35,4 +35,13 @@ impl Clock {
     pub fn now_millis(&self) -> u64 {
         u64::try_from(self.origin_unix.saturating_add(self.origin.elapsed()).as_millis()).unwrap_or(u64::MAX)
     }
+
+    /// The tokio instant at which [`Clock::now`] reaches `unix` (now, for a time past).
+    pub fn instant_at(&self, unix: u64) -> tokio::time::Instant {
+        let ahead = std::time::Duration::from_secs(unix).saturating_sub(self.origin_unix);
+        // Far-future times would overflow an Instant: a year is as good as forever to a sleeper
+        // that is woken by every change anyway.
+        let ahead = ahead.min(std::time::Duration::from_secs(366 * 24 * 3600) + self.origin.elapsed());
+        (self.origin + ahead).max(tokio::time::Instant::now())
+    }
 }

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use imds_model::{Dialect, StateWrite};
+use imds_model::{Dialect, EventId, StateWrite};
 
 /// What a dialect sees of a guest's HTTP request.
 #[derive(Debug, Clone)]
@@ -95,6 +95,9 @@ pub struct GuestResponse {
     pub hop_limit: Option<u8>,
     /// A write to apply before this response is sent.
     pub write: Option<Box<GuestWrite>>,
+    /// Events of the instance a guest starts now (Azure's scheduled-event approval): the
+    /// server records it in each event before this response is sent.
+    pub start_events: Vec<EventId>,
 }
 
 impl GuestResponse {
@@ -106,6 +109,7 @@ impl GuestResponse {
             body: body.into(),
             hop_limit: None,
             write: None,
+            start_events: Vec::new(),
         }
     }
 
@@ -118,6 +122,12 @@ impl GuestResponse {
     /// Attaches a guest write the server applies before sending this response.
     pub fn with_write(mut self, write: StateWrite, conflict: GuestResponse) -> Self {
         self.write = Some(Box::new(GuestWrite { write, conflict }));
+        self
+    }
+
+    /// Asks the server to start the instance's events `ids` before sending this response.
+    pub fn with_start_events(mut self, ids: Vec<EventId>) -> Self {
+        self.start_events = ids;
         self
     }
 

@@ -453,6 +453,24 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
         response =
             write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, node, *guest_write, response)
                 .await;
+    } else if !response.start_events.is_empty() {
+        let ids = std::mem::take(&mut response.start_events);
+        let now = plane.credentials.0.clock().now();
+        response = match crate::events::start(&plane.store, &id, node, &ids, now).await {
+            Ok(Some(rev)) => {
+                plane.view.wait_visible(rev, plane.write_visibility_timeout).await;
+                response
+            }
+            Ok(None) => response,
+            Err(error) => {
+                tracing::warn!(%id, %error, "cannot start the guest's events");
+                GuestResponse::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    "the metadata store is unavailable; try again\n",
+                )
+            }
+        };
     }
     // The response is written after this returns, so the socket's TTL applies to it.
     if let Some(socket) = socket {
@@ -506,6 +524,7 @@ fn subject<'a>(snapshot: &'a Snapshot, entry: &'a crate::view::Entry) -> Subject
         instance: &entry.instance,
         mmds: snapshot.mmds(id).map(|mmds| &**mmds),
         state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
+        events: snapshot.events(id).map(|events| &events.list),
         // Filled by the dialects on the first requests that need a rendering, and kept with this
         // version of the record: an instance keeps only what its guests asked for.
         cache: Some(&entry.cache),

@@ -280,6 +280,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let audit = crate::audit::Log::start(&config.audit, Arc::clone(&metrics), clock).map_err(StartError::Audit)?;
     tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
     tasks.spawn(crate::memory::trim(shutdown.clone()));
+    tasks.spawn(crate::events::run(Arc::clone(&store), view.clone(), clock, shutdown.clone()));
     tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
 
     let mut guest_addrs = Vec::new();

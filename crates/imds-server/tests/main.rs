@@ -12,6 +12,7 @@ mod bound;
 mod clouds;
 mod compat;
 mod creds;
+mod events;
 mod fidelity;
 mod gce;
 mod guest;

@@ -1,5 +1,5 @@
-//! Subcommands: `serve` runs the daemon; `instance`, `mmds`, `role` and `signing` drive the admin
-//! API; `verify` checks signed identity documents and tokens; `net` sets up the host datapath;
+//! Subcommands: `serve` runs the daemon; `instance`, `event`, `mmds`, `role` and `signing` drive
+//! the admin API; `verify` checks signed identity documents and tokens; `net` sets up the host datapath;
 //! `config check`, `completions` and `man` help operators.
 //!
 //! Shared by every admin-API subcommand: [`common`] (the global options, exit codes, requests,
@@ -13,6 +13,7 @@ pub mod out;
 
 pub mod common;
 pub mod config;
+pub mod event;
 pub mod import;
 pub mod instance;
 pub mod mmds;
@@ -50,6 +51,9 @@ enum Command {
     /// Create, read, patch, delete and list instances through the admin API.
     #[command(subcommand)]
     Instance(instance::InstanceCommand),
+    /// Schedule, list and cancel runtime events (spot interruptions, maintenance, ...).
+    #[command(subcommand)]
+    Event(event::EventCommand),
     /// Put, patch, read and configure an instance's Firecracker MMDS document.
     #[command(subcommand)]
     Mmds(mmds::MmdsCommand),
@@ -91,6 +95,7 @@ pub async fn run(args: Args) -> ExitCode {
     match args.command {
         Command::Serve(serve) => serve::run(serve).await,
         Command::Instance(command) => finish(instance::run(command, global).await),
+        Command::Event(command) => finish(event::run(command, global).await),
         Command::Mmds(command) => finish(mmds::run(command, global).await),
         Command::Role(command) => finish(role::run(command, global).await),
         Command::Signing(command) => finish(signing::run(command, global).await),

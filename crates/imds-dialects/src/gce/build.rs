@@ -57,8 +57,49 @@ fn is_decimal(s: &str) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// What the instance's events show at the moment of the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Live {
+    /// `instance/maintenance-event`.
+    pub(crate) maintenance_event: &'static str,
+    /// `instance/preempted`.
+    pub(crate) preempted: bool,
+}
+
+impl Live {
+    /// What `events` show at `now` (no events: `NONE`, `FALSE`).
+    ///
+    /// A maintenance event shows from its notice until it ends: `MIGRATE_ON_HOST_MAINTENANCE`
+    /// for `system-maintenance` (GCE live-migrates), `TERMINATE_ON_HOST_MAINTENANCE` for the
+    /// codes that stop or restart the instance. A spot interruption shows
+    /// `TERMINATE_ON_HOST_MAINTENANCE` from its notice and `preempted` `TRUE` from its time on.
+    pub(crate) fn at(events: Option<&imds_model::InstanceEvents>, now: u64) -> Self {
+        use imds_model::event::{EventKind, EventState, MaintenanceCode};
+        let mut live = Live { maintenance_event: wire::NO_MAINTENANCE, preempted: false };
+        let mut migrate = false;
+        let mut terminate = false;
+        for event in events.iter().flat_map(|events| events.events.iter()).filter(|event| event.live_at(now)) {
+            match event.kind {
+                EventKind::SpotInterruption { .. } => {
+                    terminate = true;
+                    live.preempted |= event.state_at(now) == EventState::Active;
+                }
+                EventKind::ScheduledMaintenance { code: MaintenanceCode::SystemMaintenance } => migrate = true,
+                EventKind::ScheduledMaintenance { .. } => terminate = true,
+                EventKind::RebalanceRecommendation | EventKind::TargetLifecycleState { .. } => {}
+            }
+        }
+        if terminate {
+            live.maintenance_event = wire::TERMINATE_ON_HOST_MAINTENANCE;
+        } else if migrate {
+            live.maintenance_event = wire::MIGRATE_ON_HOST_MAINTENANCE;
+        }
+        live
+    }
+}
+
 /// The `/computeMetadata/v1/` directory.
-pub(crate) fn root(instance: &Instance, state: &GuestState, overrides: &Overrides<'_>) -> Dir {
+pub(crate) fn root(instance: &Instance, state: &GuestState, overrides: &Overrides<'_>, live: Live) -> Dir {
     let names = Names::new(instance, overrides);
     let project_attributes = project_attributes(overrides);
     let instance_attributes = instance_attributes(instance, overrides);
@@ -73,7 +114,7 @@ pub(crate) fn root(instance: &Instance, state: &GuestState, overrides: &Override
     );
     let instance_dir = Entry::dir(
         "instance",
-        instance_entries(instance, state, overrides, &names, instance_attributes, guest_attributes_on),
+        instance_entries(instance, state, overrides, &names, instance_attributes, guest_attributes_on, live),
     );
     Dir::sorted(vec![instance_dir, project])
 }
@@ -94,6 +135,7 @@ fn instance_entries(
     names: &Names,
     attributes: Dir,
     guest_attributes_on: bool,
+    live: Live,
 ) -> Vec<Entry> {
     let project_number = names.project_number;
     let hostname =
@@ -116,13 +158,13 @@ fn instance_entries(
         Entry::text("hostname", hostname),
         Entry::new("id", Node::Leaf(Leaf::Number(names.id))),
         Entry::text("machine-type", format!("projects/{project_number}/machineTypes/{machine_type}")),
-        Entry::text("maintenance-event", wire::NO_MAINTENANCE),
+        Entry::text("maintenance-event", live.maintenance_event),
         Entry::text("name", names.name.clone()),
         Entry::new(
             "network-interfaces",
             Node::Dir(Dir::array(network_interfaces(instance, overrides, project_number))),
         ),
-        Entry::text("preempted", "FALSE"),
+        Entry::text("preempted", upper(live.preempted)),
         Entry::dir(
             "scheduling",
             vec![

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// 127.0.0.1 and ::1.
     #[arg(long)]
     pub dev: bool,
+    /// With --dev: schedule a spot interruption (terminate) of the demo instance this long
+    /// from start, e.g. 2m (its notice shows at once when that is two minutes or less).
+    #[arg(long, value_name = "DURATION", requires = "dev", value_parser = super::event::parse_duration)]
+    pub spot_in: Option<u64>,
     /// Guest plane address (repeatable), e.g. 169.254.169.254:80.
     #[arg(long, value_name = "ADDR")]
     pub guest_listen: Vec<String>,
@@ -200,6 +204,9 @@ async fn serve(config: Config, args: ServeArgs, set_log_filter: SetLogFilter) ->
     let store = open_store(&config.store).await?;
     if config.dev {
         dev::ensure_demo_instance(&*store).await.context("creating the demo instance")?;
+        if let Some(seconds) = args.spot_in {
+            dev::schedule_spot(&store, seconds).await.context("scheduling the demo spot interruption")?;
+        }
     }
     for (name, role) in &config.roles {
         imds_server::creds::put_configured(&store, name, role)
