@@ -323,7 +323,7 @@ fn announce(config: &Config, running: &imds_server::server::Running) {
         announce!("  guest plane: http://{addr}");
     }
     for (dialect, addr) in &running.dialect_addrs {
-        println!("  dialect {}: http://{addr}", dialect.name());
+        announce!("  dialect {}: http://{addr}", dialect.name());
     }
     if let Some(addr) = running.admin_addr {
         let auth = if config.server.admin.token.is_some() {
@@ -332,6 +332,9 @@ fn announce(config: &Config, running: &imds_server::server::Running) {
             "NO TOKEN: loopback development only"
         };
         announce!("  admin API:   http://{addr} ({auth})");
+    }
+    if let Some(addr) = running.metrics_addr {
+        announce!("  metrics:     http://{addr}/metrics (no token)");
     }
     if let Some(path) = &running.admin_socket {
         announce!("  admin API:   unix:{}", path.display());
