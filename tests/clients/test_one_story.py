@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,58 @@ def test_yaml_documents_carry_any_text_unchanged(tmp_path: Path) -> None:
         nc, _, _ = util.read_seeded(f"{imds.guest_url}/nocloud/", timeout=5, retries=0)
     assert hz["vendor_data"] == "\n".join(tricky)
     assert [nc[f"k{i}"] for i in range(len(tricky))] == tricky
+
+
+def test_every_dialect_serves_the_same_role(tmp_path: Path) -> None:
+    """Rule R3: one `iam_role`, the same keys through EC2, Alibaba, Tencent and the container
+    endpoints (read as botocore, Alibaba's and Tencent's providers parse them)."""
+    from botocore.credentials import ContainerProvider
+
+    bound = 'dialect_listen = { alibaba = ["127.0.0.1:0"], tencent = ["127.0.0.1:0"], container = ["127.0.0.1:0"] }\n'
+    with running_imds(tmp_path, guest_config=bound) as imds:
+        role = {"source": {"type": "static", "access_key_id": "ASIAONESTORY00001", "secret_access_key": "one-secret",
+                           "session_token": "one-session", "expiration": "2099-01-01T00:00:00Z"}}
+        admin_put(imds, "/v1/roles/story", role)
+        put_instance(imds, "one-role", {**RECORD, "iam_role": "story"})
+        token = admin_post(imds, "/v1/instances/one-role/container-tokens", {"workload": "app"})["token"]
+
+        def leaf(url: str) -> Any:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as response:
+                return json.load(response)
+
+        # The role's first fetch may still be under way (bounded wait).
+        for _ in range(100):
+            ec2_creds = leaf(f"{imds.guest_url}/latest/meta-data/iam/security-credentials/story")
+            if ec2_creds["Code"] == "Success":
+                break
+            time.sleep(0.05)
+        ali = leaf(f"{imds.dialect_urls['alibaba']}/latest/meta-data/ram/security-credentials/story")
+        tc = leaf(f"{imds.dialect_urls['tencent']}/latest/meta-data/cam/security-credentials/story")
+        environ = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{imds.dialect_urls['container']}/v1/credentials",
+                   "AWS_CONTAINER_AUTHORIZATION_TOKEN": token}
+        container = ContainerProvider(environ=environ).load().get_frozen_credentials()
+    keys = ("ASIAONESTORY00001", "one-secret", "one-session")
+    assert (ec2_creds["AccessKeyId"], ec2_creds["SecretAccessKey"], ec2_creds["Token"]) == keys
+    assert (ali["AccessKeyId"], ali["AccessKeySecret"], ali["SecurityToken"]) == keys
+    assert (tc["TmpSecretId"], tc["TmpSecretKey"], tc["Token"]) == keys
+    assert (container.access_key, container.secret_key, container.token) == keys
+    assert ec2_creds["Expiration"] == ali["Expiration"] == tc["Expiration"]
+
+
+def admin_put(imds: Any, path: str, body: Any) -> Any:
+    return _admin(imds, "PUT", path, body)
+
+
+def admin_post(imds: Any, path: str, body: Any) -> Any:
+    return _admin(imds, "POST", path, body)
+
+
+def _admin(imds: Any, method: str, path: str, body: Any) -> Any:
+    from conftest import ADMIN_TOKEN
+
+    request = urllib.request.Request(
+        f"{imds.admin_url}{path}", method=method, data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as response:
+        return json.load(response)

@@ -13,7 +13,7 @@
 //! [`route`] picks the dialect from the path ([`Dialect::for_path`]); a dialect the instance has
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
-//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`]. [`token`]: the session tokens every
+//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`], [`container`]. [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 //!
 //! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
@@ -33,6 +33,7 @@ pub use refusal::Refusal;
 pub mod alibaba;
 pub mod azure;
 mod cache;
+pub mod container;
 mod context;
 pub mod credentials;
 mod derive;
@@ -93,6 +94,7 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         Dialect::Hetzner => hetzner::respond(subject, request, context),
         Dialect::Alibaba => alibaba::respond(subject, request, context),
         Dialect::Tencent => tencent::respond(subject, request, context),
+        Dialect::Container => container::respond(subject, request, context),
     }
 }
 

@@ -100,7 +100,8 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
     let id = instance.id.as_str();
     let uuid = is_uuid(id).then(|| id.to_ascii_lowercase());
     let derived = match dialect {
-        Dialect::Mmds => return None,
+        // Containers have no SMBIOS of their own.
+        Dialect::Mmds | Dialect::Container => return None,
         Dialect::Ec2 => {
             // ds-identify knows EC2 by a product UUID and serial that both start with `ec2`;
             // the vendor alone is not enough. Any id gets one: the record's UUID, else the

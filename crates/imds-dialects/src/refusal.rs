@@ -19,6 +19,7 @@
 //! | DigitalOcean, Hetzner | 404 `404 page not found` | 403 `Forbidden` | 429 `Too Many Requests` |
 //! | NoCloud | 404 `404 Not Found` | 403 `403 Forbidden` | 429 `429 Too Many Requests` |
 //! | Alibaba, Tencent | 404 HTML page | 403 HTML page | 429 HTML page |
+//! | container credentials | 403 JSON `AccessDenied` | 403 JSON `AccessDenied` | 429 JSON `ThrottlingException` |
 //!
 //! A request on a listener bound to a dialect the instance has not enabled
 //! ([`Refusal::NotServed`]) gets that dialect's unknown-caller answer (EC2's: its not-found page).
@@ -58,6 +59,7 @@ pub fn refuse(dialect: Dialect, request: &GuestRequest, refusal: Refusal) -> Gue
         Dialect::DigitalOcean | Dialect::Hetzner => go_text(refusal),
         Dialect::NoCloud => nocloud(refusal),
         Dialect::Alibaba | Dialect::Tencent => html_page(refusal),
+        Dialect::Container => container(refusal),
     }
 }
 
@@ -182,6 +184,20 @@ fn html_page(refusal: Refusal) -> GuestResponse {
         crate::alibaba::wire::TEXT_HTML,
         crate::alibaba::wire::error_page(title),
     )
+}
+
+/// The container endpoints' JSON errors: an SDK's container provider fails and its chain
+/// reports it.
+fn container(refusal: Refusal) -> GuestResponse {
+    use crate::container::{error, not_found, wire};
+    match refusal {
+        Refusal::UnknownCaller(_) => {
+            error(StatusCode::FORBIDDEN, wire::ACCESS_DENIED, "no workload is registered for this caller")
+        }
+        Refusal::Disabled => error(StatusCode::FORBIDDEN, wire::ACCESS_DENIED, "the credentials endpoint is disabled"),
+        Refusal::Throttled => error(StatusCode::TOO_MANY_REQUESTS, "ThrottlingException", "too many requests"),
+        Refusal::NotServed => not_found(),
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> GuestResponse {

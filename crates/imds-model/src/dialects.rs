@@ -54,6 +54,9 @@ pub enum Dialect {
     Alibaba,
     /// Tencent Cloud CVM: only on a listener bound to it (`169.254.0.23`).
     Tencent,
+    /// AWS container credentials (ECS, EKS Pod Identity): only on a listener bound to it
+    /// (`169.254.170.2`, `169.254.170.23`, `[fd00:ec2::23]`).
+    Container,
 }
 
 /// Azure's top-level categories under `/metadata/`.
@@ -74,11 +77,12 @@ impl Dialect {
             Dialect::Hetzner => "hetzner",
             Dialect::Alibaba => "alibaba",
             Dialect::Tencent => "tencent",
+            Dialect::Container => "container",
         }
     }
 
     /// Every dialect, in declaration order.
-    pub const ALL: [Dialect; 10] = [
+    pub const ALL: [Dialect; 11] = [
         Dialect::Ec2,
         Dialect::Mmds,
         Dialect::Gce,
@@ -89,6 +93,7 @@ impl Dialect {
         Dialect::Hetzner,
         Dialect::Alibaba,
         Dialect::Tencent,
+        Dialect::Container,
     ];
 
     /// The dialect called `name` (as in `dialects.enabled`), if imds serves it.
@@ -102,8 +107,8 @@ impl Dialect {
     }
 
     /// The dialect a path belongs to (docs/dialects.md, "Routing"). MMDS is not chosen by path;
-    /// dialects served at an address of their own (Alibaba, Tencent) only on a listener bound
-    /// to them.
+    /// dialects served at an address of their own (Alibaba, Tencent, container credentials)
+    /// only on a listener bound to them.
     pub fn for_path(path: &str, settings: &DialectSettings) -> Dialect {
         let nocloud = settings.nocloud_prefix.trim_end_matches('/');
         if path.starts_with("/computeMetadata/") || path == "/computeMetadata" {
@@ -182,7 +187,7 @@ mod tests {
         assert_eq!(Dialect::from_name("oracle"), None);
         assert_eq!(
             Dialect::names(),
-            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent"
+            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent, container"
         );
     }
 

@@ -11,6 +11,8 @@
 //! - `GET|PUT|PATCH /v1/instances/{id}/mmds`, `PUT /v1/instances/{id}/mmds/config`: the
 //!   instance's Firecracker MMDS ([`mmds`]; errors in Firecracker's `fault_message` shape)
 //! - `GET /v1/instances/{id}/smbios?dialect=`: the SMBIOS values that make cloud-init pick a dialect
+//! - `POST|GET /v1/instances/{id}/container-tokens`, `DELETE …/container-tokens/{token}`: the
+//!   tokens of the instance's workloads for the container credential endpoints ([`container`])
 //! - `PUT|GET|DELETE /v1/roles/{name}`, `GET /v1/roles`: roles and their credential sources
 //!   ([`roles`]; secrets are write-only), `PUT /v1/roles/{name}/base-credentials`,
 //!   `POST /v1/roles/{name}/refresh`
@@ -44,6 +46,7 @@ use crate::view::View;
 pub mod auth;
 pub mod body;
 pub mod compat;
+pub mod container;
 pub mod error;
 pub mod import;
 pub mod instances;
@@ -125,6 +128,8 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/v1/instances/{id}/mmds", get(mmds::get).put(mmds::put).patch(mmds::patch))
         .route("/v1/instances/{id}/mmds/config", axum::routing::put(mmds::put_config))
         .route("/v1/instances/{id}/smbios", get(platform::smbios))
+        .route("/v1/instances/{id}/container-tokens", get(container::list).post(container::issue))
+        .route("/v1/instances/{id}/container-tokens/{token}", axum::routing::delete(container::revoke))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{name}", get(roles::get).put(roles::put).delete(roles::delete))
         .route("/v1/roles/{name}/base-credentials", axum::routing::put(roles::put_base))

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use imds_dialects::{Budget, Cache};
-use imds_model::{GuestState, Instance, InstanceId, MacAddr, Mmds};
+use imds_model::{ContainerTokens, GuestState, Instance, InstanceId, MacAddr, Mmds};
 use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
@@ -33,7 +33,7 @@ pub mod renderings;
 mod sharded;
 
 // The collection names, where callers of the view have always found them.
-pub use crate::records::{INSTANCES, MMDS, ROLES, SECRETS, SIGNING_KEYS, STATE};
+pub use crate::records::{CONTAINER_TOKENS, INSTANCES, MMDS, ROLES, SECRETS, SIGNING_KEYS, STATE};
 
 /// One served instance and the revision that last wrote it.
 #[derive(Debug)]
@@ -60,6 +60,7 @@ pub struct Snapshot {
     by_mac: ShardedMap<MacAddr, InstanceId>,
     mmds: ShardedMap<InstanceId, Arc<Mmds>>,
     state: ShardedMap<InstanceId, Arc<GuestState>>,
+    container_tokens: ShardedMap<InstanceId, Arc<ContainerTokens>>,
     /// Roles are few: a plain map, copied whole with each snapshot.
     roles: HashMap<String, (Arc<imds_creds::Role>, Revision)>,
     signer: Option<Arc<crate::sign::KeyringSigner>>,
@@ -83,6 +84,7 @@ impl Snapshot {
             by_mac: ShardedMap::default(),
             mmds: ShardedMap::default(),
             state: ShardedMap::default(),
+            container_tokens: ShardedMap::default(),
             roles: HashMap::new(),
             signer: None,
         }
@@ -143,6 +145,11 @@ impl Snapshot {
         self.state.get(id)
     }
 
+    /// The container credential tokens issued for instance `id`, if any.
+    pub fn container_tokens(&self, id: &InstanceId) -> Option<&Arc<ContainerTokens>> {
+        self.container_tokens.get(id)
+    }
+
     /// The configured roles: name → (role, revision that last wrote it).
     pub fn roles(&self) -> &HashMap<String, (Arc<imds_creds::Role>, Revision)> {
         &self.roles
@@ -165,7 +172,7 @@ impl Snapshot {
                 Change::Put(record) => &record.key,
                 Change::Delete { key, .. } => key,
             };
-            [INSTANCES, MMDS, STATE]
+            [INSTANCES, MMDS, STATE, CONTAINER_TOKENS]
                 .contains(&key.collection.as_str())
                 .then(|| InstanceId::try_from(key.id.as_str()).ok())
                 .flatten()
@@ -195,6 +202,9 @@ impl Snapshot {
                         STATE => {
                             next.state.remove(&id);
                         }
+                        CONTAINER_TOKENS => {
+                            next.container_tokens.remove(&id);
+                        }
                         _ => {}
                     }
                 }
@@ -221,6 +231,9 @@ impl Snapshot {
             }
             Value::State(id, state) => {
                 self.state.insert(id, Arc::new(state));
+            }
+            Value::ContainerTokens(id, tokens) => {
+                self.container_tokens.insert(id, Arc::new(tokens));
             }
             Value::Role(role) => {
                 self.roles.insert(record.key.id.clone(), (Arc::new(role), record.rev));

@@ -9,6 +9,7 @@ mod admin_edges;
 mod azure;
 mod bound;
 mod compat;
+mod container;
 mod creds;
 mod fidelity;
 mod gce;

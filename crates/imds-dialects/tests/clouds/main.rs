@@ -10,6 +10,7 @@
 mod fakes;
 
 mod alibaba;
+mod container;
 mod tencent;
 
 use std::path::PathBuf;

@@ -40,6 +40,9 @@ pub enum AdminError {
     /// No such role.
     #[error("role {0} does not exist")]
     RoleNotFound(String),
+    /// No such container token.
+    #[error("container token {0} does not exist")]
+    TokenNotFound(String),
     /// No such endpoint.
     #[error("no endpoint {0}")]
     NoRoute(String),
@@ -184,9 +187,10 @@ impl AdminError {
             AdminError::InvalidJson(_) | AdminError::DuplicateKey { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
             AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_instance"),
             AdminError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            AdminError::NotFound(_) | AdminError::RoleNotFound(_) | AdminError::NoRoute(_) => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
+            AdminError::NotFound(_)
+            | AdminError::RoleNotFound(_)
+            | AdminError::TokenNotFound(_)
+            | AdminError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AdminError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             AdminError::AddressConflict { .. } => (StatusCode::CONFLICT, "address_conflict"),
@@ -221,6 +225,7 @@ impl AdminError {
             }
             AdminError::NotFound(_) => detail.field = Some("id".into()),
             AdminError::RoleNotFound(_) => detail.field = Some("name".into()),
+            AdminError::TokenNotFound(_) => detail.field = Some("token".into()),
             AdminError::AddressConflict { kind, holder, .. } => {
                 detail.field = Some(kind.clone());
                 detail.conflicting_instance = Some(holder.clone());
