@@ -79,6 +79,7 @@ def ds_identify(root: Path, values: dict[str, str]) -> str:
         ("digitalocean", "DigitalOcean"),
         ("hetzner", "Hetzner"),
         ("alibaba", "AliYun"),
+        ("oracle", "Oracle"),
     ],
 )
 def test_the_hint_makes_ds_identify_pick_the_dialect(daemon: Imds, tmp_path: Path, dialect: str, datasource: str) -> None:

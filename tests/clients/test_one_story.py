@@ -1,5 +1,5 @@
 """One instance read through cloud-init's EC2, OpenStack, DigitalOcean, Hetzner, NoCloud and AliYun
-readers (Debian's package, unpacked and unmodified), Azure's instance document, GCE's instance
+readers and Oracle's `read_opc_metadata` (Debian's package, unpacked and unmodified), Azure's instance document, GCE's instance
 tree and Tencent's tree: every reader gets the same host name, keys, user-data bytes and primary
 address (where the dialect has them)."""
 
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from cloudinit import util
 from cloudinit.sources.DataSourceAliYun import DataSourceAliYun, parse_public_keys
+from cloudinit.sources import DataSourceOracle
 from cloudinit.sources.DataSourceOpenStack import read_metadata_service
 from cloudinit.sources.helpers import digitalocean, ec2, hetzner, openstack
 
@@ -48,6 +49,8 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
             return ec2.get_instance_metadata(metadata_address=url, timeout=reader.timeout, retries=0)
 
         monkeypatch.setattr(openstack.MetadataReader, "_read_ec2_metadata", ec2_here)
+        monkeypatch.setattr(DataSourceOracle, "METADATA_PATTERN", url + "/opc/v{version}/{path}/")
+        oci = DataSourceOracle.read_opc_metadata(fetch_vnics_data=True)
         os_results = read_metadata_service(url, timeout=5, retries=0)
         az = azure_instance(url)
         gce_hostname = gce(url, "hostname").decode()
@@ -72,22 +75,24 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
     os_md = os_results["metadata"]
     fqdn = "seed-test.example.internal"
     hostnames = (do["hostname"], hz["hostname"], nc["local-hostname"], aws["local-hostname"], os_md["hostname"],
-                 ali["hostname"])
-    assert hostnames == (fqdn,) * 6
+                 ali["hostname"], oci.instance_data["hostname"])
+    assert hostnames == (fqdn,) * 7
     assert gce_hostname == fqdn
     assert az["compute"]["osProfile"]["computerName"] == "seed-test"  # Azure names the short host name
     keys = [KEYS["alice"], KEYS["bob"]]
     assert do["public_keys"] == hz["public-keys"] == nc["public-keys"] == parse_public_keys(ali["public-keys"]) == keys
+    assert oci.instance_data["metadata"]["ssh_authorized_keys"].splitlines() == keys
     assert sorted(key for pair in aws["public-keys"].values() for key in pair) == sorted(keys)
     assert sorted(os_md["public_keys"].values()) == sorted(keys)
     assert sorted(k["keyData"] for k in az["compute"]["publicKeys"]) == sorted(keys)
     assert sorted(line.split(":", 1)[1] for line in gce_keys.splitlines()) == sorted(keys)  # `user:key` lines
     assert do["user_data"].encode() == hz_ud == nc_ud == aws_ud == os_results["userdata"] == ali_ud == tc_ud == USER_DATA
     assert base64.b64decode(az["compute"]["userData"]) == USER_DATA
+    assert base64.b64decode(oci.instance_data["metadata"]["user_data"]) == USER_DATA
     assert gce_user_data == USER_DATA
     address = "203.0.113.10"
     assert do["interfaces"]["public"][0]["ipv4"]["ip_address"] == hz["public-ipv4"] == aws["local-ipv4"] == address
-    assert ali["private-ipv4"] == tc["local-ipv4"] == address
+    assert ali["private-ipv4"] == tc["local-ipv4"] == oci.vnics_data[0]["privateIp"] == address
     assert az["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"] == address
     assert gce_ip == address
     # One instance UUID: OpenStack's uuid is Azure's vmId.

@@ -13,7 +13,7 @@
 //! [`route`] picks the dialect from the path ([`Dialect::for_path`]); a dialect the instance has
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
-//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`], [`container`]. [`token`]: the session tokens every
+//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`], [`container`], [`oracle`]. [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 //!
 //! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
@@ -46,6 +46,7 @@ pub mod ids;
 pub mod mmds;
 pub mod nocloud;
 pub mod openstack;
+pub mod oracle;
 pub mod platform;
 mod query;
 pub mod refusal;
@@ -95,6 +96,7 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         Dialect::Alibaba => alibaba::respond(subject, request, context),
         Dialect::Tencent => tencent::respond(subject, request, context),
         Dialect::Container => container::respond(subject, request, context),
+        Dialect::Oracle => oracle::respond(subject, request, context),
     }
 }
 
@@ -123,6 +125,7 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
             (Some(Dialect::Ec2), _) => ec2::check_overrides(block),
             (Some(Dialect::Alibaba), _) => alibaba::check_overrides(block),
             (Some(Dialect::Tencent), _) => tencent::check_overrides(block),
+            (Some(Dialect::Oracle), _) => oracle::check_overrides(block),
             (Some(Dialect::Gce), _) => gce::check_overrides(block),
             (Some(Dialect::OpenStack), serde_json::Value::Object(block)) => openstack::check_overrides(block),
             _ => Vec::new(),

@@ -164,6 +164,13 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
                 ..Smbios::default()
             }
         }
+        // cloud-init's Oracle datasource and ds-identify check the chassis asset tag; the system
+        // UUID has the instance's lifespan (its `check_instance_id`).
+        Dialect::Oracle => Smbios {
+            uuid: Some(crate::ids::instance_uuid(instance).to_string()),
+            asset_tag: Some(crate::oracle::wire::CHASSIS_ASSET_TAG.into()),
+            ..Smbios::default()
+        },
         // What Tencent's CVMs present (no cloud-init datasource checks it).
         Dialect::Tencent => Smbios {
             manufacturer: Some("Tencent Cloud".into()),

@@ -19,6 +19,7 @@
 //! | DigitalOcean, Hetzner | 404 `404 page not found` | 403 `Forbidden` | 429 `Too Many Requests` |
 //! | NoCloud | 404 `404 Not Found` | 403 `403 Forbidden` | 429 `429 Too Many Requests` |
 //! | Alibaba, Tencent | 404 HTML page | 403 HTML page | 429 HTML page |
+//! | Oracle | 404 JSON `NotFound` | 403 JSON `Forbidden` | 429 JSON `TooManyRequests` |
 //! | container credentials | 403 JSON `AccessDenied` | 403 JSON `AccessDenied` | 429 JSON `ThrottlingException` |
 //!
 //! A request on a listener bound to a dialect the instance has not enabled
@@ -60,6 +61,7 @@ pub fn refuse(dialect: Dialect, request: &GuestRequest, refusal: Refusal) -> Gue
         Dialect::NoCloud => nocloud(refusal),
         Dialect::Alibaba | Dialect::Tencent => html_page(refusal),
         Dialect::Container => container(refusal),
+        Dialect::Oracle => oracle(refusal),
     }
 }
 
@@ -197,6 +199,16 @@ fn container(refusal: Refusal) -> GuestResponse {
         Refusal::Disabled => error(StatusCode::FORBIDDEN, wire::ACCESS_DENIED, "the credentials endpoint is disabled"),
         Refusal::Throttled => error(StatusCode::TOO_MANY_REQUESTS, "ThrottlingException", "too many requests"),
         Refusal::NotServed => not_found(),
+    }
+}
+
+/// OCI's JSON errors.
+fn oracle(refusal: Refusal) -> GuestResponse {
+    use crate::oracle::{error, not_found};
+    match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => not_found(),
+        Refusal::Disabled => error(StatusCode::FORBIDDEN, "Forbidden", "the metadata endpoint is disabled"),
+        Refusal::Throttled => error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "too many requests"),
     }
 }
 

@@ -57,6 +57,8 @@ pub enum Dialect {
     /// AWS container credentials (ECS, EKS Pod Identity): only on a listener bound to it
     /// (`169.254.170.2`, `169.254.170.23`, `[fd00:ec2::23]`).
     Container,
+    /// Oracle Cloud Infrastructure: `/opc/v1/…`, `/opc/v2/…`.
+    Oracle,
 }
 
 /// Azure's top-level categories under `/metadata/`.
@@ -78,11 +80,12 @@ impl Dialect {
             Dialect::Alibaba => "alibaba",
             Dialect::Tencent => "tencent",
             Dialect::Container => "container",
+            Dialect::Oracle => "oracle",
         }
     }
 
     /// Every dialect, in declaration order.
-    pub const ALL: [Dialect; 11] = [
+    pub const ALL: [Dialect; 12] = [
         Dialect::Ec2,
         Dialect::Mmds,
         Dialect::Gce,
@@ -94,6 +97,7 @@ impl Dialect {
         Dialect::Alibaba,
         Dialect::Tencent,
         Dialect::Container,
+        Dialect::Oracle,
     ];
 
     /// The dialect called `name` (as in `dialects.enabled`), if imds serves it.
@@ -126,6 +130,8 @@ impl Dialect {
             Dialect::OpenStack
         } else if path == "/hetzner" || path.starts_with("/hetzner/") {
             Dialect::Hetzner
+        } else if path == "/opc" || path.starts_with("/opc/") {
+            Dialect::Oracle
         } else if !nocloud.is_empty() && (path == nocloud || path.starts_with(&settings.nocloud_prefix[..])) {
             Dialect::NoCloud
         } else {
@@ -184,10 +190,10 @@ mod tests {
         for dialect in Dialect::ALL {
             assert_eq!(Dialect::from_name(dialect.name()), Some(dialect));
         }
-        assert_eq!(Dialect::from_name("oracle"), None);
+        assert_eq!(Dialect::from_name("oci"), None);
         assert_eq!(
             Dialect::names(),
-            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent, container"
+            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent, container, oracle"
         );
     }
 

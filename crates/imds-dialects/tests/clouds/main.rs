@@ -11,6 +11,7 @@ mod fakes;
 
 mod alibaba;
 mod container;
+mod oracle;
 mod tencent;
 
 use std::path::PathBuf;
