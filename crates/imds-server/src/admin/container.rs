@@ -14,11 +14,12 @@
 //! see it.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use http::request::Parts;
 use http::StatusCode;
 use imds_model::{ContainerToken, ContainerTokens, FieldError, InstanceId, Invalid, RoleName};
 use imds_store::update::{Plan, Step};
@@ -167,10 +168,7 @@ pub async fn list(State(state): State<AdminState>, Param(id): Param) -> Result<J
     responses(
         (status = 204, description = "Revoked: the token gets no credentials from now on"),
         (status = 404, description = "No such instance or token", body = super::error::ErrorBody)))]
-pub async fn revoke(
-    State(state): State<AdminState>,
-    Path((id, token)): Path<(String, String)>,
-) -> Result<Response, AdminError> {
+pub async fn revoke(State(state): State<AdminState>, TokenPath(id, token): TokenPath) -> Result<Response, AdminError> {
     let id = parse_id(&id)?;
     update(&state, &id, |mut tokens| {
         let before = tokens.tokens.len();
@@ -183,6 +181,24 @@ pub async fn revoke(
     .await?;
     tracing::info!(action = "container_token_revoke", %id, %token, "container token revoked");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The `{id}` and `{token}` path parameters, the rejection a JSON [`AdminError`].
+#[derive(Debug)]
+pub struct TokenPath(String, String);
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenPath {
+    type Rejection = AdminError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path((id, token))) => Ok(TokenPath(id, token)),
+            Err(rejection) => Err(AdminError::BadRequest {
+                field: "token".to_owned(),
+                message: format!("path parameter is not valid: {}", rejection.body_text()),
+            }),
+        }
+    }
 }
 
 /// The instance's node and revision, or 404.
