@@ -138,14 +138,14 @@ def _wait_for_addresses(
 
 
 @contextlib.contextmanager
-def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> Iterator[Imds]:
+def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "", listen: str = "127.0.0.1:0") -> Iterator[Imds]:
     """Runs `imds serve` on loopback ports, with its store in `tmp`, and stops it (by its PID)
     on exit. `extra_config` is appended to the TOML configuration file, `guest_config` to its
-    `[guest]` table."""
+    `[guest]` table; the guest plane listens on `listen` (a loopback address)."""
     config = tmp / "imds.toml"
     config.write_text(
         "[guest]\n"
-        'listen = ["127.0.0.1:0"]\n' + guest_config + "[admin]\n"
+        f'listen = ["{listen}"]\n' + guest_config + "[admin]\n"
         'listen = "127.0.0.1:0"\n'
         'socket = ""\n'
         f'token = "{ADMIN_TOKEN}"\n'
@@ -180,6 +180,13 @@ def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> I
             proc.kill()
             proc.wait()
         stderr.close()
+
+
+def metadata_host() -> str:
+    """A loopback address of this test process's own (127.77.x.y), where a reader that insists
+    on port 80 and 8080 of one host (Exoscale, CloudStack) finds imds."""
+    pid = os.getpid()
+    return f"127.77.{(pid >> 8) % 250 + 1}.{pid % 250 + 1}"
 
 
 def derived_uuid(instance_id: str) -> str:

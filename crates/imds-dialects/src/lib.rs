@@ -13,7 +13,9 @@
 //! [`route`] picks the dialect from the path ([`Dialect::for_path`]); a dialect the instance has
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
-//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`], [`container`], [`oracle`]. [`token`]: the session tokens every
+//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`],
+//! [`linode`], [`vultr`], [`scaleway`], [`upcloud`], [`exoscale`], [`container`], [`oracle`].
+//! [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 //!
 //! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
@@ -40,9 +42,11 @@ mod derive;
 pub mod digitalocean;
 pub mod ec2;
 mod exchange;
+pub mod exoscale;
 pub mod gce;
 pub mod hetzner;
 pub mod ids;
+pub mod linode;
 pub mod mmds;
 pub mod nocloud;
 pub mod openstack;
@@ -50,10 +54,13 @@ pub mod oracle;
 pub mod platform;
 mod query;
 pub mod refusal;
+pub mod scaleway;
 pub mod tencent;
 mod text_tree;
 pub mod token;
-mod yaml;
+pub mod upcloud;
+pub mod vultr;
+pub mod yaml;
 
 /// Answers a request from a known instance with the dialect its path belongs to, or the
 /// dialect its listener is bound to ([`GuestRequest::bound`]).
@@ -95,6 +102,16 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         Dialect::Hetzner => hetzner::respond(subject, request, context),
         Dialect::Alibaba => alibaba::respond(subject, request, context),
         Dialect::Tencent => tencent::respond(subject, request, context),
+        Dialect::Linode => linode::respond(subject, request, context),
+        Dialect::Vultr => vultr::respond(subject, request, context),
+        Dialect::Scaleway => scaleway::respond(subject, request, context),
+        Dialect::UpCloud => upcloud::respond(subject, request, context),
+        // Exoscale's listener of its own is its password server (port 8080); its metadata
+        // tree is on the shared listener.
+        Dialect::Exoscale if request.bound == Some(Dialect::Exoscale) => {
+            exoscale::password_server(subject, request, context)
+        }
+        Dialect::Exoscale => exoscale::respond(subject, request, context),
         Dialect::Container => container::respond(subject, request, context),
         Dialect::Oracle => oracle::respond(subject, request, context),
     }
@@ -102,15 +119,20 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
 
 /// The dialect that answers `request`: the dialect of the listener it arrived on when that
 /// listener is bound to one ([`GuestRequest::bound`]), else MMDS for an instance whose MMDS is
-/// configured and enabled, else the dialect its path belongs to ([`Dialect::for_path`]).
-/// `subject` is `None` for a caller no instance is registered for.
+/// configured and enabled, else the dialect its path belongs to for this instance
+/// ([`Dialects::for_path`]: a path several dialects serve goes to the first the instance
+/// enables). `subject` is `None` for a caller no instance is registered for (the path's
+/// default dialect, [`Dialect::for_path`]).
+///
+/// [`Dialects::for_path`]: imds_model::Dialects::for_path
 pub fn dialect_of(subject: Option<&Subject<'_>>, request: &GuestRequest, settings: &Settings) -> Dialect {
     if let Some(bound) = request.bound {
         return bound;
     }
     match subject {
         Some(subject) if subject.mmds.is_some() && subject.instance.dialects.is_enabled(Dialect::Mmds) => Dialect::Mmds,
-        _ => Dialect::for_path(&request.path, settings),
+        Some(subject) => subject.instance.dialects.for_path(&request.path, settings),
+        None => Dialect::for_path(&request.path, settings),
     }
 }
 
@@ -125,6 +147,7 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
             (Some(Dialect::Ec2), _) => ec2::check_overrides(block),
             (Some(Dialect::Alibaba), _) => alibaba::check_overrides(block),
             (Some(Dialect::Tencent), _) => tencent::check_overrides(block),
+            (Some(Dialect::Exoscale), _) => exoscale::check_overrides(block),
             (Some(Dialect::Oracle), _) => oracle::check_overrides(block),
             (Some(Dialect::Gce), _) => gce::check_overrides(block),
             (Some(Dialect::OpenStack), serde_json::Value::Object(block)) => openstack::check_overrides(block),

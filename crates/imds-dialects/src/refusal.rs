@@ -19,6 +19,11 @@
 //! | DigitalOcean, Hetzner | 404 `404 page not found` | 403 `Forbidden` | 429 `Too Many Requests` |
 //! | NoCloud | 404 `404 Not Found` | 403 `403 Forbidden` | 429 `429 Too Many Requests` |
 //! | Alibaba, Tencent | 404 HTML page | 403 HTML page | 429 HTML page |
+//! | Vultr, UpCloud | as DigitalOcean | as DigitalOcean | as DigitalOcean |
+//! | Linode | 404 `{"errors":[{"reason":"Not found"}]}` | 403 `…"Forbidden"…` | 429 `…"Too Many Requests"…` |
+//! | Scaleway | 404 `Not Found` | 403 `Forbidden` | 429 `Too Many Requests` |
+//! | Exoscale | 404 Apache page | 403 Apache page | 429 Apache page |
+//! | Exoscale's password server | 200 `saved_password` (no password) | same | 429 text |
 //! | Oracle | 404 JSON `NotFound` | 403 JSON `Forbidden` | 429 JSON `TooManyRequests` |
 //! | container credentials | 403 JSON `AccessDenied` | 403 JSON `AccessDenied` | 429 JSON `ThrottlingException` |
 //!
@@ -57,11 +62,63 @@ pub fn refuse(dialect: Dialect, request: &GuestRequest, refusal: Refusal) -> Gue
         Dialect::Gce => gce(request, refusal),
         Dialect::Azure => azure(request, refusal),
         Dialect::OpenStack => openstack(refusal),
-        Dialect::DigitalOcean | Dialect::Hetzner => go_text(refusal),
+        Dialect::DigitalOcean | Dialect::Hetzner | Dialect::Vultr | Dialect::UpCloud => go_text(refusal),
         Dialect::NoCloud => nocloud(refusal),
         Dialect::Alibaba | Dialect::Tencent => html_page(refusal),
         Dialect::Container => container(refusal),
         Dialect::Oracle => oracle(refusal),
+        Dialect::Linode => linode(refusal),
+        Dialect::Scaleway => scaleway(refusal),
+        Dialect::Exoscale => exoscale(request, refusal),
+    }
+}
+
+/// Linode answers errors as JSON: `{"errors": [{"reason": …}]}`.
+fn linode(refusal: Refusal) -> GuestResponse {
+    let reason = match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "Not found",
+        Refusal::Disabled => "Forbidden",
+        Refusal::Throttled => "Too Many Requests",
+    };
+    GuestResponse::new(
+        status_of(refusal, StatusCode::NOT_FOUND),
+        "application/json",
+        crate::linode::wire::error(reason),
+    )
+}
+
+fn scaleway(refusal: Refusal) -> GuestResponse {
+    let body = match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "Not Found\n",
+        Refusal::Disabled => "Forbidden\n",
+        Refusal::Throttled => "Too Many Requests\n",
+    };
+    text(status_of(refusal, StatusCode::NOT_FOUND), body)
+}
+
+/// Exoscale's metadata is the virtual router's Apache (its error pages); its password server
+/// (the listener bound to it) tells a VM it has no password to fetch with `saved_password`,
+/// which cloud-init takes as "no password".
+fn exoscale(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
+    use crate::exoscale::wire;
+    if request.bound == Some(Dialect::Exoscale) {
+        return match refusal {
+            Refusal::Throttled => text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
+            _ => GuestResponse::new(StatusCode::OK, wire::TEXT, wire::SAVED_PASSWORD),
+        };
+    }
+    match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => crate::exoscale::not_found(&request.path),
+        Refusal::Disabled => GuestResponse::new(
+            StatusCode::FORBIDDEN,
+            wire::TEXT_HTML,
+            wire::error_page("403 Forbidden", "You don't have permission to access this resource."),
+        ),
+        Refusal::Throttled => GuestResponse::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            wire::TEXT_HTML,
+            wire::error_page("429 Too Many Requests", "The user has sent too many requests in a given amount of time."),
+        ),
     }
 }
 

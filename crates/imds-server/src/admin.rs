@@ -11,6 +11,8 @@
 //! - `GET|PUT|PATCH /v1/instances/{id}/mmds`, `PUT /v1/instances/{id}/mmds/config`: the
 //!   instance's Firecracker MMDS ([`mmds`]; errors in Firecracker's `fault_message` shape)
 //! - `GET /v1/instances/{id}/smbios?dialect=`: the SMBIOS values that make cloud-init pick a dialect
+//! - `POST|GET /v1/instances/{id}/events`, `POST /v1/events` (a selector), `GET /v1/events?state=`,
+//!   `GET|DELETE /v1/events/{event_id}`: runtime events ([`events`]; DELETE cancels)
 //! - `POST|GET /v1/instances/{id}/container-tokens`, `DELETE …/container-tokens/{token}`: the
 //!   tokens of the instance's workloads for the container credential endpoints ([`container`])
 //! - `PUT|GET|DELETE /v1/roles/{name}`, `GET /v1/roles`: roles and their credential sources
@@ -48,6 +50,7 @@ pub mod body;
 pub mod compat;
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod import;
 pub mod instances;
 pub mod mmds;
@@ -128,6 +131,9 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/v1/instances/{id}/mmds", get(mmds::get).put(mmds::put).patch(mmds::patch))
         .route("/v1/instances/{id}/mmds/config", axum::routing::put(mmds::put_config))
         .route("/v1/instances/{id}/smbios", get(platform::smbios))
+        .route("/v1/instances/{id}/events", get(events::list_instance).post(events::add))
+        .route("/v1/events", get(events::list).post(events::add_selected))
+        .route("/v1/events/{event_id}", get(events::get).delete(events::cancel))
         .route("/v1/instances/{id}/container-tokens", get(container::list).post(container::issue))
         .route("/v1/instances/{id}/container-tokens/{token}", axum::routing::delete(container::revoke))
         .route("/v1/roles", get(roles::list))

@@ -128,20 +128,17 @@ async fn serve_guests(
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
     }
-    let router = guest::router_with_credentials(view.clone(), store, tokens, credentials, &config);
+    let routers = guest::routers(view.clone(), store, tokens, credentials, &config);
     let mut serving = JoinSet::new();
     for listener in listeners.metadata {
-        serving.spawn(listener::serve_tcp(listener, router.clone(), limits.clone(), shutdown.clone()));
+        serving.spawn(listener::serve_tcp(listener, routers.metadata.clone(), limits.clone(), shutdown.clone()));
     }
     for (dialect, listener) in listeners.bound {
-        let router = guest::bound_to(router.clone(), dialect);
+        let router = guest::bound_to(routers.metadata.clone(), dialect);
         serving.spawn(listener::serve_tcp(listener, router, limits.clone(), shutdown.clone()));
     }
-    if !listeners.wireserver.is_empty() {
-        let wire = guest::wireserver::router(view.clone(), &config);
-        for listener in listeners.wireserver {
-            serving.spawn(listener::serve_tcp(listener, wire.clone(), limits.clone(), shutdown.clone()));
-        }
+    for listener in listeners.wireserver {
+        serving.spawn(listener::serve_tcp(listener, routers.wireserver.clone(), limits.clone(), shutdown.clone()));
     }
     while serving.join_next().await.is_some() {}
 }
@@ -252,6 +249,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let clock = imds_creds::Clock::system();
     tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
     tasks.spawn(crate::memory::trim(shutdown.clone()));
+    tasks.spawn(crate::events::run(Arc::clone(&store), view.clone(), clock, shutdown.clone()));
     tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
 
     let mut guest_addrs = Vec::new();

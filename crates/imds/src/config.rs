@@ -156,9 +156,33 @@ pub struct RawLog {
 }
 
 impl RawConfig {
-    /// Parses a TOML document.
-    pub fn parse_toml(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
+    /// Parses a TOML document, reporting every unknown key and mistyped value in `problems`
+    /// (each with its path, `guest.listen[0]`) and keeping the rest, so that the checks after it
+    /// report their problems too. A syntax error is one problem and gives the defaults.
+    pub fn parse_toml_reporting(text: &str, problems: &mut Vec<String>) -> Self {
+        let mut table: toml::Table = match text.parse() {
+            Ok(table) => table,
+            Err(error) => {
+                problems.push(error.to_string().trim_end().to_owned());
+                return Self::default();
+            }
+        };
+        // Each pass reports one problem and drops the key at fault; a document has few keys.
+        for _ in 0..256 {
+            match serde_path_to_error::deserialize::<_, Self>(toml::Value::Table(table.clone())) {
+                Ok(raw) => return raw,
+                Err(error) => {
+                    let path = error.path().to_string();
+                    // The message alone: toml appends "in `key`", which the path already says.
+                    let message = error.inner().to_string();
+                    problems.push(format!("{path}: {}", message.lines().next().unwrap_or_default()));
+                    if !remove_path(&mut table, error.path()) {
+                        return Self::default();
+                    }
+                }
+            }
+        }
+        Self::default()
     }
 
     /// Overlays `IMDS_*` variables found by `lookup`; malformed numbers are reported in `problems`.
@@ -791,6 +815,30 @@ fn parse_addr(field: &str, text: &str, problems: &mut Vec<String>) -> Option<Soc
             None
         }
     }
+}
+
+/// Removes the key `path` names (for an array element: the array) from `table`; false when the
+/// path names nothing that can be removed.
+fn remove_path(table: &mut toml::Table, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let keys: Vec<&str> = path
+        .iter()
+        .map_while(|segment| match segment {
+            Segment::Map { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut current = table;
+    for key in parents {
+        match current.get_mut(*key) {
+            Some(toml::Value::Table(child)) => current = child,
+            _ => return false,
+        }
+    }
+    current.remove(*last).is_some()
 }
 
 #[cfg(test)]

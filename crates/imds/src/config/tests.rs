@@ -332,6 +332,25 @@ fn the_azure_wireserver_needs_its_own_address_and_never_the_admin_port() {
 }
 
 #[test]
+fn unknown_keys_and_mistyped_values_are_each_reported_and_the_rest_is_kept() {
+    let mut problems = Vec::new();
+    let raw = RawConfig::parse_toml_reporting(
+        "[guest]\nlisten = [\"127.0.0.1:1338\"]\nlisen = 1\nmax_held = -3\n[nope]\nx = 1\n[log]\nlevel = \"debug\"\n",
+        &mut problems,
+    );
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems.iter().any(|p| p.starts_with("nope: unknown field `nope`")), "{problems:#?}");
+    assert!(problems.iter().any(|p| p.starts_with("guest.lisen: unknown field `lisen`")), "{problems:#?}");
+    assert!(problems.iter().any(|p| p.starts_with("guest.max_held: invalid value")), "{problems:#?}");
+    assert_eq!(raw.guest.listen, Some(vec!["127.0.0.1:1338".to_owned()]));
+    assert_eq!(raw.log.level.as_deref(), Some("debug"));
+
+    let mut problems = Vec::new();
+    assert_eq!(RawConfig::parse_toml_reporting("[guest\n", &mut problems), RawConfig::default());
+    assert_eq!(problems.len(), 1, "a syntax error is one problem: {problems:#?}");
+}
+
+#[test]
 fn dialect_listeners_come_from_file_or_env_and_go_on_the_host() {
     let config = load(&ServeArgs::default(), &env(&[])).unwrap();
     assert!(config.server.guest.dialect_listen.is_empty(), "none by default");
