@@ -33,6 +33,7 @@ pub const TARGETS: &[Target] = &[
     Target { name: "gce_query", run: gce_query },
     Target { name: "azure_query", run: azure_query },
     Target { name: "import_line", run: import_line },
+    Target { name: "bound_listener", run: bound_listener },
 ];
 
 /// The directory of a target's committed corpus.
@@ -236,6 +237,55 @@ pub fn azure_query(data: &[u8]) {
     let query = text(data);
     for path in ["/metadata/instance", "/metadata/instance/compute/tagsList", "/metadata/versions"] {
         dialect_request(format!("{path}?{query}"), ("metadata", "true"));
+    }
+}
+
+/// Any target on a listener bound to each dialect (`[guest.dialect_listen]`), with the headers
+/// the bound dialects read: never a panic, and a caller with no container token never gets the
+/// role's secret, nor does an unknown caller get anything of the instance.
+pub fn bound_listener(data: &[u8]) {
+    use imds_dialects::credentials::{CredentialState, IssuedCredentials, RoleCredentials};
+    #[derive(Debug)]
+    struct Role;
+    impl RoleCredentials for Role {
+        fn credentials(&self, _role: &str, now: u64) -> Option<CredentialState> {
+            Some(CredentialState::Ready(IssuedCredentials {
+                access_key_id: "ASIAFUZZ".into(),
+                secret_access_key: "FUZZ-SECRET".into(),
+                token: "FUZZ-TOKEN".into(),
+                expiration: now + 3600,
+                last_updated: now,
+            }))
+        }
+    }
+    let text = text(data);
+    let target = if text.starts_with('/') { text } else { format!("/{text}") };
+    let instance = Instance::parse(
+        &json!({"id": "i-fuzz", "ipv4": ["127.0.0.1"], "iam_role": "app", "user_data": "FUZZ-USER-DATA"}),
+        &Limits::default(),
+    )
+    .expect("fixture");
+    let key = TokenKey::from_bytes([7; 32]);
+    let mut context = Context::new(&key, 1_800_000_000);
+    context.credentials = &Role;
+    for dialect in imds_dialects::Dialect::ALL.into_iter().filter(|d| *d != imds_dialects::Dialect::Mmds) {
+        let Ok(request) = std::panic::catch_unwind(|| GuestRequest::new(http::Method::GET, &target)) else { return };
+        let mut request = request.on_listener_of(dialect);
+        for (name, value) in [("authorization", "Bearer Oracle"), ("x-aliyun-ecs-metadata-token", "forged")] {
+            request.headers.insert(name, http::HeaderValue::from_static(value));
+        }
+        let response = imds_dialects::route(&Subject::new(&instance), &request, &context);
+        assert!(response.status.as_u16() >= 200, "{target}: {}", response.status);
+        if dialect == imds_dialects::Dialect::Container {
+            assert!(
+                !String::from_utf8_lossy(&response.body).contains("FUZZ-SECRET"),
+                "{target}: a secret without a token"
+            );
+        }
+        let refused =
+            imds_dialects::unknown_caller("192.0.2.9".parse().expect("an address"), &request, &Default::default());
+        let body = String::from_utf8_lossy(&refused.body);
+        assert!(!body.contains("FUZZ") && !body.contains("i-fuzz"), "{target}: an unknown caller sees {body}");
     }
 }
 

@@ -69,3 +69,8 @@ fn azure_query() {
 fn import_line() {
     fuzz("import_line");
 }
+
+#[test]
+fn bound_listener() {
+    fuzz("bound_listener");
+}

@@ -83,6 +83,7 @@ def ds_identify(root: Path, values: dict[str, str], script: Path = DS_IDENTIFY) 
         ("scaleway", "Scaleway"),
         ("upcloud", "UpCloud"),
         ("exoscale", "Exoscale"),
+        ("oracle", "Oracle"),
     ],
 )
 def test_the_hint_makes_ds_identify_pick_the_dialect(daemon: Imds, tmp_path: Path, dialect: str, datasource: str) -> None:

@@ -1,7 +1,8 @@
 """One instance read through cloud-init's EC2, OpenStack, DigitalOcean, Hetzner, NoCloud, AliYun,
-Akamai (Linode), Vultr, Scaleway, UpCloud and Exoscale readers (Debian's packages, unpacked and
-unmodified), Azure's instance document, GCE's instance tree and Tencent's tree: every reader gets
-the same host name, keys, user-data bytes and primary address (where the dialect has them).
+Akamai (Linode), Vultr, Scaleway, UpCloud and Exoscale readers and Oracle's `read_opc_metadata`
+(Debian's packages, unpacked and unmodified), Azure's instance document, GCE's instance tree and
+Tencent's tree: every reader gets the same host name, keys, user-data bytes and primary address
+(where the dialect has them).
 
 UpCloud's `/metadata/v1.json` is DigitalOcean's path and Exoscale's tree EC2's: one instance
 answers each such path as one dialect (its `dialects.enabled` order picks which), so those two
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from cloudinit import helpers, util
 from cloudinit.sources import DataSourceExoscale, DataSourceScaleway
 from cloudinit.sources.DataSourceAliYun import DataSourceAliYun, parse_public_keys
+from cloudinit.sources import DataSourceOracle
 from cloudinit.sources.DataSourceOpenStack import read_metadata_service
 from cloudinit.sources.helpers import digitalocean, ec2, hetzner, openstack, upcloud, vultr
 
@@ -67,6 +70,8 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
             return ec2.get_instance_metadata(metadata_address=url, timeout=reader.timeout, retries=0)
 
         monkeypatch.setattr(openstack.MetadataReader, "_read_ec2_metadata", ec2_here)
+        monkeypatch.setattr(DataSourceOracle, "METADATA_PATTERN", url + "/opc/v{version}/{path}/")
+        oci = DataSourceOracle.read_opc_metadata(fetch_vnics_data=True)
         os_results = read_metadata_service(url, timeout=5, retries=0)
         az = azure_instance(url)
         gce_hostname = gce(url, "hostname").decode()
@@ -102,14 +107,15 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
     fqdn = "seed-test.example.internal"
     hostnames = (do["hostname"], hz["hostname"], nc["local-hostname"], aws["local-hostname"], os_md["hostname"],
                  ali["hostname"], linode["metadata"]["label"], vu["hostname"], scw_ds.get_hostname().hostname,
-                 uc["hostname"], exo["meta-data"]["local-hostname"])
-    assert hostnames == (fqdn,) * 11
+                 uc["hostname"], exo["meta-data"]["local-hostname"], oci.instance_data["hostname"])
+    assert hostnames == (fqdn,) * 12
     assert gce_hostname == fqdn
     assert az["compute"]["osProfile"]["computerName"] == "seed-test"  # Azure names the short host name
     keys = [KEYS["alice"], KEYS["bob"]]
     assert do["public_keys"] == hz["public-keys"] == nc["public-keys"] == parse_public_keys(ali["public-keys"]) == keys
     assert vu["public-keys"] == uc["public_keys"] == scw_ds.get_public_ssh_keys() == keys
     assert exo["meta-data"]["public-keys"] == keys  # the crawler splits the leaf's lines
+    assert oci.instance_data["metadata"]["ssh_authorized_keys"].splitlines() == keys
     assert sorted(key for pair in aws["public-keys"].values() for key in pair) == sorted(keys)
     assert sorted(os_md["public_keys"].values()) == sorted(keys)
     assert sorted(k["keyData"] for k in az["compute"]["publicKeys"]) == sorted(keys)
@@ -118,10 +124,11 @@ def test_every_dialect_tells_the_same_story(tmp_path: Path, monkeypatch: pytest.
     assert base64.b64decode(linode["userdata"]) == vu["user-data"].encode() == scw_ds.userdata_raw.encode() == USER_DATA
     assert uc["user_data"].encode() == exo["user-data"] == USER_DATA
     assert base64.b64decode(az["compute"]["userData"]) == USER_DATA
+    assert base64.b64decode(oci.instance_data["metadata"]["user_data"]) == USER_DATA
     assert gce_user_data == USER_DATA
     address = "203.0.113.10"
     assert do["interfaces"]["public"][0]["ipv4"]["ip_address"] == hz["public-ipv4"] == aws["local-ipv4"] == address
-    assert ali["private-ipv4"] == tc["local-ipv4"] == address
+    assert ali["private-ipv4"] == tc["local-ipv4"] == oci.vnics_data[0]["privateIp"] == address
     assert az["network"]["interface"][0]["ipv4"]["ipAddress"][0]["privateIpAddress"] == address
     assert gce_ip == address
     assert vu["interfaces"][0]["ipv4"]["address"] == exo["meta-data"]["public-ipv4"] == address
@@ -146,3 +153,58 @@ def test_yaml_documents_carry_any_text_unchanged(tmp_path: Path) -> None:
         nc, _, _ = util.read_seeded(f"{imds.guest_url}/nocloud/", timeout=5, retries=0)
     assert hz["vendor_data"] == "\n".join(tricky)
     assert [nc[f"k{i}"] for i in range(len(tricky))] == tricky
+
+
+def test_every_dialect_serves_the_same_role(tmp_path: Path) -> None:
+    """Rule R3: one `iam_role`, the same keys through EC2, Alibaba, Tencent and the container
+    endpoints (read as botocore, Alibaba's and Tencent's providers parse them)."""
+    from botocore.credentials import ContainerProvider
+
+    bound = 'dialect_listen = { alibaba = ["127.0.0.1:0"], tencent = ["127.0.0.1:0"], container = ["127.0.0.1:0"] }\n'
+    with running_imds(tmp_path, guest_config=bound) as imds:
+        role = {"source": {"type": "static", "access_key_id": "ASIAONESTORY00001", "secret_access_key": "one-secret",
+                           "session_token": "one-session", "expiration": "2099-01-01T00:00:00Z"}}
+        admin_put(imds, "/v1/roles/story", role)
+        put_instance(imds, "one-role", {**RECORD, "iam_role": "story"})
+        token = admin_post(imds, "/v1/instances/one-role/container-tokens", {"workload": "app"})["token"]
+
+        def leaf(url: str) -> Any:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as response:
+                return json.load(response)
+
+        # The role's first fetch may still be under way (bounded wait).
+        for _ in range(100):
+            ec2_creds = leaf(f"{imds.guest_url}/latest/meta-data/iam/security-credentials/story")
+            if ec2_creds["Code"] == "Success":
+                break
+            time.sleep(0.05)
+        ali = leaf(f"{imds.dialect_urls['alibaba']}/latest/meta-data/ram/security-credentials/story")
+        tc = leaf(f"{imds.dialect_urls['tencent']}/latest/meta-data/cam/security-credentials/story")
+        environ = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{imds.dialect_urls['container']}/v1/credentials",
+                   "AWS_CONTAINER_AUTHORIZATION_TOKEN": token}
+        container = ContainerProvider(environ=environ).load().get_frozen_credentials()
+    keys = ("ASIAONESTORY00001", "one-secret", "one-session")
+    assert (ec2_creds["AccessKeyId"], ec2_creds["SecretAccessKey"], ec2_creds["Token"]) == keys
+    assert (ali["AccessKeyId"], ali["AccessKeySecret"], ali["SecurityToken"]) == keys
+    assert (tc["TmpSecretId"], tc["TmpSecretKey"], tc["Token"]) == keys
+    assert (container.access_key, container.secret_key, container.token) == keys
+    assert ec2_creds["Expiration"] == ali["Expiration"] == tc["Expiration"]
+
+
+def admin_put(imds: Any, path: str, body: Any) -> Any:
+    return _admin(imds, "PUT", path, body)
+
+
+def admin_post(imds: Any, path: str, body: Any) -> Any:
+    return _admin(imds, "POST", path, body)
+
+
+def _admin(imds: Any, method: str, path: str, body: Any) -> Any:
+    from conftest import ADMIN_TOKEN
+
+    request = urllib.request.Request(
+        f"{imds.admin_url}{path}", method=method, data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as response:
+        return json.load(response)

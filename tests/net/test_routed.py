@@ -308,3 +308,48 @@ def test_sighup_reloads_the_net_rules_and_log_level_and_guests_stay_answered(lab
     for name, vm in vms.items():
         for answer in dialects(lab, vm):
             assert f"host-{name}" in answer
+
+
+BOUND = """
+[guest.dialect_listen]
+alibaba = ["100.100.100.200:80"]
+container = ["169.254.170.2:80"]
+"""
+
+
+def test_a_dialects_own_address_goes_on_the_host_and_answers_each_vm_as_itself(lab):
+    vms = {name: lab.routed_vm(f"vm{name}", f"tap-{name}", ip, mac, ip6) for name, (ip, mac, ip6) in VMS.items()}
+    cfg = str(lab.config(open(config(lab)).read() + BOUND))
+    before = snapshot_host(lab)
+    lab.imds("net", "up", "--config", cfg)
+    ruleset, addresses = snapshot_host(lab)
+    assert "100.100.100.200/32" in addresses and "169.254.170.2/32" in addresses, addresses
+    assert "100.100.100.200" in ruleset, ruleset
+    daemon = lab.serve(lab.config(open(cfg).read()))
+    for name, (ip, mac, ip6) in VMS.items():
+        daemon.put(record(name, ip, mac, ip6) | {"region": f"region-{name}"})
+    wait_until(lambda: "identity rules applied" in daemon.log(), "the identity rules")
+    for name, vm in vms.items():
+        status, body = wait_until(
+            lambda: (r := curl(lab, vm, "http://100.100.100.200/latest/meta-data/region-id", timeout=10))[0] == 200 and r,
+            f"vm-{name}'s Alibaba answer")
+        assert body == f"region-{name}", body
+        # The container endpoint knows the VM and finds no token of its own.
+        status, body = curl(lab, vm, "http://169.254.170.2/v2/credentials/none", timeout=10)
+        assert status == 400 and "InvalidIdInRequest" in body, (status, body)
+    # On 169.254.169.254 the same path is EC2's: no region-id there.
+    status, _ = curl(lab, vms["a"], f"{MD}/latest/meta-data/region-id", timeout=10)
+    assert status == 404
+    # A VM forging its neighbour's address gets nothing from the dialect's address either.
+    ip_a, mac_a, _ = VMS["a"]
+    lab.ns(vms["c"], "ip", "addr", "flush", "dev", "eth0")
+    lab.ns(vms["c"], "ip", "link", "set", "eth0", "address", mac_a)
+    lab.ns(vms["c"], "ip", "addr", "add", f"{ip_a}/24", "dev", "eth0")
+    lab.ns(vms["c"], "ip", "route", "add", "192.0.2.1/32", "dev", "eth0")
+    lab.ns(vms["c"], "ip", "route", "add", "default", "via", "192.0.2.1", "dev", "eth0")
+    status, body = curl(lab, vms["c"], "http://100.100.100.200/latest/meta-data/region-id")
+    assert status == 0 and "region-a" not in body, (status, body)
+    daemon.process.terminate()
+    daemon.process.wait(timeout=10)
+    lab.imds("net", "down", "--config", cfg)
+    assert snapshot_host(lab) == before

@@ -3,7 +3,7 @@
 //! the clock's reading, settings, role credentials and signing key). Borrowed values only: a
 //! dialect never fetches any of them.
 
-use imds_model::{GuestState, Instance, InstanceEvents, Mmds};
+use imds_model::{ContainerTokens, GuestState, Instance, InstanceEvents, Mmds};
 
 use crate::{credentials, token, Cache, Settings};
 
@@ -50,6 +50,8 @@ pub struct Subject<'a> {
     pub state: &'a GuestState,
     /// The instance's runtime events, if it has any (rendered with [`Context::now`]).
     pub events: Option<&'a InstanceEvents>,
+    /// The container credential tokens the operator issued for the instance, if any.
+    pub container_tokens: Option<&'a ContainerTokens>,
     /// What dialects keep of this version of the record between requests, held by whoever
     /// keeps the record (`None`: everything is rendered for each request).
     pub cache: Option<&'a Cache>,
@@ -71,6 +73,13 @@ impl<'a> Subject<'a> {
     /// An instance with no MMDS and no guest state.
     pub fn new(instance: &'a Instance) -> Self {
         static EMPTY: std::sync::OnceLock<GuestState> = std::sync::OnceLock::new();
-        Self { instance, mmds: None, state: EMPTY.get_or_init(GuestState::default), events: None, cache: None }
+        Self {
+            instance,
+            mmds: None,
+            state: EMPTY.get_or_init(GuestState::default),
+            events: None,
+            container_tokens: None,
+            cache: None,
+        }
     }
 }

@@ -14,7 +14,8 @@
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
 //! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`],
-//! [`linode`], [`vultr`], [`scaleway`], [`upcloud`], [`exoscale`]. [`token`]: the session tokens every
+//! [`linode`], [`vultr`], [`scaleway`], [`upcloud`], [`exoscale`], [`container`], [`oracle`].
+//! [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 //!
 //! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
@@ -34,6 +35,7 @@ pub use refusal::Refusal;
 pub mod alibaba;
 pub mod azure;
 mod cache;
+pub mod container;
 mod context;
 pub mod credentials;
 mod derive;
@@ -48,6 +50,7 @@ pub mod linode;
 pub mod mmds;
 pub mod nocloud;
 pub mod openstack;
+pub mod oracle;
 pub mod platform;
 mod query;
 pub mod refusal;
@@ -110,6 +113,8 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
             exoscale::password_server(subject, request, context)
         }
         Dialect::Exoscale => exoscale::respond(subject, request, context),
+        Dialect::Container => container::respond(subject, request, context),
+        Dialect::Oracle => oracle::respond(subject, request, context),
     }
 }
 
@@ -144,6 +149,7 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
             (Some(Dialect::Alibaba), _) => alibaba::check_overrides(block),
             (Some(Dialect::Tencent), _) => tencent::check_overrides(block),
             (Some(Dialect::Exoscale), _) => exoscale::check_overrides(block),
+            (Some(Dialect::Oracle), _) => oracle::check_overrides(block),
             (Some(Dialect::Gce), _) => gce::check_overrides(block),
             (Some(Dialect::OpenStack), serde_json::Value::Object(block)) => openstack::check_overrides(block),
             _ => Vec::new(),

@@ -100,7 +100,8 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
     let id = instance.id.as_str();
     let uuid = is_uuid(id).then(|| id.to_ascii_lowercase());
     let derived = match dialect {
-        Dialect::Mmds => return None,
+        // Containers have no SMBIOS of their own.
+        Dialect::Mmds | Dialect::Container => return None,
         Dialect::Ec2 => {
             // ds-identify knows EC2 by a product UUID and serial that both start with `ec2`;
             // the vendor alone is not enough. Any id gets one: the record's UUID, else the
@@ -163,6 +164,13 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
                 ..Smbios::default()
             }
         }
+        // cloud-init's Oracle datasource and ds-identify check the chassis asset tag; the system
+        // UUID has the instance's lifespan (its `check_instance_id`).
+        Dialect::Oracle => Smbios {
+            uuid: Some(crate::ids::instance_uuid(instance).to_string()),
+            asset_tag: Some(crate::oracle::wire::CHASSIS_ASSET_TAG.into()),
+            ..Smbios::default()
+        },
         // What Tencent's CVMs present (no cloud-init datasource checks it).
         Dialect::Tencent => Smbios {
             manufacturer: Some("Tencent Cloud".into()),

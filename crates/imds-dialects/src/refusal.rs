@@ -24,6 +24,8 @@
 //! | Scaleway | 404 `Not Found` | 403 `Forbidden` | 429 `Too Many Requests` |
 //! | Exoscale | 404 Apache page | 403 Apache page | 429 Apache page |
 //! | Exoscale's password server | 200 `saved_password` (no password) | same | 429 text |
+//! | Oracle | 404 JSON `NotFound` | 403 JSON `Forbidden` | 429 JSON `TooManyRequests` |
+//! | container credentials | 403 JSON `AccessDenied` | 403 JSON `AccessDenied` | 429 JSON `ThrottlingException` |
 //!
 //! A request on a listener bound to a dialect the instance has not enabled
 //! ([`Refusal::NotServed`]) gets that dialect's unknown-caller answer (EC2's: its not-found page).
@@ -63,6 +65,8 @@ pub fn refuse(dialect: Dialect, request: &GuestRequest, refusal: Refusal) -> Gue
         Dialect::DigitalOcean | Dialect::Hetzner | Dialect::Vultr | Dialect::UpCloud => go_text(refusal),
         Dialect::NoCloud => nocloud(refusal),
         Dialect::Alibaba | Dialect::Tencent => html_page(refusal),
+        Dialect::Container => container(refusal),
+        Dialect::Oracle => oracle(refusal),
         Dialect::Linode => linode(refusal),
         Dialect::Scaleway => scaleway(refusal),
         Dialect::Exoscale => exoscale(request, refusal),
@@ -239,6 +243,30 @@ fn html_page(refusal: Refusal) -> GuestResponse {
         crate::alibaba::wire::TEXT_HTML,
         crate::alibaba::wire::error_page(title),
     )
+}
+
+/// The container endpoints' JSON errors: an SDK's container provider fails and its chain
+/// reports it.
+fn container(refusal: Refusal) -> GuestResponse {
+    use crate::container::{error, not_found, wire};
+    match refusal {
+        Refusal::UnknownCaller(_) => {
+            error(StatusCode::FORBIDDEN, wire::ACCESS_DENIED, "no workload is registered for this caller")
+        }
+        Refusal::Disabled => error(StatusCode::FORBIDDEN, wire::ACCESS_DENIED, "the credentials endpoint is disabled"),
+        Refusal::Throttled => error(StatusCode::TOO_MANY_REQUESTS, "ThrottlingException", "too many requests"),
+        Refusal::NotServed => not_found(),
+    }
+}
+
+/// OCI's JSON errors.
+fn oracle(refusal: Refusal) -> GuestResponse {
+    use crate::oracle::{error, not_found};
+    match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => not_found(),
+        Refusal::Disabled => error(StatusCode::FORBIDDEN, "Forbidden", "the metadata endpoint is disabled"),
+        Refusal::Throttled => error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "too many requests"),
+    }
 }
 
 fn text(status: StatusCode, body: &'static str) -> GuestResponse {

@@ -92,6 +92,11 @@ pub fn read_of(dialect: Dialect, request: &GuestRequest, settings: &Settings) ->
         Dialect::Vultr | Dialect::Exoscale => matches!(segments, [_version, "user-data"]).then_some(Read::UserData),
         Dialect::Scaleway => matches!(segments, ["user_data", ..]).then_some(Read::UserData),
         Dialect::UpCloud => None,
+        // Every request of the container endpoints asks for credentials.
+        Dialect::Container => Some(Read::Credentials),
+        Dialect::Oracle => {
+            matches!(segments, ["opc", _version, "instance", "metadata", "user_data"]).then_some(Read::UserData)
+        }
     }
 }
 
@@ -201,6 +206,10 @@ mod tests {
             (Vultr, Method::GET, "/latest/user-data", Some(Read::UserData)),
             (Exoscale, Method::GET, "/1.0/user-data", Some(Read::UserData)),
             (Scaleway, Method::GET, "/user_data/cloud-init", Some(Read::UserData)),
+            (Container, Method::GET, "/v1/credentials", Some(Read::Credentials)),
+            (Container, Method::GET, "/v2/credentials/abc", Some(Read::Credentials)),
+            (Oracle, Method::GET, "/opc/v2/instance/metadata/user_data", Some(Read::UserData)),
+            (Oracle, Method::GET, "/opc/v2/instance/hostname", None),
         ];
         for (dialect, method, target, expected) in cases {
             assert_eq!(read(dialect, method.clone(), target), expected, "{dialect:?} {method} {target}");

@@ -33,6 +33,9 @@ fn paths_pick_their_dialect() {
         ("/openstack/latest/meta_data.json", Dialect::OpenStack),
         ("/openstackish", Dialect::Ec2),
         ("/hetzner/v1/metadata", Dialect::Hetzner),
+        ("/opc/v2/instance/", Dialect::Oracle),
+        ("/opc", Dialect::Oracle),
+        ("/opcx", Dialect::Ec2),
         ("/nocloud/meta-data", Dialect::NoCloud),
         ("/nocloud", Dialect::NoCloud),
     ];

@@ -65,6 +65,11 @@ pub enum Dialect {
     /// Exoscale (CloudStack): EC2's paths, which EC2 claims first; its password server on a
     /// listener address bound to it (port 8080).
     Exoscale,
+    /// AWS container credentials (ECS, EKS Pod Identity): only on a listener bound to it
+    /// (`169.254.170.2`, `169.254.170.23`, `[fd00:ec2::23]`).
+    Container,
+    /// Oracle Cloud Infrastructure: `/opc/v1/…`, `/opc/v2/…`.
+    Oracle,
 }
 
 /// Azure's top-level categories under `/metadata/`.
@@ -90,11 +95,13 @@ impl Dialect {
             Dialect::Scaleway => "scaleway",
             Dialect::UpCloud => "upcloud",
             Dialect::Exoscale => "exoscale",
+            Dialect::Container => "container",
+            Dialect::Oracle => "oracle",
         }
     }
 
     /// Every dialect, in declaration order.
-    pub const ALL: [Dialect; 15] = [
+    pub const ALL: [Dialect; 17] = [
         Dialect::Ec2,
         Dialect::Mmds,
         Dialect::Gce,
@@ -110,6 +117,8 @@ impl Dialect {
         Dialect::Scaleway,
         Dialect::UpCloud,
         Dialect::Exoscale,
+        Dialect::Container,
+        Dialect::Oracle,
     ];
 
     /// The dialect called `name` (as in `dialects.enabled`), if imds serves it.
@@ -124,8 +133,8 @@ impl Dialect {
 
     /// The dialect a path belongs to when the instance enables every dialect: the first of
     /// [`Dialect::claimants`] (docs/dialects.md, "Routing"). MMDS is not chosen by path;
-    /// dialects served at an address of their own (Alibaba, Tencent, Scaleway) only on a
-    /// listener bound to them.
+    /// dialects served at an address of their own (Alibaba, Tencent, Scaleway, container
+    /// credentials) only on a listener bound to them.
     pub fn for_path(path: &str, settings: &DialectSettings) -> Dialect {
         Dialect::claimants(path, settings)[0]
     }
@@ -154,6 +163,8 @@ impl Dialect {
             &[Dialect::OpenStack]
         } else if path == "/hetzner" || path.starts_with("/hetzner/") {
             &[Dialect::Hetzner]
+        } else if path == "/opc" || path.starts_with("/opc/") {
+            &[Dialect::Oracle]
         } else if path == "/v1.json" {
             &[Dialect::Vultr]
         } else if path == "/v1" || path.starts_with("/v1/") {
@@ -230,10 +241,10 @@ mod tests {
         for dialect in Dialect::ALL {
             assert_eq!(Dialect::from_name(dialect.name()), Some(dialect));
         }
-        assert_eq!(Dialect::from_name("oracle"), None);
+        assert_eq!(Dialect::from_name("oci"), None);
         assert_eq!(
             Dialect::names(),
-            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent, linode, vultr, scaleway, upcloud, exoscale"
+            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent, linode, vultr, scaleway, upcloud, exoscale, container, oracle"
         );
     }
 
@@ -282,7 +293,13 @@ mod tests {
         assert_eq!(all.for_path("/v1/instance", &settings), Dialect::Linode);
         assert_eq!(all.for_path("/v1", &settings), Dialect::Linode);
         assert_eq!(all.for_path("/v1x", &settings), Dialect::Ec2);
-        assert!(Dialect::ALL.iter().all(|d| [Dialect::Scaleway, Dialect::Alibaba, Dialect::Tencent].contains(d)
+        assert!(Dialect::ALL.iter().all(|d| [
+            Dialect::Scaleway,
+            Dialect::Alibaba,
+            Dialect::Tencent,
+            Dialect::Container
+        ]
+        .contains(d)
             || *d == Dialect::Mmds
             || [
                 "/",
@@ -294,7 +311,8 @@ mod tests {
                 "/metadata/instance",
                 "/openstack/",
                 "/hetzner/",
-                "/nocloud/"
+                "/nocloud/",
+                "/opc/"
             ]
             .iter()
             .any(|p| Dialect::claimants(p, &settings).contains(d))));

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod container;
 mod dialects;
 mod error;
 pub mod event;
@@ -30,6 +31,7 @@ pub mod time;
 mod user_data;
 
 pub use addr::{Ipv4Cidr, Ipv6Cidr, MacAddr, MacAddrError};
+pub use container::{ContainerToken, ContainerTokens};
 pub use dialects::{Dialect, DialectSettings, Dialects};
 pub use error::{FieldError, Invalid};
 pub use event::{Event, EventId, EventKind, EventSpec, EventState, InstanceEvents};

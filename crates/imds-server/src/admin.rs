@@ -13,6 +13,8 @@
 //! - `GET /v1/instances/{id}/smbios?dialect=`: the SMBIOS values that make cloud-init pick a dialect
 //! - `POST|GET /v1/instances/{id}/events`, `POST /v1/events` (a selector), `GET /v1/events?state=`,
 //!   `GET|DELETE /v1/events/{event_id}`: runtime events ([`events`]; DELETE cancels)
+//! - `POST|GET /v1/instances/{id}/container-tokens`, `DELETE …/container-tokens/{token}`: the
+//!   tokens of the instance's workloads for the container credential endpoints ([`container`])
 //! - `PUT|GET|DELETE /v1/roles/{name}`, `GET /v1/roles`: roles and their credential sources
 //!   ([`roles`]; secrets are write-only), `PUT /v1/roles/{name}/base-credentials`,
 //!   `POST /v1/roles/{name}/refresh`
@@ -49,6 +51,7 @@ use crate::view::View;
 pub mod auth;
 pub mod body;
 pub mod compat;
+pub mod container;
 pub mod error;
 pub mod events;
 pub mod import;
@@ -138,6 +141,8 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/v1/instances/{id}/events", get(events::list_instance).post(events::add))
         .route("/v1/events", get(events::list).post(events::add_selected))
         .route("/v1/events/{event_id}", get(events::get).delete(events::cancel))
+        .route("/v1/instances/{id}/container-tokens", get(container::list).post(container::issue))
+        .route("/v1/instances/{id}/container-tokens/{token}", axum::routing::delete(container::revoke))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{name}", get(roles::get).put(roles::put).delete(roles::delete))
         .route("/v1/roles/{name}/base-credentials", axum::routing::put(roles::put_base))

@@ -525,6 +525,7 @@ fn subject<'a>(snapshot: &'a Snapshot, entry: &'a crate::view::Entry) -> Subject
         mmds: snapshot.mmds(id).map(|mmds| &**mmds),
         state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
         events: snapshot.events(id).map(|events| &events.list),
+        container_tokens: snapshot.container_tokens(id).map(|tokens| &**tokens),
         // Filled by the dialects on the first requests that need a rendering, and kept with this
         // version of the record: an instance keeps only what its guests asked for.
         cache: Some(&entry.cache),

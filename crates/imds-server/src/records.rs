@@ -2,13 +2,14 @@
 //! type's codec, in one place.
 //!
 //! Every record the server writes or reads lives under a key built here ([`instance`],
-//! [`mmds`], [`state`], [`events`], [`role`], [`signing_keys`], [`token_key`]); no other module spells a
+//! [`mmds`], [`state`], [`events`], [`container_tokens`], [`role`], [`signing_keys`],
+//! [`token_key`]); no other module spells a
 //! collection name. [`decode`] turns any stored record into its typed [`Value`], which is how
 //! the view indexes a feed batch; [`noun`] names a key in an error message. The records an
 //! instance owns besides its own ([`attachments`]) are deleted and moved with it.
 
 use imds_creds::Role;
-use imds_model::{GuestState, Instance, InstanceEvents, InstanceId, Mmds};
+use imds_model::{ContainerTokens, GuestState, Instance, InstanceEvents, InstanceId, Mmds};
 use imds_sign::Keyring;
 use imds_store::{Key, Record};
 
@@ -20,6 +21,8 @@ pub const MMDS: &str = "mmds";
 pub const STATE: &str = "state";
 /// The store collection that holds each instance's runtime events (one list per instance).
 pub const EVENTS: &str = "events";
+/// The store collection that holds each instance's container credential tokens.
+pub const CONTAINER_TOKENS: &str = "container-tokens";
 /// The store collection that holds roles and their credential sources, keyed by role name.
 pub const ROLES: &str = "roles";
 /// The store collection of deployment secrets (session-token key, signing keys).
@@ -49,14 +52,19 @@ pub fn events(id: &InstanceId) -> Key {
     Key::new(EVENTS, id.as_str())
 }
 
+/// The key of instance `id`'s container credential tokens.
+pub fn container_tokens(id: &InstanceId) -> Key {
+    Key::new(CONTAINER_TOKENS, id.as_str())
+}
+
 /// The records instance `id` owns besides its own: placed on its node, moved and deleted with
 /// it in the same commit.
-pub fn attachments(id: &InstanceId) -> [Key; 3] {
-    [mmds(id), state(id), events(id)]
+pub fn attachments(id: &InstanceId) -> [Key; 4] {
+    [mmds(id), state(id), events(id), container_tokens(id)]
 }
 
 /// The collections keyed by instance id whose records belong to that instance.
-pub const PER_INSTANCE: [&str; 4] = [INSTANCES, MMDS, STATE, EVENTS];
+pub const PER_INSTANCE: [&str; 5] = [INSTANCES, MMDS, STATE, EVENTS, CONTAINER_TOKENS];
 
 /// The key of the role named `name`.
 pub fn role(name: &str) -> Key {
@@ -81,6 +89,7 @@ pub fn noun(key: &Key) -> String {
         MMDS => format!("the MMDS document of instance {}", key.id),
         STATE => format!("the guest state of instance {}", key.id),
         EVENTS => format!("the events of instance {}", key.id),
+        CONTAINER_TOKENS => format!("the container tokens of instance {}", key.id),
         _ => format!("record {key}"),
     }
 }
@@ -96,6 +105,8 @@ pub enum Value {
     State(InstanceId, GuestState),
     /// An instance's runtime events.
     Events(InstanceId, InstanceEvents),
+    /// An instance's container credential tokens.
+    ContainerTokens(InstanceId, ContainerTokens),
     /// A role.
     Role(Role),
     /// The identity signing keys.
@@ -124,6 +135,10 @@ pub fn decode(record: &Record) -> Result<Option<Value>, Unreadable> {
             Value::State(attached()?, GuestState::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)
         }
         EVENTS => Value::Events(attached()?, decode_events(record)?),
+        CONTAINER_TOKENS => Value::ContainerTokens(
+            attached()?,
+            ContainerTokens::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?,
+        ),
         ROLES => Value::Role(Role::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?),
         SECRETS if record.key.id == SIGNING_KEYS => {
             Value::SigningKeys(Keyring::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)
@@ -159,6 +174,12 @@ pub fn decode_events(record: &Record) -> Result<InstanceEvents, Unreadable> {
         .map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
 }
 
+/// Decodes a container-tokens record.
+pub fn decode_container_tokens(record: &Record) -> Result<ContainerTokens, Unreadable> {
+    ContainerTokens::from_bytes(&record.value)
+        .map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+}
+
 /// Decodes the signing-keys record.
 pub fn decode_keyring(record: &Record) -> Result<Keyring, Unreadable> {
     Keyring::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
@@ -172,7 +193,15 @@ mod tests {
     fn keys_name_their_collection_and_id() {
         let id = InstanceId::try_from("i-a").unwrap();
         assert_eq!(instance(&id), Key::new("instances", "i-a"));
-        assert_eq!(attachments(&id), [Key::new("mmds", "i-a"), Key::new("state", "i-a"), Key::new("events", "i-a")]);
+        assert_eq!(
+            attachments(&id),
+            [
+                Key::new("mmds", "i-a"),
+                Key::new("state", "i-a"),
+                Key::new("events", "i-a"),
+                Key::new("container-tokens", "i-a")
+            ]
+        );
         assert_eq!(role("app"), Key::new("roles", "app"));
         assert_eq!(token_key(), Key::new("secrets", "guest-token-key"));
         assert_eq!(noun(&role("app")), "role app");

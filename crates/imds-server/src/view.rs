@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use imds_dialects::{Budget, Cache};
-use imds_model::{EventId, GuestState, Instance, InstanceEvents, InstanceId, MacAddr, Mmds};
+use imds_model::{ContainerTokens, EventId, GuestState, Instance, InstanceEvents, InstanceId, MacAddr, Mmds};
 use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
@@ -34,7 +34,7 @@ pub mod renderings;
 mod sharded;
 
 // The collection names, where callers of the view have always found them.
-pub use crate::records::{EVENTS, INSTANCES, MMDS, ROLES, SECRETS, SIGNING_KEYS, STATE};
+pub use crate::records::{CONTAINER_TOKENS, EVENTS, INSTANCES, MMDS, ROLES, SECRETS, SIGNING_KEYS, STATE};
 
 /// One served instance and the revision that last wrote it.
 #[derive(Debug)]
@@ -75,6 +75,7 @@ pub struct Snapshot {
     /// Each instance's runtime events, and which instance every event id belongs to.
     events: ShardedMap<InstanceId, Arc<Events>>,
     event_ids: ShardedMap<EventId, InstanceId>,
+    container_tokens: ShardedMap<InstanceId, Arc<ContainerTokens>>,
     /// Roles are few: a plain map, copied whole with each snapshot.
     roles: HashMap<String, (Arc<imds_creds::Role>, Revision)>,
     signer: Option<Arc<crate::sign::KeyringSigner>>,
@@ -100,6 +101,7 @@ impl Snapshot {
             state: ShardedMap::default(),
             events: ShardedMap::default(),
             event_ids: ShardedMap::default(),
+            container_tokens: ShardedMap::default(),
             roles: HashMap::new(),
             signer: None,
         }
@@ -175,6 +177,11 @@ impl Snapshot {
         self.events.values()
     }
 
+    /// The container credential tokens issued for instance `id`, if any.
+    pub fn container_tokens(&self, id: &InstanceId) -> Option<&Arc<ContainerTokens>> {
+        self.container_tokens.get(id)
+    }
+
     /// The configured roles: name → (role, revision that last wrote it).
     pub fn roles(&self) -> &HashMap<String, (Arc<imds_creds::Role>, Revision)> {
         &self.roles
@@ -228,6 +235,9 @@ impl Snapshot {
                             next.state.remove(&id);
                         }
                         EVENTS => next.remove_events(&id),
+                        CONTAINER_TOKENS => {
+                            next.container_tokens.remove(&id);
+                        }
                         _ => {}
                     }
                 }
@@ -261,6 +271,9 @@ impl Snapshot {
                     self.event_ids.insert(event.id.clone(), id.clone());
                 }
                 self.events.insert(id.clone(), Arc::new(Events { id, list: events, rev: record.rev }));
+            }
+            Value::ContainerTokens(id, tokens) => {
+                self.container_tokens.insert(id, Arc::new(tokens));
             }
             Value::Role(role) => {
                 self.roles.insert(record.key.id.clone(), (Arc::new(role), record.rev));

@@ -102,3 +102,30 @@ async fn callers_on_a_bound_listener_are_identified_by_source_alone() {
     assert_eq!(nobody.status, StatusCode::NOT_FOUND);
     assert!(!nobody.text().contains("USER-DATA"));
 }
+
+#[tokio::test]
+async fn the_instances_budget_covers_its_bound_listeners_too() {
+    use imds_server::guest::throttle::Throttle;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = guest::Config {
+        dialect_listen: vec![(Dialect::Alibaba, loopback)],
+        throttle: Throttle { per_second: 1, burst: 1 },
+        ..guest::Config::default()
+    };
+    let server = TestServer::with_guest(config).await;
+    let alibaba = server.running.dialect_addrs[0].1;
+    server.create(json!({"id": "i-busy", "ipv4": ["127.0.10.4"], "user_data": "USER-DATA-BUSY"})).await;
+    // The burst goes on the main listener; the bound listener draws on the same budget.
+    let first = get(server.guest_addr, "127.0.10.4", "/latest/meta-data/instance-id", &[]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let mut refused = 0;
+    for _ in 0..5 {
+        let response = get(alibaba, "127.0.10.4", "/latest/user-data", &[]).await;
+        if response.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(response.text().contains("429 Too Many Requests"), "Alibaba's page: {}", response.text());
+            assert!(!response.text().contains("USER-DATA"));
+            refused += 1;
+        }
+    }
+    assert!(refused >= 3, "{refused} of 5 refused");
+}

@@ -11,6 +11,7 @@ mod azure;
 mod bound;
 mod clouds;
 mod compat;
+mod container;
 mod creds;
 mod events;
 mod fidelity;

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 const JSON: (&str, &str) = ("content-type", "application/json");
 const GOOGLE: (&str, &str) = ("metadata-flavor", "Google");
 const AZURE: (&str, &str) = ("metadata", "true");
+const ORACLE: (&str, &str) = ("authorization", "Bearer Oracle");
 
 /// One request per dialect: `(path, headers)`.
 const PATHS: &[(&str, &[(&str, &str)])] = &[
@@ -31,6 +32,7 @@ const PATHS: &[(&str, &[(&str, &str)])] = &[
     ("/metadata/v1.json", &[]),
     ("/nocloud/user-data", &[]),
     ("/hetzner/v1/userdata", &[]),
+    ("/opc/v2/instance/metadata/user_data", &[ORACLE]),
 ];
 
 async fn get(server: &TestServer, source: &str, path: &str, headers: &[(&str, &str)]) -> Response {
@@ -67,6 +69,8 @@ fn shape(path: &str, refusal: &str) -> (StatusCode, &'static str, &'static str) 
         "nocloud"
     } else if path.starts_with("/hetzner") {
         "hetzner"
+    } else if path.starts_with("/opc") {
+        "oracle"
     } else {
         "ec2"
     };
@@ -94,6 +98,9 @@ fn shape(path: &str, refusal: &str) -> (StatusCode, &'static str, &'static str) 
         ("digitalocean" | "hetzner", _) => {
             (StatusCode::TOO_MANY_REQUESTS, "text/plain; charset=utf-8", "Too Many Requests")
         }
+        ("oracle", "unknown") => (StatusCode::NOT_FOUND, "application/json", "\"NotFound\""),
+        ("oracle", "disabled") => (StatusCode::FORBIDDEN, "application/json", "\"Forbidden\""),
+        ("oracle", _) => (StatusCode::TOO_MANY_REQUESTS, "application/json", "\"TooManyRequests\""),
         ("nocloud", "unknown") => (StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "404 Not Found"),
         ("nocloud", "disabled") => (StatusCode::FORBIDDEN, "text/plain; charset=utf-8", "403 Forbidden"),
         (_, _) => (StatusCode::TOO_MANY_REQUESTS, "text/plain; charset=utf-8", "429 Too Many Requests"),

@@ -10,6 +10,8 @@
 mod fakes;
 
 mod alibaba;
+mod container;
+mod oracle;
 mod tencent;
 
 use std::path::PathBuf;

@@ -54,6 +54,9 @@ pub enum AdminError {
         /// What is wrong.
         message: String,
     },
+    /// No such container token.
+    #[error("container token {0} does not exist")]
+    TokenNotFound(String),
     /// No such endpoint.
     #[error("no endpoint {0}")]
     NoRoute(String),
@@ -201,6 +204,7 @@ impl AdminError {
             AdminError::NotFound(_)
             | AdminError::RoleNotFound(_)
             | AdminError::EventNotFound(_)
+            | AdminError::TokenNotFound(_)
             | AdminError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::InvalidEvent(_) => (StatusCode::BAD_REQUEST, "invalid_event"),
             AdminError::EventConflict { .. } => (StatusCode::CONFLICT, "event_conflict"),
@@ -240,6 +244,7 @@ impl AdminError {
             }
             AdminError::NotFound(_) => detail.field = Some("id".into()),
             AdminError::RoleNotFound(_) => detail.field = Some("name".into()),
+            AdminError::TokenNotFound(_) => detail.field = Some("token".into()),
             AdminError::AddressConflict { kind, holder, .. } => {
                 detail.field = Some(kind.clone());
                 detail.conflicting_instance = Some(holder.clone());
