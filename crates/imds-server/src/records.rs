@@ -27,6 +27,10 @@ pub const SIGNING_KEYS: &str = "signing-keys";
 /// The record of [`SECRETS`] holding the guest session-token key.
 pub const TOKEN_KEY: &str = "guest-token-key";
 
+/// The collections whose records are placed on no node and followed by every node (a node's
+/// roles, signing keys and token key come from here).
+pub const SHARED: [&str; 2] = [ROLES, SECRETS];
+
 /// The key of instance `id`'s record.
 pub fn instance(id: &InstanceId) -> Key {
     Key::new(INSTANCES, id.as_str())

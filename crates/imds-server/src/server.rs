@@ -235,7 +235,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let clock = imds_creds::Clock::system();
     tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
     tasks.spawn(crate::memory::trim(shutdown.clone()));
-    tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
+    tasks.spawn(replica::run(
+        Arc::clone(&store),
+        config.scope.clone().with_shared(&crate::records::SHARED),
+        view.clone(),
+        BACKOFF,
+        shutdown.clone(),
+    ));
 
     let mut guest_addrs = Vec::new();
     for listener in &guest_listeners {

@@ -620,7 +620,7 @@ impl Store for EtcdStore {
     }
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
-        if let Scope::Node(node) = scope {
+        if let Some(node) = scope.node() {
             layout::check_segment("node", node)?;
         }
         // A compaction racing a long paginated read invalidates its pinned revision: start over.
@@ -636,6 +636,9 @@ impl Store for EtcdStore {
                 rev = at;
                 for kv in kvs {
                     if let Some((key, node)) = self.layout.parse_record(kv.key()) {
+                        if !scope.holds(&key, node.as_deref()) {
+                            continue;
+                        }
                         records.push(layout::decode_record(key, node, kv.value(), kv.mod_revision())?);
                     }
                 }
@@ -646,7 +649,7 @@ impl Store for EtcdStore {
     }
 
     async fn subscribe(&self, scope: &Scope, after: Revision) -> Result<Feed, StoreError> {
-        if let Scope::Node(node) = scope {
+        if let Some(node) = scope.node() {
             layout::check_segment("node", node)?;
         }
         let feed = feed::open(self.client.clone(), self.layout.clone(), scope.clone(), after, &self.options).await?;

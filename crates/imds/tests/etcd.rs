@@ -124,6 +124,97 @@ async fn each_node_serves_only_its_own_instances() {
     wait_served(&a, None).await;
 }
 
+/// Waits up to 60 s for `/readyz` to answer 200: the view holds the signing key and every role
+/// has had its first fetch.
+async fn wait_ready(daemon: &Daemon) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = daemon.admin_client().get("/readyz").await.unwrap();
+        if response.status == StatusCode::OK {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not ready: {}", response.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Roles, signing keys and the session-token key are shared records: a role created through
+/// one node is served by the node that owns the instance, both nodes become ready (signing key
+/// in their views), and a session token minted by one node is accepted by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_serves_roles_signatures_and_tokens() {
+    let cluster = EtcdCluster::single().await;
+    let url = cluster.url("/imds/shared");
+    let (_dir, dir) = support::temp_dir();
+    let a = node(&dir, &url, "hv-a");
+    let b = node(&dir, &url, "hv-b");
+    let role = serde_json::json!({"source": {"type": "static", "access_key_id": "AKIASHAREDROLE000001",
+        "secret_access_key": "shared-secret", "expiration": "2099-01-01T00:00:00Z"}});
+    let created = a
+        .admin_client()
+        .send(Method::PUT, "/v1/roles/app", &[("content-type", "application/json")], role.to_string())
+        .await
+        .unwrap();
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let doc = serde_json::json!({"id": "i-shared", "ipv4": [GUEST], "node": "hv-b", "iam_role": "app"});
+    let created = a
+        .admin_client()
+        .send(Method::PUT, "/v1/instances/i-shared", &[("content-type", "application/json")], doc.to_string())
+        .await
+        .unwrap();
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    wait_served(&b, Some("i-shared")).await;
+    wait_ready(&a).await;
+    wait_ready(&b).await;
+
+    let guest = b.guest_from(GUEST);
+    let path = "/latest/meta-data/iam/security-credentials/app";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = guest.send(Method::GET, path, &[], String::new()).await.unwrap();
+        if response.status == StatusCode::OK && response.json()["AccessKeyId"] == "AKIASHAREDROLE000001" {
+            assert_eq!(response.json()["SecretAccessKey"], "shared-secret");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no credentials on hv-b: {}", response.text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let signature =
+        guest.send(Method::GET, "/latest/dynamic/instance-identity/pkcs7", &[], String::new()).await.unwrap();
+    assert_eq!(signature.status, StatusCode::OK, "{}", signature.text());
+    assert!(signature.text().len() > 500, "{}", signature.text());
+    // The certificate the admin API publishes (from the store) is the one hv-b signs with.
+    let certs = a.admin_client().get("/v1/signing/certificates").await.unwrap();
+    assert_eq!(certs.status, StatusCode::OK, "{}", certs.text());
+
+    // A token minted by hv-b stays good once the instance moved to hv-a: one session-token key
+    // for the deployment.
+    let token = guest
+        .send(Method::PUT, "/latest/api/token", &[("x-aws-ec2-metadata-token-ttl-seconds", "60")], String::new())
+        .await
+        .unwrap();
+    assert_eq!(token.status, StatusCode::OK, "{}", token.text());
+    let moved = b
+        .admin_client()
+        .send(
+            Method::PATCH,
+            "/v1/instances/i-shared",
+            &[("content-type", "application/merge-patch+json")],
+            r#"{"node": "hv-a"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text());
+    wait_served(&a, Some("i-shared")).await;
+    let with_token = a
+        .guest_from(GUEST)
+        .send(Method::GET, INSTANCE_ID, &[("x-aws-ec2-metadata-token", token.text().as_str())], String::new())
+        .await
+        .unwrap();
+    assert_eq!(with_token.status, StatusCode::OK, "{}", with_token.text());
+    assert_eq!(with_token.text(), "i-shared");
+}
+
 #[test]
 fn a_bad_etcd_url_or_node_is_a_configuration_error() {
     for (flags, expected) in [
