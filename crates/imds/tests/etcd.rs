@@ -215,6 +215,61 @@ async fn every_node_serves_roles_signatures_and_tokens() {
     assert_eq!(with_token.text(), "i-shared");
 }
 
+/// A node on an etcd that serves clients only over TLS and requires a client certificate:
+/// `--store etcds://… --store-ca --store-cert --store-key` (the key from the environment, as a
+/// unit file would give it) serves its instance and becomes ready; a certificate without its
+/// key is a configuration error naming `store.key`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_etcd_over_tls_with_a_client_certificate() {
+    let cluster = EtcdCluster::start_tls(1).await;
+    let files = cluster.tls_files().unwrap();
+    let url = cluster.url("/imds/tls");
+    let (_dir, dir) = support::temp_dir();
+    let config = dir.join("tls.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[guest]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\nsocket = \"\"\ntoken = \"{TOKEN}\"\n"
+        ),
+    )
+    .unwrap();
+    let (ca, cert, key) =
+        (files.ca.to_str().unwrap(), files.client_cert.to_str().unwrap(), files.client_key.to_str().unwrap());
+    let args = [
+        "--config",
+        config.to_str().unwrap(),
+        "--store",
+        &url,
+        "--node",
+        "hv-a",
+        "--store-ca",
+        ca,
+        "--store-cert",
+        cert,
+    ];
+    let daemon = Daemon::start(&dir, &args, &[("IMDS_STORE_KEY", key)]);
+    let doc = serde_json::json!({"id": "i-tls", "ipv4": [GUEST], "node": "hv-a"});
+    let created = daemon
+        .admin_client()
+        .send(Method::PUT, "/v1/instances/i-tls", &[("content-type", "application/json")], doc.to_string())
+        .await
+        .unwrap();
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    wait_served(&daemon, Some("i-tls")).await;
+    wait_ready(&daemon).await;
+
+    let output = Command::new(binary())
+        .args(["serve", "--store", &url, "--node", "hv-b", "--store-ca", ca, "--store-cert", cert])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "a certificate without its key was accepted");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("store.key"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn a_bad_etcd_url_or_node_is_a_configuration_error() {
     for (flags, expected) in [
