@@ -222,7 +222,6 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         return into_http(response, is_head, caller);
     }
     let id = entry.instance.id.clone();
-    let node = entry.instance.node.clone();
     let mut response = match imds_dialects::wait_request(&guest_request, &plane.settings) {
         Some(wait_for) => {
             drop(snapshot);
@@ -236,8 +235,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     };
     if let Some(guest_write) = response.write.take() {
         response =
-            write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, node, *guest_write, response)
-                .await;
+            write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, *guest_write, response).await;
     }
     // The response is written after this returns, so the socket's TTL applies to it.
     if let Some(socket) = socket {

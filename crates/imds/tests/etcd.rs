@@ -270,6 +270,125 @@ async fn a_node_reaches_etcd_over_tls_with_a_client_certificate() {
     );
 }
 
+/// A move takes the instance and everything attached to it (its MMDS document, what its guest
+/// wrote) to the new node in one etcd revision: afterwards each of the three records carries
+/// the move's revision, the old node's scope holds none of them and the new node's guest reads
+/// both. Guest writes racing a move never leave the state behind on the old node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_takes_mmds_and_guest_state_along_in_one_revision() {
+    use imds_store::{Key, Scope, Store};
+
+    let cluster = EtcdCluster::single().await;
+    let url = cluster.url("/imds/move");
+    let (_dir, dir) = support::temp_dir();
+    let a = node(&dir, &url, "hv-a");
+    let b = node(&dir, &url, "hv-b");
+    let doc = serde_json::json!({"id": "i-move", "ipv4": [GUEST], "node": "hv-b"});
+    let created = b
+        .admin_client()
+        .send(Method::PUT, "/v1/instances/i-move", &[("content-type", "application/json")], doc.to_string())
+        .await
+        .unwrap();
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    wait_served(&b, Some("i-move")).await;
+    // The guest writes its password (guest state), then the operator configures MMDS.
+    let posted =
+        b.guest_from(GUEST).send(Method::POST, "/openstack/latest/password", &[], "p4ss".to_owned()).await.unwrap();
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.text());
+    let mmds = b
+        .admin_client()
+        .send(Method::PUT, "/v1/instances/i-move/mmds", &[("content-type", "application/json")], r#"{"k":"v"}"#)
+        .await
+        .unwrap();
+    assert_eq!(mmds.status, StatusCode::NO_CONTENT, "{}", mmds.text());
+
+    let move_to = |id: &str, to: &str, via: &Daemon| {
+        Command::new(binary())
+            .args(["instance", "move", id, to, "--admin", &format!("http://{}", via.admin)])
+            .env("IMDS_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    let moved = move_to("i-move", "hv-a", &b);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+
+    let store =
+        imds_store_etcd::EtcdStore::connect(imds_store_etcd::EtcdOptions::from_url(&url).unwrap()).await.unwrap();
+    let instance = store.get(&Key::new("instances", "i-move")).await.unwrap().unwrap();
+    let document = store.get(&Key::new("mmds", "i-move")).await.unwrap().unwrap();
+    let state = store.get(&Key::new("state", "i-move")).await.unwrap().unwrap();
+    for record in [&instance, &document, &state] {
+        assert_eq!(record.node.as_deref(), Some("hv-a"), "{} stayed on {:?}", record.key, record.node);
+    }
+    assert_eq!(document.rev, instance.rev, "the MMDS document moved at another revision");
+    assert_eq!(state.rev, instance.rev, "the guest state moved at another revision");
+    let old = store.snapshot(&Scope::Node("hv-b".into())).await.unwrap();
+    assert!(
+        old.records.is_empty(),
+        "left behind on hv-b: {:?}",
+        old.records.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+    let new = store.snapshot(&Scope::Node("hv-a".into())).await.unwrap();
+    assert_eq!(new.records.len(), 3);
+
+    // hv-a's guest reads the MMDS document (with MMDS configured, MMDS answers every path).
+    let guest = a.guest_from(GUEST);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let read = guest.send(Method::GET, "/k", &[("accept", "application/json")], String::new()).await.unwrap();
+        if read.status == StatusCode::OK && read.text().contains('v') {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "hv-a serves no MMDS: {} {}", read.status, read.text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Guest writes on hv-b racing the move of another instance (no MMDS: GCE guest attributes)
+    // never leave its state on hv-b.
+    let racer = "127.0.61.2";
+    let doc = serde_json::json!({"id": "i-race", "ipv4": [racer], "node": "hv-b",
+        "dialects": {"gce": {"attributes": {"enable-guest-attributes": "TRUE"}}}});
+    let created = b
+        .admin_client()
+        .send(Method::PUT, "/v1/instances/i-race", &[("content-type", "application/json")], doc.to_string())
+        .await
+        .unwrap();
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (guest, done) = (b.guest_from(racer), std::sync::Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut written = 0;
+            // Until the move is done (then hv-b holds and refuses this unknown caller).
+            for i in 0..200 {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let path = format!("/computeMetadata/v1/instance/guest-attributes/race/k{i}");
+                let sent = guest.send(Method::PUT, &path, &[("metadata-flavor", "Google")], format!("v{i}")).await;
+                if sent.is_ok_and(|response| response.status == StatusCode::OK) {
+                    written += 1;
+                }
+            }
+            written
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let moved = move_to("i-race", "hv-a", &b);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    let written = writer.await.unwrap();
+    assert!(written > 0, "no guest write succeeded before the move");
+    let state = store.get(&Key::new("state", "i-race")).await.unwrap().expect("the guest's writes");
+    assert_eq!(state.node.as_deref(), Some("hv-a"), "guest state left behind on the old node");
+    let old = store.snapshot(&Scope::Node("hv-b".into())).await.unwrap();
+    assert!(
+        old.records.is_empty(),
+        "left behind on hv-b: {:?}",
+        old.records.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn a_bad_etcd_url_or_node_is_a_configuration_error() {
     for (flags, expected) in [
