@@ -29,6 +29,8 @@ pub struct Config {
     pub scope: Scope,
     /// `[net] manage = true`: keep the host's per-instance identity rules in sync.
     pub net: Option<crate::net::Config>,
+    /// With a deployment key: refresh each role once per fleet ([`crate::fleet`]).
+    pub fleet: Option<crate::fleet::Config>,
 }
 
 /// Why the daemon could not start.
@@ -250,7 +252,12 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
     }
-    let manager = Arc::new(imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), clock));
+    let sources: Arc<dyn imds_creds::Fetch> = Arc::new(imds_creds::Sources::default());
+    let fetcher: Arc<dyn imds_creds::Fetch> = match &config.fleet {
+        Some(fleet) => Arc::new(crate::fleet::FleetFetch::new(sources, Arc::clone(&store), fleet.clone())),
+        None => sources,
+    };
+    let manager = Arc::new(imds_creds::Manager::new(fetcher, clock));
     tasks.spawn(crate::creds::follow(view.clone(), Arc::clone(&manager), shutdown.clone()));
     tasks.spawn(serve_guests(
         Arc::clone(&store),

@@ -135,6 +135,7 @@ impl TestServer {
             connections,
             scope: Scope::All,
             net: None,
+            fleet: None,
         };
         let running = server::start(config, Arc::clone(&store)).await.expect("test server starts");
         let guest_addr = running.guest_addrs[0];

@@ -135,6 +135,7 @@ async fn guest_asking_before_the_view_is_loaded_waits_instead_of_being_refused()
         connections: Default::default(),
         scope: imds_store::Scope::All,
         net: None,
+        fleet: None,
     };
     let store: Arc<dyn Store> = flaky.clone();
     let running = imds_server::server::start(config, store).await.unwrap();

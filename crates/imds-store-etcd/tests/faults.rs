@@ -51,6 +51,7 @@ impl Node {
             connections: listener::Limits::default(),
             scope: Scope::Node(NODE.into()),
             net: None,
+            fleet: None,
         };
         let running = server::start(config, store).await.unwrap();
         let (guest, admin) = (running.guest_addrs[0], running.admin_addr.unwrap());

@@ -101,6 +101,7 @@ async fn start_real(store: Arc<dyn Store>, n: usize) -> Real {
         connections: listener::Limits::default(),
         scope: Scope::Node(format!("real-{n}")),
         net: None,
+        fleet: None,
     };
     let ip = format!("127.0.70.{}", n + 1);
     let doc =

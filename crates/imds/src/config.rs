@@ -121,6 +121,9 @@ pub struct RawStore {
     pub cert: Option<String>,
     /// With `etcds://`: the client certificate's private key (PEM).
     pub key: Option<String>,
+    /// The deployment key (32 bytes, or 64 hex digits) that seals fleet-refreshed role
+    /// credentials in the store: with it, each role is refreshed by one node of the fleet.
+    pub credentials_key_file: Option<String>,
     /// The serving node this process is: it follows and serves only instances placed on it.
     /// `all` (the default) follows the whole store.
     pub node: Option<String>,
@@ -213,7 +216,7 @@ impl RawConfig {
             self.guest.azure_wireserver_listen =
                 Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
         }
-        let strings: [(&str, &mut Option<String>); 17] = [
+        let strings: [(&str, &mut Option<String>); 18] = [
             ("IMDS_ADMIN_DEFAULT_ROLE", &mut self.admin.default_role),
             ("IMDS_NET_INTERFACE", &mut self.net.interface),
             ("IMDS_NET_PROXY_SECRET_FILE", &mut self.net.proxy_secret_file),
@@ -229,6 +232,7 @@ impl RawConfig {
             ("IMDS_STORE_CA", &mut self.store.ca),
             ("IMDS_STORE_CERT", &mut self.store.cert),
             ("IMDS_STORE_KEY", &mut self.store.key),
+            ("IMDS_STORE_CREDENTIALS_KEY_FILE", &mut self.store.credentials_key_file),
             ("IMDS_LOG_FORMAT", &mut self.log.format),
             ("IMDS_LOG_LEVEL", &mut self.log.level),
         ];
@@ -565,6 +569,23 @@ impl Config {
                 Scope::Node(node.to_owned())
             }
         };
+        let fleet = raw.store.credentials_key_file.as_ref().and_then(|path| {
+            match imds_server::fleet::FleetKey::from_file(Path::new(path)) {
+                Ok(key) => {
+                    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                    let name = scope.node().map_or_else(|| host.trim().to_owned(), str::to_owned);
+                    Some(imds_server::fleet::Config {
+                        key,
+                        holder: format!("{name}/{}", std::process::id()),
+                        lease_ttl: std::time::Duration::from_secs(15),
+                    })
+                }
+                Err(error) => {
+                    problems.push(format!("store.credentials_key_file: {error}"));
+                    None
+                }
+            }
+        });
         if raw.store.retain_changes == Some(0) {
             problems.push("store.retain_changes: keep at least 1 change".into());
         }
@@ -677,6 +698,7 @@ impl Config {
                 connections,
                 scope,
                 net: None,
+                fleet,
             },
             store,
             log_format,

@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// With an etcds:// store: the client certificate's private key (PEM).
     #[arg(long, value_name = "FILE")]
     pub store_key: Option<String>,
+    /// The deployment key (32 bytes or 64 hex digits) sealing fleet-refreshed credentials:
+    /// each role is then refreshed by one node of the fleet.
+    #[arg(long, value_name = "FILE")]
+    pub credentials_key_file: Option<String>,
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -71,7 +75,7 @@ impl ServeArgs {
         if !self.guest_listen.is_empty() {
             raw.guest.listen = Some(self.guest_listen.clone());
         }
-        let pairs: [(&Option<String>, &mut Option<String>); 10] = [
+        let pairs: [(&Option<String>, &mut Option<String>); 11] = [
             (&self.admin_listen, &mut raw.admin.listen),
             (&self.admin_socket, &mut raw.admin.socket),
             (&self.store, &mut raw.store.backend),
@@ -79,6 +83,7 @@ impl ServeArgs {
             (&self.store_ca, &mut raw.store.ca),
             (&self.store_cert, &mut raw.store.cert),
             (&self.store_key, &mut raw.store.key),
+            (&self.credentials_key_file, &mut raw.store.credentials_key_file),
             (&self.node, &mut raw.store.node),
             (&self.log_format, &mut raw.log.format),
             (&self.log_level, &mut raw.log.level),

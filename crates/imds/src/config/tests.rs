@@ -384,3 +384,24 @@ fn the_azure_wireserver_needs_its_own_address_and_never_the_admin_port() {
     let problems = load(&ServeArgs { config: Some(path), ..ServeArgs::default() }, &env(&[])).unwrap_err();
     assert!(problems.iter().any(|p| p.contains("overlaps a guest listener")), "{problems:?}");
 }
+
+#[test]
+fn a_credentials_key_file_turns_on_fleet_refresh_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("fleet.key");
+    std::fs::write(&good, format!("{}\n", "ab".repeat(32))).unwrap();
+    let args = ServeArgs {
+        credentials_key_file: Some(good.to_str().unwrap().to_owned()),
+        node: Some("hv-7".into()),
+        ..ServeArgs::default()
+    };
+    let fleet = load(&args, &env(&[])).unwrap().server.fleet.expect("fleet refresh on");
+    assert!(fleet.holder.starts_with("hv-7/"), "{}", fleet.holder);
+    assert!(!format!("{fleet:?}").contains("abab"), "the key shows in Debug");
+    assert!(load(&ServeArgs::default(), &env(&[])).unwrap().server.fleet.is_none());
+    let bad = dir.path().join("short.key");
+    std::fs::write(&bad, "too short").unwrap();
+    let problems =
+        load(&ServeArgs::default(), &env(&[("IMDS_STORE_CREDENTIALS_KEY_FILE", bad.to_str().unwrap())])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("store.credentials_key_file:")), "{problems:?}");
+}
