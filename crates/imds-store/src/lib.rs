@@ -78,7 +78,8 @@ pub enum Scope {
     Node(String),
     /// What a scale-out node follows: the records placed on `node` and, of the `shared`
     /// collections, the records placed on no node (the deployment's roles and keys), in one
-    /// revision order.
+    /// revision order. Records of a shared collection are expected to stay unplaced (a feed
+    /// shows one placed on a node only to that node).
     NodeAndShared {
         /// The serving node.
         node: String,
