@@ -23,7 +23,7 @@ import uuid
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ STARTUP_TIMEOUT_S = 30.0
 
 GUEST_LINE = re.compile(r"^  guest plane: http://(\S+)$")
 ADMIN_LINE = re.compile(r"^  admin API:   http://(\S+) \(")
+DIALECT_LINE = re.compile(r"^  dialect (\S+): http://(\S+)$")
 
 
 def _ssh_ed25519(seed: int, comment: str) -> str:
@@ -86,10 +87,12 @@ RECORD: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Imds:
-    """A running `imds serve`: its guest plane and admin API base URLs (no trailing slash)."""
+    """A running `imds serve`: its guest plane and admin API base URLs (no trailing slash), and
+    the base URL of each listener bound to one dialect (`[guest.dialect_listen]`), by dialect."""
 
     guest_url: str
     admin_url: str
+    dialect_urls: dict[str, str] = field(default_factory=dict)
 
 
 def _binary() -> Path:
@@ -107,8 +110,11 @@ def _read_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def _wait_for_addresses(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> tuple[str, str]:
+def _wait_for_addresses(
+    proc: subprocess.Popen[str], lines: queue.Queue[str | None]
+) -> tuple[str, str, dict[str, str]]:
     guest = admin = None
+    bound: dict[str, str] = {}
     seen: list[str] = []
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while guest is None or admin is None:
@@ -126,18 +132,20 @@ def _wait_for_addresses(proc: subprocess.Popen[str], lines: queue.Queue[str | No
             guest = guest or match.group(1)
         elif match := ADMIN_LINE.match(line):
             admin = match.group(1)
-    return guest, admin
+        elif match := DIALECT_LINE.match(line):
+            bound.setdefault(match.group(1), f"http://{match.group(2)}")
+    return guest, admin, bound
 
 
 @contextlib.contextmanager
-def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> Iterator[Imds]:
+def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "", listen: str = "127.0.0.1:0") -> Iterator[Imds]:
     """Runs `imds serve` on loopback ports, with its store in `tmp`, and stops it (by its PID)
     on exit. `extra_config` is appended to the TOML configuration file, `guest_config` to its
-    `[guest]` table."""
+    `[guest]` table; the guest plane listens on `listen` (a loopback address)."""
     config = tmp / "imds.toml"
     config.write_text(
         "[guest]\n"
-        'listen = ["127.0.0.1:0"]\n' + guest_config + "[admin]\n"
+        f'listen = ["{listen}"]\n' + guest_config + "[admin]\n"
         'listen = "127.0.0.1:0"\n'
         'socket = ""\n'
         f'token = "{ADMIN_TOKEN}"\n'
@@ -159,11 +167,11 @@ def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> I
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
     try:
         try:
-            guest, admin = _wait_for_addresses(proc, lines)
+            guest, admin, bound = _wait_for_addresses(proc, lines)
         except RuntimeError as error:
             stderr.flush()
             raise RuntimeError(f"{error}\nimds stderr:\n{(tmp / 'imds.stderr').read_text()[-4000:]}") from None
-        yield Imds(guest_url=f"http://{guest}", admin_url=f"http://{admin}")
+        yield Imds(guest_url=f"http://{guest}", admin_url=f"http://{admin}", dialect_urls=bound)
     finally:
         proc.terminate()
         try:
@@ -172,6 +180,13 @@ def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "") -> I
             proc.kill()
             proc.wait()
         stderr.close()
+
+
+def metadata_host() -> str:
+    """A loopback address of this test process's own (127.77.x.y), where a reader that insists
+    on port 80 and 8080 of one host (Exoscale, CloudStack) finds imds."""
+    pid = os.getpid()
+    return f"127.77.{(pid >> 8) % 250 + 1}.{pid % 250 + 1}"
 
 
 def derived_uuid(instance_id: str) -> str:

@@ -44,7 +44,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imds]:
         yield running
 
 
-def ds_identify(root: Path, values: dict[str, str]) -> str:
+def ds_identify(root: Path, values: dict[str, str], script: Path = DS_IDENTIFY) -> str:
     """Runs ds-identify over a machine presenting `values`; returns the cloud.cfg it writes."""
     dmi = root / "sys" / "class" / "dmi" / "id"
     dmi.mkdir(parents=True)
@@ -62,7 +62,7 @@ def ds_identify(root: Path, values: dict[str, str]) -> str:
     virt.write_text("#!/bin/sh\necho kvm\n")
     virt.chmod(0o755)
     env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "PATH_ROOT": str(root), "DI_LOG": "stderr"}
-    done = subprocess.run(["sh", str(DS_IDENTIFY), "--force"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["sh", str(script), "--force"], env=env, capture_output=True, text=True, timeout=60)
     cfg = root / "run" / "cloud-init" / "cloud.cfg"
     assert cfg.is_file(), f"ds-identify wrote no cloud.cfg (exit {done.returncode}):\n{done.stderr[-3000:]}"
     return cfg.read_text()
@@ -78,6 +78,11 @@ def ds_identify(root: Path, values: dict[str, str]) -> str:
         ("openstack", "OpenStack"),
         ("digitalocean", "DigitalOcean"),
         ("hetzner", "Hetzner"),
+        ("alibaba", "AliYun"),
+        ("vultr", "Vultr"),
+        ("scaleway", "Scaleway"),
+        ("upcloud", "UpCloud"),
+        ("exoscale", "Exoscale"),
     ],
 )
 def test_the_hint_makes_ds_identify_pick_the_dialect(daemon: Imds, tmp_path: Path, dialect: str, datasource: str) -> None:
@@ -90,3 +95,13 @@ def test_the_vendor_alone_does_not_identify_ec2(tmp_path: Path) -> None:
     """What the EC2 hint used to be for an id that is not a UUID: cloud-init stays disabled."""
     cfg = ds_identify(tmp_path, {"manufacturer": "Amazon EC2", "asset_tag": "Amazon EC2"})
     assert "datasource_list: [ Ec2, None ]" not in cfg, cfg
+
+
+def test_the_linode_hint_makes_ds_identify_pick_akamai(daemon: Imds, tmp_path: Path) -> None:
+    """Debian 12's ds-identify predates Akamai: Debian 13's (see newer_cloud_init.py) knows it."""
+    newer = REPO / "target" / "clients" / "cloud-init-trixie" / "usr" / "lib" / "cloud-init" / "ds-identify"
+    if not newer.is_file():
+        raise RuntimeError(f"{newer} missing: scripts/test unpacks Debian 13's cloud-init package")
+    hint = smbios(daemon, INSTANCE_ID, "linode")["smbios"]
+    cfg = ds_identify(tmp_path, hint, newer)
+    assert "datasource_list: [ Akamai, None ]" in cfg, cfg

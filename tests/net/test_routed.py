@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import stat
 
 from netlab import IMDS, Lab, curl, snapshot_host, wait_until
@@ -288,3 +289,22 @@ def test_a_copied_mac_on_another_tap_is_refused_without_managed_rules(lab):
     assert status == 403 and "host-m" not in body, (status, body)
     log = wait_until(lambda: "forged source" in daemon.log() and daemon.log(), "the forgery log line")
     assert any("vm-m" in line and "tap-b" in line for line in log.splitlines() if "forged source" in line), log
+
+
+def test_sighup_reloads_the_net_rules_and_log_level_and_guests_stay_answered(lab):
+    vms, daemon, _ = start(lab)
+    served = lab.tmp / f"imds-{lab.configs}.toml"  # the file `serve` reads, as start() wrote it
+    wait_until(lambda: "identity rules applied" in daemon.log(), "the identity rules")
+    assert '"fc-*"' not in lab.ns(lab.host, "nft", "list", "table", "inet", "imds").stdout
+    text = served.read_text().replace('guest_interfaces = ["tap*"]', 'guest_interfaces = ["tap*", "fc-*"]')
+    served.write_text(text + '[log]\nlevel = "debug"\n')
+    os.kill(daemon.process.pid, signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in daemon.log(), "the reload's log line")
+    line = next(l for l in daemon.log().splitlines() if "configuration reloaded" in l)
+    assert "log level debug" in line and "host datapath rules" in line, line
+    ruleset = lab.ns(lab.host, "nft", "list", "table", "inet", "imds").stdout
+    assert 'iifname "fc-*" jump guest' in ruleset, ruleset
+    # The server's identity rules were kept: every VM still reads its own data, in every dialect.
+    for name, vm in vms.items():
+        for answer in dialects(lab, vm):
+            assert f"host-{name}" in answer

@@ -46,6 +46,10 @@ enum Mode {
         /// Seconds to run.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Requests per second on each connection, sent on a fixed schedule (a guest agent's
+        /// pace, so its latency is measured, not its throughput); 0: back to back.
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
     },
     /// Holds this many connections from one instance's address for a fixed time, as a hostile
     /// guest would: idle, or (`--slowloris`) sending a request head that never ends, one header
@@ -224,8 +228,10 @@ async fn get(
     connections: u32,
     (first, instances): (u32, u32),
     seconds: u64,
+    rate: u32,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let pace = (rate > 0).then(|| Duration::from_secs(1) / rate);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..connections {
@@ -237,7 +243,15 @@ async fn get(
             let mut conn = Conn::open(target, source).await?;
             // Connections past the first round spread over the other instances as they go.
             let mut n = 0u32;
+            let mut schedule = pace.map(|every| {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                ticks
+            });
             while Instant::now() < deadline {
+                if let Some(ticks) = schedule.as_mut() {
+                    ticks.tick().await;
+                }
                 let start = Instant::now();
                 match conn.send(Method::GET, &path, &[], Bytes::new()).await {
                     Ok((StatusCode::OK, _)) => {
@@ -263,7 +277,13 @@ async fn get(
         micros.extend(m);
         errors += e;
     }
-    report("get", micros, errors, started.elapsed(), json!({"connections": connections, "instances": instances}));
+    report(
+        "get",
+        micros,
+        errors,
+        started.elapsed(),
+        json!({"connections": connections, "instances": instances, "rate": rate}),
+    );
     Ok(())
 }
 
@@ -577,8 +597,8 @@ async fn visibility(admin: SocketAddr, target: SocketAddr, token: String, count:
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
-        Mode::Get { target, path, connections, instances, first, seconds } => {
-            get(target, path, connections, (first, instances), seconds).await
+        Mode::Get { target, path, connections, instances, first, seconds, rate } => {
+            get(target, path, connections, (first, instances), seconds, rate).await
         }
         Mode::Hold { target, instance, connections, seconds, slowloris } => {
             hold(target, instance, connections, seconds, slowloris).await

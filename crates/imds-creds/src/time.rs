@@ -30,4 +30,13 @@ impl Clock {
     pub fn now(&self) -> u64 {
         self.origin_unix.saturating_add(self.origin.elapsed()).as_secs()
     }
+
+    /// The tokio instant at which [`Clock::now`] reaches `unix` (now, for a time past).
+    pub fn instant_at(&self, unix: u64) -> tokio::time::Instant {
+        let ahead = std::time::Duration::from_secs(unix).saturating_sub(self.origin_unix);
+        // Far-future times would overflow an Instant: a year is as good as forever to a sleeper
+        // that is woken by every change anyway.
+        let ahead = ahead.min(std::time::Duration::from_secs(366 * 24 * 3600) + self.origin.elapsed());
+        (self.origin + ahead).max(tokio::time::Instant::now())
+    }
 }

@@ -9,8 +9,9 @@
 //!   object keys and array indexes; a leaf (a string) must be asked with `format=text` and
 //!   answers its bare value, anything else answers JSON and refuses `format=text`.
 //! - `/metadata/versions`: `{"apiVersions":[…]}`, no `api-version` needed.
-//! - `/metadata/scheduledevents?api-version=<v>`: `{"DocumentIncarnation":0,"Events":[]}` (the
-//!   record has no events yet); `POST` with a JSON object (`{"StartRequests":[…]}`) answers `200`.
+//! - `/metadata/scheduledevents?api-version=<v>`: the instance's runtime events as Azure's
+//!   Scheduled Events document (module `events`); `POST {"StartRequests":[{"EventId":…}]}`
+//!   starts them (an id the document does not show: `400`).
 //! - `/metadata/identity/oauth2/token?api-version=…&resource=…[&client_id|object_id|msi_res_id=…]`
 //!   (module `credentials`): the instance role's token as Azure's compact JSON (numbers as
 //!   strings); `400 {"error":"invalid_request","error_description":"Identity not found"}` when
@@ -47,6 +48,7 @@ use crate::{Context, GuestRequest, GuestResponse, Subject};
 
 mod credentials;
 mod document;
+mod events;
 mod overrides;
 pub mod wire;
 pub mod wireserver;
@@ -107,16 +109,13 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
             })
         }
         "scheduledevents" if segments.next().is_none() => {
-            if query.version(wire::SCHEDULED_EVENTS_VERSIONS).is_none() {
+            let Some(version) = query.version(wire::SCHEDULED_EVENTS_VERSIONS) else {
                 return bad_api_version(wire::SCHEDULED_EVENTS_VERSIONS);
-            }
+            };
             if is_get {
-                json_ok(&json!({"DocumentIncarnation": 0, "Events": []}))
+                events::document(subject.instance, subject.events, version, context.now)
             } else if request.method == Method::POST {
-                match serde_json::from_slice::<Value>(&request.body) {
-                    Ok(Value::Object(_)) => GuestResponse::new(StatusCode::OK, wire::JSON, ""),
-                    _ => error(StatusCode::BAD_REQUEST, wire::BODY_NOT_OBJECT),
-                }
+                events::start(subject.events, &request.body, context.now)
             } else {
                 error(StatusCode::METHOD_NOT_ALLOWED, wire::METHOD_NOT_ALLOWED)
             }

@@ -204,7 +204,11 @@ pub(crate) fn answer_with(
         return kept;
     }
     let (response, record_only) = render();
-    if record_only && response.status == http::StatusCode::OK && response.write.is_none() {
+    if record_only
+        && response.status == http::StatusCode::OK
+        && response.write.is_none()
+        && response.start_events.is_empty()
+    {
         cache.keep(key, &response);
     }
     response

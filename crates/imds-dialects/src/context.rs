@@ -1,9 +1,9 @@
 //! What a dialect renders from besides the request: the [`Subject`] (one instance's record, MMDS
-//! document, guest state and rendering cache) and the [`Context`] (the deployment's token key,
+//! document, guest state, events and rendering cache) and the [`Context`] (the deployment's token key,
 //! the clock's reading, settings, role credentials and signing key). Borrowed values only: a
 //! dialect never fetches any of them.
 
-use imds_model::{GuestState, Instance, Mmds};
+use imds_model::{GuestState, Instance, InstanceEvents, Mmds};
 
 use crate::{credentials, token, Cache, Settings};
 
@@ -48,6 +48,8 @@ pub struct Subject<'a> {
     pub mmds: Option<&'a Mmds>,
     /// What the instance's guests wrote.
     pub state: &'a GuestState,
+    /// The instance's runtime events, if it has any (rendered with [`Context::now`]).
+    pub events: Option<&'a InstanceEvents>,
     /// What dialects keep of this version of the record between requests, held by whoever
     /// keeps the record (`None`: everything is rendered for each request).
     pub cache: Option<&'a Cache>,
@@ -69,6 +71,6 @@ impl<'a> Subject<'a> {
     /// An instance with no MMDS and no guest state.
     pub fn new(instance: &'a Instance) -> Self {
         static EMPTY: std::sync::OnceLock<GuestState> = std::sync::OnceLock::new();
-        Self { instance, mmds: None, state: EMPTY.get_or_init(GuestState::default), cache: None }
+        Self { instance, mmds: None, state: EMPTY.get_or_init(GuestState::default), events: None, cache: None }
     }
 }

@@ -1,5 +1,5 @@
-//! Values the DigitalOcean, Hetzner and NoCloud dialects (and the platform hints) derive the same
-//! way from the record, so that one instance tells one story through all of them: numeric ids
+//! Values every dialect (and the platform hints) derives the same way from the record, so that
+//! one instance tells one story through all of them: numeric ids
 //! (rule R1 of docs/dialects.md), the host name, the interface list (rule R2), tags and SSH key
 //! lines. Pure
 //! functions of the record.
@@ -89,9 +89,29 @@ pub(crate) struct Nic {
     pub(crate) public_ipv4: Option<Ipv4Addr>,
     /// A floating/reserved IPv4.
     pub(crate) floating_ipv4: Option<Ipv4Addr>,
+    /// The 802.1Q VLAN the interface is tagged with, if any.
+    pub(crate) vlan: Option<u16>,
 }
 
 impl Nic {
+    /// A public interface told to use DHCP, with what the record identifies the guest by.
+    pub(crate) fn dhcp(mac: Option<MacAddr>, bare_ipv4: Option<Ipv4Addr>, bare_ipv6: Option<Ipv6Addr>) -> Nic {
+        Nic {
+            mac,
+            name: None,
+            role: InterfaceRole::Public,
+            mtu: None,
+            dhcp4: true,
+            ipv4: Vec::new(),
+            bare_ipv4,
+            ipv6: Vec::new(),
+            bare_ipv6,
+            public_ipv4: None,
+            floating_ipv4: None,
+            vlan: None,
+        }
+    }
+
     /// The first IPv4 address, with or without a known prefix.
     pub(crate) fn first_ipv4(&self) -> Option<Ipv4Addr> {
         self.ipv4.first().map(|c| c.address).or(self.bare_ipv4)
@@ -109,19 +129,11 @@ pub(crate) fn nics(instance: &Instance) -> Vec<Nic> {
         if instance.mac.is_empty() && instance.ipv4.is_empty() && instance.ipv6.is_empty() {
             return Vec::new();
         }
-        return vec![Nic {
-            mac: instance.mac.first().copied(),
-            name: None,
-            role: InterfaceRole::Public,
-            mtu: None,
-            dhcp4: true,
-            ipv4: Vec::new(),
-            bare_ipv4: instance.ipv4.first().copied(),
-            ipv6: Vec::new(),
-            bare_ipv6: instance.ipv6.first().copied(),
-            public_ipv4: None,
-            floating_ipv4: None,
-        }];
+        return vec![Nic::dhcp(
+            instance.mac.first().copied(),
+            instance.ipv4.first().copied(),
+            instance.ipv6.first().copied(),
+        )];
     }
     configured
         .iter()
@@ -138,6 +150,7 @@ pub(crate) fn nics(instance: &Instance) -> Vec<Nic> {
             bare_ipv6: None,
             public_ipv4: iface.public_ipv4,
             floating_ipv4: iface.floating_ipv4,
+            vlan: iface.vlan,
         })
         .collect()
 }
@@ -147,9 +160,14 @@ pub(crate) fn nic_name(nic: &Nic, index: usize) -> String {
     nic.name.clone().unwrap_or_else(|| format!("eth{index}"))
 }
 
+/// The tags a dialect other than EC2 serves: the record's, unless `imds.tags` is `off`.
+pub(crate) fn tags(instance: &Instance) -> impl Iterator<Item = (&String, &String)> {
+    instance.tags.iter().filter(|_| instance.imds.tags_served(true))
+}
+
 /// Tags as a flat list: `key:value`, or `key` when the value is empty.
 pub(crate) fn tag_list(instance: &Instance) -> Vec<String> {
-    instance.tags.iter().map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}:{v}") }).collect()
+    tags(instance).map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}:{v}") }).collect()
 }
 
 /// The SSH key lines, in record order, duplicates removed.

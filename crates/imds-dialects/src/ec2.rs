@@ -12,7 +12,9 @@
 //! `dynamic/instance-identity/document` (module `identity`), IMDSv2 session tokens and the
 //! token gate (module `session`), role credentials, instance-identity credentials and the
 //! identity document's signatures (module `credentials`, from [`Context::credentials`] and
-//! [`Context::signer`]). Not served yet: spot and rebalance notices (need events in the record).
+//! [`Context::signer`]), and what the instance's runtime events show at [`Context::now`]
+//! (module `events`: spot notices, rebalance, scheduled maintenance, Auto Scaling lifecycle;
+//! `dialects.ec2` overrides still win over them).
 //!
 //! Wire rules: listings are `text/plain`, one entry per line with no trailing newline,
 //! sub-directories end in `/`, the version level lists `dynamic`, `meta-data`, `user-data` bare,
@@ -44,6 +46,7 @@ use crate::{Context, GuestRequest, GuestResponse, Subject};
 
 mod credentials;
 pub(crate) mod derived;
+mod events;
 mod identity;
 pub(crate) mod meta_data;
 mod network;
@@ -67,7 +70,13 @@ pub struct Tree {
 impl Tree {
     /// Renders `instance`'s tree, overrides applied.
     pub fn build(instance: &Instance) -> Self {
-        let (root, document) = version_dir(instance);
+        Self::build_with(instance, &[])
+    }
+
+    /// Renders `instance`'s tree with the event leaves `leaves` (`(path under meta-data/,
+    /// body)`) set before the overrides are applied.
+    fn build_with(instance: &Instance, leaves: &[(&str, String)]) -> Self {
+        let (root, document) = version_dir(instance, leaves);
         Self { root, document }
     }
 
@@ -105,7 +114,7 @@ pub fn check_overrides(block: &serde_json::Value) -> Vec<(String, String)> {
 /// kept while the cache's budget allows; rendered for this request alone without a cache).
 pub fn respond<'s>(subject: impl Into<Subject<'s>>, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
     let subject = subject.into();
-    let (instance, cache) = (subject.instance, subject.cache);
+    let instance = subject.instance;
     if instance.imds.endpoint == EndpointMode::Disabled {
         return session::error(StatusCode::FORBIDDEN, "403 - Forbidden");
     }
@@ -128,7 +137,7 @@ pub fn respond<'s>(subject: impl Into<Subject<'s>>, request: &GuestRequest, cont
         Ok(remaining) => remaining,
         Err(refusal) => return refusal,
     };
-    let mut response = lookup(instance, cache, path, split, context);
+    let mut response = lookup(&subject, path, split, context);
     if response.status == StatusCode::OK {
         // Real 200 metadata responses carry it (recorded traffic); byte ranges are not served.
         response = response.with_header(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
@@ -154,13 +163,7 @@ fn collapse_slashes(path: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// The tree lookup behind the token gate.
-fn lookup(
-    instance: &Instance,
-    cache: Option<&crate::Cache>,
-    path: &str,
-    split: Option<(&str, &str)>,
-    context: &Context<'_>,
-) -> GuestResponse {
+fn lookup(subject: &Subject<'_>, path: &str, split: Option<(&str, &str)>, context: &Context<'_>) -> GuestResponse {
     if path.is_empty() {
         return text(versions_listing());
     }
@@ -171,7 +174,12 @@ fn lookup(
         return not_found();
     };
     let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
-    let tree = match cache {
+    let instance = subject.instance;
+    // What the events show depends on the clock: a tree carrying them is built for this
+    // request alone, and the kept tree (the record's) serves while they show nothing.
+    let leaves = subject.events.map(|events| events::leaves(events, context.now)).unwrap_or_default();
+    let tree = match subject.cache {
+        _ if !leaves.is_empty() => std::sync::Arc::new(Tree::build_with(instance, &leaves)),
         Some(cache) => cache.ec2_tree(context.now, || Tree::build(instance)),
         None => std::sync::Arc::new(Tree::build(instance)),
     };
@@ -204,8 +212,11 @@ fn versions_listing() -> String {
 
 /// The tree under `/<version>/`, overrides applied; filtered by version at lookup time. Also
 /// returns the identity document: the exact bytes its signatures sign.
-fn version_dir(instance: &Instance) -> (Entry, String) {
+fn version_dir(instance: &Instance, leaves: &[(&str, String)]) -> (Entry, String) {
     let mut meta_data = meta_data::meta_data(instance);
+    for (path, body) in leaves {
+        meta_data.set_text(path, body);
+    }
     if let Some(overrides) = instance.dialects.override_for("ec2") {
         meta_data.apply_overrides(overrides);
     }

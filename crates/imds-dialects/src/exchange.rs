@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use imds_model::StateWrite;
+use imds_model::{Dialect, EventId, StateWrite};
 
 /// What a dialect sees of a guest's HTTP request.
 #[derive(Debug, Clone)]
@@ -18,6 +18,13 @@ pub struct GuestRequest {
     pub headers: HeaderMap,
     /// The request body (empty for `GET`; the server bounds its size).
     pub body: Bytes,
+    /// The dialect the listener the request arrived on is bound to (`[guest.dialect_listen]`),
+    /// if any: then that dialect answers every path, and nothing else does.
+    pub bound: Option<Dialect>,
+    /// The TCP source port the guest connected from, when the connection is the guest's own
+    /// (`None` behind a trusted proxy, whose port says nothing of the guest). Scaleway serves
+    /// user data only to privileged ports (below 1024).
+    pub source_port: Option<u16>,
 }
 
 impl GuestRequest {
@@ -27,12 +34,32 @@ impl GuestRequest {
             Some((path, query)) => (path, Some(query.to_owned())),
             None => (target, None),
         };
-        Self { method, path: path.to_owned(), query, headers: HeaderMap::new(), body: Bytes::new() }
+        Self {
+            method,
+            path: path.to_owned(),
+            query,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            bound: None,
+            source_port: None,
+        }
     }
 
     /// Adds a header.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.append(name, value);
+        self
+    }
+
+    /// Marks the request as arrived on a listener bound to `dialect`.
+    pub fn on_listener_of(mut self, dialect: Dialect) -> Self {
+        self.bound = Some(dialect);
+        self
+    }
+
+    /// Sets the TCP source port the guest connected from.
+    pub fn from_port(mut self, port: u16) -> Self {
+        self.source_port = Some(port);
         self
     }
 
@@ -68,6 +95,9 @@ pub struct GuestResponse {
     pub hop_limit: Option<u8>,
     /// A write to apply before this response is sent.
     pub write: Option<Box<GuestWrite>>,
+    /// Events of the instance a guest starts now (Azure's scheduled-event approval): the
+    /// server records it in each event before this response is sent.
+    pub start_events: Vec<EventId>,
 }
 
 impl GuestResponse {
@@ -79,6 +109,7 @@ impl GuestResponse {
             body: body.into(),
             hop_limit: None,
             write: None,
+            start_events: Vec::new(),
         }
     }
 
@@ -91,6 +122,12 @@ impl GuestResponse {
     /// Attaches a guest write the server applies before sending this response.
     pub fn with_write(mut self, write: StateWrite, conflict: GuestResponse) -> Self {
         self.write = Some(Box::new(GuestWrite { write, conflict }));
+        self
+    }
+
+    /// Asks the server to start the instance's events `ids` before sending this response.
+    pub fn with_start_events(mut self, ids: Vec<EventId>) -> Self {
+        self.start_events = ids;
         self
     }
 

@@ -136,8 +136,10 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
     let readable = request.method == Method::GET || request.method == Method::HEAD;
     if readable && !guest_attributes {
         // Everything but guest attributes and credentials renders from the record alone: keep
-        // those answers with this version of the record.
-        let cache = subject.cache;
+        // those answers with this version of the record. An instance with events shows them by
+        // the clock (`maintenance-event`, `preempted`, and every directory holding them), so
+        // its answers are rendered for each request.
+        let cache = subject.cache.filter(|_| subject.events.is_none_or(|events| events.events.is_empty()));
         let key = || format!("gce {path} {}{:?}{}", query.recursive, query.alt, query.wait.is_some());
         return crate::cache::answer_with(cache, context.now, key, || {
             walk(subject, request, context, &query, &segments, slash, guest_attributes)
@@ -159,7 +161,7 @@ fn walk(
 ) -> (GuestResponse, bool) {
     let path = request.path.as_str();
     let overrides = Overrides::new(subject.instance.dialects.override_for("gce"));
-    let root = build::root(subject.instance, subject.state, &overrides);
+    let root = build::root(subject.instance, subject.state, &overrides, build::Live::at(subject.events, context.now));
     let versions = Dir::sorted(vec![tree::Entry::new(wire::VERSION, Node::Dir(root))]);
     if guest_attributes {
         if let Some(refusal) = guest_attributes_gate(&versions, path) {

@@ -13,7 +13,8 @@
 //! [`route`] picks the dialect from the path ([`Dialect::for_path`]); a dialect the instance has
 //! not enabled answers as if its paths did not exist. Dialects: [`ec2`] (the full EC2 metadata
 //! tree, every dated API version, IMDSv2 session tokens), [`mmds`], [`gce`], [`azure`],
-//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`]. [`token`]: the session tokens every
+//! [`openstack`], [`digitalocean`], [`nocloud`], [`hetzner`], [`alibaba`], [`tencent`],
+//! [`linode`], [`vultr`], [`scaleway`], [`upcloud`], [`exoscale`]. [`token`]: the session tokens every
 //! dialect shares. [`platform`]: the SMBIOS values a VMM presents so cloud-init picks a dialect.
 //!
 //! The rules the dialects share (routing, and the derivation rules R1–R5 cited by name in this
@@ -30,6 +31,7 @@ pub use exchange::{GuestRequest, GuestResponse, GuestWrite};
 pub use imds_model::{Dialect, DialectSettings as Settings};
 pub use refusal::Refusal;
 
+pub mod alibaba;
 pub mod azure;
 mod cache;
 mod context;
@@ -38,19 +40,27 @@ mod derive;
 pub mod digitalocean;
 pub mod ec2;
 mod exchange;
+pub mod exoscale;
 pub mod gce;
 pub mod hetzner;
 pub mod ids;
+pub mod linode;
 pub mod mmds;
 pub mod nocloud;
 pub mod openstack;
 pub mod platform;
 mod query;
 pub mod refusal;
+pub mod scaleway;
+pub mod tencent;
+mod text_tree;
 pub mod token;
-mod yaml;
+pub mod upcloud;
+pub mod vultr;
+pub mod yaml;
 
-/// Answers a request from a known instance with the dialect its path belongs to.
+/// Answers a request from a known instance with the dialect its path belongs to, or the
+/// dialect its listener is bound to ([`GuestRequest::bound`]).
 ///
 /// An instance whose MMDS is configured (and enabled) answers every path from it, as a
 /// Firecracker guest expects. Otherwise the path picks the dialect; paths no dialect claims are
@@ -62,7 +72,11 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
     let dialects = &subject.instance.dialects;
     let dialect = dialect_of(Some(subject), request, context.settings);
     if dialect != Dialect::Mmds && !dialects.is_enabled(dialect) {
-        return ec2_shaped(ec2::not_found());
+        return match request.bound {
+            // A listener bound to a dialect speaks nothing else, even to say "not here".
+            Some(_) => refusal::refuse(dialect, request, Refusal::NotServed),
+            None => ec2_shaped(ec2::not_found()),
+        };
     }
     if subject.instance.imds.endpoint == imds_model::EndpointMode::Disabled {
         return refusal::refuse(dialect, request, Refusal::Disabled);
@@ -83,16 +97,37 @@ pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_
         Dialect::DigitalOcean => digitalocean::respond(subject, request, context),
         Dialect::NoCloud => nocloud::respond(subject, request, context),
         Dialect::Hetzner => hetzner::respond(subject, request, context),
+        Dialect::Alibaba => alibaba::respond(subject, request, context),
+        Dialect::Tencent => tencent::respond(subject, request, context),
+        Dialect::Linode => linode::respond(subject, request, context),
+        Dialect::Vultr => vultr::respond(subject, request, context),
+        Dialect::Scaleway => scaleway::respond(subject, request, context),
+        Dialect::UpCloud => upcloud::respond(subject, request, context),
+        // Exoscale's listener of its own is its password server (port 8080); its metadata
+        // tree is on the shared listener.
+        Dialect::Exoscale if request.bound == Some(Dialect::Exoscale) => {
+            exoscale::password_server(subject, request, context)
+        }
+        Dialect::Exoscale => exoscale::respond(subject, request, context),
     }
 }
 
-/// The dialect that answers `request`: MMDS for an instance whose MMDS is configured and
-/// enabled, else the dialect its path belongs to ([`Dialect::for_path`]). `subject` is `None`
-/// for a caller no instance is registered for.
+/// The dialect that answers `request`: the dialect of the listener it arrived on when that
+/// listener is bound to one ([`GuestRequest::bound`]), else MMDS for an instance whose MMDS is
+/// configured and enabled, else the dialect its path belongs to for this instance
+/// ([`Dialects::for_path`]: a path several dialects serve goes to the first the instance
+/// enables). `subject` is `None` for a caller no instance is registered for (the path's
+/// default dialect, [`Dialect::for_path`]).
+///
+/// [`Dialects::for_path`]: imds_model::Dialects::for_path
 pub fn dialect_of(subject: Option<&Subject<'_>>, request: &GuestRequest, settings: &Settings) -> Dialect {
+    if let Some(bound) = request.bound {
+        return bound;
+    }
     match subject {
         Some(subject) if subject.mmds.is_some() && subject.instance.dialects.is_enabled(Dialect::Mmds) => Dialect::Mmds,
-        _ => Dialect::for_path(&request.path, settings),
+        Some(subject) => subject.instance.dialects.for_path(&request.path, settings),
+        None => Dialect::for_path(&request.path, settings),
     }
 }
 
@@ -105,6 +140,9 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
         let problems = match (Dialect::from_name(dialect), block) {
             (Some(Dialect::Azure), _) => azure::check_overrides(block),
             (Some(Dialect::Ec2), _) => ec2::check_overrides(block),
+            (Some(Dialect::Alibaba), _) => alibaba::check_overrides(block),
+            (Some(Dialect::Tencent), _) => tencent::check_overrides(block),
+            (Some(Dialect::Exoscale), _) => exoscale::check_overrides(block),
             (Some(Dialect::Gce), _) => gce::check_overrides(block),
             (Some(Dialect::OpenStack), serde_json::Value::Object(block)) => openstack::check_overrides(block),
             _ => Vec::new(),
@@ -134,7 +172,7 @@ fn gce_ping(request: &GuestRequest) -> bool {
 /// and renders it again on every change of the instance, until the `ETag` differs or the
 /// timeout passes.
 pub fn wait_request(request: &GuestRequest, settings: &Settings) -> Option<gce::Wait> {
-    match Dialect::for_path(&request.path, settings) {
+    match dialect_of(None, request, settings) {
         Dialect::Gce => gce::wait_request(request),
         _ => None,
     }

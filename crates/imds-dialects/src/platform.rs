@@ -151,6 +151,67 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
             ..Smbios::default()
         },
         Dialect::NoCloud => Smbios { serial: Some(nocloud_seed(settings)), uuid, ..Smbios::default() },
+        // cloud-init's AliYun datasource and ds-identify check the product name; the serial is
+        // `meta-data/serial-number` (the instance UUID, rule R1).
+        Dialect::Alibaba => {
+            let serial = crate::ids::instance_uuid(instance).to_string();
+            Smbios {
+                manufacturer: Some("Alibaba Cloud".into()),
+                product: Some("Alibaba Cloud ECS".into()),
+                serial: Some(serial.clone()),
+                uuid: Some(serial),
+                ..Smbios::default()
+            }
+        }
+        // What Tencent's CVMs present (no cloud-init datasource checks it).
+        Dialect::Tencent => Smbios {
+            manufacturer: Some("Tencent Cloud".into()),
+            product: Some("CVM".into()),
+            serial: Some(crate::ids::instance_uuid(instance).to_string()),
+            uuid: Some(crate::ids::instance_uuid(instance).to_string()),
+            ..Smbios::default()
+        },
+        // cloud-init's Akamai datasource compares the serial with `/v1/instance`'s `id`.
+        Dialect::Linode => Smbios {
+            manufacturer: Some(crate::linode::wire::MANUFACTURER.into()),
+            product: Some(crate::linode::wire::PRODUCT.into()),
+            serial: Some(crate::linode::instance_id(instance).to_string()),
+            uuid,
+            ..Smbios::default()
+        },
+        // cloud-init's Vultr datasource compares the serial (the SUBID) with the system UUID on
+        // reboot, and takes `instance-v2-id` as the instance id: all three are the same.
+        Dialect::Vultr => {
+            let id = crate::vultr::instance_v2_id(instance);
+            Smbios {
+                manufacturer: Some(crate::vultr::wire::MANUFACTURER.into()),
+                product: Some(crate::vultr::wire::PRODUCT.into()),
+                serial: Some(id.clone()),
+                uuid: Some(id),
+                ..Smbios::default()
+            }
+        }
+        Dialect::Scaleway => Smbios {
+            manufacturer: Some(crate::scaleway::wire::MANUFACTURER.into()),
+            product: Some(crate::scaleway::wire::PRODUCT.into()),
+            uuid: Some(crate::ids::instance_uuid(instance).to_string()),
+            ..Smbios::default()
+        },
+        // cloud-init's UpCloud datasource takes the system UUID as the server's and compares
+        // it with `instance_id`.
+        Dialect::UpCloud => Smbios {
+            manufacturer: Some(crate::upcloud::wire::MANUFACTURER.into()),
+            product: Some("Cloud Server".into()),
+            uuid: Some(crate::upcloud::instance_id(instance)),
+            ..Smbios::default()
+        },
+        // ds-identify and cloud-init's Exoscale datasource want a product name `Exoscale…`.
+        Dialect::Exoscale => Smbios {
+            manufacturer: Some(crate::exoscale::wire::MANUFACTURER.into()),
+            product: Some(crate::exoscale::wire::PRODUCT.into()),
+            uuid: Some(crate::ids::instance_uuid(instance).to_string()),
+            ..Smbios::default()
+        },
     };
     Some(apply_platform(derived, instance.platform.as_ref()))
 }

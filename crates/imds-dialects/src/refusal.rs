@@ -18,6 +18,15 @@
 //! | OpenStack | 404 Nova page | 403 WebOb page | 429 WebOb page |
 //! | DigitalOcean, Hetzner | 404 `404 page not found` | 403 `Forbidden` | 429 `Too Many Requests` |
 //! | NoCloud | 404 `404 Not Found` | 403 `403 Forbidden` | 429 `429 Too Many Requests` |
+//! | Alibaba, Tencent | 404 HTML page | 403 HTML page | 429 HTML page |
+//! | Vultr, UpCloud | as DigitalOcean | as DigitalOcean | as DigitalOcean |
+//! | Linode | 404 `{"errors":[{"reason":"Not found"}]}` | 403 `…"Forbidden"…` | 429 `…"Too Many Requests"…` |
+//! | Scaleway | 404 `Not Found` | 403 `Forbidden` | 429 `Too Many Requests` |
+//! | Exoscale | 404 Apache page | 403 Apache page | 429 Apache page |
+//! | Exoscale's password server | 200 `saved_password` (no password) | same | 429 text |
+//!
+//! A request on a listener bound to a dialect the instance has not enabled
+//! ([`Refusal::NotServed`]) gets that dialect's unknown-caller answer (EC2's: its not-found page).
 //!
 //! None of them carries any instance's data. GCE's ping (`/` with `Metadata-Flavor: Google`) is
 //! EC2's path, so a refused ping lacks the flavor header and google-auth concludes it is not on
@@ -38,6 +47,9 @@ pub enum Refusal {
     Throttled,
     /// The instance's metadata endpoint is switched off (`imds.endpoint: disabled`).
     Disabled,
+    /// The request arrived on a listener bound to a dialect the instance has not enabled: that
+    /// dialect's not-found answer, as if the service were not there.
+    NotServed,
 }
 
 /// `refusal` of `request`, in the shape of `dialect`.
@@ -48,8 +60,61 @@ pub fn refuse(dialect: Dialect, request: &GuestRequest, refusal: Refusal) -> Gue
         Dialect::Gce => gce(request, refusal),
         Dialect::Azure => azure(request, refusal),
         Dialect::OpenStack => openstack(refusal),
-        Dialect::DigitalOcean | Dialect::Hetzner => go_text(refusal),
+        Dialect::DigitalOcean | Dialect::Hetzner | Dialect::Vultr | Dialect::UpCloud => go_text(refusal),
         Dialect::NoCloud => nocloud(refusal),
+        Dialect::Alibaba | Dialect::Tencent => html_page(refusal),
+        Dialect::Linode => linode(refusal),
+        Dialect::Scaleway => scaleway(refusal),
+        Dialect::Exoscale => exoscale(request, refusal),
+    }
+}
+
+/// Linode answers errors as JSON: `{"errors": [{"reason": …}]}`.
+fn linode(refusal: Refusal) -> GuestResponse {
+    let reason = match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "Not found",
+        Refusal::Disabled => "Forbidden",
+        Refusal::Throttled => "Too Many Requests",
+    };
+    GuestResponse::new(
+        status_of(refusal, StatusCode::NOT_FOUND),
+        "application/json",
+        crate::linode::wire::error(reason),
+    )
+}
+
+fn scaleway(refusal: Refusal) -> GuestResponse {
+    let body = match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "Not Found\n",
+        Refusal::Disabled => "Forbidden\n",
+        Refusal::Throttled => "Too Many Requests\n",
+    };
+    text(status_of(refusal, StatusCode::NOT_FOUND), body)
+}
+
+/// Exoscale's metadata is the virtual router's Apache (its error pages); its password server
+/// (the listener bound to it) tells a VM it has no password to fetch with `saved_password`,
+/// which cloud-init takes as "no password".
+fn exoscale(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
+    use crate::exoscale::wire;
+    if request.bound == Some(Dialect::Exoscale) {
+        return match refusal {
+            Refusal::Throttled => text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
+            _ => GuestResponse::new(StatusCode::OK, wire::TEXT, wire::SAVED_PASSWORD),
+        };
+    }
+    match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => crate::exoscale::not_found(&request.path),
+        Refusal::Disabled => GuestResponse::new(
+            StatusCode::FORBIDDEN,
+            wire::TEXT_HTML,
+            wire::error_page("403 Forbidden", "You don't have permission to access this resource."),
+        ),
+        Refusal::Throttled => GuestResponse::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            wire::TEXT_HTML,
+            wire::error_page("429 Too Many Requests", "The user has sent too many requests in a given amount of time."),
+        ),
     }
 }
 
@@ -67,6 +132,7 @@ fn ec2(refusal: Refusal) -> GuestResponse {
         Refusal::Disabled => {
             GuestResponse::new(StatusCode::FORBIDDEN, wire::TEXT_HTML, wire::error_page("403 - Forbidden"))
         }
+        Refusal::NotServed => return crate::ec2_shaped(crate::ec2::not_found()),
         Refusal::Throttled => GuestResponse::new(
             StatusCode::TOO_MANY_REQUESTS,
             wire::TEXT_HTML,
@@ -81,7 +147,7 @@ fn mmds(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
     match refusal {
         Refusal::Throttled => GuestResponse::new(StatusCode::TOO_MANY_REQUESTS, wire::TEXT_PLAIN, "Too many requests."),
         // Firecracker has no "forbidden": what it does not serve is not found.
-        Refusal::UnknownCaller(_) | Refusal::Disabled => {
+        Refusal::UnknownCaller(_) | Refusal::Disabled | Refusal::NotServed => {
             let raw = match &request.query {
                 Some(query) => format!("{}?{query}", request.path),
                 None => request.path.clone(),
@@ -94,7 +160,7 @@ fn mmds(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
 fn gce(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
     let path = crate::gce::wire::escape(&request.path);
     match refusal {
-        Refusal::UnknownCaller(_) => crate::gce::error(
+        Refusal::UnknownCaller(_) | Refusal::NotServed => crate::gce::error(
             StatusCode::NOT_FOUND,
             "Not Found",
             &format!("The requested URL <code>{path}</code> was not found on this server."),
@@ -119,18 +185,20 @@ fn azure(request: &GuestRequest, refusal: Refusal) -> GuestResponse {
     match refusal {
         Refusal::Throttled => json(StatusCode::TOO_MANY_REQUESTS, json!({"error": "Too many requests"})),
         // What Azure answers a VM that has no managed identity: credential chains move on.
-        Refusal::UnknownCaller(_) | Refusal::Disabled if identity => json(
+        Refusal::UnknownCaller(_) | Refusal::Disabled | Refusal::NotServed if identity => json(
             StatusCode::BAD_REQUEST,
             json!({"error": wire::OAUTH_INVALID_REQUEST, "error_description": wire::IDENTITY_NOT_FOUND}),
         ),
-        Refusal::UnknownCaller(_) | Refusal::Disabled => json(StatusCode::NOT_FOUND, json!({"error": wire::NOT_FOUND})),
+        Refusal::UnknownCaller(_) | Refusal::Disabled | Refusal::NotServed => {
+            json(StatusCode::NOT_FOUND, json!({"error": wire::NOT_FOUND}))
+        }
     }
 }
 
 fn openstack(refusal: Refusal) -> GuestResponse {
     let page = match refusal {
         // Nova answers an address it knows no instance for with its 404.
-        Refusal::UnknownCaller(_) => crate::openstack::wire::NOT_FOUND,
+        Refusal::UnknownCaller(_) | Refusal::NotServed => crate::openstack::wire::NOT_FOUND,
         Refusal::Disabled => ("403 Forbidden", "Access was denied to this resource."),
         Refusal::Throttled => {
             ("429 Too Many Requests", "The client has sent too many requests in a given amount of time.")
@@ -142,7 +210,7 @@ fn openstack(refusal: Refusal) -> GuestResponse {
 /// DigitalOcean's and Hetzner's servers answer errors as Go's `net/http` does.
 fn go_text(refusal: Refusal) -> GuestResponse {
     let body = match refusal {
-        Refusal::UnknownCaller(_) => "404 page not found\n",
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "404 page not found\n",
         Refusal::Disabled => "Forbidden\n",
         Refusal::Throttled => "Too Many Requests\n",
     };
@@ -151,11 +219,26 @@ fn go_text(refusal: Refusal) -> GuestResponse {
 
 fn nocloud(refusal: Refusal) -> GuestResponse {
     let body = match refusal {
-        Refusal::UnknownCaller(_) => "404 Not Found\n",
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "404 Not Found\n",
         Refusal::Disabled => "403 Forbidden\n",
         Refusal::Throttled => "429 Too Many Requests\n",
     };
     text(status_of(refusal, StatusCode::NOT_FOUND), body)
+}
+
+/// Alibaba's and Tencent's HTML pages (403 for a switched-off endpoint, as Alibaba's
+/// `HttpEndpoint: disabled`).
+fn html_page(refusal: Refusal) -> GuestResponse {
+    let title = match refusal {
+        Refusal::UnknownCaller(_) | Refusal::NotServed => "404 Not Found",
+        Refusal::Disabled => "403 Forbidden",
+        Refusal::Throttled => "429 Too Many Requests",
+    };
+    GuestResponse::new(
+        status_of(refusal, StatusCode::NOT_FOUND),
+        crate::alibaba::wire::TEXT_HTML,
+        crate::alibaba::wire::error_page(title),
+    )
 }
 
 fn text(status: StatusCode, body: &'static str) -> GuestResponse {
@@ -165,7 +248,7 @@ fn text(status: StatusCode, body: &'static str) -> GuestResponse {
 /// The status of a refusal whose unknown-caller form is `unknown`.
 fn status_of(refusal: Refusal, unknown: StatusCode) -> StatusCode {
     match refusal {
-        Refusal::UnknownCaller(_) => unknown,
+        Refusal::UnknownCaller(_) | Refusal::NotServed => unknown,
         Refusal::Disabled => StatusCode::FORBIDDEN,
         Refusal::Throttled => StatusCode::TOO_MANY_REQUESTS,
     }

@@ -11,7 +11,7 @@
 use serde_json::Value;
 
 /// The document for `value` (a mapping or a sequence), ending in a newline.
-pub(crate) fn to_yaml(value: &Value) -> String {
+pub fn to_yaml(value: &Value) -> String {
     let mut out = String::new();
     match value {
         Value::Object(map) if !map.is_empty() => write_block(&mut out, value, 0),

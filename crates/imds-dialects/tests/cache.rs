@@ -43,7 +43,7 @@ fn request(method: Method, target: &str) -> GuestRequest {
 }
 
 fn send(instance: &Instance, state: &GuestState, cache: Option<&Cache>, request: &GuestRequest) -> GuestResponse {
-    route(&Subject { instance, mmds: None, state, cache }, request, &context())
+    route(&Subject { instance, mmds: None, state, events: None, cache }, request, &context())
 }
 
 /// Successes, errors, redirects and every format of the three dialects that keep renderings.

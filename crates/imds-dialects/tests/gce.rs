@@ -67,7 +67,7 @@ fn flavored(request: GuestRequest) -> GuestRequest {
 }
 
 fn send_with(instance: &Instance, state: &GuestState, request: GuestRequest) -> GuestResponse {
-    let subject = Subject { instance, mmds: None, state, cache: None };
+    let subject = Subject { instance, mmds: None, state, events: None, cache: None };
     route(&subject, &request, &context())
 }
 

@@ -31,7 +31,7 @@ fn send(instance: &Instance, request: GuestRequest, signer: bool) -> GuestRespon
         context.signer = Some(&FakeSigner);
     }
     let state = GuestState::default();
-    route(&Subject { instance, mmds: None, state: &state, cache: None }, &request, &context)
+    route(&Subject { instance, mmds: None, state: &state, events: None, cache: None }, &request, &context)
 }
 
 fn gce(instance: &Instance, target: &str, signer: bool) -> GuestResponse {

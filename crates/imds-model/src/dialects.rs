@@ -50,6 +50,21 @@ pub enum Dialect {
     NoCloud,
     /// Hetzner: `/hetzner/v1/…`.
     Hetzner,
+    /// Alibaba Cloud ECS: only on a listener bound to it (`100.100.100.200`).
+    Alibaba,
+    /// Tencent Cloud CVM: only on a listener bound to it (`169.254.0.23`).
+    Tencent,
+    /// Linode (Akamai): `/v1`, `/v1/…` (`/v1/token`, `/v1/instance`, …).
+    Linode,
+    /// Vultr: `/v1.json`; also `/latest/…`, which EC2 claims first.
+    Vultr,
+    /// Scaleway: never by path; only on a listener address bound to it (169.254.42.42).
+    Scaleway,
+    /// UpCloud: `/metadata/v1.json`, which DigitalOcean claims first.
+    UpCloud,
+    /// Exoscale (CloudStack): EC2's paths, which EC2 claims first; its password server on a
+    /// listener address bound to it (port 8080).
+    Exoscale,
 }
 
 /// Azure's top-level categories under `/metadata/`.
@@ -68,11 +83,18 @@ impl Dialect {
             Dialect::DigitalOcean => "digitalocean",
             Dialect::NoCloud => "nocloud",
             Dialect::Hetzner => "hetzner",
+            Dialect::Alibaba => "alibaba",
+            Dialect::Tencent => "tencent",
+            Dialect::Linode => "linode",
+            Dialect::Vultr => "vultr",
+            Dialect::Scaleway => "scaleway",
+            Dialect::UpCloud => "upcloud",
+            Dialect::Exoscale => "exoscale",
         }
     }
 
     /// Every dialect, in declaration order.
-    pub const ALL: [Dialect; 8] = [
+    pub const ALL: [Dialect; 15] = [
         Dialect::Ec2,
         Dialect::Mmds,
         Dialect::Gce,
@@ -81,6 +103,13 @@ impl Dialect {
         Dialect::DigitalOcean,
         Dialect::NoCloud,
         Dialect::Hetzner,
+        Dialect::Alibaba,
+        Dialect::Tencent,
+        Dialect::Linode,
+        Dialect::Vultr,
+        Dialect::Scaleway,
+        Dialect::UpCloud,
+        Dialect::Exoscale,
     ];
 
     /// The dialect called `name` (as in `dialects.enabled`), if imds serves it.
@@ -93,28 +122,48 @@ impl Dialect {
         Dialect::ALL.map(Dialect::name).join(", ")
     }
 
-    /// The dialect a path belongs to (docs/dialects.md, "Routing"). MMDS is not chosen by path.
+    /// The dialect a path belongs to when the instance enables every dialect: the first of
+    /// [`Dialect::claimants`] (docs/dialects.md, "Routing"). MMDS is not chosen by path;
+    /// dialects served at an address of their own (Alibaba, Tencent, Scaleway) only on a
+    /// listener bound to them.
     pub fn for_path(path: &str, settings: &DialectSettings) -> Dialect {
+        Dialect::claimants(path, settings)[0]
+    }
+
+    /// Every dialect that serves `path`, the default first (docs/dialects.md, "Routing"); never
+    /// empty. Where several clouds use the same path (EC2's `/latest/…` is also Vultr's and
+    /// Exoscale's, DigitalOcean's `/metadata/v1.json` also UpCloud's), the instance's
+    /// `dialects.enabled` picks one of them ([`Dialects::for_path`]).
+    pub fn claimants(path: &str, settings: &DialectSettings) -> &'static [Dialect] {
+        const EC2: &[Dialect] = &[Dialect::Ec2, Dialect::Exoscale];
         let nocloud = settings.nocloud_prefix.trim_end_matches('/');
         if path.starts_with("/computeMetadata/") || path == "/computeMetadata" {
-            Dialect::Gce
-        } else if path == "/metadata/v1" || path == "/metadata/v1.json" || path.starts_with("/metadata/v1/") {
-            Dialect::DigitalOcean
+            &[Dialect::Gce]
+        } else if path == "/metadata/v1.json" {
+            &[Dialect::DigitalOcean, Dialect::UpCloud]
+        } else if path == "/metadata/v1" || path.starts_with("/metadata/v1/") {
+            &[Dialect::DigitalOcean]
         } else if let Some(rest) = path.strip_prefix("/metadata/") {
             let category = rest.split('/').next().unwrap_or("");
             if AZURE_CATEGORIES.contains(&category) {
-                Dialect::Azure
+                &[Dialect::Azure]
             } else {
-                Dialect::Ec2
+                EC2
             }
         } else if path == "/openstack" || path.starts_with("/openstack/") {
-            Dialect::OpenStack
+            &[Dialect::OpenStack]
         } else if path == "/hetzner" || path.starts_with("/hetzner/") {
-            Dialect::Hetzner
+            &[Dialect::Hetzner]
+        } else if path == "/v1.json" {
+            &[Dialect::Vultr]
+        } else if path == "/v1" || path.starts_with("/v1/") {
+            &[Dialect::Linode]
+        } else if path == "/latest" || path.starts_with("/latest/") {
+            &[Dialect::Ec2, Dialect::Vultr, Dialect::Exoscale]
         } else if !nocloud.is_empty() && (path == nocloud || path.starts_with(&settings.nocloud_prefix[..])) {
-            Dialect::NoCloud
+            &[Dialect::NoCloud]
         } else {
-            Dialect::Ec2
+            EC2
         }
     }
 }
@@ -137,6 +186,18 @@ impl Dialects {
     /// Whether `dialect` is enabled for this instance.
     pub fn is_enabled(&self, dialect: Dialect) -> bool {
         self.enabled.as_ref().is_none_or(|list| list.contains(&dialect))
+    }
+
+    /// The dialect that answers `path` for this instance: of the dialects that serve it
+    /// ([`Dialect::claimants`]), the first in `enabled`'s order, or the default when the
+    /// instance enables every dialect or none of them (the router then answers as if the path
+    /// did not exist).
+    pub fn for_path(&self, path: &str, settings: &DialectSettings) -> Dialect {
+        let claimants = Dialect::claimants(path, settings);
+        match &self.enabled {
+            Some(enabled) => enabled.iter().copied().find(|d| claimants.contains(d)).unwrap_or(claimants[0]),
+            None => claimants[0],
+        }
     }
 
     /// The override block for `dialect`, if any.
@@ -170,7 +231,10 @@ mod tests {
             assert_eq!(Dialect::from_name(dialect.name()), Some(dialect));
         }
         assert_eq!(Dialect::from_name("oracle"), None);
-        assert_eq!(Dialect::names(), "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner");
+        assert_eq!(
+            Dialect::names(),
+            "ec2, mmds, gce, azure, openstack, digitalocean, nocloud, hetzner, alibaba, tencent, linode, vultr, scaleway, upcloud, exoscale"
+        );
     }
 
     #[test]
@@ -186,5 +250,53 @@ mod tests {
         assert!(!some.is_enabled(Dialect::Gce));
         assert_eq!(some.override_for("gce"), Some(&json!({"zone": "z"})));
         assert_eq!(serde_json::to_value(&some).unwrap(), json!({"enabled": ["ec2"], "gce": {"zone": "z"}}));
+    }
+
+    fn enabling(names: &[&str]) -> Dialects {
+        Dialects {
+            enabled: Some(names.iter().map(|n| Dialect::from_name(n).unwrap()).collect()),
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_shared_path_goes_to_the_first_enabled_claimant() {
+        let settings = DialectSettings::DEFAULT;
+        let all = Dialects::default();
+        assert_eq!(all.for_path("/metadata/v1.json", &settings), Dialect::DigitalOcean);
+        assert_eq!(all.for_path("/latest/meta-data/", &settings), Dialect::Ec2);
+        assert_eq!(all.for_path("/1.0/meta-data/", &settings), Dialect::Ec2);
+        assert_eq!(enabling(&["upcloud"]).for_path("/metadata/v1.json", &settings), Dialect::UpCloud);
+        assert_eq!(enabling(&["upcloud"]).for_path("/metadata/v1/hostname", &settings), Dialect::DigitalOcean);
+        assert_eq!(enabling(&["vultr"]).for_path("/latest/meta-data/", &settings), Dialect::Vultr);
+        assert_eq!(enabling(&["vultr"]).for_path("/1.0/meta-data/", &settings), Dialect::Ec2);
+        assert_eq!(enabling(&["exoscale"]).for_path("/1.0/meta-data/", &settings), Dialect::Exoscale);
+        assert_eq!(enabling(&["exoscale", "vultr"]).for_path("/latest/user-data", &settings), Dialect::Exoscale);
+        assert_eq!(enabling(&["vultr", "exoscale"]).for_path("/latest/user-data", &settings), Dialect::Vultr);
+        assert_eq!(
+            enabling(&["digitalocean", "upcloud"]).for_path("/metadata/v1.json", &settings),
+            Dialect::DigitalOcean
+        );
+        assert_eq!(enabling(&["gce"]).for_path("/metadata/v1.json", &settings), Dialect::DigitalOcean);
+        assert_eq!(all.for_path("/v1.json", &settings), Dialect::Vultr);
+        assert_eq!(all.for_path("/v1/instance", &settings), Dialect::Linode);
+        assert_eq!(all.for_path("/v1", &settings), Dialect::Linode);
+        assert_eq!(all.for_path("/v1x", &settings), Dialect::Ec2);
+        assert!(Dialect::ALL.iter().all(|d| [Dialect::Scaleway, Dialect::Alibaba, Dialect::Tencent].contains(d)
+            || *d == Dialect::Mmds
+            || [
+                "/",
+                "/latest/",
+                "/metadata/v1.json",
+                "/v1/",
+                "/v1.json",
+                "/computeMetadata/",
+                "/metadata/instance",
+                "/openstack/",
+                "/hetzner/",
+                "/nocloud/"
+            ]
+            .iter()
+            .any(|p| Dialect::claimants(p, &settings).contains(d))));
     }
 }

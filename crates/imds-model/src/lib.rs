@@ -14,6 +14,7 @@
 mod addr;
 mod dialects;
 mod error;
+pub mod event;
 mod id;
 mod instance;
 mod limits;
@@ -31,6 +32,7 @@ mod user_data;
 pub use addr::{Ipv4Cidr, Ipv6Cidr, MacAddr, MacAddrError};
 pub use dialects::{Dialect, DialectSettings, Dialects};
 pub use error::{FieldError, Invalid};
+pub use event::{Event, EventId, EventKind, EventSpec, EventState, InstanceEvents};
 pub use id::{InstanceId, InstanceIdError, RoleName, RoleNameError};
 pub use instance::{split_claim, Account, Instance};
 pub use limits::Limits;

@@ -343,7 +343,7 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
     let imds = field(c, map, "", "imds", section::imds).unwrap_or_default();
     let platform = field(c, map, "", "platform", overrides::platform);
     let dialects = field(c, map, "", "dialects", section::dialects).unwrap_or_default();
-    if imds.tags == crate::settings::TagsMode::On {
+    if imds.tags == Some(crate::settings::TagsMode::On) {
         // EC2 refuses to turn tags-in-metadata on while a key cannot be a path segment.
         for key in tags.keys() {
             c.check(&join("tags", key), text::ec2_metadata_tag_key(key));

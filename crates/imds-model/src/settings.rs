@@ -28,11 +28,12 @@ pub enum EndpointMode {
     Disabled,
 }
 
-/// Whether instance tags are served under `meta-data/tags/instance/` (`InstanceMetadataTags`).
+/// Whether instance tags are served: EC2's `meta-data/tags/instance/` (`InstanceMetadataTags`)
+/// and every other dialect's tags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TagsMode {
-    /// Tags are not served (`"off"`, AWS's default).
+    /// Tags are not served (`"off"`).
     #[default]
     Off,
     /// Tags are served (`"on"`).
@@ -48,8 +49,10 @@ pub struct ImdsSettings {
     pub hop_limit: u8,
     /// Endpoint on or off.
     pub endpoint: EndpointMode,
-    /// Tags in metadata on or off.
-    pub tags: TagsMode,
+    /// Tags in metadata: on or off in every dialect when set; unset, each dialect follows its
+    /// cloud (EC2 off, the others on). See [`ImdsSettings::tags_served`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<TagsMode>,
 }
 
 impl ImdsSettings {
@@ -57,12 +60,22 @@ impl ImdsSettings {
     pub const MIN_HOP_LIMIT: u8 = 1;
     /// Highest accepted hop limit (AWS's maximum).
     pub const MAX_HOP_LIMIT: u8 = 64;
+
+    /// Whether a dialect serves the instance's tags, given whether its cloud shows them when
+    /// nothing says otherwise (`shown_by_default`: false for EC2, true for the others).
+    pub fn tags_served(&self, shown_by_default: bool) -> bool {
+        match self.tags {
+            Some(TagsMode::On) => true,
+            Some(TagsMode::Off) => false,
+            None => shown_by_default,
+        }
+    }
 }
 
 impl Default for ImdsSettings {
-    /// AWS's defaults: tokens optional, hop limit 1, endpoint enabled, tags off.
+    /// AWS's defaults: tokens optional, hop limit 1, endpoint enabled; tags unset.
     fn default() -> Self {
-        Self { tokens: TokenMode::Optional, hop_limit: 1, endpoint: EndpointMode::Enabled, tags: TagsMode::Off }
+        Self { tokens: TokenMode::Optional, hop_limit: 1, endpoint: EndpointMode::Enabled, tags: None }
     }
 }
 
@@ -75,13 +88,13 @@ mod tests {
     fn default_serialises_in_full() {
         assert_eq!(
             serde_json::to_value(ImdsSettings::default()).unwrap(),
-            json!({"tokens": "optional", "hop_limit": 1, "endpoint": "enabled", "tags": "off"})
+            json!({"tokens": "optional", "hop_limit": 1, "endpoint": "enabled"})
         );
         let custom = ImdsSettings {
             tokens: TokenMode::Required,
             hop_limit: 2,
             endpoint: EndpointMode::Disabled,
-            tags: TagsMode::On,
+            tags: Some(TagsMode::On),
         };
         assert_eq!(
             serde_json::to_value(custom).unwrap(),

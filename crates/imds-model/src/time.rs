@@ -29,6 +29,21 @@ pub fn format_date(unix: u64) -> String {
     utc(unix).format(&format_description!("[year]-[month]-[day]")).unwrap_or_default()
 }
 
+/// `21 Jan 2019 09:00:43 GMT` (day of the month without a leading zero) for Unix seconds
+/// `unix`: the form of EC2's scheduled-event times (`events/maintenance/*`).
+pub fn format_ec2_event(unix: u64) -> String {
+    let format = format_description!("[day padding:none] [month repr:short] [year] [hour]:[minute]:[second] GMT");
+    utc(unix).format(&format).unwrap_or_default()
+}
+
+/// `Mon, 19 Sep 2016 18:29:47 GMT` for Unix seconds `unix`: RFC 1123, the form of Azure's
+/// scheduled-event `NotBefore`.
+pub fn format_rfc1123(unix: u64) -> String {
+    let format =
+        format_description!("[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT");
+    utc(unix).format(&format).unwrap_or_default()
+}
+
 /// An RFC 3339 timestamp (`2026-01-02T03:04:05Z`; fractional seconds, any offset, and a space
 /// or lower-case `t` between date and time accepted) as Unix seconds; `None` when it is not
 /// one or lies before 1970. Fractions of a second are dropped.
@@ -63,6 +78,14 @@ mod tests {
         assert_eq!(parse_rfc3339("2021-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), None);
+    }
+
+    #[test]
+    fn event_times_print_in_each_clouds_form() {
+        assert_eq!(format_ec2_event(1_548_061_243), "21 Jan 2019 09:00:43 GMT");
+        assert_eq!(format_ec2_event(1_546_678_800), "5 Jan 2019 09:00:00 GMT");
+        assert_eq!(format_rfc1123(1_474_309_787), "Mon, 19 Sep 2016 18:29:47 GMT");
+        assert_eq!(format_rfc1123(1_546_678_800), "Sat, 05 Jan 2019 09:00:00 GMT");
     }
 
     #[test]

@@ -67,8 +67,14 @@ pub enum NetError {
     },
     /// The netlink socket could not be opened.
     #[error("cannot open a netlink socket: {0}")]
-    Socket(std::io::Error),
-    /// `nft` failed or could not be run.
+    Socket(#[source] std::io::Error),
+    /// `nft` could not be run, or talking to it failed.
+    #[error("cannot run nft (Debian package nftables): {0}")]
+    NftUnavailable(#[source] std::io::Error),
+    /// `nft -j` printed something that is not its JSON.
+    #[error("nft printed unreadable JSON: {0}")]
+    NftOutput(#[source] serde_json::Error),
+    /// `nft` refused the script or the query (its message).
     #[error("nft: {0}")]
     Nft(String),
     /// The configuration does not fit this host.

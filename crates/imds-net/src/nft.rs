@@ -15,11 +15,11 @@ pub async fn apply(script: &str) -> Result<(), NetError> {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|error| NetError::Nft(format!("cannot run nft (Debian package nftables): {error}")))?;
+        .map_err(NetError::NftUnavailable)?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(script.as_bytes()).await.map_err(|error| NetError::Nft(error.to_string()))?;
+        stdin.write_all(script.as_bytes()).await.map_err(NetError::NftUnavailable)?;
     }
-    let output = child.wait_with_output().await.map_err(|error| NetError::Nft(error.to_string()))?;
+    let output = child.wait_with_output().await.map_err(NetError::NftUnavailable)?;
     if output.status.success() {
         Ok(())
     } else {
@@ -34,7 +34,7 @@ pub async fn list_table(family: &str) -> Result<Option<serde_json::Value>, NetEr
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|error| NetError::Nft(format!("cannot run nft (Debian package nftables): {error}")))?;
+        .map_err(NetError::NftUnavailable)?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         if stderr.contains("No such file or directory") {
@@ -42,7 +42,7 @@ pub async fn list_table(family: &str) -> Result<Option<serde_json::Value>, NetEr
         }
         return Err(NetError::Nft(stderr.trim().to_owned()));
     }
-    serde_json::from_slice(&output.stdout).map(Some).map_err(|error| NetError::Nft(format!("unreadable JSON: {error}")))
+    serde_json::from_slice(&output.stdout).map(Some).map_err(NetError::NftOutput)
 }
 
 /// `nft list table FAMILY imds` as text, `None` when absent.
@@ -52,7 +52,7 @@ pub async fn show_table(family: &str) -> Result<Option<String>, NetError> {
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|error| NetError::Nft(format!("cannot run nft: {error}")))?;
+        .map_err(NetError::NftUnavailable)?;
     Ok(output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned()))
 }
 

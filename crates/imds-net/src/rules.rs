@@ -3,7 +3,8 @@
 //! `inet imds` (every host):
 //!
 //! - chain `input` (hook input): traffic from a guest interface goes to chain `guest`; anything
-//!   else to `169.254.0.0/16` (and to the IPv6 metadata addresses) that did not come from `lo` is
+//!   else to `169.254.0.0/16` (and to the other metadata addresses: the IPv6 ones, a dialect's
+//!   own such as `100.100.100.200`) that did not come from `lo` is
 //!   dropped — the Go mock's `iptables -I INPUT -d 169.254.0.0/16 ! -i lo -j DROP` as the floor;
 //! - chain `guest`: the admin ports are dropped whatever address they bind; the guest ports on
 //!   the metadata addresses pass (with `manage`: only through chain `identity`); everything
@@ -95,6 +96,11 @@ pub fn render_up(config: &HostConfig, bridge: Option<&str>) -> String {
         let _ = writeln!(s, "add rule inet {TABLE} input iifname \"{pattern}\" jump guest");
     }
     let _ = writeln!(s, "add rule inet {TABLE} input iifname != \"lo\" ip daddr 169.254.0.0/16 drop");
+    // A dialect's own address outside link-local (Alibaba's 100.100.100.200) is as closed.
+    let outside: Vec<Ipv4Addr> = md4.iter().copied().filter(|ip| !ip.is_link_local()).collect();
+    if !outside.is_empty() {
+        let _ = writeln!(s, "add rule inet {TABLE} input iifname != \"lo\" ip daddr {} drop", set(&outside));
+    }
     if !md6.is_empty() {
         let _ = writeln!(s, "add rule inet {TABLE} input iifname != \"lo\" ip6 daddr {} drop", set(&md6));
     }
@@ -109,6 +115,9 @@ pub fn render_up(config: &HostConfig, bridge: Option<&str>) -> String {
         let _ = writeln!(s, "add rule inet {TABLE} guest ip6 daddr {} tcp dport {ports} {pass}", set(&md6));
     }
     let _ = writeln!(s, "add rule inet {TABLE} guest ip daddr 169.254.0.0/16 drop");
+    if !outside.is_empty() {
+        let _ = writeln!(s, "add rule inet {TABLE} guest ip daddr {} drop", set(&outside));
+    }
     if !md6.is_empty() {
         let _ = writeln!(s, "add rule inet {TABLE} guest ip6 daddr {} drop", set(&md6));
     }
@@ -221,6 +230,23 @@ mod tests {
         let unmanaged = render_up(&config(false), Some("br0"));
         assert!(unmanaged.contains("tcp dport { 80 } accept"));
         assert!(unmanaged.contains("add chain bridge imds ports\n"));
+    }
+
+    #[test]
+    fn a_dialects_own_addresses_and_ports_pass_and_are_closed_elsewhere() {
+        let mut bound = config(true);
+        bound.addresses.extend(["169.254.170.2".parse::<IpAddr>().unwrap(), "100.100.100.200".parse().unwrap()]);
+        bound.addresses.push("fd00:ec2::23".parse().unwrap());
+        bound.guest_ports = vec![80, 8080];
+        let script = render_up(&bound, None);
+        assert!(script.contains(
+            "guest ip daddr { 169.254.169.254, 169.254.170.2, 100.100.100.200 } tcp dport { 80, 8080 } jump identity"
+        ));
+        assert!(script.contains("guest ip6 daddr { fd00:ec2::254, fd00:ec2::23 } tcp dport { 80, 8080 } jump identity"));
+        // Link-local addresses are covered by 169.254.0.0/16; the others are named.
+        assert!(script.contains("input iifname != \"lo\" ip daddr { 100.100.100.200 } drop"));
+        assert!(script.contains("guest ip daddr { 100.100.100.200 } drop"));
+        assert!(!render_up(&config(true), None).contains("{ 100.100.100.200 }"));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - `GET|PUT|PATCH /v1/instances/{id}/mmds`, `PUT /v1/instances/{id}/mmds/config`: the
 //!   instance's Firecracker MMDS ([`mmds`]; errors in Firecracker's `fault_message` shape)
 //! - `GET /v1/instances/{id}/smbios?dialect=`: the SMBIOS values that make cloud-init pick a dialect
+//! - `POST|GET /v1/instances/{id}/events`, `POST /v1/events` (a selector), `GET /v1/events?state=`,
+//!   `GET|DELETE /v1/events/{event_id}`: runtime events ([`events`]; DELETE cancels)
 //! - `PUT|GET|DELETE /v1/roles/{name}`, `GET /v1/roles`: roles and their credential sources
 //!   ([`roles`]; secrets are write-only), `PUT /v1/roles/{name}/base-credentials`,
 //!   `POST /v1/roles/{name}/refresh`
@@ -45,6 +47,7 @@ pub mod auth;
 pub mod body;
 pub mod compat;
 pub mod error;
+pub mod events;
 pub mod import;
 pub mod instances;
 pub mod mmds;
@@ -125,6 +128,9 @@ pub fn router(state: AdminState, token: Option<Token>) -> Router {
         .route("/v1/instances/{id}/mmds", get(mmds::get).put(mmds::put).patch(mmds::patch))
         .route("/v1/instances/{id}/mmds/config", axum::routing::put(mmds::put_config))
         .route("/v1/instances/{id}/smbios", get(platform::smbios))
+        .route("/v1/instances/{id}/events", get(events::list_instance).post(events::add))
+        .route("/v1/events", get(events::list).post(events::add_selected))
+        .route("/v1/events/{event_id}", get(events::get).delete(events::cancel))
         .route("/v1/roles", get(roles::list))
         .route("/v1/roles/{name}", get(roles::get).put(roles::put).delete(roles::delete))
         .route("/v1/roles/{name}/base-credentials", axum::routing::put(roles::put_base))

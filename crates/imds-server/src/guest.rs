@@ -58,6 +58,10 @@ pub struct Config {
     pub dialects: Settings,
     /// Bytes of renderings (EC2 trees, GCE and Azure answers) kept over all instances.
     pub render_cache_bytes: usize,
+    /// Listeners bound to one dialect each (`[guest.dialect_listen]`): a request arriving on one
+    /// is answered by that dialect whatever its path (Alibaba's `100.100.100.200:80`). Callers
+    /// are identified as on [`Config::listen`].
+    pub dialect_listen: Vec<(imds_dialects::Dialect, SocketAddr)>,
     /// Addresses Azure's WireServer is emulated on (`168.63.129.16:80` on an Azure host, see
     /// [`wireserver`]); empty, the default, for none.
     pub azure_wireserver_listen: Vec<SocketAddr>,
@@ -82,6 +86,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             dialects: Settings::default(),
             render_cache_bytes: crate::view::DEFAULT_RENDER_BYTES,
+            dialect_listen: Vec::new(),
             azure_wireserver_listen: Vec::new(),
             unknown_hold: hold::DEFAULT_HOLD,
             max_held: hold::DEFAULT_MAX_HELD,
@@ -107,6 +112,27 @@ pub fn router_with_credentials(
     credentials: crate::creds::Credentials,
     config: &Config,
 ) -> Router {
+    routers(view, store, tokens, credentials, config).metadata
+}
+
+/// The routers of the guest-facing listeners. They share one plane: one identification, one
+/// registration hold and one throttle budget per instance across both.
+#[derive(Debug)]
+pub struct Routers {
+    /// The metadata service's (every dialect).
+    pub metadata: Router,
+    /// Azure's WireServer's ([`wireserver`]).
+    pub wireserver: Router,
+}
+
+/// The metadata and WireServer routers over one plane (see [`router_with_credentials`]).
+pub fn routers(
+    view: View,
+    store: Arc<dyn Store>,
+    tokens: TokenKey,
+    credentials: crate::creds::Credentials,
+    config: &Config,
+) -> Routers {
     let neighbours = if config.identify.neighbours {
         match imds_net::link::connect() {
             Ok(handle) => Some(imds_net::neigh::Neighbours::new(handle)),
@@ -133,10 +159,29 @@ pub fn router_with_credentials(
         max_held: config.max_held,
         held: hold::Held::default(),
     });
-    Router::new().fallback(move |request: Request| {
+    let metadata = {
         let plane = Arc::clone(&plane);
-        async move { answer(&plane, request).await }
-    })
+        Router::new().fallback(move |request: Request| {
+            let plane = Arc::clone(&plane);
+            async move { answer(&plane, request).await }
+        })
+    };
+    let wireserver = Router::new().fallback(move |request: Request| {
+        let plane = Arc::clone(&plane);
+        async move { wireserver::answer(&plane, request).await }
+    });
+    Routers { metadata, wireserver }
+}
+
+/// The dialect a listener is bound to, carried as a request extension by the listeners of
+/// [`Config::dialect_listen`] (see [`bound_to`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound(pub imds_dialects::Dialect);
+
+/// The guest router for a listener bound to `dialect`: every request it serves is that
+/// dialect's.
+pub fn bound_to(router: Router, dialect: imds_dialects::Dialect) -> Router {
+    router.layer(axum::Extension(Bound(dialect)))
 }
 
 /// What every guest request reads.
@@ -165,14 +210,40 @@ fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Answers one guest request from the current snapshot.
-async fn answer(plane: &Plane, request: Request) -> Response {
+/// A request read whole, its caller identified (after the registration hold, when unknown)
+/// and charged to its instance's request budget.
+struct Admitted {
+    request: GuestRequest,
+    is_head: bool,
+    socket: Option<ConnSocket>,
+    snapshot: Arc<Snapshot>,
+    entry: Arc<crate::view::Entry>,
+    /// The address the caller is known by (the forwarded one behind a trusted proxy).
+    caller: IpAddr,
+}
+
+/// How a request that is not admitted is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusals {
+    /// In the shape of the dialect the path belongs to.
+    Dialect,
+    /// With a bare status (`403` unknown, `429` throttled), as Azure's WireServer does.
+    Status,
+}
+
+/// Reads `request` and identifies its caller, or the answer it gets instead.
+async fn admit(plane: &Plane, request: Request, refusals: Refusals) -> Result<Admitted, Response> {
     let Some(remote) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
         // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
         tracing::error!("guest request without a TCP peer address");
-        return http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return Err(http::StatusCode::INTERNAL_SERVER_ERROR.into_response());
     };
     let is_head = request.method() == Method::HEAD;
+    let bound = request.extensions().get::<Bound>().map(|bound| bound.0);
+    let remote_port = match request.extensions().get::<Peer>() {
+        Some(Peer::Tcp { remote, .. }) => Some(remote.port()),
+        _ => None,
+    };
     let socket = request.extensions().get::<ConnSocket>().cloned();
     let (parts, body) = request.into_parts();
     // Only writes carry a body; a GET's is never read (and never waited for).
@@ -181,47 +252,74 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     } else {
         match http_body_util::Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return http::StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+            Err(_) => return Err(http::StatusCode::PAYLOAD_TOO_LARGE.into_response()),
         }
     };
-    let guest_request = GuestRequest {
+    let mut request = GuestRequest {
         method: parts.method,
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body,
+        bound,
+        source_port: None,
     };
-    let mut snapshot = plane.view.load();
     let identify = |snapshot: Arc<Snapshot>| {
-        let headers = &guest_request.headers;
+        let headers = &request.headers;
         async move {
             let caller =
                 identify::identify(&plane.identify, plane.neighbours.as_ref(), &snapshot, remote, headers).await;
             (snapshot, caller)
         }
     };
-    let (current, mut identified) = identify(snapshot).await;
-    snapshot = current;
+    let (mut snapshot, mut identified) = identify(plane.view.load()).await;
     if let identify::Caller::Unknown(address) = identified {
         // The guest may ask before its orchestrator's write lands: hold it briefly.
-        let (current, again) = identify(hold::until_known(plane, address, snapshot).await).await;
-        (snapshot, identified) = (current, again);
+        (snapshot, identified) = identify(hold::until_known(plane, address, snapshot).await).await;
     }
     let (entry, caller) = match identified {
         identify::Caller::Instance { entry, address } => (entry, address),
-        identify::Caller::Refused(response) => return into_http(response, is_head, remote),
+        identify::Caller::Refused(response) => return Err(into_http(response, is_head, remote)),
         identify::Caller::Unknown(address) => {
-            tracing::debug!(caller = %address, "guest request from an unknown address");
-            let response = imds_dialects::unknown_caller(address, &guest_request, &plane.settings);
-            return into_http(response, is_head, address);
+            tracing::debug!(caller = %address, path = %request.path, "guest request from an unknown address");
+            return Err(match refusals {
+                Refusals::Dialect => {
+                    into_http(imds_dialects::unknown_caller(address, &request, &plane.settings), is_head, address)
+                }
+                Refusals::Status => http::StatusCode::FORBIDDEN.into_response(),
+            });
         }
     };
+    // A port is the guest's only on its own connection, never on a trusted proxy's.
+    if !plane.identify.proxies.contains(&remote) {
+        request.source_port = remote_port;
+    }
     if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
         tracing::debug!(%caller, id = %entry.instance.id, "throttled");
-        let response = imds_dialects::throttled(&subject(&snapshot, &entry), &guest_request, &plane.settings);
-        return into_http(response, is_head, caller);
+        let refusal = match refusals {
+            Refusals::Dialect => {
+                let response = imds_dialects::throttled(&subject(&snapshot, &entry), &request, &plane.settings);
+                into_http(response, is_head, caller)
+            }
+            Refusals::Status => http::StatusCode::TOO_MANY_REQUESTS.into_response(),
+        };
+        // Not holding the snapshot while waiting: the view moves on meanwhile.
+        drop((snapshot, entry));
+        tokio::time::sleep(Throttle::REFUSAL_DELAY).await;
+        return Err(refusal);
     }
+    Ok(Admitted { request, is_head, socket, snapshot, entry, caller })
+}
+
+/// Answers one guest request from the current snapshot.
+async fn answer(plane: &Plane, request: Request) -> Response {
+    let Admitted { request: guest_request, is_head, socket, snapshot, entry, caller } =
+        match admit(plane, request, Refusals::Dialect).await {
+            Ok(admitted) => admitted,
+            Err(response) => return response,
+        };
     let id = entry.instance.id.clone();
+    let node = entry.instance.node.clone();
     let mut response = match imds_dialects::wait_request(&guest_request, &plane.settings) {
         Some(wait_for) => {
             drop(snapshot);
@@ -236,6 +334,24 @@ async fn answer(plane: &Plane, request: Request) -> Response {
     if let Some(guest_write) = response.write.take() {
         response =
             write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, *guest_write, response).await;
+    } else if !response.start_events.is_empty() {
+        let ids = std::mem::take(&mut response.start_events);
+        let now = plane.credentials.0.clock().now();
+        response = match crate::events::start(&plane.store, &id, node, &ids, now).await {
+            Ok(Some(rev)) => {
+                plane.view.wait_visible(rev, plane.write_visibility_timeout).await;
+                response
+            }
+            Ok(None) => response,
+            Err(error) => {
+                tracing::warn!(%id, %error, "cannot start the guest's events");
+                GuestResponse::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    "the metadata store is unavailable; try again\n",
+                )
+            }
+        };
     }
     // The response is written after this returns, so the socket's TTL applies to it.
     if let Some(socket) = socket {
@@ -289,6 +405,7 @@ fn subject<'a>(snapshot: &'a Snapshot, entry: &'a crate::view::Entry) -> Subject
         instance: &entry.instance,
         mmds: snapshot.mmds(id).map(|mmds| &**mmds),
         state: snapshot.state(id).map_or_else(|| Subject::new(&entry.instance).state, |state| &**state),
+        events: snapshot.events(id).map(|events| &events.list),
         // Filled by the dialects on the first requests that need a rendering, and kept with this
         // version of the record: an instance keeps only what its guests asked for.
         cache: Some(&entry.cache),

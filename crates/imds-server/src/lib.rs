@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod client;
 pub mod creds;
+pub mod events;
 pub mod fleet;
 pub mod guest;
 pub mod health;

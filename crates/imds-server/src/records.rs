@@ -2,13 +2,13 @@
 //! type's codec, in one place.
 //!
 //! Every record the server writes or reads lives under a key built here ([`instance`],
-//! [`mmds`], [`state`], [`role`], [`signing_keys`], [`token_key`]); no other module spells a
+//! [`mmds`], [`state`], [`events`], [`role`], [`signing_keys`], [`token_key`]); no other module spells a
 //! collection name. [`decode`] turns any stored record into its typed [`Value`], which is how
 //! the view indexes a feed batch; [`noun`] names a key in an error message. The records an
 //! instance owns besides its own ([`attachments`]) are deleted and moved with it.
 
 use imds_creds::Role;
-use imds_model::{GuestState, Instance, InstanceId, Mmds};
+use imds_model::{GuestState, Instance, InstanceEvents, InstanceId, Mmds};
 use imds_sign::Keyring;
 use imds_store::{Key, Record};
 
@@ -18,6 +18,8 @@ pub const INSTANCES: &str = "instances";
 pub const MMDS: &str = "mmds";
 /// The store collection that holds what each instance's guests wrote.
 pub const STATE: &str = "state";
+/// The store collection that holds each instance's runtime events (one list per instance).
+pub const EVENTS: &str = "events";
 /// The store collection that holds roles and their credential sources, keyed by role name.
 pub const ROLES: &str = "roles";
 /// The store collection of deployment secrets (session-token key, signing keys).
@@ -51,11 +53,19 @@ pub fn state(id: &InstanceId) -> Key {
     Key::new(STATE, id.as_str())
 }
 
+/// The key of instance `id`'s event list.
+pub fn events(id: &InstanceId) -> Key {
+    Key::new(EVENTS, id.as_str())
+}
+
 /// The records instance `id` owns besides its own: placed on its node, moved and deleted with
 /// it in the same commit.
-pub fn attachments(id: &InstanceId) -> [Key; 2] {
-    [mmds(id), state(id)]
+pub fn attachments(id: &InstanceId) -> [Key; 3] {
+    [mmds(id), state(id), events(id)]
 }
+
+/// The collections keyed by instance id whose records belong to that instance.
+pub const PER_INSTANCE: [&str; 4] = [INSTANCES, MMDS, STATE, EVENTS];
 
 /// The key of the role named `name`.
 pub fn role(name: &str) -> Key {
@@ -89,6 +99,7 @@ pub fn noun(key: &Key) -> String {
         ROLES => format!("role {}", key.id),
         MMDS => format!("the MMDS document of instance {}", key.id),
         STATE => format!("the guest state of instance {}", key.id),
+        EVENTS => format!("the events of instance {}", key.id),
         _ => format!("record {key}"),
     }
 }
@@ -102,6 +113,8 @@ pub enum Value {
     Mmds(InstanceId, Mmds),
     /// An instance's guest state.
     State(InstanceId, GuestState),
+    /// An instance's runtime events.
+    Events(InstanceId, InstanceEvents),
     /// A role.
     Role(Role),
     /// The identity signing keys.
@@ -129,6 +142,7 @@ pub fn decode(record: &Record) -> Result<Option<Value>, Unreadable> {
         STATE => {
             Value::State(attached()?, GuestState::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)
         }
+        EVENTS => Value::Events(attached()?, decode_events(record)?),
         ROLES => Value::Role(Role::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?),
         SECRETS if record.key.id == SIGNING_KEYS => {
             Value::SigningKeys(Keyring::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)
@@ -158,6 +172,12 @@ pub fn decode_state(record: &Record) -> Result<GuestState, Unreadable> {
     GuestState::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
 }
 
+/// Decodes an event-list record.
+pub fn decode_events(record: &Record) -> Result<InstanceEvents, Unreadable> {
+    InstanceEvents::from_bytes(&record.value)
+        .map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+}
+
 /// Decodes the signing-keys record.
 pub fn decode_keyring(record: &Record) -> Result<Keyring, Unreadable> {
     Keyring::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
@@ -171,7 +191,7 @@ mod tests {
     fn keys_name_their_collection_and_id() {
         let id = InstanceId::try_from("i-a").unwrap();
         assert_eq!(instance(&id), Key::new("instances", "i-a"));
-        assert_eq!(attachments(&id), [Key::new("mmds", "i-a"), Key::new("state", "i-a")]);
+        assert_eq!(attachments(&id), [Key::new("mmds", "i-a"), Key::new("state", "i-a"), Key::new("events", "i-a")]);
         assert_eq!(role("app"), Key::new("roles", "app"));
         assert_eq!(token_key(), Key::new("secrets", "guest-token-key"));
         assert_eq!(noun(&role("app")), "role app");

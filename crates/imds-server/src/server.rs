@@ -51,7 +51,8 @@ pub enum StartError {
 
 /// How to fix a bind failure an operator will meet first: the metadata address not on the host.
 fn bind_hint(what: &str, source: &std::io::Error) -> &'static str {
-    let metadata = what.starts_with("169.254.") || what.starts_with("[fd00:ec2::254]");
+    let metadata =
+        what.starts_with("169.254.") || what.starts_with("[fd00:ec2::") || what.starts_with("100.100.100.200:");
     match source.kind() {
         std::io::ErrorKind::AddrNotAvailable if metadata => {
             " (the address is not on this host: run `imds net up` with the same configuration, as root)"
@@ -66,6 +67,8 @@ fn bind_hint(what: &str, source: &std::io::Error) -> &'static str {
 pub struct Running {
     /// Bound guest addresses (the real ports when the config asked for port 0).
     pub guest_addrs: Vec<SocketAddr>,
+    /// Bound addresses of the listeners bound to a dialect (`guest.dialect_listen`).
+    pub dialect_addrs: Vec<(imds_dialects::Dialect, SocketAddr)>,
     /// Bound Azure WireServer addresses (`guest.azure_wireserver_listen`).
     pub wireserver_addrs: Vec<SocketAddr>,
     /// Bound admin TCP address.
@@ -99,6 +102,7 @@ impl Running {
 /// The guest-facing listeners: the metadata service's and Azure's WireServer's.
 struct GuestListeners {
     metadata: Vec<TcpListener>,
+    bound: Vec<(imds_dialects::Dialect, TcpListener)>,
     wireserver: Vec<TcpListener>,
 }
 
@@ -126,16 +130,17 @@ async fn serve_guests(
         () = shutdown.cancelled() => return,
         () = view.ready() => {}
     }
-    let router = guest::router_with_credentials(view.clone(), store, tokens, credentials, &config);
+    let routers = guest::routers(view.clone(), store, tokens, credentials, &config);
     let mut serving = JoinSet::new();
     for listener in listeners.metadata {
-        serving.spawn(listener::serve_tcp(listener, router.clone(), limits.clone(), shutdown.clone()));
+        serving.spawn(listener::serve_tcp(listener, routers.metadata.clone(), limits.clone(), shutdown.clone()));
     }
-    if !listeners.wireserver.is_empty() {
-        let wire = guest::wireserver::router(view.clone(), &config);
-        for listener in listeners.wireserver {
-            serving.spawn(listener::serve_tcp(listener, wire.clone(), limits.clone(), shutdown.clone()));
-        }
+    for (dialect, listener) in listeners.bound {
+        let router = guest::bound_to(routers.metadata.clone(), dialect);
+        serving.spawn(listener::serve_tcp(listener, router, limits.clone(), shutdown.clone()));
+    }
+    for listener in listeners.wireserver {
+        serving.spawn(listener::serve_tcp(listener, routers.wireserver.clone(), limits.clone(), shutdown.clone()));
     }
     while serving.join_next().await.is_some() {}
 }
@@ -200,6 +205,15 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     for addr in &config.guest.listen {
         guest_listeners.push(bind_tcp(*addr).await?);
     }
+    let mut bound_listeners = Vec::new();
+    let mut dialect_addrs = Vec::new();
+    for (dialect, addr) in &config.guest.dialect_listen {
+        let listener = bind_tcp(*addr).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind { what: addr.to_string(), source })?;
+        tracing::info!(%addr, dialect = dialect.name(), "guest plane listening for one dialect");
+        bound_listeners.push((*dialect, listener));
+        dialect_addrs.push((*dialect, addr));
+    }
     let mut wireserver_listeners = Vec::new();
     let mut wireserver_addrs = Vec::new();
     for addr in &config.guest.azure_wireserver_listen {
@@ -237,6 +251,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     let clock = imds_creds::Clock::system();
     tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
     tasks.spawn(crate::memory::trim(shutdown.clone()));
+    tasks.spawn(crate::events::run(Arc::clone(&store), view.clone(), clock, shutdown.clone()));
     tasks.spawn(replica::run(
         Arc::clone(&store),
         config.scope.clone().with_shared(&crate::records::SHARED),
@@ -263,7 +278,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         Arc::clone(&store),
         view.clone(),
         crate::creds::Credentials(Arc::clone(&manager)),
-        GuestListeners { metadata: guest_listeners, wireserver: wireserver_listeners },
+        GuestListeners { metadata: guest_listeners, bound: bound_listeners, wireserver: wireserver_listeners },
         config.guest.clone(),
         config.connections.clone(),
         shutdown.clone(),
@@ -303,5 +318,5 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         admin_socket = Some(path.clone());
         tasks.spawn(listener::serve_unix(listener, path, admin_router, admin_limits, shutdown.clone()));
     }
-    Ok(Running { guest_addrs, wireserver_addrs, admin_addr, admin_socket, view, shutdown, tasks })
+    Ok(Running { guest_addrs, dialect_addrs, wireserver_addrs, admin_addr, admin_socket, view, shutdown, tasks })
 }

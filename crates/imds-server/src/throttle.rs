@@ -16,6 +16,14 @@ pub struct Throttle {
     pub burst: u32,
 }
 
+impl Throttle {
+    /// How long a request over the budget waits before its refusal is sent. A guest flooding
+    /// at full speed then holds each of its connections idle instead of spending the CPU the
+    /// other instances' requests need: with `limits.max_connections_per_source` 64, at most
+    /// 640 refusals a second per source.
+    pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+}
+
 impl Default for Throttle {
     /// 1000 requests per second with bursts of 2000: far above what any guest agent needs,
     /// low enough that a runaway loop in one VM cannot take the service from the others.

@@ -1,8 +1,9 @@
 //! The in-memory view guests are answered from.
 //!
 //! A [`Snapshot`] is an immutable index of the instances this node serves, by id, by IP address
-//! and by MAC, at one store revision, with each instance's MMDS record and guest-owned state
-//! (collections [`MMDS`] and [`STATE`], keyed by instance id; the schema is [`records`]). The [`replica`](crate::replica) loop builds a new snapshot
+//! and by MAC, at one store revision, with each instance's MMDS record, guest-owned state and
+//! runtime events (collections [`MMDS`], [`STATE`] and [`EVENTS`], keyed by instance id, event
+//! ids indexed; the schema is [`records`]). The [`replica`](crate::replica) loop builds a new snapshot
 //! from every batch of changes and swaps it into the [`View`] atomically; guest requests load
 //! the current `Arc<Snapshot>` and never lock, await or touch the store.
 //!
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use imds_dialects::{Budget, Cache};
-use imds_model::{GuestState, Instance, InstanceId, MacAddr, Mmds};
+use imds_model::{EventId, GuestState, Instance, InstanceEvents, InstanceId, MacAddr, Mmds};
 use imds_store::{Change, Record, Revision};
 use tokio::sync::watch;
 
@@ -33,7 +34,7 @@ pub mod renderings;
 mod sharded;
 
 // The collection names, where callers of the view have always found them.
-pub use crate::records::{INSTANCES, MMDS, ROLES, SECRETS, SIGNING_KEYS, STATE};
+pub use crate::records::{EVENTS, INSTANCES, MMDS, ROLES, SECRETS, SIGNING_KEYS, STATE};
 
 /// One served instance and the revision that last wrote it.
 #[derive(Debug)]
@@ -49,6 +50,17 @@ pub struct Entry {
     pub cache: Cache,
 }
 
+/// One instance's runtime events, as the view holds them.
+#[derive(Debug)]
+pub struct Events {
+    /// The instance.
+    pub id: InstanceId,
+    /// Its events.
+    pub list: InstanceEvents,
+    /// The revision that last wrote them.
+    pub rev: Revision,
+}
+
 /// An immutable index of served instances at one revision.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -60,6 +72,9 @@ pub struct Snapshot {
     by_mac: ShardedMap<MacAddr, InstanceId>,
     mmds: ShardedMap<InstanceId, Arc<Mmds>>,
     state: ShardedMap<InstanceId, Arc<GuestState>>,
+    /// Each instance's runtime events, and which instance every event id belongs to.
+    events: ShardedMap<InstanceId, Arc<Events>>,
+    event_ids: ShardedMap<EventId, InstanceId>,
     /// Roles are few: a plain map, copied whole with each snapshot.
     roles: HashMap<String, (Arc<imds_creds::Role>, Revision)>,
     signer: Option<Arc<crate::sign::KeyringSigner>>,
@@ -83,6 +98,8 @@ impl Snapshot {
             by_mac: ShardedMap::default(),
             mmds: ShardedMap::default(),
             state: ShardedMap::default(),
+            events: ShardedMap::default(),
+            event_ids: ShardedMap::default(),
             roles: HashMap::new(),
             signer: None,
         }
@@ -143,6 +160,21 @@ impl Snapshot {
         self.state.get(id)
     }
 
+    /// The runtime events of instance `id`, if it has any.
+    pub fn events(&self, id: &InstanceId) -> Option<&Arc<Events>> {
+        self.events.get(id)
+    }
+
+    /// The instance the event `id` belongs to.
+    pub fn event_owner(&self, id: &EventId) -> Option<&InstanceId> {
+        self.event_ids.get(id)
+    }
+
+    /// Every instance's event list, in no particular order.
+    pub fn all_events(&self) -> impl Iterator<Item = &Arc<Events>> {
+        self.events.values()
+    }
+
     /// The configured roles: name → (role, revision that last wrote it).
     pub fn roles(&self) -> &HashMap<String, (Arc<imds_creds::Role>, Revision)> {
         &self.roles
@@ -158,14 +190,14 @@ impl Snapshot {
         self.by_mac.get(&mac).and_then(|id| self.by_id.get(id))
     }
 
-    /// The instances `changes` touch: their record, MMDS document or guest state.
+    /// The instances `changes` touch: their record, MMDS document, guest state or events.
     pub fn touched(changes: &[Change]) -> impl Iterator<Item = InstanceId> + '_ {
         changes.iter().filter_map(|change| {
             let key = match change {
                 Change::Put(record) => &record.key,
                 Change::Delete { key, .. } => key,
             };
-            [INSTANCES, MMDS, STATE]
+            records::PER_INSTANCE
                 .contains(&key.collection.as_str())
                 .then(|| InstanceId::try_from(key.id.as_str()).ok())
                 .flatten()
@@ -195,6 +227,7 @@ impl Snapshot {
                         STATE => {
                             next.state.remove(&id);
                         }
+                        EVENTS => next.remove_events(&id),
                         _ => {}
                     }
                 }
@@ -222,10 +255,27 @@ impl Snapshot {
             Value::State(id, state) => {
                 self.state.insert(id, Arc::new(state));
             }
+            Value::Events(id, events) => {
+                self.remove_events(&id);
+                for event in &events.events {
+                    self.event_ids.insert(event.id.clone(), id.clone());
+                }
+                self.events.insert(id.clone(), Arc::new(Events { id, list: events, rev: record.rev }));
+            }
             Value::Role(role) => {
                 self.roles.insert(record.key.id.clone(), (Arc::new(role), record.rev));
             }
             Value::SigningKeys(keyring) => self.signer = Some(Arc::new(crate::sign::KeyringSigner::new(keyring))),
+        }
+    }
+
+    fn remove_events(&mut self, id: &InstanceId) {
+        if let Some(old) = self.events.remove(id) {
+            for event in &old.list.events {
+                if self.event_ids.get(&event.id) == Some(id) {
+                    self.event_ids.remove(&event.id);
+                }
+            }
         }
     }
 

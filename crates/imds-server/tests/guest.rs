@@ -183,9 +183,12 @@ async fn a_flooding_instance_gets_429_and_never_starves_another() {
     // The burst passes; at one request a second, however slow this machine, most of the rest not.
     assert!(ok >= 5 && throttled >= 15, "{statuses:?}");
     assert!(statuses[..5].iter().all(|s| *s == StatusCode::OK), "the burst comes first: {statuses:?}");
+    let asked = tokio::time::Instant::now();
     let refused = flood.get("/latest/meta-data/instance-id").await.unwrap();
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(refused.text().contains("429 - Too Many Requests"));
+    // A refusal is held back, so a guest looping at full speed keeps its connection idle.
+    assert!(asked.elapsed() >= Throttle::REFUSAL_DELAY, "refused after {:?}", asked.elapsed());
     // The other instance has its own budget.
     let calm = server.guest_from("127.0.0.29").get("/latest/meta-data/instance-id").await.unwrap();
     assert_eq!((calm.status, calm.text().as_str()), (StatusCode::OK, "i-calm"));

@@ -7,8 +7,11 @@
 mod admin;
 mod admin_edges;
 mod azure;
+mod bound;
+mod clouds;
 mod compat;
 mod creds;
+mod events;
 mod fidelity;
 mod gce;
 mod guest;

@@ -99,3 +99,28 @@ async fn unknown_callers_get_nothing_and_metadata_is_not_served_there() {
 fn uuid_like(text: &str) -> bool {
     text.len() == 36 && text.chars().filter(|c| *c == '-').count() == 4
 }
+
+/// The WireServer admits callers exactly as the metadata listener does: a goal-state request
+/// that arrives before its instance's record is held until the record lands.
+#[tokio::test]
+async fn a_caller_whose_record_lands_while_it_waits_is_answered() {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = TestServer::with_guest(guest::Config {
+        azure_wireserver_listen: vec![loopback],
+        unknown_hold: std::time::Duration::from_secs(5),
+        ..Default::default()
+    })
+    .await;
+    let wire = server.running.wireserver_addrs[0];
+    let early = tokio::spawn(async move {
+        Client::from_source(wire, GUEST.parse().unwrap())
+            .send(Method::GET, "/machine/?comp=goalstate", &AGENT, "")
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!early.is_finished(), "an unknown caller is held, not refused at once");
+    server.create(json!({"id": VM_ID, "ipv4": [GUEST], "mac": ["00:0d:3a:06:00:01"]})).await;
+    let goal = early.await.unwrap().unwrap();
+    assert_eq!(goal.status, StatusCode::OK, "{}", goal.text());
+    assert!(goal.text().contains("<GoalState"), "{}", goal.text());
+}

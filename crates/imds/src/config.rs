@@ -58,6 +58,9 @@ pub struct RawGuest {
     pub render_cache_mib: Option<u32>,
     /// Addresses Azure's WireServer is emulated on, e.g. `168.63.129.16:80`; none by default.
     pub azure_wireserver_listen: Option<Vec<String>>,
+    /// `[guest.dialect_listen]`: listeners bound to one dialect each, by dialect name, e.g.
+    /// `alibaba = ["100.100.100.200:80"]`; none by default.
+    pub dialect_listen: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// How long a request from an unregistered address waits for its record, in milliseconds.
     pub unknown_hold_ms: Option<u32>,
     /// How many requests from unregistered addresses are held at once.
@@ -162,9 +165,33 @@ pub struct RawLog {
 }
 
 impl RawConfig {
-    /// Parses a TOML document.
-    pub fn parse_toml(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
+    /// Parses a TOML document, reporting every unknown key and mistyped value in `problems`
+    /// (each with its path, `guest.listen[0]`) and keeping the rest, so that the checks after it
+    /// report their problems too. A syntax error is one problem and gives the defaults.
+    pub fn parse_toml_reporting(text: &str, problems: &mut Vec<String>) -> Self {
+        let mut table: toml::Table = match text.parse() {
+            Ok(table) => table,
+            Err(error) => {
+                problems.push(error.to_string().trim_end().to_owned());
+                return Self::default();
+            }
+        };
+        // Each pass reports one problem and drops the key at fault; a document has few keys.
+        for _ in 0..256 {
+            match serde_path_to_error::deserialize::<_, Self>(toml::Value::Table(table.clone())) {
+                Ok(raw) => return raw,
+                Err(error) => {
+                    let path = error.path().to_string();
+                    // The message alone: toml appends "in `key`", which the path already says.
+                    let message = error.inner().to_string();
+                    problems.push(format!("{path}: {}", message.lines().next().unwrap_or_default()));
+                    if !remove_path(&mut table, error.path()) {
+                        return Self::default();
+                    }
+                }
+            }
+        }
+        Self::default()
     }
 
     /// Overlays `IMDS_*` variables found by `lookup`; malformed numbers are reported in `problems`.
@@ -215,6 +242,19 @@ impl RawConfig {
         if let Some(value) = lookup("IMDS_GUEST_AZURE_WIRESERVER_LISTEN") {
             self.guest.azure_wireserver_listen =
                 Some(value.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+        }
+        if let Some(value) = lookup("IMDS_GUEST_DIALECT_LISTEN") {
+            // `name=address[,name=address…]`; a name may repeat.
+            let mut table = std::collections::BTreeMap::<String, Vec<String>>::new();
+            for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match item.split_once('=') {
+                    Some((name, addr)) => table.entry(name.trim().to_owned()).or_default().push(addr.trim().to_owned()),
+                    None => problems.push(format!(
+                        "IMDS_GUEST_DIALECT_LISTEN: {item:?} is not dialect=address, like \"alibaba=100.100.100.200:80\""
+                    )),
+                }
+            }
+            self.guest.dialect_listen = Some(table);
         }
         let strings: [(&str, &mut Option<String>); 18] = [
             ("IMDS_ADMIN_DEFAULT_ROLE", &mut self.admin.default_role),
@@ -385,7 +425,40 @@ impl Config {
             .flatten()
             .filter_map(|text| parse_addr("guest.azure_wireserver_listen", text, &mut problems))
             .collect();
+        let mut dialect_listen: Vec<(imds_dialects::Dialect, SocketAddr)> = Vec::new();
+        for (name, list) in raw.guest.dialect_listen.iter().flatten() {
+            let field = format!("guest.dialect_listen.{name}");
+            let dialect = match imds_dialects::Dialect::from_name(name) {
+                Some(imds_dialects::Dialect::Mmds) => {
+                    problems.push(format!("{field}: MMDS is chosen per instance (its MMDS record), not by listener"));
+                    continue;
+                }
+                Some(dialect) => dialect,
+                None => {
+                    problems.push(format!("{field}: not a dialect; use one of {}", imds_dialects::Dialect::names()));
+                    continue;
+                }
+            };
+            let addrs: Vec<SocketAddr> =
+                list.iter().filter_map(|text| parse_addr(&field, text, &mut problems)).collect();
+            for addr in addrs {
+                // Port 0 asks the kernel for a free port: two such listeners never collide.
+                if addr.port() != 0
+                    && (guest_listen.contains(&addr) || dialect_listen.iter().any(|(_, other)| *other == addr))
+                {
+                    problems.push(format!(
+                        "{field}: {addr} is also another guest listener's; a dialect's listener needs its own address"
+                    ));
+                }
+                dialect_listen.push((dialect, addr));
+            }
+        }
         for addr in &azure_wireserver_listen {
+            if dialect_listen.iter().any(|(_, other)| other == addr) {
+                problems.push(format!(
+                    "guest.azure_wireserver_listen: {addr} is also a guest.dialect_listen address; the WireServer needs its own (168.63.129.16:80)"
+                ));
+            }
             if guest_listen.contains(addr) {
                 problems.push(format!(
                     "guest.azure_wireserver_listen: {addr} is also a guest.listen address; the WireServer needs its own (168.63.129.16:80)"
@@ -435,10 +508,14 @@ impl Config {
             }
             // Port 0 asks the kernel for a free port: two such listeners never collide.
             if addr.port() != 0
-                && guest_listen.iter().chain(&azure_wireserver_listen).any(|guest: &SocketAddr| {
-                    guest.port() == addr.port()
-                        && (guest.ip() == addr.ip() || guest.ip().is_unspecified() || addr.ip().is_unspecified())
-                })
+                && guest_listen
+                    .iter()
+                    .chain(&azure_wireserver_listen)
+                    .chain(dialect_listen.iter().map(|(_, addr)| addr))
+                    .any(|guest: &SocketAddr| {
+                        guest.port() == addr.port()
+                            && (guest.ip() == addr.ip() || guest.ip().is_unspecified() || addr.ip().is_unspecified())
+                    })
             {
                 problems.push(format!(
                     "admin.listen: {addr} overlaps a guest listener; guests must never reach the admin API"
@@ -494,8 +571,11 @@ impl Config {
         }
         let identify =
             guest::identify::Config { proxies, proxy_secret, neighbours: raw.net.neighbours.unwrap_or(true) };
-        let guest_reachable =
-            !guest_interfaces.is_empty() || guest_listen.iter().any(|addr: &SocketAddr| !addr.ip().is_loopback());
+        let guest_reachable = !guest_interfaces.is_empty()
+            || guest_listen
+                .iter()
+                .chain(dialect_listen.iter().map(|(_, addr)| addr))
+                .any(|addr: &SocketAddr| !addr.ip().is_loopback());
         if let Some(addr) = admin_listen {
             if !addr.ip().is_loopback() && guest_reachable && raw.admin.allow_guest_reachable != Some(true) {
                 problems.push(format!(
@@ -518,11 +598,23 @@ impl Config {
                         std::net::IpAddr::V6(ip) => ip.is_unique_local(),
                     })
                     .collect();
+                // A dialect's own address (Alibaba's 100.100.100.200, the container endpoints'
+                // 169.254.170.2) exists only for imds: it goes on the host too.
+                for (_, addr) in &dialect_listen {
+                    let ip = addr.ip();
+                    if !ip.is_loopback() && !ip.is_unspecified() && !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
+                }
                 ips.dedup();
                 ips
             },
             guest_ports: {
-                let mut ports: Vec<u16> = guest_listen.iter().map(|addr: &SocketAddr| addr.port()).collect();
+                let mut ports: Vec<u16> = guest_listen
+                    .iter()
+                    .chain(dialect_listen.iter().map(|(_, addr)| addr))
+                    .map(|addr: &SocketAddr| addr.port())
+                    .collect();
                 ports.sort_unstable();
                 ports.dedup();
                 ports
@@ -681,6 +773,7 @@ impl Config {
                     dialects,
                     render_cache_bytes,
                     azure_wireserver_listen,
+                    dialect_listen,
                     unknown_hold,
                     max_held,
                     write_visibility_timeout,
@@ -794,6 +887,30 @@ fn parse_addr(field: &str, text: &str, problems: &mut Vec<String>) -> Option<Soc
             None
         }
     }
+}
+
+/// Removes the key `path` names (for an array element: the array) from `table`; false when the
+/// path names nothing that can be removed.
+fn remove_path(table: &mut toml::Table, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let keys: Vec<&str> = path
+        .iter()
+        .map_while(|segment| match segment {
+            Segment::Map { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return false;
+    };
+    let mut current = table;
+    for key in parents {
+        match current.get_mut(*key) {
+            Some(toml::Value::Table(child)) => current = child,
+            _ => return false,
+        }
+    }
+    current.remove(*last).is_some()
 }
 
 #[cfg(test)]

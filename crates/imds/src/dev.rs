@@ -1,6 +1,8 @@
 //! `--dev`: a demo instance for the loopback addresses and the curl lines to try.
 
 use imds_model::{Instance, Limits};
+
+use crate::cli::out::announce;
 use imds_server::records;
 use imds_server::server::Running;
 use imds_store::{Expect, Put, Store, StoreError};
@@ -55,19 +57,48 @@ pub async fn ensure_demo_instance(store: &dyn Store) -> Result<(), StoreError> {
     }
 }
 
+/// Schedules a spot interruption (terminate) of the demo instance `seconds` from now
+/// (`--spot-in`), through the same event-list update the admin API uses. Spot interruptions an
+/// earlier start scheduled and that are not over are canceled: the new one is what shows.
+pub async fn schedule_spot(store: &std::sync::Arc<dyn Store>, seconds: u64) -> anyhow::Result<()> {
+    let now = imds_creds::Clock::system().now();
+    let request = json!({"kind": "spot-interruption", "in_seconds": seconds});
+    let spec =
+        imds_model::EventSpec::parse(&request, now, &[]).map_err(|invalid| anyhow::anyhow!("--spot-in: {invalid}"))?;
+    let event = spec.into_event(imds_server::events::random_id(), now);
+    let id = imds_model::InstanceId::try_from(DEMO_ID).expect("the demo id is valid");
+    let (event_id, at) = (event.id.clone(), event.not_before);
+    imds_server::events::modify(store, &id, None, Vec::new, |list: &mut imds_model::InstanceEvents| {
+        for old in &mut list.events {
+            let spot = matches!(old.kind, imds_model::EventKind::SpotInterruption { .. });
+            if spot && matches!(old.state_at(now), imds_model::EventState::Scheduled | imds_model::EventState::Active) {
+                old.canceled_at = Some(now);
+            }
+        }
+        let added = list.push(event.clone(), now);
+        list.settle(now);
+        Ok::<_, StoreError>((added, ()))
+    })
+    .await?;
+    tracing::info!(event = %event_id, at = %imds_model::time::format_rfc3339(at), "scheduled the demo spot interruption");
+    Ok(())
+}
+
 /// Prints the commands to try against a `--dev` server.
 pub fn print_tour(running: &Running) {
     let Some(guest) = running.guest_addrs.iter().find(|a| a.is_ipv4()).or(running.guest_addrs.first()) else {
         return;
     };
-    println!();
-    println!("Try:");
-    println!("  curl http://{guest}/latest/meta-data/");
-    println!("  curl http://{guest}/latest/meta-data/instance-id");
-    println!("  curl http://{guest}/latest/user-data");
+    announce!();
+    announce!("Try:");
+    announce!("  curl http://{guest}/latest/meta-data/");
+    announce!("  curl http://{guest}/latest/meta-data/instance-id");
+    announce!("  curl http://{guest}/latest/user-data");
+    announce!("  curl http://{guest}/latest/meta-data/spot/instance-action");
     if let Some(admin) = running.admin_addr {
-        println!("  curl http://{admin}/v1/instances/{DEMO_ID}");
-        println!("  curl -X PATCH -H 'Content-Type: application/merge-patch+json' -d '{{\"hostname\":\"renamed\"}}' http://{admin}/v1/instances/{DEMO_ID}");
-        println!("  IMDS_ADMIN=http://{admin} imds instance ls");
+        announce!("  curl http://{admin}/v1/instances/{DEMO_ID}");
+        announce!("  curl -X PATCH -H 'Content-Type: application/merge-patch+json' -d '{{\"hostname\":\"renamed\"}}' http://{admin}/v1/instances/{DEMO_ID}");
+        announce!("  IMDS_ADMIN=http://{admin} imds instance ls");
+        announce!("  IMDS_ADMIN=http://{admin} imds event add {DEMO_ID} --kind spot-interruption --in 2m");
     }
 }

@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 // A binary has no public API: `pub` here only marks what its modules share with each other.
 #![allow(unreachable_pub)]
+// All output goes through `cli::out` (a closed pipe must not panic).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
 
@@ -17,7 +19,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("imds: cannot start the async runtime: {error}");
+            cli::out::stderr(format_args!("imds: cannot start the async runtime: {error}\n"));
             return ExitCode::FAILURE;
         }
     };

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::overrides::Overrides;
 use super::wire;
+use crate::derive;
 
 /// One field and the first API version that has it.
 struct Field {
@@ -91,8 +92,8 @@ fn compute(instance: &Instance, o: &Overrides<'_>, version: &str) -> Value {
             json!({"keyData": key.key, "path": path})
         })
         .collect();
-    let tags: Vec<String> = instance.tags.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-    let tags_list: Vec<Value> = instance.tags.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+    let tags: Vec<String> = derive::tags(instance).map(|(k, v)| format!("{k}:{v}")).collect();
+    let tags_list: Vec<Value> = derive::tags(instance).map(|(k, v)| json!({"name": k, "value": v})).collect();
     let mut security = Map::new();
     for (key, default) in [("secureBootEnabled", "false"), ("virtualTpmEnabled", "false")] {
         security.insert(key.to_owned(), Value::from(default));
@@ -176,33 +177,30 @@ fn compute(instance: &Instance, o: &Overrides<'_>, version: &str) -> Value {
     )
 }
 
-/// `network.interface[]`: the record's interfaces, else one derived from `mac[0]` and
-/// `ipv4[0]` (rule R2). The first IPv4 address of an interface carries its public IPv4.
+/// `network.interface[]`: the guest's interfaces (rule R2, `derive::nics`). The first IPv4
+/// address of an interface carries its public IPv4.
 fn network(instance: &Instance) -> Value {
-    let interfaces: Vec<Value> = match instance.network.as_ref().filter(|n| !n.interfaces.is_empty()) {
-        Some(network) => network
-            .interfaces
-            .iter()
-            .map(|iface| {
-                let addresses: Vec<Ipv4Addr> = iface.ipv4.iter().map(|cidr| cidr.address).collect();
-                let mut subnets = BTreeSet::new();
-                let subnet: Vec<Value> = iface
-                    .ipv4
-                    .iter()
-                    .filter(|cidr| subnets.insert((cidr.network(), cidr.prefix)))
-                    .map(|cidr| json!({"address": cidr.network().to_string(), "prefix": cidr.prefix.to_string()}))
-                    .collect();
-                let ipv6: Vec<Value> =
-                    iface.ipv6.iter().map(|cidr| json!({"privateIpAddress": cidr.address.to_string()})).collect();
-                interface(&addresses, iface.public_ipv4, subnet, ipv6, iface.mac)
-            })
-            .collect(),
-        None if instance.primary_mac().is_some() || !instance.ipv4.is_empty() => {
-            let addresses: Vec<Ipv4Addr> = instance.ipv4.first().copied().into_iter().collect();
-            vec![interface(&addresses, None, Vec::new(), Vec::new(), instance.primary_mac())]
-        }
-        None => Vec::new(),
-    };
+    let interfaces: Vec<Value> = derive::nics(instance)
+        .iter()
+        .map(|nic| {
+            let addresses: Vec<Ipv4Addr> = nic.ipv4.iter().map(|cidr| cidr.address).chain(nic.bare_ipv4).collect();
+            let mut subnets = BTreeSet::new();
+            let subnet: Vec<Value> = nic
+                .ipv4
+                .iter()
+                .filter(|cidr| subnets.insert((cidr.network(), cidr.prefix)))
+                .map(|cidr| json!({"address": cidr.network().to_string(), "prefix": cidr.prefix.to_string()}))
+                .collect();
+            let ipv6: Vec<Value> = nic
+                .ipv6
+                .iter()
+                .map(|cidr| cidr.address)
+                .chain(nic.bare_ipv6)
+                .map(|address| json!({"privateIpAddress": address.to_string()}))
+                .collect();
+            interface(&addresses, nic.public_ipv4, subnet, ipv6, nic.mac)
+        })
+        .collect();
     json!({"interface": interfaces})
 }
 

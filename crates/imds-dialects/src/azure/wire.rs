@@ -81,6 +81,10 @@ pub const LEAF_NEEDS_TEXT: &str = "Bad request. Leaf nodes must be queried with 
 pub const TEXT_NEEDS_LEAF: &str = "Bad request. format=text is only supported on leaf nodes";
 /// 400 body for a scheduled-events approval that is not a JSON object.
 pub const BODY_NOT_OBJECT: &str = "Bad request. The body must be a JSON object";
+/// 400 body for a scheduled-events approval naming an event the document does not show.
+pub const UNKNOWN_EVENT: &str = "Bad request. EventId is invalid or the event is not scheduled for this VM";
+/// 400 body for a malformed `StartRequests` list.
+pub const BAD_START_REQUEST: &str = "Bad request. StartRequests must be a list of objects with an EventId";
 /// 404 body for a path that names nothing.
 pub const NOT_FOUND: &str = "Not found";
 /// 405 body for a method the endpoint does not take.

@@ -2,7 +2,7 @@
 //! the API version that introduced it (AWS's "version when category was released"). The list
 //! below is the table: order is EC2's (alphabetical) listing order. No I/O.
 
-use imds_model::{Instance, SshKey, TagsMode};
+use imds_model::{Instance, SshKey};
 
 use super::tree::Entry;
 use super::{credentials, derived, network, wire};
@@ -125,7 +125,7 @@ pub(crate) use crate::derive::key_name;
 /// allows `[A-Za-z0-9+=.,_:@-]`, not `.`, `..` or `_index`) are left out, so every listed key
 /// can be requested verbatim.
 fn tags(instance: &Instance) -> Vec<Entry> {
-    if instance.imds.tags != TagsMode::On {
+    if !instance.imds.tags_served(false) {
         return Vec::new();
     }
     instance

@@ -9,6 +9,7 @@ use imds_model::{Instance, Ipv4Cidr, Ipv6Cidr, MacAddr};
 use super::derived;
 use super::tree::Entry;
 use super::wire;
+use crate::derive;
 
 /// One interface as EC2 describes it.
 #[derive(Debug, Clone)]
@@ -27,44 +28,25 @@ pub(crate) struct Nic {
     pub(crate) public_ipv4: Option<Ipv4Addr>,
 }
 
-/// The instance's interfaces in device order, deduplicated by MAC.
+/// The instance's interfaces in device order (rule R2, `derive::nics`), those without a MAC
+/// left out (EC2 keys every interface by its MAC), deduplicated by MAC.
 pub(crate) fn nics(instance: &Instance) -> Vec<Nic> {
-    let configured = instance.network.as_ref().map(|net| net.interfaces.as_slice()).unwrap_or_default();
-    let mut nics: Vec<Nic> = if configured.is_empty() {
-        let derived = instance.mac.first().map(|mac| Nic {
-            mac: *mac,
-            ipv4: instance.ipv4.first().copied().into_iter().collect(),
-            ipv4_subnet: None,
-            ipv6: instance.ipv6.first().copied().into_iter().collect(),
-            ipv6_subnets: Vec::new(),
-            public_ipv4: None,
-        });
-        derived.into_iter().collect()
-    } else {
-        configured
-            .iter()
-            .enumerate()
-            .filter_map(|(index, iface)| {
-                // The primary NIC may take its MAC from the identifying list (`primary_mac`).
-                let mac = iface.mac.or_else(|| (index == 0).then(|| instance.primary_mac()).flatten())?;
-                Some(Nic {
-                    mac,
-                    ipv4: iface.ipv4.iter().map(|cidr| cidr.address).collect(),
-                    ipv4_subnet: iface.ipv4.first().copied(),
-                    ipv6: iface.ipv6.iter().map(|cidr| cidr.address).collect(),
-                    ipv6_subnets: iface.ipv6.clone(),
-                    public_ipv4: iface.public_ipv4,
-                })
-            })
-            .collect()
-    };
     let mut seen = Vec::new();
-    nics.retain(|nic| {
-        let fresh = !seen.contains(&nic.mac);
-        seen.push(nic.mac);
-        fresh
-    });
-    nics
+    derive::nics(instance)
+        .into_iter()
+        .filter_map(|nic| {
+            let mac = nic.mac.filter(|mac| !seen.contains(mac))?;
+            seen.push(mac);
+            Some(Nic {
+                mac,
+                ipv4: nic.ipv4.iter().map(|cidr| cidr.address).chain(nic.bare_ipv4).collect(),
+                ipv4_subnet: nic.ipv4.first().copied(),
+                ipv6: nic.ipv6.iter().map(|cidr| cidr.address).chain(nic.bare_ipv6).collect(),
+                ipv6_subnets: nic.ipv6.clone(),
+                public_ipv4: nic.public_ipv4,
+            })
+        })
+        .collect()
 }
 
 /// The VPC id: one per account and region, so instances of one account share it.

@@ -115,3 +115,50 @@ fn children(entry: &Entry) -> &[Entry] {
         other => panic!("not a directory: {other:?}"),
     }
 }
+
+#[test]
+fn events_show_by_the_clock_at_their_versions_and_overrides_still_win() {
+    let now = context().now;
+    let spec = |doc: serde_json::Value| imds_model::EventSpec::parse(&doc, now, &[]).expect("valid event");
+    let spot = spec(json!({"kind": "spot-interruption", "in_seconds": 300}))
+        .into_event(imds_model::EventId::from_random(1), now);
+    let rebalance = spec(json!({"kind": "rebalance-recommendation", "in_seconds": 100}));
+    let rebalance = imds_model::InstanceEvents {
+        events: vec![rebalance.into_event(imds_model::EventId::from_random(2), now)],
+        retired_changes: 0,
+    };
+    let events = imds_model::InstanceEvents { events: vec![spot], retired_changes: 0 };
+    let inst = instance(json!({"id": "i-ev"}));
+    let cache = crate::Cache::new(crate::Budget::unlimited());
+    let at = |seconds: u64, path: &str, inst: &Instance| {
+        let subject = Subject { events: Some(&events), cache: Some(&cache), ..Subject::new(inst) };
+        let context = Context::new(context().tokens, now + seconds);
+        respond(subject, &GuestRequest::new(Method::GET, path), &context)
+    };
+    // While the events show nothing the kept tree answers; from their time on they show.
+    let kept = crate::Cache::new(crate::Budget::unlimited());
+    let rebalance_at = |seconds: u64| {
+        let subject = Subject { events: Some(&rebalance), cache: Some(&kept), ..Subject::new(&inst) };
+        let context = Context::new(context().tokens, now + seconds);
+        respond(
+            subject,
+            &GuestRequest::new(Method::GET, "/latest/meta-data/events/recommendations/rebalance"),
+            &context,
+        )
+    };
+    assert_eq!(rebalance_at(99).status, StatusCode::NOT_FOUND);
+    assert!(kept.has_ec2_tree());
+    assert_eq!(rebalance_at(100).status, StatusCode::OK);
+    assert_eq!(at(179, "/latest/meta-data/spot/instance-action", &inst).status, StatusCode::NOT_FOUND);
+    let notice = at(180, "/latest/meta-data/spot/instance-action", &inst);
+    assert_eq!(notice.status, StatusCode::OK);
+    assert_eq!(
+        std::str::from_utf8(&notice.body).unwrap(),
+        format!("{{\"action\": \"terminate\", \"time\": \"{}\"}}", imds_model::time::format_rfc3339(now + 300))
+    );
+    // `instance-action` arrived after 2016-09-02; `termination-time` was there in 2014-11-05.
+    assert_eq!(at(180, "/2016-09-02/meta-data/spot/", &inst).body.as_ref(), b"termination-time");
+    assert_eq!(at(180, "/2014-02-25/meta-data/spot/", &inst).status, StatusCode::NOT_FOUND);
+    let overridden = instance(json!({"id": "i-ev", "dialects": {"ec2": {"spot/instance-action": "by hand"}}}));
+    assert_eq!(at(180, "/latest/meta-data/spot/instance-action", &overridden).body.as_ref(), b"by hand");
+}

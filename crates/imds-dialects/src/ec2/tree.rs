@@ -149,6 +149,13 @@ impl Entry {
         }
     }
 
+    /// Puts a `text/plain` leaf at `path` (segments separated by `/`), keeping the version an
+    /// existing slot there was introduced in.
+    pub(crate) fn set_text(&mut self, path: &str, body: &str) {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.set(&segments, Node::Leaf(Bytes::from(body.to_owned()), wire::TEXT_PLAIN));
+    }
+
     /// Puts `node` at `path`, creating missing directories; a path through a leaf is ignored.
     fn set(&mut self, path: &[&str], node: Node) {
         let Some((first, rest)) = path.split_first() else {

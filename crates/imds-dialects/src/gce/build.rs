@@ -4,12 +4,13 @@
 use std::net::Ipv4Addr;
 
 use base64::Engine as _;
-use imds_model::{GuestState, Instance, Interface, SshKey};
+use imds_model::{Dialect, GuestState, Instance, SshKey};
 use serde_json::Value;
 
 use super::overrides::Overrides;
 use super::tree::{Credential, Dir, Entry, Leaf, Node};
 use super::wire;
+use crate::derive::{self, Nic};
 use crate::ids::fnv1a;
 
 /// Names and numbers the tree repeats: computed once.
@@ -23,7 +24,7 @@ pub(crate) struct Names {
 
 impl Names {
     pub(crate) fn new(instance: &Instance, overrides: &Overrides<'_>) -> Self {
-        let id = overrides.u64("id").unwrap_or_else(|| numeric_id(instance.id.as_str()));
+        let id = derive::numeric_id(instance, Dialect::Gce.name(), "id");
         let account = instance.account.as_ref();
         let account_id = account.and_then(|a| a.id.as_deref());
         let numeric_account = account_id.filter(|id| is_decimal(id));
@@ -56,18 +57,49 @@ fn is_decimal(s: &str) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Rule R1: a decimal id that fits passes through; anything else hashes to 63 bits.
-pub(crate) fn numeric_id(id: &str) -> u64 {
-    if is_decimal(id) {
-        if let Ok(n) = id.parse::<u64>() {
-            return n;
+/// What the instance's events show at the moment of the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Live {
+    /// `instance/maintenance-event`.
+    pub(crate) maintenance_event: &'static str,
+    /// `instance/preempted`.
+    pub(crate) preempted: bool,
+}
+
+impl Live {
+    /// What `events` show at `now` (no events: `NONE`, `FALSE`).
+    ///
+    /// A maintenance event shows from its notice until it ends: `MIGRATE_ON_HOST_MAINTENANCE`
+    /// for `system-maintenance` (GCE live-migrates), `TERMINATE_ON_HOST_MAINTENANCE` for the
+    /// codes that stop or restart the instance. A spot interruption shows
+    /// `TERMINATE_ON_HOST_MAINTENANCE` from its notice and `preempted` `TRUE` from its time on.
+    pub(crate) fn at(events: Option<&imds_model::InstanceEvents>, now: u64) -> Self {
+        use imds_model::event::{EventKind, EventState, MaintenanceCode};
+        let mut live = Live { maintenance_event: wire::NO_MAINTENANCE, preempted: false };
+        let mut migrate = false;
+        let mut terminate = false;
+        for event in events.iter().flat_map(|events| events.events.iter()).filter(|event| event.live_at(now)) {
+            match event.kind {
+                EventKind::SpotInterruption { .. } => {
+                    terminate = true;
+                    live.preempted |= event.state_at(now) == EventState::Active;
+                }
+                EventKind::ScheduledMaintenance { code: MaintenanceCode::SystemMaintenance } => migrate = true,
+                EventKind::ScheduledMaintenance { .. } => terminate = true,
+                EventKind::RebalanceRecommendation | EventKind::TargetLifecycleState { .. } => {}
+            }
         }
+        if terminate {
+            live.maintenance_event = wire::TERMINATE_ON_HOST_MAINTENANCE;
+        } else if migrate {
+            live.maintenance_event = wire::MIGRATE_ON_HOST_MAINTENANCE;
+        }
+        live
     }
-    fnv1a(&["gce-id", id]) & (u64::MAX >> 1)
 }
 
 /// The `/computeMetadata/v1/` directory.
-pub(crate) fn root(instance: &Instance, state: &GuestState, overrides: &Overrides<'_>) -> Dir {
+pub(crate) fn root(instance: &Instance, state: &GuestState, overrides: &Overrides<'_>, live: Live) -> Dir {
     let names = Names::new(instance, overrides);
     let project_attributes = project_attributes(overrides);
     let instance_attributes = instance_attributes(instance, overrides);
@@ -82,7 +114,7 @@ pub(crate) fn root(instance: &Instance, state: &GuestState, overrides: &Override
     );
     let instance_dir = Entry::dir(
         "instance",
-        instance_entries(instance, state, overrides, &names, instance_attributes, guest_attributes_on),
+        instance_entries(instance, state, overrides, &names, instance_attributes, guest_attributes_on, live),
     );
     Dir::sorted(vec![instance_dir, project])
 }
@@ -103,6 +135,7 @@ fn instance_entries(
     names: &Names,
     attributes: Dir,
     guest_attributes_on: bool,
+    live: Live,
 ) -> Vec<Entry> {
     let project_number = names.project_number;
     let hostname =
@@ -125,13 +158,13 @@ fn instance_entries(
         Entry::text("hostname", hostname),
         Entry::new("id", Node::Leaf(Leaf::Number(names.id))),
         Entry::text("machine-type", format!("projects/{project_number}/machineTypes/{machine_type}")),
-        Entry::text("maintenance-event", wire::NO_MAINTENANCE),
+        Entry::text("maintenance-event", live.maintenance_event),
         Entry::text("name", names.name.clone()),
         Entry::new(
             "network-interfaces",
             Node::Dir(Dir::array(network_interfaces(instance, overrides, project_number))),
         ),
-        Entry::text("preempted", "FALSE"),
+        Entry::text("preempted", upper(live.preempted)),
         Entry::dir(
             "scheduling",
             vec![
@@ -238,14 +271,11 @@ fn ssh_key_line(key: &SshKey, default_user: &str) -> String {
 }
 
 fn network_interfaces(instance: &Instance, overrides: &Overrides<'_>, project_number: u64) -> Vec<Node> {
-    let derived;
-    let interfaces: &[Interface] = match instance.network.as_ref().filter(|n| !n.interfaces.is_empty()) {
-        Some(network) => &network.interfaces,
-        None => {
-            derived = [Interface { mac: instance.primary_mac(), ipv4: Vec::new(), ..Interface::default() }];
-            &derived
-        }
-    };
+    // GCE always lists `nic0`, even for a record with no address at all.
+    let mut nics = derive::nics(instance);
+    if nics.is_empty() {
+        nics.push(Nic::dhcp(None, None, None));
+    }
     let nameservers: Vec<String> = instance
         .network
         .as_ref()
@@ -253,15 +283,10 @@ fn network_interfaces(instance: &Instance, overrides: &Overrides<'_>, project_nu
         .unwrap_or_default();
     let network =
         overrides.str("network").map_or_else(|| format!("projects/{project_number}/networks/default"), str::to_owned);
-    interfaces
-        .iter()
-        .enumerate()
-        .map(|(index, iface)| {
+    nics.iter()
+        .map(|iface| {
             let first = iface.ipv4.first();
-            // The derived primary interface takes the record's first identifying address.
-            let ip = first
-                .map(|c| c.address)
-                .or_else(|| (index == 0 && instance.network.is_none()).then(|| instance.primary_ipv4()).flatten());
+            let ip = iface.first_ipv4();
             let mut entries = vec![
                 Entry::new(
                     "access-configs",
@@ -335,16 +360,6 @@ fn service_accounts(instance: &Instance, overrides: &Overrides<'_>, names: &Name
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_pass_through_when_decimal_else_hash_to_63_bits() {
-        assert_eq!(numeric_id("1234567890123"), 1_234_567_890_123);
-        let hashed = numeric_id("i-0abc");
-        assert!(hashed < 1 << 63);
-        assert_eq!(hashed, numeric_id("i-0abc"));
-        assert_ne!(hashed, numeric_id("i-0abd"));
-        assert!(numeric_id("99999999999999999999") < 1 << 63, "too large for u64: hashed");
-    }
 
     #[test]
     fn netmasks() {

@@ -43,6 +43,10 @@ pub const DEFAULT_MTU: u16 = 1460;
 pub const ONE_TO_ONE_NAT: &str = "ONE_TO_ONE_NAT";
 /// `maintenance-event` when nothing is scheduled.
 pub const NO_MAINTENANCE: &str = "NONE";
+/// `maintenance-event` while the host is about to be maintained and the VM live-migrated.
+pub const MIGRATE_ON_HOST_MAINTENANCE: &str = "MIGRATE_ON_HOST_MAINTENANCE";
+/// `maintenance-event` while the VM is about to be stopped (maintenance or preemption).
+pub const TERMINATE_ON_HOST_MAINTENANCE: &str = "TERMINATE_ON_HOST_MAINTENANCE";
 
 /// The instance attribute (or, failing that, project attribute) that enables guest attributes.
 pub const ENABLE_GUEST_ATTRIBUTES: &str = "enable-guest-attributes";

@@ -82,7 +82,7 @@ pub(crate) fn render(instance: &Instance, version: &str, context: &Context<'_>) 
     doc.insert("uuid".into(), json!(uuid.to_string()));
     let meta: Map<String, Value> = match overrides.meta {
         Some(meta) => meta.clone(),
-        None => instance.tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect(),
+        None => crate::derive::tags(instance).map(|(k, v)| (k.clone(), json!(v))).collect(),
     };
     if !meta.is_empty() {
         doc.insert("meta".into(), Value::Object(meta));

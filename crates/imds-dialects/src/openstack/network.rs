@@ -14,25 +14,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use imds_model::{Instance, Interface, Route};
+use imds_model::{Instance, Route};
+
+use crate::derive;
 
 /// `network_data.json` for `instance` whose OpenStack uuid is `uuid`.
 pub(crate) fn render(instance: &Instance, uuid: Uuid) -> Value {
     let network = instance.network.as_ref();
     let nameservers = network.map(|n| n.nameservers.as_slice()).unwrap_or_default();
     let routes = network.map(|n| n.routes.as_slice()).unwrap_or_default();
-    let derived;
-    let interfaces: &[Interface] = match network.map(|n| n.interfaces.as_slice()) {
-        Some(list) if !list.is_empty() => list,
-        _ => {
-            derived = [Interface { mac: instance.mac.first().copied(), ..Interface::default() }];
-            &derived
-        }
-    };
     let mut links = Vec::new();
     let mut networks = Vec::new();
-    for (index, iface) in interfaces.iter().enumerate() {
-        let Some(mac) = iface.mac.or_else(|| (index == 0).then(|| instance.primary_mac()).flatten()) else {
+    // Rule R2; a derived interface's bare addresses are left to DHCP, as its `dhcp4` says.
+    for iface in derive::nics(instance) {
+        let Some(mac) = iface.mac else {
             continue;
         };
         let vif_id = Uuid::new_v5(&uuid, format!("vif/{mac}").as_bytes());
@@ -86,7 +81,7 @@ pub(crate) fn render(instance: &Instance, uuid: Uuid) -> Value {
             let services = dns(nameservers, IpAddr::is_ipv4);
             add("ipv4", Some((cidr.address.to_string(), cidr.netmask().to_string(), routes, services)));
         }
-        if iface.dhcp4 == Some(true) || (iface.ipv4.is_empty() && iface.dhcp4 != Some(false)) {
+        if iface.dhcp4 {
             add("ipv4_dhcp", None);
         }
         for cidr in &iface.ipv6 {

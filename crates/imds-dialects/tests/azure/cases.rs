@@ -218,23 +218,44 @@ fn without_a_network_the_nic_comes_from_the_identifying_addresses() {
 }
 
 #[test]
-fn scheduled_events_are_an_empty_document_and_approvals_are_accepted() {
+fn scheduled_events_list_the_events_and_approvals_name_a_shown_one() {
     let instance = fixtures::full();
     let events = get(&instance, "/metadata/scheduledevents?api-version=2020-07-01");
     assert_eq!(events.status, StatusCode::OK);
     assert_eq!(json(&events), json!({"DocumentIncarnation": 0, "Events": []}));
     let headers = [("metadata", "true")];
     let target = "/metadata/scheduledevents?api-version=2020-07-01";
-    let mut request = imds_dialects::GuestRequest::new(Method::POST, target)
-        .with_body(r#"{"StartRequests":[{"EventId":"f020ba2e-3bc0-4c40-a10b-86575a9eabd5"}]}"#);
-    for (name, value) in headers {
-        request = request.with_header(http::HeaderName::from_static(name), http::HeaderValue::from_static(value));
-    }
-    let approved = imds_dialects::route(&imds_dialects::Subject::new(&instance), &request, &super::context());
+    let now = super::context().now;
+    let spec = imds_model::EventSpec::parse(&json!({"kind": "spot-interruption", "in_seconds": 10}), now, &[]).unwrap();
+    let id = imds_model::EventId::from_random(0xabc);
+    let list = imds_model::InstanceEvents { events: vec![spec.into_event(id.clone(), now)], retired_changes: 0 };
+    let subject = imds_dialects::Subject { events: Some(&list), ..imds_dialects::Subject::new(&instance) };
+    let approve = |event: &str| {
+        let mut request = imds_dialects::GuestRequest::new(Method::POST, target)
+            .with_body(format!(r#"{{"StartRequests":[{{"EventId":"{event}"}}]}}"#));
+        for (name, value) in headers {
+            request = request.with_header(http::HeaderName::from_static(name), http::HeaderValue::from_static(value));
+        }
+        request
+    };
+    let approved = imds_dialects::route(&subject, &approve(id.as_str()), &super::context());
     assert_eq!(approved.status, StatusCode::OK);
-    let garbage = request.clone().with_body("not json");
-    let refused = imds_dialects::route(&imds_dialects::Subject::new(&instance), &garbage, &super::context());
+    assert_eq!(approved.start_events, std::slice::from_ref(&id), "the server records the approval");
+    let unknown = imds_dialects::route(&subject, &approve("f020ba2e-3bc0-4c40-a10b-86575a9eabd5"), &super::context());
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert!(unknown.start_events.is_empty());
+    let garbage = approve(id.as_str()).with_body("not json");
+    let refused = imds_dialects::route(&subject, &garbage, &super::context());
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    // Preempt arrived with 2017-11-01; EventSource with 2019-08-01.
+    let old = imds_dialects::GuestRequest::new(Method::GET, "/metadata/scheduledevents?api-version=2017-08-01")
+        .with_header(http::HeaderName::from_static("metadata"), http::HeaderValue::from_static("true"));
+    assert_eq!(json(&imds_dialects::route(&subject, &old, &super::context()))["Events"], json!([]));
+    let mid = imds_dialects::GuestRequest::new(Method::GET, "/metadata/scheduledevents?api-version=2019-01-01")
+        .with_header(http::HeaderName::from_static("metadata"), http::HeaderValue::from_static("true"));
+    let shown = json(&imds_dialects::route(&subject, &mid, &super::context()));
+    assert_eq!(shown["Events"][0]["EventType"], "Preempt");
+    assert!(shown["Events"][0].get("EventSource").is_none());
     assert_eq!(send(&instance, Method::DELETE, target, &headers).status, StatusCode::METHOD_NOT_ALLOWED);
 }
 

@@ -1,4 +1,4 @@
-//! One instance through EC2, DigitalOcean, Hetzner and NoCloud: the same host name, keys, user-data
+//! One instance through EC2, DigitalOcean, Hetzner, NoCloud and the newer clouds: the same host name, keys, user-data
 //! bytes and addresses.
 
 use serde_json::Value;
@@ -37,4 +37,59 @@ fn one_instance_tells_one_story() {
     assert_eq!(ok_body(&instance, "/hetzner/v1/metadata/public-ipv4"), "203.0.113.10");
     assert!(ok_body(&instance, "/nocloud/network-config").contains("\"203.0.113.10/24\""));
     assert!(hetzner.contains("\"address\": \"203.0.113.10/24\""), "{hetzner}");
+}
+
+#[test]
+fn the_new_dialects_tell_the_same_story() {
+    use http::Method;
+    use imds_dialects::{Dialect, GuestRequest};
+
+    use super::{enabling, full_doc, send_request};
+
+    let instance = full();
+    let fqdn = "web-1.example.internal";
+    let vultr: Value = serde_json::from_str(&ok_body(&instance, "/v1.json")).unwrap();
+    let firsts = enabling(full_doc(), &["upcloud", "exoscale"]);
+    let upcloud: Value = serde_json::from_str(&ok_body(&firsts, "/metadata/v1.json")).unwrap();
+    let scaleway =
+        send_request(&instance, &GuestRequest::new(Method::GET, "/conf?format=json").on_listener_of(Dialect::Scaleway));
+    let scaleway: Value = serde_json::from_slice(&scaleway.body).unwrap();
+    let token = send_request(&instance, &GuestRequest::new(Method::PUT, "/v1/token"));
+    let linode = |path: &str| {
+        let request = GuestRequest::new(Method::GET, path)
+            .with_header(
+                http::HeaderName::from_static("metadata-token"),
+                http::HeaderValue::from_bytes(&token.body).unwrap(),
+            )
+            .with_header(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+        serde_json::from_slice::<Value>(&send_request(&instance, &request).body).unwrap()
+    };
+    // Host name.
+    assert_eq!(vultr["hostname"], fqdn);
+    assert_eq!(upcloud["hostname"], fqdn);
+    assert_eq!(scaleway["hostname"], fqdn);
+    assert_eq!(linode("/v1/instance")["label"], fqdn);
+    assert_eq!(ok_body(&firsts, "/1.0/meta-data/local-hostname"), fqdn);
+    // Keys.
+    let keys = serde_json::json!([ED, RSA]);
+    assert_eq!(vultr["public-keys"], keys);
+    assert_eq!(upcloud["public_keys"], keys);
+    assert_eq!(linode("/v1/ssh-keys")["users"]["root"], keys);
+    assert_eq!(scaleway["ssh_public_keys"][0]["key"], ED);
+    assert_eq!(ok_body(&firsts, "/1.0/meta-data/public-keys"), format!("{ED}\n{RSA}"));
+    // User data.
+    assert_eq!(vultr["user-data"], USER_DATA);
+    assert_eq!(upcloud["user_data"], USER_DATA);
+    assert_eq!(ok_body(&firsts, "/1.0/user-data"), USER_DATA);
+    // Addresses and the one UUID.
+    assert_eq!(vultr["interfaces"][0]["ipv4"]["address"], "203.0.113.10");
+    assert_eq!(upcloud["network"]["interfaces"][0]["ip_addresses"][0]["address"], "203.0.113.10");
+    assert_eq!(scaleway["public_ip"]["address"], "203.0.113.10");
+    assert_eq!(linode("/v1/network")["ipv4"]["public"][0], "203.0.113.10/24");
+    assert_eq!(ok_body(&firsts, "/1.0/meta-data/public-ipv4"), "203.0.113.10");
+    let uuid = vultr["instance-v2-id"].as_str().unwrap();
+    assert_eq!(upcloud["instance_id"], uuid);
+    assert_eq!(scaleway["id"], uuid);
+    assert_eq!(linode("/v1/instance")["host_uuid"], uuid);
+    assert_eq!(ok_body(&firsts, "/1.0/meta-data/instance-id"), uuid);
 }

@@ -1,4 +1,4 @@
-//! The DigitalOcean, Hetzner and NoCloud dialects and the SMBIOS platform hints through the
+//! The DigitalOcean, Hetzner, NoCloud, Linode, Vultr, Scaleway, UpCloud and Exoscale dialects and the SMBIOS platform hints through the
 //! public router: golden files for whole documents, table cases for leaves and errors, and one
 //! instance read through all three dialects telling one story. Set `IMDS_UPDATE_GOLDEN=1` to
 //! rewrite the golden files from the current output instead of comparing.
@@ -8,9 +8,14 @@
 
 mod consistency;
 mod digitalocean;
+mod exoscale;
 mod hetzner;
+mod linode;
 mod nocloud;
 mod platform;
+mod scaleway;
+mod upcloud;
+mod vultr;
 
 use std::path::PathBuf;
 
@@ -30,6 +35,17 @@ const USER_DATA: &str = "#cloud-config\nruncmd: [\"echo hi\"]\n";
 /// Parses a fixture document.
 fn parse(doc: Value) -> Instance {
     Instance::parse(&doc, &Limits::default()).expect("fixture is valid")
+}
+
+/// `doc` with `dialects.enabled` set to `names` (in that order).
+fn enabling(mut doc: Value, names: &[&str]) -> Instance {
+    doc["dialects"]["enabled"] = json!(names);
+    parse(doc)
+}
+
+/// `request` through the router, with the fixed context.
+fn send_request(instance: &Instance, request: &GuestRequest) -> GuestResponse {
+    route(&Subject::new(instance), request, &context())
 }
 
 /// Only an id.

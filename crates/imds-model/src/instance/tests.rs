@@ -82,7 +82,7 @@ fn canonical_json_omits_empties_and_keeps_imds() {
         json!({
             "id": "i-1",
             "network": {},
-            "imds": {"tokens": "optional", "hop_limit": 1, "endpoint": "enabled", "tags": "off"},
+            "imds": {"tokens": "optional", "hop_limit": 1, "endpoint": "enabled"},
             "dialects": {"enabled": []}
         })
     );

@@ -15,6 +15,8 @@ pub(super) fn check(ctx: &mut Ctx, path: &str, dialect: &str, block: &Value) {
     let numeric_keys: &[&str] = match dialect {
         "digitalocean" => &["id", "droplet_id"],
         "hetzner" => &["id", "instance-id"],
+        "linode" => &["id"],
+        "vultr" => &["id", "instanceid"],
         _ => &[],
     };
     for key in numeric_keys {
@@ -26,6 +28,9 @@ pub(super) fn check(ctx: &mut Ctx, path: &str, dialect: &str, block: &Value) {
                 );
             }
         }
+    }
+    if dialect == "exoscale" && block.get("password").is_some_and(|v| !v.is_null() && !v.is_string()) {
+        ctx.error(&join(path, "password"), "expected a string (the password the password server sends) or null");
     }
     if dialect == "nocloud" {
         if block.get("network-config").is_some_and(|v| !v.is_null() && !v.is_object()) {

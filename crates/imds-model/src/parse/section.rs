@@ -108,7 +108,7 @@ pub(super) fn imds(ctx: &mut Ctx, path: &str, value: &Value) -> Option<ImdsSetti
         tokens: tokens.unwrap_or(defaults.tokens),
         hop_limit: hop_limit.unwrap_or(defaults.hop_limit),
         endpoint: endpoint.unwrap_or(defaults.endpoint),
-        tags: tags.unwrap_or(defaults.tags),
+        tags: tags.or(defaults.tags),
     })
 }
 

@@ -77,7 +77,7 @@ fn minimal_document_gets_defaults() {
     assert_eq!(instance.imds.hop_limit, 1);
     assert_eq!(
         instance.to_json(),
-        json!({"id": "i-1", "imds": {"tokens": "optional", "hop_limit": 1, "endpoint": "enabled", "tags": "off"}})
+        json!({"id": "i-1", "imds": {"tokens": "optional", "hop_limit": 1, "endpoint": "enabled"}})
     );
 }
 
@@ -86,7 +86,7 @@ fn full_document_parses_and_round_trips() {
     let instance = parse(full_doc()).unwrap();
     assert_eq!(instance.imds.tokens, TokenMode::Required);
     assert_eq!(instance.imds.endpoint, EndpointMode::Enabled);
-    assert_eq!(instance.imds.tags, TagsMode::On);
+    assert_eq!(instance.imds.tags, Some(TagsMode::On));
     assert_eq!(instance.ssh_keys[1].user.as_deref(), Some("bob"));
     assert_eq!(instance.vendor_data.as_ref().unwrap().as_bytes(), &[0xff, 0xfe]);
     assert_eq!(instance.dialects.overrides["gce"], json!({"zone": "z"}));

@@ -214,9 +214,18 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Que
     }
 }
 
-/// The one parameter of an admin route: a role's `name` or an instance's `id`.
+/// The one parameter of an admin route: a role's `name`, an event's `event_id` or an
+/// instance's `id`.
 fn parameter_name(parts: &Parts) -> String {
-    if parts.uri.path().starts_with("/v1/roles/") { "name" } else { "id" }.to_owned()
+    let path = parts.uri.path();
+    if path.starts_with("/v1/roles/") {
+        "name"
+    } else if path.starts_with("/v1/events/") {
+        "event_id"
+    } else {
+        "id"
+    }
+    .to_owned()
 }
 
 #[cfg(test)]

@@ -40,6 +40,20 @@ pub enum AdminError {
     /// No such role.
     #[error("role {0} does not exist")]
     RoleNotFound(String),
+    /// An event request is invalid; every problem is listed.
+    #[error("{0}")]
+    InvalidEvent(Invalid),
+    /// No such event.
+    #[error("event {0} does not exist")]
+    EventNotFound(String),
+    /// The event cannot change that way (already over, or its instance has too many pending).
+    #[error("{message}")]
+    EventConflict {
+        /// The field at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// No such endpoint.
     #[error("no endpoint {0}")]
     NoRoute(String),
@@ -184,9 +198,12 @@ impl AdminError {
             AdminError::InvalidJson(_) | AdminError::DuplicateKey { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
             AdminError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_instance"),
             AdminError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            AdminError::NotFound(_) | AdminError::RoleNotFound(_) | AdminError::NoRoute(_) => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
+            AdminError::NotFound(_)
+            | AdminError::RoleNotFound(_)
+            | AdminError::EventNotFound(_)
+            | AdminError::NoRoute(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::InvalidEvent(_) => (StatusCode::BAD_REQUEST, "invalid_event"),
+            AdminError::EventConflict { .. } => (StatusCode::CONFLICT, "event_conflict"),
             AdminError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AdminError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
             AdminError::AddressConflict { .. } => (StatusCode::CONFLICT, "address_conflict"),
@@ -212,10 +229,12 @@ impl AdminError {
         };
         match self {
             AdminError::InvalidJson(_) | AdminError::BodyTooLarge { .. } => detail.field = Some(String::new()),
-            AdminError::Invalid(invalid) => {
+            AdminError::Invalid(invalid) | AdminError::InvalidEvent(invalid) => {
                 detail.field = invalid.errors.first().map(|e| e.field.clone());
                 detail.details = invalid.errors.clone();
             }
+            AdminError::EventNotFound(_) => detail.field = Some("event_id".into()),
+            AdminError::EventConflict { field, .. } => detail.field = Some(field.clone()),
             AdminError::BadRequest { field, .. } | AdminError::DuplicateKey { field } => {
                 detail.field = Some(field.clone());
             }

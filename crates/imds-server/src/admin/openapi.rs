@@ -13,7 +13,7 @@ use utoipa::OpenApi;
 /// The document's root.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "imds admin API", description = "Control plane of imds: instance records, their Firecracker MMDS, platform hints, roles and credentials, signing keys, health."),
+    info(title = "imds admin API", description = "Control plane of imds: instance records, their Firecracker MMDS, platform hints, runtime events, roles and credentials, signing keys, health."),
     paths(
         super::instances::list, super::instances::get, super::instances::put,
         super::instances::patch, super::instances::delete, super::import::import, super::mmds::get, super::mmds::put,
@@ -22,13 +22,17 @@ use utoipa::OpenApi;
         super::roles::put_base, super::roles::refresh,
         super::signing::keys, super::signing::certificates, super::signing::jwks,
         super::signing::rotate, super::signing::put_key,
+        super::events::add, super::events::list_instance, super::events::add_selected, super::events::list,
+        super::events::get, super::events::cancel,
         super::compat::status, super::compat::bootstrap, super::compat::put_metadata,
         super::compat::get_metadata, super::compat::delete_metadata,
         super::healthz, super::readyz, serve
     ),
     components(schemas(InstanceSchema, super::error::ErrorBody, super::error::ErrorDetail, super::instances::InstanceList, super::import::ImportSummary,
         super::mmds::FaultMessage, super::mmds::MmdsConfig, super::platform::SmbiosHint,
-        super::roles::RoleView, super::roles::RoleList, AnyValue, RoleBody, BaseCredentialsBody, SigningKeyBody, VmanMetadata)),
+        super::roles::RoleView, super::roles::RoleList, AnyValue, RoleBody, BaseCredentialsBody, SigningKeyBody, VmanMetadata,
+        super::events::EventList, super::events::schema::EventSchema, super::events::schema::EventRequest,
+        super::events::schema::SelectorRequest)),
     modifiers(&BearerAuth, &Unauthorized),
     security(("bearer" = [])),
 )]
@@ -112,6 +116,8 @@ fn parameter_schema(name: &str) -> Option<ObjectBuilder> {
     Some(match name {
         "id" => string.pattern(Some("^(?!\\.)[A-Za-z0-9._:-]{1,128}$")),
         "name" => string.pattern(Some("^[A-Za-z0-9+=,.@_-]{1,64}$")),
+        "event_id" => string.pattern(Some("^instance-event-[0-9a-f]{17}$")),
+        "state" => string.enum_values(Some(imds_model::EventState::ALL.iter().map(|state| state.as_str()))),
         "If-Match" => string.pattern(Some("^[ \\t]*(\\*|(W/)?\"[0-9]+\")[ \\t]*$")),
         "If-None-Match" => string.enum_values(Some(["*"])),
         "limit" => {
@@ -349,7 +355,7 @@ impl utoipa::PartialSchema for InstanceSchema {
             .property("created_at", string("Creation time, RFC 3339 UTC"))
             .property("iam_role", string("Role whose credentials the guest receives"))
             .property("identity", object("Identity details, stored verbatim"))
-            .property("imds", object("Metadata-service settings: tokens optional|required, hop_limit 1-64, endpoint enabled|disabled, tags off|on"))
+            .property("imds", object("Metadata-service settings: tokens optional|required, hop_limit 1-64, endpoint enabled|disabled, tags off|on (unset: EC2 off, other dialects on)"))
             .property("platform", object("What the VMM presents so the image picks its dialect, stored verbatim"))
             .property("dialects", object("enabled: the dialects served; other members: per-dialect override blocks, stored verbatim"))
             .into()

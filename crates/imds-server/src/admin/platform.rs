@@ -15,8 +15,8 @@ use super::{AdminError, AdminState};
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SmbiosQuery {
-    /// The dialect the image should pick (`ec2`, `gce`, `azure`, `openstack`, `digitalocean`,
-    /// `hetzner`, `nocloud`); default: the record's `platform.dialect`.
+    /// The dialect the image should pick (a name of `dialects.enabled` but `mmds`: `ec2`, `gce`,
+    /// `azure`, …); default: the record's `platform.dialect`.
     pub dialect: Option<String>,
 }
 

@@ -6,7 +6,8 @@
 //! answers as soon as the answer's `ETag` differs from the one the guest named (`last_etag`; or,
 //! without one, from the first answer's). A change elsewhere in the instance wakes the waiter,
 //! re-renders an identical answer and puts it back to sleep; changes to other instances never
-//! wake it. No timer ticks and no store reads: an idle waiter is a parked future holding its
+//! wake it. An instance with events is also woken at the next moment its events change what
+//! guests see (a notice appearing, a spot time arriving). No timer ticks and no store reads: an idle waiter is a parked future holding its
 //! request and a channel receiver. A guest that disconnects drops the future, which drops its
 //! subscription.
 
@@ -40,17 +41,26 @@ pub(super) async fn hold(
     if current != target {
         return response;
     }
+    let clock = plane.credentials.0.clock();
     loop {
-        tokio::select! {
-            () = subscription.changed() => {
-                let next = render(plane, &plane.view.load(), caller, id, request);
-                if etag(&next).is_none_or(|tag| tag != target) {
-                    return next;
-                }
-                response = next;
+        // What the instance's events show changes with the clock too: wake at the next change.
+        let next_change = plane.view.load().events(id).and_then(|events| events.list.next_change(clock.now()));
+        let timed = async {
+            match next_change {
+                Some(at) => tokio::time::sleep_until(clock.instant_at(at)).await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            () = subscription.changed() => {}
+            () = timed => {}
             () = tokio::time::sleep_until(deadline) => return response,
         }
+        let next = render(plane, &plane.view.load(), caller, id, request);
+        if etag(&next).is_none_or(|tag| tag != target) {
+            return next;
+        }
+        response = next;
     }
 }
 

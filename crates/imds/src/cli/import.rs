@@ -12,7 +12,8 @@ use std::io::{BufRead, BufReader, Read};
 use http::{Method, StatusCode};
 use imds_server::client::Client;
 
-use super::instance::{describe, unreachable_hint, Failure};
+use super::common::{describe, unreachable_hint, Failure, EXIT_ERROR};
+use super::out::outln;
 
 /// Totals over every request sent.
 #[derive(Debug, Default)]
@@ -35,17 +36,17 @@ pub(crate) async fn run(client: &Client, file: &str, batch: usize, create_only: 
     let input: Box<dyn Read> = if file == "-" {
         Box::new(std::io::stdin())
     } else {
-        Box::new(std::fs::File::open(file).map_err(|error| Failure::local(format!("cannot read {file}: {error}")))?)
+        Box::new(std::fs::File::open(file).map_err(|error| Failure::usage(format!("cannot read {file}: {error}")))?)
     };
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let array =
-        starts_with_bracket(&mut reader).map_err(|error| Failure::local(format!("cannot read {file}: {error}")))?;
+        starts_with_bracket(&mut reader).map_err(|error| Failure::usage(format!("cannot read {file}: {error}")))?;
     let mut totals = Totals::default();
     if array {
         let mut text = String::new();
-        reader.read_to_string(&mut text).map_err(|error| Failure::local(format!("cannot read {file}: {error}")))?;
+        reader.read_to_string(&mut text).map_err(|error| Failure::usage(format!("cannot read {file}: {error}")))?;
         let docs: Vec<serde_json::Value> = serde_json::from_str(&text)
-            .map_err(|error| Failure::local(format!("{file} is not a JSON array of instances: {error}")))?;
+            .map_err(|error| Failure::usage(format!("{file} is not a JSON array of instances: {error}")))?;
         for (at, chunk) in docs.chunks(batch).enumerate() {
             let body: String = chunk.iter().map(|doc| format!("{doc}\n")).collect();
             let first = at * batch;
@@ -61,7 +62,7 @@ pub(crate) async fn run(client: &Client, file: &str, batch: usize, create_only: 
             line.clear();
             let read = reader
                 .read_line(&mut line)
-                .map_err(|error| Failure::local(format!("cannot read {file} at line {}: {error}", line_number + 1)))?;
+                .map_err(|error| Failure::usage(format!("cannot read {file} at line {}: {error}", line_number + 1)))?;
             if read == 0 {
                 break;
             }
@@ -89,7 +90,7 @@ pub(crate) async fn run(client: &Client, file: &str, batch: usize, create_only: 
             send(client, pending, create_only, &mut totals).await?;
         }
     }
-    println!("created {}, replaced {}", totals.created, totals.replaced);
+    outln!("created {}, replaced {}", totals.created, totals.replaced);
     Ok(())
 }
 
@@ -127,7 +128,7 @@ async fn send(client: &Client, request: Request, create_only: bool, totals: &mut
         return Ok(());
     }
     let hint = match response.status {
-        StatusCode::UNAUTHORIZED => "set IMDS_ADMIN_TOKEN to the server's admin token",
+        StatusCode::UNAUTHORIZED => "give the server's admin token: --token-file FILE, or IMDS_ADMIN_TOKEN",
         StatusCode::BAD_REQUEST => "fix that line of the input and run the import again (already imported instances are replaced)",
         StatusCode::CONFLICT => {
             "an address is claimed twice, or held by an instance outside the import: fix the input or remove the other instance first"
@@ -150,6 +151,7 @@ async fn send(client: &Client, request: Request, create_only: bool, totals: &mut
             totals.replaced,
             if committed > 0 { format!("; of this request {committed} were written") } else { String::new() },
         ),
-        code: 1,
+        // A 404 here is a server without bulk import, not a missing instance.
+        code: if response.status == StatusCode::NOT_FOUND { EXIT_ERROR } else { Failure::code_for(response.status) },
     })
 }

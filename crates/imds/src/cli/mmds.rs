@@ -1,14 +1,11 @@
 //! `imds mmds put|patch|get|config`: an instance's Firecracker MMDS through the admin API, the
-//! counterpart of Firecracker's `PUT|PATCH|GET /mmds` and `PUT /mmds/config`. The admin API is
-//! found as for `imds instance`.
+//! counterpart of Firecracker's `PUT|PATCH|GET /mmds` and `PUT /mmds/config`.
 
-use std::process::ExitCode;
-
-use clap::{Subcommand, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
 use http::Method;
-use imds_server::client::{Client, Response};
 
-use super::instance::{client, encode, print_json, read_json, unreachable_hint, Failure, Target};
+use super::common::{call, emit, encode, read_json, Failure, Format, Global};
+use super::out::errln;
 
 /// `imds mmds ...`
 #[derive(Debug, Subcommand)]
@@ -17,40 +14,50 @@ pub enum MmdsCommand {
     Put {
         /// The instance id.
         id: String,
-        /// The JSON file, or - for standard input.
-        file: String,
         #[command(flatten)]
-        target: Target,
+        input: FileInput,
     },
     /// Merge-patch the MMDS document (RFC 7396: members replace, null deletes).
     Patch {
         /// The instance id.
         id: String,
-        /// The JSON patch file, or - for standard input.
-        file: String,
         #[command(flatten)]
-        target: Target,
+        input: FileInput,
     },
-    /// Print the MMDS document as JSON ({} before the first put).
+    /// Print the MMDS document (default: JSON; {} before the first put).
     Get {
         /// The instance id.
         id: String,
-        #[command(flatten)]
-        target: Target,
     },
     /// Configure the MMDS version and format; the instance's guest paths are MMDS's from then on.
     Config {
         /// The instance id.
         id: String,
-        /// V1: session tokens optional; V2: required.
-        #[arg(long, value_enum, default_value_t = Version::V1)]
+        /// V1: session tokens optional; V2: required. Always given: configuring switches the
+        /// instance's guest paths to MMDS.
+        #[arg(long, value_enum)]
         version: Version,
         /// Always answer in IMDS text format, whatever the guest's Accept header.
         #[arg(long)]
         imds_compat: bool,
-        #[command(flatten)]
-        target: Target,
     },
+}
+
+/// `-f FILE|-`, or the file as a trailing argument (the form before -f).
+#[derive(Debug, Args)]
+pub struct FileInput {
+    /// The JSON file, or - for standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE|-", required_unless_present = "path")]
+    file: Option<String>,
+    /// The same as -f.
+    #[arg(value_name = "FILE|-", hide = true, conflicts_with = "file")]
+    path: Option<String>,
+}
+
+impl FileInput {
+    fn name(&self) -> &str {
+        self.file.as_deref().or(self.path.as_deref()).unwrap_or("-")
+    }
 }
 
 /// The MMDS protocol version.
@@ -64,41 +71,34 @@ pub enum Version {
     V2,
 }
 
-/// Runs one command: exit 0 on success, 1 when the server refused, 2 on local mistakes.
-pub async fn run(command: MmdsCommand) -> ExitCode {
-    match execute(command).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { message, code }) => {
-            eprintln!("imds: {message}");
-            ExitCode::from(code)
-        }
-    }
-}
+const JSON: (&str, &str) = ("content-type", "application/json");
 
-async fn execute(command: MmdsCommand) -> Result<(), Failure> {
+/// Runs one command.
+pub async fn run(command: MmdsCommand, global: &Global) -> Result<(), Failure> {
+    let client = global.client()?;
     match command {
-        MmdsCommand::Put { id, file, target } => {
-            let doc = read_json(&file)?;
-            call(&client(&target), Method::PUT, &path_for(&id), doc.to_string()).await?;
-            eprintln!("replaced the MMDS document of instance {id}");
+        MmdsCommand::Put { id, input } => {
+            let doc = read_json(input.name())?;
+            call(&client, Method::PUT, &path_for(&id), &[JSON], doc.to_string()).await?;
+            errln!("replaced the MMDS document of instance {id}");
         }
-        MmdsCommand::Patch { id, file, target } => {
-            let patch = read_json(&file)?;
-            call(&client(&target), Method::PATCH, &path_for(&id), patch.to_string()).await?;
-            eprintln!("patched the MMDS document of instance {id}");
+        MmdsCommand::Patch { id, input } => {
+            let patch = read_json(input.name())?;
+            call(&client, Method::PATCH, &path_for(&id), &[JSON], patch.to_string()).await?;
+            errln!("patched the MMDS document of instance {id}");
         }
-        MmdsCommand::Get { id, target } => {
-            let response = call(&client(&target), Method::GET, &path_for(&id), String::new()).await?;
-            print_json(&response.json());
+        MmdsCommand::Get { id } => {
+            let response = call(&client, Method::GET, &path_for(&id), &[], String::new()).await?;
+            emit(&response.json(), global.format(Format::Json), None);
         }
-        MmdsCommand::Config { id, version, imds_compat, target } => {
+        MmdsCommand::Config { id, version, imds_compat } => {
             let version = match version {
                 Version::V1 => "V1",
                 Version::V2 => "V2",
             };
             let body = serde_json::json!({"version": version, "imds_compat": imds_compat}).to_string();
-            call(&client(&target), Method::PUT, &format!("{}/config", path_for(&id)), body).await?;
-            eprintln!("configured MMDS {version} (imds_compat {imds_compat}) for instance {id}");
+            call(&client, Method::PUT, &format!("{}/config", path_for(&id)), &[JSON], body).await?;
+            errln!("configured MMDS {version} (imds_compat {imds_compat}) for instance {id}");
         }
     }
     Ok(())
@@ -106,23 +106,4 @@ async fn execute(command: MmdsCommand) -> Result<(), Failure> {
 
 fn path_for(id: &str) -> String {
     format!("/v1/instances/{}/mmds", encode(id))
-}
-
-async fn call(client: &Client, method: Method, path: &str, body: String) -> Result<Response, Failure> {
-    let headers = [("content-type", "application/json")];
-    let response = client.send(method, path, &headers, body).await.map_err(|error| unreachable_hint(client, error))?;
-    if response.status.is_success() {
-        return Ok(response);
-    }
-    let body = response.json();
-    let message = match body.get("fault_message").or_else(|| body.pointer("/error/message")) {
-        Some(serde_json::Value::String(message)) => message.clone(),
-        _ => response.text(),
-    };
-    let mut text =
-        format!("{} {}: {message}", response.status.as_u16(), response.status.canonical_reason().unwrap_or(""));
-    if response.status == http::StatusCode::NOT_FOUND {
-        text.push_str("\n  hint: `imds instance ls` lists the instances that exist");
-    }
-    Err(Failure { message: text, code: 1 })
 }

@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use imds_net::{link, nft, rules, HostConfig, MetadataInterface};
 
+use crate::cli::common::{emit, Format, Global};
+use crate::cli::out::{errln, outln};
 use crate::cli::serve::{self, ServeArgs};
 
 /// `imds net ...`
@@ -19,7 +21,7 @@ pub enum NetCommand {
     /// Remove what `up` added: its addresses, its dummy interface, the imds tables.
     Down(NetArgs),
     /// Show what is in place and what differs from the configuration.
-    Status(StatusArgs),
+    Status(NetArgs),
 }
 
 /// The configuration, as for `serve`.
@@ -30,24 +32,14 @@ pub struct NetArgs {
     pub config: Option<std::path::PathBuf>,
 }
 
-/// `imds net status` flags.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    config: NetArgs,
-    /// Output: text (a table) or json.
-    #[arg(long, short = 'o', default_value = "text")]
-    output: String,
-}
-
 fn load(args: &NetArgs) -> Result<HostConfig, ExitCode> {
     let serve_args = ServeArgs { config: args.config.clone(), ..ServeArgs::default() };
     match serve::load(&serve_args, &|key| std::env::var(key).ok()) {
         Ok(config) => Ok(config.net),
         Err(problems) => {
-            eprintln!("imds: invalid configuration:");
+            errln!("imds: invalid configuration:");
             for problem in problems {
-                eprintln!("  - {problem}");
+                errln!("  - {problem}");
             }
             Err(ExitCode::from(2))
         }
@@ -55,7 +47,7 @@ fn load(args: &NetArgs) -> Result<HostConfig, ExitCode> {
 }
 
 /// Runs the subcommand.
-pub async fn run(command: NetCommand) -> ExitCode {
+pub async fn run(command: NetCommand, global: &Global) -> ExitCode {
     let result = match command {
         NetCommand::Up(args) => match load(&args) {
             Ok(config) => up(&config).await,
@@ -65,15 +57,15 @@ pub async fn run(command: NetCommand) -> ExitCode {
             Ok(_) => down().await,
             Err(code) => return code,
         },
-        NetCommand::Status(args) => match load(&args.config) {
-            Ok(config) => return status(&config, &args.output).await,
+        NetCommand::Status(args) => match load(&args) {
+            Ok(config) => return status(&config, global.format(Format::Table)).await,
             Err(code) => return code,
         },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("imds net: {error:#}");
+            errln!("imds net: {error:#}");
             ExitCode::FAILURE
         }
     }
@@ -98,6 +90,15 @@ fn check_patterns(config: &HostConfig, links: &[link::Link]) -> Result<Vec<Strin
 }
 
 async fn up(config: &HostConfig) -> Result<(), imds_net::NetError> {
+    for line in apply_up(config).await? {
+        outln!("{line}");
+    }
+    Ok(())
+}
+
+/// What `imds net up` does, returning what it did (one line each, the summary last); `serve`
+/// runs it again on SIGHUP.
+pub async fn apply_up(config: &HostConfig) -> Result<Vec<String>, imds_net::NetError> {
     let handle = link::connect()?;
     let links = link::links(&handle).await?;
     let mut notes = check_patterns(config, &links)?;
@@ -120,16 +121,13 @@ async fn up(config: &HostConfig) -> Result<(), imds_net::NetError> {
             notes.push(format!("added {ip} to {}", placement.link.name));
         }
     }
-    for note in notes {
-        println!("{note}");
-    }
-    println!(
+    notes.push(format!(
         "imds net is up: metadata addresses on {}, nftables table inet imds{}{}",
         placement.link.name,
         if bridge.is_some() { " and bridge imds" } else { "" },
         if config.manage { " (identity rules kept by `imds serve`; until then guests are refused)" } else { "" }
-    );
-    Ok(())
+    ));
+    Ok(notes)
 }
 
 async fn down() -> Result<(), imds_net::NetError> {
@@ -139,35 +137,35 @@ async fn down() -> Result<(), imds_net::NetError> {
     let handle = link::connect()?;
     let removed = link::remove_ours(&handle).await?;
     for line in &removed {
-        println!("removed {line}");
+        outln!("removed {line}");
     }
     if had_inet {
-        println!("removed nftables table inet imds");
+        outln!("removed nftables table inet imds");
     }
     if had_bridge {
-        println!("removed nftables table bridge imds");
+        outln!("removed nftables table bridge imds");
     }
     if removed.is_empty() && !had_inet && !had_bridge {
-        println!("nothing to remove");
+        outln!("nothing to remove");
     }
     Ok(())
 }
 
-async fn status(config: &HostConfig, output: &str) -> ExitCode {
+async fn status(config: &HostConfig, format: Format) -> ExitCode {
     let report = match gather(config).await {
         Ok(report) => report,
         Err(error) => {
-            eprintln!("imds net: {error:#}");
+            errln!("imds net: {error:#}");
             return ExitCode::FAILURE;
         }
     };
     let drift = report["drift"].as_array().map_or(0, Vec::len);
-    if output == "json" {
-        println!("{}", serde_json::to_string_pretty(&report).expect("a JSON value serialises"));
+    if format != Format::Table {
+        emit(&report, format, None);
     } else {
-        println!("{:<28} {:<10} DETAIL", "WHAT", "STATE");
+        outln!("{:<28} {:<10} DETAIL", "WHAT", "STATE");
         for item in report["items"].as_array().into_iter().flatten() {
-            println!(
+            outln!(
                 "{:<28} {:<10} {}",
                 item["what"].as_str().unwrap_or_default(),
                 item["state"].as_str().unwrap_or_default(),
@@ -175,7 +173,7 @@ async fn status(config: &HostConfig, output: &str) -> ExitCode {
             );
         }
         for line in report["drift"].as_array().into_iter().flatten() {
-            println!("drift: {}", line.as_str().unwrap_or_default());
+            outln!("drift: {}", line.as_str().unwrap_or_default());
         }
     }
     if drift == 0 {

@@ -1,4 +1,11 @@
 //! `imds serve`: load the configuration, open the store, run until SIGINT/SIGTERM.
+//!
+//! Under systemd (`Type=notify`) it reports `READY=1` once guests are answered from the loaded
+//! view. `SIGHUP` re-reads the configuration and applies what changes without a restart: the
+//! log filter, the roles of `[roles.*]` (written to the store; roles no longer in the file are
+//! kept), and the host datapath's base rules and addresses (`imds net up` again, on a host where
+//! it was run and whose configuration names metadata addresses). Everything else takes effect at
+//! the next start; an invalid file is logged and changes nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +16,7 @@ use clap::Args;
 use imds_store::Store;
 use imds_store_sqlite::{SqliteOptions, SqliteStore};
 
+use crate::cli::out::{announce, errln};
 use crate::config::{Config, LogFormat, RawConfig, StoreConfig};
 use crate::dev;
 
@@ -23,6 +31,10 @@ pub struct ServeArgs {
     /// 127.0.0.1 and ::1.
     #[arg(long)]
     pub dev: bool,
+    /// With --dev: schedule a spot interruption (terminate) of the demo instance this long
+    /// from start, e.g. 2m (its notice shows at once when that is two minutes or less).
+    #[arg(long, value_name = "DURATION", requires = "dev", value_parser = super::event::parse_duration)]
+    pub spot_in: Option<u64>,
     /// Guest plane address (repeatable), e.g. 169.254.169.254:80.
     #[arg(long, value_name = "ADDR")]
     pub guest_listen: Vec<String>,
@@ -109,10 +121,12 @@ pub fn load(args: &ServeArgs, lookup: &dyn Fn(&str) -> Option<String>) -> Result
     let file = args.config.clone().or_else(|| lookup("IMDS_CONFIG").map(PathBuf::from));
     let mut raw = match &file {
         Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => RawConfig::parse_toml(&text).unwrap_or_else(|error| {
-                problems.push(format!("{}: {}", path.display(), error.to_string().trim_end()));
-                RawConfig::default()
-            }),
+            Ok(text) => {
+                let mut found = Vec::new();
+                let raw = RawConfig::parse_toml_reporting(&text, &mut found);
+                problems.extend(found.into_iter().map(|problem| format!("{}: {problem}", path.display())));
+                raw
+            }
             Err(error) => {
                 problems.push(format!("cannot read config file {}: {error}", path.display()));
                 RawConfig::default()
@@ -130,31 +144,56 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let config = match load(&args, &|key| std::env::var(key).ok()) {
         Ok(config) => config,
         Err(problems) => {
-            eprintln!("imds: invalid configuration:");
+            errln!("imds: invalid configuration:");
             for problem in problems {
-                eprintln!("  - {problem}");
+                errln!("  - {problem}");
             }
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
-    match serve(config).await {
+    let log_filter = init_logging(&config);
+    match serve(config, args, log_filter).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
-            eprintln!("imds: {error:#}");
+            errln!("imds: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(config: &Config) {
+/// Replaces the log filter of the running subscriber (SIGHUP).
+type SetLogFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Installs the subscriber: text or JSON on stderr, colour only when stderr is a terminal (and
+/// `NO_COLOR` is unset); returns how to change its filter later.
+fn init_logging(config: &Config) -> SetLogFilter {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match config.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    fn setter<S: 'static>(
+        handle: tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, S>,
+    ) -> SetLogFilter {
+        Box::new(move |level: &str| {
+            let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|error| error.to_string())?;
+            handle.reload(filter).map_err(|error| error.to_string())
+        })
+    }
+    match config.log_format {
+        LogFormat::Text => {
+            let builder = builder.with_filter_reloading();
+            let handle = setter(builder.reload_handle());
+            let _ = builder.try_init();
+            handle
+        }
+        LogFormat::Json => {
+            let builder = builder.json().with_filter_reloading();
+            let handle = setter(builder.reload_handle());
+            let _ = builder.try_init();
+            handle
+        }
+    }
 }
 
 async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
@@ -181,10 +220,13 @@ async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
     })
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, args: ServeArgs, set_log_filter: SetLogFilter) -> anyhow::Result<()> {
     let store = open_store(&config.store).await?;
     if config.dev {
         dev::ensure_demo_instance(&*store).await.context("creating the demo instance")?;
+        if let Some(seconds) = args.spot_in {
+            dev::schedule_spot(&store, seconds).await.context("scheduling the demo spot interruption")?;
+        }
     }
     for (name, role) in &config.roles {
         imds_server::creds::put_configured(&store, name, role)
@@ -201,6 +243,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         };
         server.net = Some(imds_server::net::Config { bridge });
     }
+    let store_for_reload = Arc::clone(&store);
     let running = imds_server::server::start(server, store).await.context("starting the listeners")?;
     // Announce only once guests are answered from the store's data (scripts read the lines).
     if tokio::time::timeout(std::time::Duration::from_secs(2), running.view.ready()).await.is_err() {
@@ -208,21 +251,88 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         running.view.ready().await;
     }
     announce(&config, &running);
+    notify(&[sd_notify::NotifyState::Ready]);
     let shutdown = running.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
+        notify(&[sd_notify::NotifyState::Stopping]);
         shutdown.cancel();
     });
+    tokio::spawn(reload_on_hangup(config, args, store_for_reload, set_log_filter));
     running.wait().await;
     Ok(())
 }
 
+/// Tells systemd (`Type=notify`; nothing without `NOTIFY_SOCKET`).
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(false, states) {
+        tracing::warn!(%error, "cannot notify systemd");
+    }
+}
+
+/// On every SIGHUP: re-read the configuration and apply what can change while running.
+async fn reload_on_hangup(mut current: Config, args: ServeArgs, store: Arc<dyn Store>, set_log_filter: SetLogFilter) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; configuration changes need a restart");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        notify(&[sd_notify::NotifyState::Reloading]);
+        match load(&args, &|key| std::env::var(key).ok()) {
+            Err(problems) => {
+                tracing::error!(problems = %problems.join("; "), "SIGHUP: the configuration is invalid; nothing changed");
+            }
+            Ok(next) => {
+                reload(&current, &next, &store, &set_log_filter).await;
+                current = next;
+            }
+        }
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
+}
+
+/// Applies the log filter, the configured roles and the host datapath of `next`.
+async fn reload(current: &Config, next: &Config, store: &Arc<dyn Store>, set_log_filter: &SetLogFilter) {
+    let mut applied = Vec::new();
+    if next.log_level != current.log_level {
+        match set_log_filter(&next.log_level) {
+            Ok(()) => applied.push(format!("log level {}", next.log_level)),
+            Err(error) => tracing::error!(%error, "SIGHUP: cannot change the log filter"),
+        }
+    }
+    let mut roles = 0;
+    for (name, role) in &next.roles {
+        match imds_server::creds::put_configured(store, name, role).await {
+            Ok(()) => roles += 1,
+            Err(error) => tracing::error!(role = %name, %error, "SIGHUP: cannot write the role"),
+        }
+    }
+    applied.push(format!("{roles} configured role{}", if roles == 1 { "" } else { "s" }));
+    // Only a host `imds net up` set up (its table exists): a reload never creates a datapath.
+    if !next.net.addresses.is_empty() && matches!(imds_net::nft::list_table("inet").await, Ok(Some(_))) {
+        match super::net::apply_up(&next.net).await {
+            Ok(notes) => {
+                for note in notes.iter().filter(|note| note.starts_with("added ")) {
+                    tracing::info!("SIGHUP: {note}");
+                }
+                applied.push("host datapath rules".to_owned());
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: cannot apply the host datapath rules"),
+        }
+    }
+    tracing::info!(applied = %applied.join(", "), "SIGHUP: configuration reloaded; other settings change at restart");
+}
+
 /// Prints where the service listens (stdout, one address per line: scripts may read it).
 fn announce(config: &Config, running: &imds_server::server::Running) {
-    println!("imds is serving");
+    announce!("imds is serving");
     for addr in &running.guest_addrs {
-        println!("  guest plane: http://{addr}");
+        announce!("  guest plane: http://{addr}");
+    }
+    for (dialect, addr) in &running.dialect_addrs {
+        announce!("  dialect {}: http://{addr}", dialect.name());
     }
     if let Some(addr) = running.admin_addr {
         let auth = if config.server.admin.token.is_some() {
@@ -230,18 +340,18 @@ fn announce(config: &Config, running: &imds_server::server::Running) {
         } else {
             "NO TOKEN: loopback development only"
         };
-        println!("  admin API:   http://{addr} ({auth})");
+        announce!("  admin API:   http://{addr} ({auth})");
     }
     if let Some(path) = &running.admin_socket {
-        println!("  admin API:   unix:{}", path.display());
+        announce!("  admin API:   unix:{}", path.display());
     }
     match &config.store {
-        StoreConfig::Sqlite { path, .. } => println!("  store:       sqlite {}", path.display()),
-        StoreConfig::Memory => println!("  store:       memory (nothing survives a restart)"),
-        StoreConfig::Etcd { url, .. } => println!("  store:       {url}"),
+        StoreConfig::Sqlite { path, .. } => announce!("  store:       sqlite {}", path.display()),
+        StoreConfig::Memory => announce!("  store:       memory (nothing survives a restart)"),
+        StoreConfig::Etcd { url, .. } => announce!("  store:       {url}"),
     }
     if let imds_store::Scope::Node(node) = &config.server.scope {
-        println!("  node:        {node} (serves only instances placed on it)");
+        announce!("  node:        {node} (serves only instances placed on it)");
     }
     if config.dev {
         if config.server.admin.token.is_none() {

@@ -2,13 +2,12 @@
 //! SignedData, or an RS256 identity token, against certificates (a PEM file, or those the
 //! admin API publishes). Exit 0 when it verifies, 1 when it does not, 2 on local mistakes.
 
-use std::process::ExitCode;
-
 use clap::Args;
 use http::Method;
 use imds_sign::verify;
 
-use super::instance::{call, client, finish, print_json, Failure, Target};
+use super::common::{call, emit, Failure, Format, Global};
+use super::out::{errln, outln};
 
 /// `imds verify ...`
 #[derive(Debug, Args)]
@@ -29,37 +28,31 @@ pub struct VerifyArgs {
     /// Certificates (PEM); default: fetch them from the admin API.
     #[arg(long, value_name = "FILE")]
     certs: Option<String>,
-    #[command(flatten)]
-    target: Target,
-}
-
-/// Runs the check.
-pub async fn run(args: VerifyArgs) -> ExitCode {
-    finish(execute(args).await)
 }
 
 fn read(path: &str) -> Result<Vec<u8>, Failure> {
-    std::fs::read(path).map_err(|e| Failure::local(format!("cannot read {path}: {e}")))
+    std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {path}: {e}")))
 }
 
 fn text(path: &str) -> Result<String, Failure> {
-    String::from_utf8(read(path)?).map_err(|_| Failure::local(format!("{path} is not text")))
+    String::from_utf8(read(path)?).map_err(|_| Failure::usage(format!("{path} is not text")))
 }
 
 fn refuted(error: impl std::fmt::Display) -> Failure {
     Failure { message: format!("NOT verified: {error}"), code: 1 }
 }
 
-async fn execute(args: VerifyArgs) -> Result<(), Failure> {
+/// Runs the check.
+pub async fn run(args: VerifyArgs, global: &Global) -> Result<(), Failure> {
     let pem = match &args.certs {
         Some(path) => text(path)?,
-        None => call(&client(&args.target), Method::GET, "/v1/signing/certificates", &[], String::new()).await?.text(),
+        None => call(&global.client()?, Method::GET, "/v1/signing/certificates", &[], String::new()).await?.text(),
     };
-    let certificates = imds_sign::parse_certificates(&pem).map_err(|e| Failure::local(e.to_string()))?;
+    let certificates = imds_sign::parse_certificates(&pem).map_err(|e| Failure::usage(e.to_string()))?;
     if let Some(signature) = &args.signature {
-        let document = args.document.as_deref().ok_or_else(|| Failure::local("--signature needs --document"))?;
+        let document = args.document.as_deref().ok_or_else(|| Failure::usage("--signature needs --document"))?;
         verify::signature(&certificates, &read(document)?, &text(signature)?).map_err(refuted)?;
-        println!("verified: the signature matches the document");
+        outln!("verified: the signature matches the document");
     } else if let Some(pkcs7) = &args.pkcs7 {
         let body: String =
             text(pkcs7)?.lines().filter(|line| !line.starts_with("-----")).collect::<Vec<_>>().join("\n");
@@ -69,14 +62,14 @@ async fn execute(args: VerifyArgs) -> Result<(), Failure> {
                 return Err(refuted("the signed document differs from --document"));
             }
         }
-        eprintln!("verified: the PKCS#7 signature is good; the signed document follows");
-        println!("{}", String::from_utf8_lossy(&signed));
+        errln!("verified: the PKCS#7 signature is good; the signed document follows");
+        outln!("{}", String::from_utf8_lossy(&signed));
     } else if let Some(jwt) = &args.jwt {
         let claims = verify::jwt(&certificates, &text(jwt)?).map_err(refuted)?;
-        eprintln!("verified: the token's signature is good; its claims follow");
-        print_json(&claims);
+        errln!("verified: the token's signature is good; its claims follow");
+        emit(&claims, global.format(Format::Json), None);
     } else {
-        return Err(Failure::local("give --signature (with --document), --pkcs7 or --jwt"));
+        return Err(Failure::usage("give --signature (with --document), --pkcs7 or --jwt"));
     }
     Ok(())
 }

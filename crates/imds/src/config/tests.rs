@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::cli::serve::{load, ServeArgs};
+use imds_dialects::Dialect;
 
 fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -404,4 +405,76 @@ fn a_credentials_key_file_turns_on_fleet_refresh_and_a_bad_one_is_named() {
     let problems =
         load(&ServeArgs::default(), &env(&[("IMDS_STORE_CREDENTIALS_KEY_FILE", bad.to_str().unwrap())])).unwrap_err();
     assert!(problems.iter().any(|p| p.starts_with("store.credentials_key_file:")), "{problems:?}");
+}
+
+#[test]
+fn unknown_keys_and_mistyped_values_are_each_reported_and_the_rest_is_kept() {
+    let mut problems = Vec::new();
+    let raw = RawConfig::parse_toml_reporting(
+        "[guest]\nlisten = [\"127.0.0.1:1338\"]\nlisen = 1\nmax_held = -3\n[nope]\nx = 1\n[log]\nlevel = \"debug\"\n",
+        &mut problems,
+    );
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems.iter().any(|p| p.starts_with("nope: unknown field `nope`")), "{problems:#?}");
+    assert!(problems.iter().any(|p| p.starts_with("guest.lisen: unknown field `lisen`")), "{problems:#?}");
+    assert!(problems.iter().any(|p| p.starts_with("guest.max_held: invalid value")), "{problems:#?}");
+    assert_eq!(raw.guest.listen, Some(vec!["127.0.0.1:1338".to_owned()]));
+    assert_eq!(raw.log.level.as_deref(), Some("debug"));
+
+    let mut problems = Vec::new();
+    assert_eq!(RawConfig::parse_toml_reporting("[guest\n", &mut problems), RawConfig::default());
+    assert_eq!(problems.len(), 1, "a syntax error is one problem: {problems:#?}");
+}
+
+#[test]
+fn dialect_listeners_come_from_file_or_env_and_go_on_the_host() {
+    let config = load(&ServeArgs::default(), &env(&[])).unwrap();
+    assert!(config.server.guest.dialect_listen.is_empty(), "none by default");
+    let (_dir, path) = config_file(
+        "[guest]\nlisten = [\"169.254.169.254:80\"]\n[guest.dialect_listen]\nopenstack = [\"100.100.100.200:80\", \"[fd00:ec2::23]:8080\"]\ngce = [\"127.0.0.1:81\"]\n",
+    );
+    let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
+    let config = load(&args, &env(&[])).unwrap();
+    let bound: Vec<(Dialect, String)> =
+        config.server.guest.dialect_listen.iter().map(|(d, addr)| (*d, addr.to_string())).collect();
+    assert_eq!(
+        bound,
+        [
+            (Dialect::Gce, "127.0.0.1:81".to_owned()),
+            (Dialect::OpenStack, "100.100.100.200:80".to_owned()),
+            (Dialect::OpenStack, "[fd00:ec2::23]:8080".to_owned()),
+        ]
+    );
+    // Its addresses go on the host (loopback is the host's own already), its ports pass.
+    let addresses: Vec<String> = config.net.addresses.iter().map(ToString::to_string).collect();
+    assert_eq!(addresses, ["169.254.169.254", "100.100.100.200", "fd00:ec2::23"]);
+    assert_eq!(config.net.guest_ports, [80, 81, 8080]);
+    // The environment replaces the table.
+    let from_env = load(&args, &env(&[("IMDS_GUEST_DIALECT_LISTEN", "hetzner=127.0.0.2:80, hetzner=127.0.0.3:80")]));
+    let bound: Vec<(Dialect, SocketAddr)> = from_env.unwrap().server.guest.dialect_listen;
+    assert_eq!(
+        bound,
+        [(Dialect::Hetzner, "127.0.0.2:80".parse().unwrap()), (Dialect::Hetzner, "127.0.0.3:80".parse().unwrap())]
+    );
+}
+
+#[test]
+fn bad_dialect_listeners_are_named() {
+    let (_dir, path) = config_file(
+        "[guest]\nlisten = [\"169.254.169.254:80\"]\n[guest.dialect_listen]\noracle9 = [\"127.0.0.1:80\"]\nmmds = [\"127.0.0.2:80\"]\ngce = [\"169.254.169.254:80\", \"nowhere\", \"127.0.0.1:8998\"]\n[admin]\nlisten = \"127.0.0.1:8998\"\ntoken = \"t\"\n",
+    );
+    let args = ServeArgs { config: Some(path), ..ServeArgs::default() };
+    let problems = load(&args, &env(&[])).unwrap_err();
+    let all = problems.join("\n");
+    for needle in [
+        "guest.dialect_listen.oracle9: not a dialect",
+        "guest.dialect_listen.mmds: MMDS is chosen per instance",
+        "guest.dialect_listen.gce: 169.254.169.254:80 is also another guest listener's",
+        "guest.dialect_listen.gce: \"nowhere\" is not an address",
+        "admin.listen: 127.0.0.1:8998 overlaps a guest listener",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    let malformed = load(&ServeArgs::default(), &env(&[("IMDS_GUEST_DIALECT_LISTEN", "gce")])).unwrap_err();
+    assert!(malformed.iter().any(|p| p.starts_with("IMDS_GUEST_DIALECT_LISTEN: \"gce\" is not dialect=address")));
 }

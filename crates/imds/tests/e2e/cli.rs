@@ -66,7 +66,7 @@ async fn instance_commands_drive_the_admin_api() {
     let rm = imds(&daemon, &["instance", "rm", "i-cli"], None);
     assert!(rm.status.success());
     let gone = imds(&daemon, &["instance", "get", "i-cli"], None);
-    assert_eq!(gone.status.code(), Some(1));
+    assert_eq!(gone.status.code(), Some(3));
     assert!(
         text(&gone.stderr).contains("404") && text(&gone.stderr).contains("imds instance ls"),
         "{}",
@@ -75,7 +75,7 @@ async fn instance_commands_drive_the_admin_api() {
 
     // Refusals explain themselves and say what to do.
     let conflict = imds(&daemon, &["instance", "put", "-f", "-"], Some(r#"{"id": "i-dup", "ipv4": ["127.0.2.2"]}"#));
-    assert_eq!(conflict.status.code(), Some(1));
+    assert_eq!(conflict.status.code(), Some(4));
     assert!(text(&conflict.stderr).contains("i-cli-2"), "{}", text(&conflict.stderr));
     let invalid = imds(
         &daemon,
@@ -196,7 +196,7 @@ async fn instance_import_sends_batches_and_says_what_happened() {
     let refused = imds(&daemon, &["instance", "import", "--create-only", "-"], Some(&format!("{}\n", doc(40, "x"))));
     assert!(refused.status.success(), "{}", text(&refused.stderr));
     let refused = imds(&daemon, &["instance", "import", "--create-only", "-"], Some(&format!("{}\n", doc(3, "x"))));
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(4));
     let stderr = text(&refused.stderr);
     assert!(stderr.contains("412") && stderr.contains("drop --create-only"), "{stderr}");
 
@@ -211,4 +211,281 @@ async fn instance_import_sends_batches_and_says_what_happened() {
     assert!(stderr.contains("lines from 11 of") && stderr.contains("line 1: ipv4"), "{stderr}");
     assert!(stderr.contains("created 10, replaced 0"), "{stderr}");
     assert!(stderr.contains("hint: fix that line"), "{stderr}");
+}
+
+/// `imds` with `args` and no admin-API environment at all.
+fn bare(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env_remove("IMDS_ADMIN")
+        .env_remove("IMDS_ADMIN_TOKEN")
+        .env_remove("IMDS_ADMIN_TOKEN_FILE")
+        .env_remove("IMDS_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_read_prints_table_json_or_yaml() {
+    let (_guard, dir) = temp_dir();
+    let daemon = Daemon::with_db(&dir, &dir.join("imds.db"));
+    let put = imds(
+        &daemon,
+        &["instance", "put", "-f", "-", "-o", "yaml"],
+        Some(r#"{"id": "i-fmt", "hostname": "fmt", "ipv4": ["127.0.5.1"], "tags": {"env": "dev"}}"#),
+    );
+    assert!(put.status.success(), "{}", text(&put.stderr));
+    let yaml = text(&put.stdout);
+    assert!(yaml.contains("\"id\": \"i-fmt\"\n") && yaml.contains("\"tags\":\n  \"env\": \"dev\"\n"), "{yaml}");
+
+    let table = text(&imds(&daemon, &["instance", "get", "i-fmt", "-o", "table"], None).stdout);
+    assert_eq!(
+        table.lines().collect::<Vec<_>>(),
+        ["ID     HOSTNAME  IPV4       IPV6  MAC  ZONE", "i-fmt  fmt       127.0.5.1  -     -    -"]
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&imds(&daemon, &["-o", "json", "instance", "ls"], None).stdout).unwrap();
+    assert_eq!(json[0]["id"], "i-fmt", "-o before the subcommand works too");
+    let listed = text(&imds(&daemon, &["instance", "ls", "-o", "yaml"], None).stdout);
+    assert!(listed.starts_with("- \"id\": \"i-fmt\"\n"), "{listed}");
+
+    // Roles, signing keys and the MMDS document take -o as well.
+    let role = imds(
+        &daemon,
+        &["role", "put", "app", "-f", "-"],
+        Some(r#"{"source": {"type": "static", "access_key_id": "AKIAEXAMPLE", "secret_access_key": "s3cret"}}"#),
+    );
+    assert!(role.status.success(), "{}", text(&role.stderr));
+    let roles = text(&imds(&daemon, &["role", "ls"], None).stdout);
+    assert!(roles.starts_with("NAME") && roles.lines().nth(1).unwrap().starts_with("app  "), "{roles}");
+    let roles: serde_json::Value =
+        serde_json::from_slice(&imds(&daemon, &["role", "ls", "-o", "json"], None).stdout).unwrap();
+    assert_eq!(roles["roles"][0]["name"], "app");
+    assert!(!roles.to_string().contains("s3cret"));
+    let keys = text(&imds(&daemon, &["signing", "keys"], None).stdout);
+    assert!(keys.starts_with("KID") && keys.lines().nth(1).unwrap().ends_with("true"), "{keys}");
+    let mmds =
+        imds(&daemon, &["mmds", "put", "i-fmt", "-f", "-"], Some(r#"{"latest": {"meta-data": {"ami-id": "ami-1"}}}"#));
+    assert!(mmds.status.success(), "{}", text(&mmds.stderr));
+    assert_eq!(
+        text(&imds(&daemon, &["mmds", "get", "i-fmt", "-o", "table"], None).stdout),
+        "KEY                      VALUE\nlatest.meta-data.ami-id  ami-1\n"
+    );
+
+    let bad = imds(&daemon, &["instance", "ls", "-o", "xml"], None);
+    assert_eq!(bad.status.code(), Some(2), "an unknown format is a usage error");
+}
+
+#[tokio::test]
+async fn missing_is_exit_3_and_a_conflict_exit_4() {
+    let (_guard, dir) = temp_dir();
+    let daemon = Daemon::with_db(&dir, &dir.join("imds.db"));
+    assert_eq!(imds(&daemon, &["instance", "get", "i-none"], None).status.code(), Some(3));
+    assert_eq!(imds(&daemon, &["instance", "rm", "i-none"], None).status.code(), Some(3));
+    assert_eq!(imds(&daemon, &["role", "get", "nobody"], None).status.code(), Some(3));
+
+    let first = imds(&daemon, &["instance", "put", "-f", "-"], Some(r#"{"id": "i-a", "ipv4": ["127.0.5.2"]}"#));
+    let etag = text(&first.stderr).split("etag ").nth(1).unwrap().trim_end_matches([')', '\n']).to_owned();
+    // The address is held by i-a: 409.
+    let taken = imds(&daemon, &["instance", "put", "-f", "-"], Some(r#"{"id": "i-b", "ipv4": ["127.0.5.2"]}"#));
+    assert_eq!(taken.status.code(), Some(4), "{}", text(&taken.stderr));
+    // Create-only over an existing instance, and a stale ETag: 412.
+    let exists = imds(&daemon, &["instance", "put", "--create-only", "-f", "-"], Some(r#"{"id": "i-a"}"#));
+    assert_eq!(exists.status.code(), Some(4), "{}", text(&exists.stderr));
+    let fresh =
+        imds(&daemon, &["instance", "patch", "i-a", "--if-match", &etag, "-f", "-"], Some(r#"{"hostname": "one"}"#));
+    assert!(fresh.status.success(), "{}", text(&fresh.stderr));
+    let stale =
+        imds(&daemon, &["instance", "patch", "i-a", "--if-match", &etag, "-f", "-"], Some(r#"{"hostname": "two"}"#));
+    assert_eq!(stale.status.code(), Some(4), "{}", text(&stale.stderr));
+    assert!(text(&stale.stderr).contains("412"), "{}", text(&stale.stderr));
+    let guest = daemon.guest_from("127.0.5.2");
+    assert_eq!(guest.get("/latest/meta-data/hostname").await.unwrap().text(), "one", "the stale patch changed nothing");
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_the_command_quietly() {
+    let (_guard, dir) = temp_dir();
+    let daemon = Daemon::with_db(&dir, &dir.join("imds.db"));
+    let ndjson: String = (0..3000)
+        .map(|n| format!("{{\"id\": \"i-pipe-{n:04}\", \"ipv4\": [\"127.0.{}.{}\"]}}\n", 100 + n / 250, 1 + n % 250))
+        .collect();
+    assert!(imds(&daemon, &["instance", "import", "-f", "-"], Some(&ndjson)).status.success());
+
+    // The reader is gone before imds writes a byte.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(binary())
+        .args(["instance", "ls", "--admin", &format!("http://{}", daemon.admin), "--token", TOKEN])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(141), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stderr), "", "no panic, no message");
+
+    // As a shell pipeline reads it: head takes the first line and leaves.
+    let pipeline = Command::new("bash")
+        .args(["-c", "\"$0\" instance ls | head -1; echo \"status ${PIPESTATUS[0]}\""])
+        .arg(binary())
+        .env("IMDS_ADMIN", format!("http://{}", daemon.admin))
+        .env("IMDS_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(text(&pipeline.stdout), "ID           HOSTNAME  IPV4           IPV6  MAC  ZONE\nstatus 141\n");
+    assert!(!text(&pipeline.stderr).contains("panicked"), "{}", text(&pipeline.stderr));
+}
+
+#[tokio::test]
+async fn the_token_comes_from_a_flag_a_file_or_the_environment() {
+    let (_guard, dir) = temp_dir();
+    let daemon = Daemon::with_db(&dir, &dir.join("imds.db"));
+    let admin = format!("http://{}", daemon.admin);
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let with_file = bare(&["instance", "ls", "--admin", &admin, "--token-file", file.to_str().unwrap()]);
+    assert!(with_file.status.success(), "{}", text(&with_file.stderr));
+    let with_flag = bare(&["--admin", &admin, "--token", TOKEN, "role", "ls"]);
+    assert!(with_flag.status.success(), "{}", text(&with_flag.stderr));
+    let from_env = Command::new(binary())
+        .args(["signing", "keys"])
+        .env("IMDS_ADMIN", &admin)
+        .env_remove("IMDS_ADMIN_TOKEN")
+        .env("IMDS_ADMIN_TOKEN_FILE", &file)
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{}", text(&from_env.stderr));
+    let wrong = bare(&["instance", "ls", "--admin", &admin, "--token", "not-it"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(
+        text(&wrong.stderr).contains("401") && text(&wrong.stderr).contains("--token-file"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let missing = bare(&["instance", "ls", "--admin", &admin, "--token-file", "/nonexistent/token"]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn mmds_config_without_a_version_changes_nothing() {
+    let (_guard, dir) = temp_dir();
+    let daemon = Daemon::with_db(&dir, &dir.join("imds.db"));
+    assert!(imds(&daemon, &["instance", "put", "-f", "-"], Some(r#"{"id": "i-ec2", "ipv4": ["127.0.5.3"]}"#))
+        .status
+        .success());
+    let config = imds(&daemon, &["mmds", "config", "i-ec2"], None);
+    assert_eq!(config.status.code(), Some(2));
+    assert!(text(&config.stderr).contains("--version"), "{}", text(&config.stderr));
+    let guest = daemon.guest_from("127.0.5.3");
+    assert_eq!(guest.get("/latest/meta-data/instance-id").await.unwrap().text(), "i-ec2", "still EC2, not MMDS");
+}
+
+#[test]
+fn completions_are_valid_scripts() {
+    let bash = bare(&["completions", "bash"]);
+    assert!(bash.status.success());
+    let script = text(&bash.stdout);
+    assert!(script.contains("complete") && script.contains("instance") && script.contains("--token-file"), "{script}");
+    let (_guard, dir) = temp_dir();
+    let file = dir.join("imds.bash");
+    std::fs::write(&file, &script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+    assert!(check.status.success(), "bash -n: {}", text(&check.stderr));
+    for shell in ["zsh", "fish"] {
+        let output = bare(&["completions", shell]);
+        assert!(output.status.success() && text(&output.stdout).contains("instance"), "{shell}");
+    }
+    assert_eq!(bare(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
+fn the_man_pages_render() {
+    let (_guard, dir) = temp_dir();
+    let page = dir.join("imds.1");
+    let man = bare(&["man"]);
+    assert!(man.status.success());
+    std::fs::write(&page, &man.stdout).unwrap();
+    let groff = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(&page)
+        .output()
+        .expect("groff (Debian: groff-base) is installed");
+    assert!(groff.status.success() && groff.stderr.is_empty(), "groff: {}", text(&groff.stderr));
+    let rendered = Command::new("man")
+        .arg("-l")
+        .arg(&page)
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("man (Debian: man-db) is installed");
+    assert!(rendered.status.success(), "{}", text(&rendered.stderr));
+    let rendered = text(&rendered.stdout);
+    assert!(
+        rendered.contains("NAME") && rendered.contains("--token-file") && rendered.contains("instance"),
+        "{rendered}"
+    );
+
+    let pages = dir.join("pages");
+    assert!(bare(&["man", "--dir", pages.to_str().unwrap()]).status.success());
+    for name in ["imds.1", "imds-instance.1", "imds-instance-put.1", "imds-config-check.1"] {
+        assert!(pages.join(name).is_file(), "{name}");
+    }
+}
+
+#[test]
+fn config_check_lists_every_problem() {
+    let (_guard, dir) = temp_dir();
+    let file = dir.join("imds.toml");
+    std::fs::write(
+        &file,
+        "[guest]\nlisten = [\"169.254.169.254\"]\nlisen = []\nthrottle_per_second = 10\nthrottle_burst = 0\n\
+         render_cache_mib = \"lots\"\n[store]\nbackend = \"floppy\"\n[log]\nformat = \"xml\"\n",
+    )
+    .unwrap();
+    let output = bare(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let report = text(&output.stdout);
+    for problem in [
+        "6 problems",
+        "guest.lisen: unknown field `lisen`, expected one of `listen`",
+        "guest.render_cache_mib: invalid type: string \"lots\", expected u32",
+        "guest.listen: \"169.254.169.254\" is not an address with a port",
+        "guest.throttle_burst",
+        "store.backend",
+        "log.format",
+    ] {
+        assert!(report.contains(problem), "{problem} in {report}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&bare(&["config", "check", "-o", "json", file.to_str().unwrap()]).stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["problems"].as_array().unwrap().len(), 6);
+
+    std::fs::write(&file, "[guest]\nlisten = [\"127.0.0.1:1338\"]\n[admin]\nsocket = \"/run/imds/admin.sock\"\n")
+        .unwrap();
+    let valid = bare(&["config", "check", file.to_str().unwrap()]);
+    assert!(valid.status.success(), "{}", text(&valid.stdout));
+    assert!(text(&valid.stdout).ends_with(": valid\n"));
+    let unreadable = bare(&["config", "check", "/nonexistent/imds.toml"]);
+    assert_eq!(unreadable.status.code(), Some(2));
+}
+
+#[test]
+fn version_names_the_commit() {
+    let output = bare(&["--version"]);
+    assert!(output.status.success());
+    let version = text(&output.stdout);
+    let commit = version
+        .trim_end()
+        .strip_prefix(&format!("imds {} (commit ", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{version}"));
+    let head =
+        Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    match head {
+        Ok(head) if head.status.success() => {
+            assert_eq!(commit, text(&head.stdout).trim(), "built from this checkout's HEAD")
+        }
+        _ => assert_eq!(commit, "unknown"),
+    }
 }

@@ -8,6 +8,8 @@ mod credentials;
 mod daemon;
 mod delete;
 mod durability;
+mod events;
 mod mmds;
 mod readiness;
+mod service;
 mod support;

@@ -25,7 +25,7 @@ async fn mmds_commands_drive_the_admin_api() {
 
     let file = dir.join("mmds.json");
     std::fs::write(&file, r#"{"latest": {"meta-data": {"ami-id": "ami-1", "hostname": "fc"}}}"#).unwrap();
-    let put = imds(&daemon, &["mmds", "put", "i-fc", file.to_str().unwrap()], None);
+    let put = imds(&daemon, &["mmds", "put", "i-fc", "-f", file.to_str().unwrap()], None);
     assert!(put.status.success(), "{}", text(&put.stderr));
     let patch =
         imds(&daemon, &["mmds", "patch", "i-fc", "-"], Some(r#"{"latest": {"meta-data": {"hostname": null}}}"#));
@@ -43,7 +43,7 @@ async fn mmds_commands_drive_the_admin_api() {
     assert_eq!(guest.get("/latest/meta-data/").await.unwrap().status, StatusCode::UNAUTHORIZED);
 
     let missing = imds(&daemon, &["mmds", "get", "i-nobody"], None);
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(3));
     assert!(text(&missing.stderr).contains("404"), "{}", text(&missing.stderr));
     let bad_file = imds(&daemon, &["mmds", "put", "i-fc", "-"], Some("{not json"));
     assert_eq!(bad_file.status.code(), Some(2), "local mistakes exit 2");
