@@ -253,9 +253,7 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
     let staleness_ms = health.staleness.map(|staleness| u64::try_from(staleness.as_millis()).unwrap_or(u64::MAX));
     let now = state.credentials.clock().now();
     let mut waiting = Vec::new();
-    // A node-scoped server does not follow the records placed on no node (signing keys, roles)
-    // yet, so it cannot wait for them: it would never be ready.
-    if snapshot.signer().is_none() && matches!(state.scope, Scope::All) {
+    if snapshot.signer().is_none() {
         waiting.push("the identity signing key".to_owned());
     }
     let (mut roles, mut missing) = (serde_json::Map::new(), serde_json::Map::new());

@@ -451,8 +451,7 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
     };
     if let Some(guest_write) = response.write.take() {
         response =
-            write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, node, *guest_write, response)
-                .await;
+            write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, *guest_write, response).await;
     } else if !response.start_events.is_empty() {
         let ids = std::mem::take(&mut response.start_events);
         let now = plane.credentials.0.clock().now();

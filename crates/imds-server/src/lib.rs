@@ -17,6 +17,7 @@ pub mod audit;
 pub mod client;
 pub mod creds;
 pub mod events;
+pub mod fleet;
 pub mod guest;
 pub mod health;
 pub mod listener;

@@ -27,10 +27,19 @@ pub const CONTAINER_TOKENS: &str = "container-tokens";
 pub const ROLES: &str = "roles";
 /// The store collection of deployment secrets (session-token key, signing keys).
 pub const SECRETS: &str = "secrets";
+/// The store collection of fleet-refreshed role credentials, sealed with the deployment key,
+/// keyed by role name (read by each node's refresh, not held in the view).
+pub const FLEET_CREDENTIALS: &str = "fleet-credentials";
+/// The store collection of refresher leases, keyed by role name.
+pub const REFRESHERS: &str = "refreshers";
 /// The record of [`SECRETS`] holding the identity signing keys.
 pub const SIGNING_KEYS: &str = "signing-keys";
 /// The record of [`SECRETS`] holding the guest session-token key.
 pub const TOKEN_KEY: &str = "guest-token-key";
+
+/// The collections whose records are placed on no node and followed by every node (a node's
+/// roles, signing keys and token key come from here).
+pub const SHARED: [&str; 2] = [ROLES, SECRETS];
 
 /// The key of instance `id`'s record.
 pub fn instance(id: &InstanceId) -> Key {
@@ -69,6 +78,16 @@ pub const PER_INSTANCE: [&str; 5] = [INSTANCES, MMDS, STATE, EVENTS, CONTAINER_T
 /// The key of the role named `name`.
 pub fn role(name: &str) -> Key {
     Key::new(ROLES, name)
+}
+
+/// The key of role `name`'s sealed fleet-refreshed credentials.
+pub fn fleet_credentials(name: &str) -> Key {
+    Key::new(FLEET_CREDENTIALS, name)
+}
+
+/// The key of role `name`'s refresher lease.
+pub fn refresher(name: &str) -> Key {
+    Key::new(REFRESHERS, name)
 }
 
 /// The key of the deployment's identity signing keys.

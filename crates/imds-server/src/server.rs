@@ -33,6 +33,8 @@ pub struct Config {
     pub metrics: crate::metrics::Config,
     /// The audit log (off by default).
     pub audit: crate::audit::Config,
+    /// With a deployment key: refresh each role once per fleet ([`crate::fleet`]).
+    pub fleet: Option<crate::fleet::Config>,
 }
 
 /// Why the daemon could not start.
@@ -281,7 +283,13 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
     tasks.spawn(crate::view::renderings::tend(view.clone(), clock, shutdown.clone()));
     tasks.spawn(crate::memory::trim(shutdown.clone()));
     tasks.spawn(crate::events::run(Arc::clone(&store), view.clone(), clock, shutdown.clone()));
-    tasks.spawn(replica::run(Arc::clone(&store), config.scope.clone(), view.clone(), BACKOFF, shutdown.clone()));
+    tasks.spawn(replica::run(
+        Arc::clone(&store),
+        config.scope.clone().with_shared(&crate::records::SHARED),
+        view.clone(),
+        BACKOFF,
+        shutdown.clone(),
+    ));
 
     let mut guest_addrs = Vec::new();
     for listener in &guest_listeners {
@@ -290,7 +298,12 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
     }
-    let manager = Arc::new(imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), clock));
+    let sources: Arc<dyn imds_creds::Fetch> = Arc::new(imds_creds::Sources::default());
+    let fetcher: Arc<dyn imds_creds::Fetch> = match &config.fleet {
+        Some(fleet) => Arc::new(crate::fleet::FleetFetch::new(sources, Arc::clone(&store), fleet.clone())),
+        None => sources,
+    };
+    let manager = Arc::new(imds_creds::Manager::new(fetcher, clock));
     let exporter = Arc::new(crate::metrics::Exporter::new(Arc::clone(&metrics), view.clone(), Arc::clone(&manager)));
     tasks.spawn(crate::creds::follow(view.clone(), Arc::clone(&manager), shutdown.clone()));
     tasks.spawn(serve_guests(

@@ -137,6 +137,7 @@ impl TestServer {
             net: None,
             metrics: Default::default(),
             audit: Default::default(),
+            fleet: None,
         };
         Self::start_config(config, store, token).await
     }
@@ -165,6 +166,7 @@ impl TestServer {
             net: None,
             metrics,
             audit,
+            fleet: None,
         };
         Self::start_config(config, Arc::new(MemoryStore::new()), token).await
     }

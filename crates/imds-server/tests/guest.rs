@@ -137,6 +137,7 @@ async fn guest_asking_before_the_view_is_loaded_waits_instead_of_being_refused()
         net: None,
         metrics: Default::default(),
         audit: Default::default(),
+        fleet: None,
     };
     let store: Arc<dyn Store> = flaky.clone();
     let running = imds_server::server::start(config, store).await.unwrap();

@@ -1,23 +1,33 @@
-//! The change feed of the etcd store: one prefix watch, read by its own task.
+//! The change feed of the etcd store: one prefix watch per followed prefix, merged in
+//! revision order, read by one task.
 //!
-//! Owns the watch task. It watches the scope's prefix from `after + 1` with progress
-//! notifications, asks for one whenever the watch was quiet for a progress interval (so a node
-//! whose instances do not change still advances its resume point and its staleness figure),
-//! turns each revision's events into one [`FeedEvent::Changes`] and queues each response's
-//! events in a bounded channel (bounded in responses: etcd sends at most 1,000 revisions per
-//! response). The network read never waits for the apply: when the queue is full the task drops
-//! the watch (releasing etcd's buffers) and the feed ends after the queued events, so the reader
-//! resumes from the last revision it applied. A cancellation naming a compaction revision
-//! becomes [`StoreError::Compacted`]; any other failure [`StoreError::Unavailable`]. Dropping
-//! the feed ends the task and the watch.
+//! Owns the watch task. A scope follows one prefix (`all`: the deployment; a bare node: its
+//! node prefix) or two (a node with the shared records: its node prefix and the shared one,
+//! which are not one key range). Each prefix is watched from `after + 1` with progress
+//! notifications. A watch is complete through the last revision it delivered or a progress
+//! notification named; the task delivers a revision only once every watch is complete through
+//! it, so the changes of one revision arrive as one [`FeedEvent::Changes`] (parts from both
+//! prefixes together) and revisions arrive in order: the reader's resume point never passes a
+//! revision one watch has not delivered yet. When one watch has delivered a revision the other
+//! has not confirmed, the task asks the other for a progress notification at once (again every
+//! [`CATCH_UP`] until answered: etcd answers only a watch that is caught up), and it asks any
+//! watch that was quiet for a progress interval (so a node whose instances do not change still
+//! advances its resume point and its staleness figure). Events are queued in a bounded channel
+//! (bounded in responses: etcd sends at most 1,000 revisions per response). The network read
+//! never waits for the apply: when the queue is full the task drops the watches (releasing
+//! etcd's buffers) and the feed ends after the queued events, so the reader resumes from the
+//! last revision it applied. A cancellation naming a compaction revision becomes
+//! [`StoreError::Compacted`]; any other failure [`StoreError::Unavailable`]. Dropping the feed
+//! ends the task and the watches.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, WatchOptions, WatchResponse, WatchStream};
 use futures::stream;
 use imds_store::{Change, Feed, FeedEvent, Revision, Scope, StoreError};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// What the watch task queues: the feed events of one watch response, or the error that ended it.
 type Item = Result<Vec<FeedEvent>, StoreError>;
@@ -26,7 +36,10 @@ type Receiver = mpsc::Receiver<Item>;
 use crate::layout::{self, Layout};
 use crate::EtcdOptions;
 
-/// Opens a watch for `scope` after `after` and starts its task.
+/// How long a lagging watch's progress request may go unanswered before it is asked again.
+const CATCH_UP: Duration = Duration::from_millis(100);
+
+/// Opens the watches for `scope` after `after` and starts their task.
 pub(crate) async fn open(
     client: Client,
     layout: Layout,
@@ -34,27 +47,29 @@ pub(crate) async fn open(
     after: Revision,
     options: &EtcdOptions,
 ) -> Result<Feed, StoreError> {
-    let watch_options =
-        WatchOptions::new().with_prefix().with_start_revision(layout::etcd_revision(after) + 1).with_progress_notify();
-    let unavailable = |err: etcd_client::Error| StoreError::unavailable_from("etcd: watch", err);
-    let create = async {
-        let mut stream =
-            client.clone().watch(layout.watched(&scope), Some(watch_options)).await.map_err(unavailable)?;
-        // The first answer confirms the watch (or cancels it at once).
-        match stream.message().await.map_err(unavailable)? {
-            Some(response) if response.canceled() => Err(cancelled(&response, after)),
-            Some(_) => Ok(stream),
-            None => Err(StoreError::unavailable("etcd: watch stream closed before it was created")),
-        }
-    };
-    let stream = match tokio::time::timeout(options.call_timeout, create).await {
-        Ok(stream) => stream?,
-        Err(_) => {
-            return Err(StoreError::unavailable(format!("etcd: watch not created within {:?}", options.call_timeout)))
-        }
-    };
+    let mut watches = Vec::new();
+    for prefix in layout.watched(&scope) {
+        let stream = match tokio::time::timeout(options.call_timeout, create(&client, prefix, after)).await {
+            Ok(stream) => stream?,
+            Err(_) => {
+                return Err(StoreError::unavailable(format!(
+                    "etcd: watch not created within {:?}",
+                    options.call_timeout
+                )))
+            }
+        };
+        watches.push(Watch { stream, through: after, heard: false, asked: None });
+    }
     let (tx, rx) = mpsc::channel(options.queue.max(1));
-    let task = WatchTask { stream, layout, scope, last: after, tx, progress_interval: options.progress_interval };
+    let task = WatchTask {
+        watches,
+        layout,
+        scope,
+        last: after,
+        pending: BTreeMap::new(),
+        tx,
+        progress_interval: options.progress_interval,
+    };
     tokio::spawn(task.run());
     let state = (rx, VecDeque::new());
     Ok(Box::pin(stream::unfold(state, |(mut rx, mut pending): (Receiver, VecDeque<FeedEvent>)| async move {
@@ -70,6 +85,19 @@ pub(crate) async fn open(
     })))
 }
 
+/// Creates one prefix watch from `after + 1`; the first answer confirms it (or cancels it at once).
+async fn create(client: &Client, prefix: String, after: Revision) -> Result<WatchStream, StoreError> {
+    let watch_options =
+        WatchOptions::new().with_prefix().with_start_revision(layout::etcd_revision(after) + 1).with_progress_notify();
+    let unavailable = |err: etcd_client::Error| StoreError::unavailable_from("etcd: watch", err);
+    let mut stream = client.clone().watch(prefix, Some(watch_options)).await.map_err(unavailable)?;
+    match stream.message().await.map_err(unavailable)? {
+        Some(response) if response.canceled() => Err(cancelled(&response, after)),
+        Some(_) => Ok(stream),
+        None => Err(StoreError::unavailable("etcd: watch stream closed before it was created")),
+    }
+}
+
 /// The error a cancelled watch means.
 fn cancelled(response: &WatchResponse, last: Revision) -> StoreError {
     if response.compact_revision() > 0 {
@@ -79,13 +107,26 @@ fn cancelled(response: &WatchResponse, last: Revision) -> StoreError {
     }
 }
 
-/// The task reading one watch.
-struct WatchTask {
+/// One prefix watch of a feed.
+struct Watch {
     stream: WatchStream,
+    /// Every event of this prefix up to this revision was received.
+    through: Revision,
+    /// Whether a message arrived since the last quiet tick.
+    heard: bool,
+    /// When a catch-up progress request was last sent and not yet answered.
+    asked: Option<Instant>,
+}
+
+/// The task reading a feed's watches.
+struct WatchTask {
+    watches: Vec<Watch>,
     layout: Layout,
     scope: Scope,
     /// Every event up to this revision was queued.
     last: Revision,
+    /// Received changes not yet complete in every watch, by revision.
+    pending: BTreeMap<Revision, Vec<Change>>,
     tx: mpsc::Sender<Item>,
     progress_interval: Duration,
 }
@@ -100,6 +141,25 @@ enum Stop {
     Failed(StoreError),
 }
 
+/// What woke the task.
+enum Wake {
+    Dropped,
+    Quiet,
+    CatchUp,
+    Message(usize, Result<Option<WatchResponse>, etcd_client::Error>),
+}
+
+/// The next message of any of `watches`, with the index of its watch.
+async fn next_message(watches: &mut [Watch]) -> (usize, Result<Option<WatchResponse>, etcd_client::Error>) {
+    let reads = watches.iter_mut().enumerate().map(|(at, watch)| {
+        Box::pin(async move {
+            let message = watch.stream.message().await;
+            (at, message)
+        })
+    });
+    futures::future::select_all(reads).await.0
+}
+
 impl WatchTask {
     async fn run(mut self) {
         let stop = self.follow().await;
@@ -111,26 +171,37 @@ impl WatchTask {
                 let _ = self.tx.send(Err(err)).await;
             }
         }
-        // Dropping the stream cancels the watch on the server.
+        // Dropping the streams cancels the watches on the server.
     }
 
     async fn follow(&mut self) -> Stop {
         let mut quiet = tokio::time::interval(self.progress_interval);
         quiet.tick().await;
-        let mut heard = false;
         loop {
-            tokio::select! {
-                () = self.tx.closed() => return Stop::Dropped,
-                _ = quiet.tick() => {
-                    if !heard {
-                        if let Err(err) = self.stream.request_progress().await {
-                            return Stop::Failed(StoreError::unavailable_from("etcd: progress request", err));
-                        }
-                    }
-                    heard = false;
+            let catch_up = self.catch_up_at();
+            let wake = {
+                let Self { watches, tx, .. } = &mut *self;
+                tokio::select! {
+                    () = tx.closed() => Wake::Dropped,
+                    _ = quiet.tick() => Wake::Quiet,
+                    () = sleep_until(catch_up) => Wake::CatchUp,
+                    (at, message) = next_message(watches) => Wake::Message(at, message),
                 }
-                message = self.stream.message() => {
-                    heard = true;
+            };
+            match wake {
+                Wake::Dropped => return Stop::Dropped,
+                Wake::Quiet => {
+                    for watch in &mut self.watches {
+                        if !watch.heard {
+                            if let Err(err) = watch.stream.request_progress().await {
+                                return Stop::Failed(StoreError::unavailable_from("etcd: progress request", err));
+                            }
+                        }
+                        watch.heard = false;
+                    }
+                }
+                Wake::CatchUp => {}
+                Wake::Message(at, message) => {
                     let response = match message {
                         Ok(Some(response)) => response,
                         Ok(None) => return Stop::Failed(StoreError::unavailable("etcd: watch stream ended")),
@@ -139,50 +210,48 @@ impl WatchTask {
                     if response.canceled() {
                         return Stop::Failed(cancelled(&response, self.last));
                     }
-                    let events = self.events(&response);
-                    if events.is_empty() {
-                        continue;
-                    }
-                    match self.tx.try_send(Ok(events)) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => return Stop::Overflow,
-                        Err(mpsc::error::TrySendError::Closed(_)) => return Stop::Dropped,
+                    self.receive(at, &response);
+                    let events = self.ready();
+                    if !events.is_empty() {
+                        match self.tx.try_send(Ok(events)) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => return Stop::Overflow,
+                            Err(mpsc::error::TrySendError::Closed(_)) => return Stop::Dropped,
+                        }
                     }
                 }
+            }
+            if let Err(err) = self.ask_laggards().await {
+                return Stop::Failed(err);
             }
         }
     }
 
-    /// The feed events of one watch response, advancing `last`.
-    fn events(&mut self, response: &WatchResponse) -> Vec<FeedEvent> {
-        let mut out = Vec::new();
+    /// Takes in one response of watch `at`: its in-scope changes by revision, and how far the
+    /// watch is complete.
+    fn receive(&mut self, at: usize, response: &WatchResponse) {
+        let watch = &mut self.watches[at];
+        watch.heard = true;
         if response.events().is_empty() {
-            if response.created() {
-                return out;
+            if !response.created() {
+                // A progress notification: every event up to the header revision was sent.
+                let rev = layout::revision(response.header().map_or(0, etcd_client::ResponseHeader::revision));
+                watch.through = watch.through.max(rev);
+                watch.asked = None;
             }
-            // A progress notification: every event up to the header revision was sent.
-            let rev = layout::revision(response.header().map_or(0, etcd_client::ResponseHeader::revision));
-            if rev > self.last {
-                self.last = rev;
-                out.push(FeedEvent::Progress { rev });
-            }
-            return out;
+            return;
         }
-        let mut current: Option<(Revision, Vec<Change>)> = None;
+        let mut through = watch.through;
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
             let rev = layout::revision(kv.mod_revision());
-            if rev <= self.last {
+            if rev <= self.last || rev <= watch.through {
                 continue; // already delivered
             }
-            if current.as_ref().is_some_and(|(at, _)| *at != rev) {
-                if let Some(done) = current.take() {
-                    out.push(self.finish(done));
-                }
-            }
-            let (_, changes) = current.get_or_insert_with(|| (rev, Vec::new()));
+            through = through.max(rev);
+            let changes = self.pending.entry(rev).or_default();
             let Some((key, node)) = self.layout.parse_record(kv.key()) else { continue };
-            if !self.scope.contains(node.as_deref()) {
+            if !self.scope.holds(&key, node.as_deref()) {
                 continue;
             }
             match event.event_type() {
@@ -193,34 +262,99 @@ impl WatchTask {
                 EventType::Delete => changes.push(Change::Delete { key, node }),
             }
         }
-        if let Some(done) = current.take() {
-            out.push(self.finish(done));
+        // etcd never splits a revision across responses: the watch has all of `through`.
+        watch.through = through;
+    }
+
+    /// The revision every watch is complete through.
+    fn complete(&self) -> Revision {
+        self.watches.iter().map(|watch| watch.through).min().unwrap_or(self.last)
+    }
+
+    /// The feed events every watch is complete for, advancing `last`.
+    fn ready(&mut self) -> Vec<FeedEvent> {
+        let complete = self.complete();
+        let mut out = Vec::new();
+        let mut delivered = self.last;
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > complete {
+                break;
+            }
+            let (rev, changes) = entry.remove_entry();
+            if let Some(event) = finish(rev, changes) {
+                out.push(event);
+                delivered = rev;
+            }
+        }
+        if complete > self.last {
+            self.last = complete;
+            if complete > delivered {
+                // Revisions with nothing in scope (index or claim keys, other nodes' records).
+                out.push(FeedEvent::Progress { rev: complete });
+            }
         }
         out
     }
 
-    /// One revision's event: its changes, a move (delete + put of one key) kept as the put; a
-    /// revision with nothing in scope (index or claim keys only) is progress.
-    fn finish(&mut self, (rev, changes): (Revision, Vec<Change>)) -> FeedEvent {
-        self.last = rev;
-        let put_keys: Vec<_> = changes
-            .iter()
-            .filter_map(|change| match change {
-                Change::Put(record) => Some(record.key.clone()),
-                Change::Delete { .. } => None,
+    /// When to ask lagging watches again, if changes wait for them.
+    fn catch_up_at(&self) -> Option<Instant> {
+        self.waiting_for()
+            .and_then(|needed| {
+                self.watches.iter().filter(|watch| watch.through < needed).filter_map(|watch| watch.asked).min()
             })
-            .collect();
-        let changes: Vec<Change> = changes
-            .into_iter()
-            .filter(|change| match change {
-                Change::Delete { key, .. } => !put_keys.contains(key),
-                Change::Put(_) => true,
-            })
-            .collect();
-        if changes.is_empty() {
-            FeedEvent::Progress { rev }
-        } else {
-            FeedEvent::Changes { rev, changes }
-        }
+            .map(|asked| asked + CATCH_UP)
     }
+
+    /// The newest revision received that some watch has not confirmed yet.
+    fn waiting_for(&self) -> Option<Revision> {
+        let newest = *self.pending.last_key_value()?.0;
+        (newest > self.complete()).then_some(newest)
+    }
+
+    /// Asks every watch behind a received revision for a progress notification, unless it was
+    /// asked less than [`CATCH_UP`] ago.
+    async fn ask_laggards(&mut self) -> Result<(), StoreError> {
+        let Some(needed) = self.waiting_for() else { return Ok(()) };
+        let now = Instant::now();
+        for watch in &mut self.watches {
+            if watch.through >= needed || watch.asked.is_some_and(|asked| now < asked + CATCH_UP) {
+                continue;
+            }
+            watch.asked = Some(now);
+            watch
+                .stream
+                .request_progress()
+                .await
+                .map_err(|err| StoreError::unavailable_from("etcd: progress request", err))?;
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One revision's event: its changes, a move (delete + put of one key) kept as the put; `None`
+/// for a revision with nothing in scope.
+fn finish(rev: Revision, changes: Vec<Change>) -> Option<FeedEvent> {
+    let put_keys: Vec<_> = changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::Put(record) => Some(record.key.clone()),
+            Change::Delete { .. } => None,
+        })
+        .collect();
+    let changes: Vec<Change> = changes
+        .into_iter()
+        .filter(|change| match change {
+            Change::Delete { key, .. } => !put_keys.contains(key),
+            Change::Put(_) => true,
+        })
+        .collect();
+    (!changes.is_empty()).then_some(FeedEvent::Changes { rev, changes })
 }

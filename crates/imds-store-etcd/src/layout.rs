@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! P/node/<node>/<collection>/<id>  -> a record placed on <node>   (what that node watches)
-//! P/shared/<collection>/<id>       -> a record placed on no node  (scope "all" only)
+//! P/shared/<collection>/<id>       -> a record placed on no node  (scope "all", and of the
+//!                                     shared collections every node)
 //! P/index/<collection>/<id>        -> {"node", "claims", "write"}  (admin look-ups and listing)
 //! P/claim/<claim>                  -> "<collection>/<id>" of the holder
 //! ```
@@ -84,15 +85,18 @@ impl Layout {
         match scope {
             Scope::All => vec![format!("{}/node/", self.prefix), format!("{}/shared/", self.prefix)],
             Scope::Node(node) => vec![format!("{}/node/{node}/", self.prefix)],
+            Scope::NodeAndShared { node, .. } => {
+                vec![format!("{}/node/{node}/", self.prefix), format!("{}/shared/", self.prefix)]
+            }
         }
     }
 
-    /// What the feed of `scope` watches: the node's own prefix, or (scope all) the whole
-    /// deployment prefix, of which only record keys are kept.
-    pub(crate) fn watched(&self, scope: &Scope) -> String {
+    /// The prefixes the feed of `scope` watches: the node's own prefix (and the shared one),
+    /// or (scope all) the whole deployment prefix, of which only record keys are kept.
+    pub(crate) fn watched(&self, scope: &Scope) -> Vec<String> {
         match scope {
-            Scope::All => format!("{}/", self.prefix),
-            Scope::Node(node) => format!("{}/node/{node}/", self.prefix),
+            Scope::All => vec![format!("{}/", self.prefix)],
+            Scope::Node(_) | Scope::NodeAndShared { .. } => self.snapshot_prefixes(scope),
         }
     }
 

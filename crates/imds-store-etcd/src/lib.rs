@@ -1,7 +1,7 @@
 //! The etcd backend of the imds [`Store`] trait: many serving nodes share one source of truth.
 //!
 //! Owns [`EtcdStore`] and its [`EtcdOptions`] (parsed from an `etcd://host:port[,host:port…][/prefix]`
-//! URL). The store revision is etcd's cluster revision (a fresh cluster's initial revision 1
+//! URL, or `etcds://…` for TLS, with [`EtcdTls`]: the CA to trust and a client certificate). The store revision is etcd's cluster revision (a fresh cluster's initial revision 1
 //! reads as `0`), so every node agrees on it. The key layout (module `layout`) puts a record
 //! under its node's prefix, which is all a node watches; an index key per record serves admin
 //! look-ups and listing, and one key per claim makes claims unique. Every write is one `Txn`
@@ -20,11 +20,13 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
 };
 use imds_store::{Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
 
@@ -66,6 +68,48 @@ pub struct EtcdOptions {
     /// The largest record value accepted (etcd refuses requests over 1.5 MiB by default).
     /// Default 1.25 MiB.
     pub max_value_bytes: usize,
+    /// TLS to the members (`etcds://`): `Some` makes every endpoint `https://`.
+    pub tls: Option<EtcdTls>,
+}
+
+/// How a TLS connection to etcd is checked and authenticated: PEM files, read at connect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// The CA that signed the members' certificates (required: a cluster has its own CA, and
+    /// the system's roots are never trusted for it).
+    pub ca: Option<PathBuf>,
+    /// This client's certificate chain, for members started with `--client-cert-auth`.
+    pub cert: Option<PathBuf>,
+    /// The private key of [`EtcdTls::cert`]; its contents never appear in logs or errors.
+    pub key: Option<PathBuf>,
+}
+
+impl EtcdTls {
+    /// Checks that the files go together: a certificate needs its key and a key its certificate.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.cert, &self.key) {
+            (Some(_), None) => Err("a client certificate needs its key (store.key)".into()),
+            (None, Some(_)) => Err("a client key needs its certificate (store.cert)".into()),
+            _ if self.ca.is_none() => Err("TLS to etcd needs the cluster's CA certificate (store.ca)".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The client's TLS configuration, reading the files.
+    fn options(&self) -> Result<TlsOptions, StoreError> {
+        let read = |what: &str, path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|err| StoreError::unavailable(format!("etcd: reading the {what} {}: {err}", path.display())))
+        };
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &self.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read("CA certificate", ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            tls = tls.identity(Identity::from_pem(read("client certificate", cert)?, read("client key", key)?));
+        }
+        Ok(tls)
+    }
 }
 
 impl Default for EtcdOptions {
@@ -81,14 +125,21 @@ impl Default for EtcdOptions {
             queue: 1024,
             page: 500,
             max_value_bytes: 1280 * 1024,
+            tls: None,
         }
     }
 }
 
 impl EtcdOptions {
-    /// Parses `etcd://host:port[,host:port…][/prefix]` (default prefix `/imds/v1`).
+    /// Parses `etcd://host:port[,host:port…][/prefix]` (default prefix `/imds/v1`), or
+    /// `etcds://…` for TLS (then name the files in [`EtcdOptions::tls`]).
     pub fn from_url(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("etcd://").ok_or_else(|| format!("{url:?} does not start with etcd://"))?;
+        let (rest, tls) = match (url.strip_prefix("etcd://"), url.strip_prefix("etcds://")) {
+            (Some(rest), _) => (rest, false),
+            (None, Some(rest)) => (rest, true),
+            (None, None) => return Err(format!("{url:?} does not start with etcd:// or etcds://")),
+        };
+        let scheme = if tls { "https" } else { "http" };
         let (hosts, prefix) = match rest.find('/') {
             Some(at) => (&rest[..at], &rest[at..]),
             None => (rest, ""),
@@ -101,13 +152,13 @@ impl EtcdOptions {
             if name.is_empty() || port.parse::<u16>().is_err() {
                 return Err(format!("etcd endpoint {host:?} in {url:?} is not host:port"));
             }
-            endpoints.push(format!("http://{host}"));
+            endpoints.push(format!("{scheme}://{host}"));
         }
         let prefix = prefix.trim_end_matches('/');
         if prefix.split('/').skip(1).any(str::is_empty) {
             return Err(format!("etcd prefix {prefix:?} in {url:?} has an empty segment"));
         }
-        let mut options = Self { endpoints, ..Self::default() };
+        let mut options = Self { endpoints, tls: tls.then(EtcdTls::default), ..Self::default() };
         if !prefix.is_empty() {
             options.prefix = prefix.to_owned();
         }
@@ -195,11 +246,23 @@ impl EtcdStore {
                 "etcd cuts off clients pinging more often than its --grpc-keepalive-min-time (5 s by default)"
             );
         }
-        let connect = ConnectOptions::new()
+        let mut connect = ConnectOptions::new()
             .with_keep_alive(options.keep_alive, options.keep_alive_timeout)
             .with_keep_alive_while_idle(true)
             .with_connect_timeout(options.call_timeout)
             .with_require_leader(true);
+        let https = options.endpoints.iter().all(|endpoint| endpoint.starts_with("https://"));
+        match &options.tls {
+            Some(tls) if https => {
+                tls.check().map_err(|err| StoreError::unavailable(format!("etcd: {err}")))?;
+                connect = connect.with_tls(tls.options()?);
+            }
+            Some(_) => return Err(StoreError::unavailable("etcd: TLS needs https:// endpoints (etcds://)")),
+            None if options.endpoints.iter().any(|endpoint| endpoint.starts_with("https://")) => {
+                return Err(StoreError::unavailable("etcd: https:// endpoints need the TLS files (store.ca)"));
+            }
+            None => {}
+        }
         let client = Client::connect(&options.endpoints, Some(connect))
             .await
             .map_err(|err| etcd_error(&format!("connecting to {:?}", options.endpoints), err))?;
@@ -620,7 +683,7 @@ impl Store for EtcdStore {
     }
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
-        if let Scope::Node(node) = scope {
+        if let Some(node) = scope.node() {
             layout::check_segment("node", node)?;
         }
         // A compaction racing a long paginated read invalidates its pinned revision: start over.
@@ -636,6 +699,9 @@ impl Store for EtcdStore {
                 rev = at;
                 for kv in kvs {
                     if let Some((key, node)) = self.layout.parse_record(kv.key()) {
+                        if !scope.holds(&key, node.as_deref()) {
+                            continue;
+                        }
                         records.push(layout::decode_record(key, node, kv.value(), kv.mod_revision())?);
                     }
                 }
@@ -646,7 +712,7 @@ impl Store for EtcdStore {
     }
 
     async fn subscribe(&self, scope: &Scope, after: Revision) -> Result<Feed, StoreError> {
-        if let Scope::Node(node) = scope {
+        if let Some(node) = scope.node() {
             layout::check_segment("node", node)?;
         }
         let feed = feed::open(self.client.clone(), self.layout.clone(), scope.clone(), after, &self.options).await?;
@@ -715,7 +781,11 @@ mod tests {
         let options = EtcdOptions::from_url("etcd://a:1,b:2/imds/eu-1/").unwrap();
         assert_eq!(options.endpoints, ["http://a:1", "http://b:2"]);
         assert_eq!(options.prefix, "/imds/eu-1");
-        for bad in ["http://a:1", "etcd://a", "etcd://a:x", "etcd://:1", "etcd://a:1//x", "etcd://a:1,"] {
+        let options = EtcdOptions::from_url("etcds://a:1,b:2").unwrap();
+        assert_eq!(options.endpoints, ["https://a:1", "https://b:2"]);
+        assert_eq!(options.tls, Some(EtcdTls::default()));
+        assert_eq!(EtcdOptions::from_url("etcd://a:1").unwrap().tls, None);
+        for bad in ["http://a:1", "etcd://a", "etcds://a", "etcd://a:x", "etcd://:1", "etcd://a:1//x", "etcd://a:1,"] {
             assert!(EtcdOptions::from_url(bad).is_err(), "{bad} parsed");
         }
     }

@@ -53,6 +53,7 @@ impl Node {
             net: None,
             metrics: Default::default(),
             audit: Default::default(),
+            fleet: None,
         };
         let running = server::start(config, store).await.unwrap();
         let (guest, admin) = (running.guest_addrs[0], running.admin_addr.unwrap());
@@ -87,20 +88,119 @@ impl Node {
         }
     }
 
+    /// Creates or replaces the static role `name` through this node's admin API.
+    async fn put_role(&self, name: &str, access_key_id: &str) {
+        let body = static_role(access_key_id).to_string();
+        let response = self
+            .admin()
+            .send(Method::PUT, &format!("/v1/roles/{name}"), &[("content-type", "application/json")], body)
+            .await
+            .unwrap();
+        assert!(response.status.is_success(), "role {name}: {} {}", response.status, response.text());
+    }
+
+    /// The access key id the guest at `ip` reads for `role`, or why it could not.
+    async fn access_key(&self, ip: &str, role: &str) -> Result<String, String> {
+        let client = Client::from_source(self.guest, ip.parse().unwrap()).with_timeout(Duration::from_secs(2));
+        let path = format!("/latest/meta-data/iam/security-credentials/{role}");
+        match client.get(&path).await {
+            Ok(response) if response.status == StatusCode::OK => {
+                let json = response.json();
+                match json["AccessKeyId"].as_str() {
+                    Some(key) if json["Code"] == "Success" => Ok(key.to_owned()),
+                    _ => Err(format!("credentials {json}")),
+                }
+            }
+            Ok(response) => Err(format!("status {}", response.status)),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    /// Whether the guest at `ip` reads a signature of its identity document.
+    async fn signed(&self, ip: &str) -> Result<(), String> {
+        let client = Client::from_source(self.guest, ip.parse().unwrap()).with_timeout(Duration::from_secs(2));
+        match client.get("/latest/dynamic/instance-identity/signature").await {
+            Ok(response) if response.status == StatusCode::OK && response.text().len() > 100 => Ok(()),
+            Ok(response) => Err(format!("signature: status {}: {}", response.status, response.text())),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    /// Waits up to `within` for the guest at `ip` to read `key` as `role`'s access key id.
+    async fn wait_access_key(&self, ip: &str, role: &str, key: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.access_key(ip, role).await;
+            if got.as_deref() == Ok(key) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "guest {ip} reads {got:?} for {role}, not {key}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits up to 60 s for `/readyz` to answer 200 (the signing key and roles are in the view).
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, ready) = self.readyz().await;
+            if status == StatusCode::OK {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not ready within 60 s: {ready}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn readyz(&self) -> (StatusCode, serde_json::Value) {
         let response = self.admin().get("/readyz").await.unwrap();
         (response.status, response.json())
     }
 }
 
+/// A static role's admin body (its record is the same JSON).
+fn static_role(access_key_id: &str) -> serde_json::Value {
+    serde_json::json!({"source": {"type": "static", "access_key_id": access_key_id,
+        "secret_access_key": "static-secret", "expiration": "2099-01-01T00:00:00Z"}})
+}
+
+/// The collection of unplaced records the observer follows besides its node (a stand-in for
+/// the server's shared collections that the server itself does not decode).
+const SHARED_LOAD: &str = "shared-load";
+
+/// The scope the observer follows: the node and the unplaced [`SHARED_LOAD`] records.
+fn observed_scope() -> Scope {
+    Scope::Node(NODE.into()).with_shared(&[SHARED_LOAD])
+}
+
 fn instance_put(id: &str, ip: &str, node: &str, seq: u64) -> Put {
-    let doc = serde_json::json!({"id": id, "ipv4": [ip], "node": node, "tags": {"seq": seq.to_string()}});
+    instance_put_with(serde_json::json!({"id": id, "ipv4": [ip], "node": node, "tags": {"seq": seq.to_string()}}))
+}
+
+/// An instance put for the guest of the fault cases: it has role `app`.
+fn guest_put(id: &str, ip: &str) -> Put {
+    instance_put_with(serde_json::json!({"id": id, "ipv4": [ip], "node": NODE, "iam_role": "app"}))
+}
+
+fn instance_put_with(doc: serde_json::Value) -> Put {
+    let node = doc["node"].as_str().unwrap().to_owned();
     let instance = Instance::parse(&doc, &Limits::default()).unwrap();
     Put {
-        key: Key::new("instances", id),
-        node: Some(node.into()),
+        key: Key::new("instances", instance.id.as_str()),
+        node: Some(node),
         claims: instance.claims(),
         value: instance.to_bytes(),
+        expect: Expect::Any,
+    }
+}
+
+/// The put of role `app` (static, placed on no node), as the admin API stores it.
+fn role_put(access_key_id: &str) -> Put {
+    Put {
+        key: Key::new("roles", "app"),
+        node: None,
+        claims: Vec::new(),
+        value: static_role(access_key_id).to_string().into_bytes(),
         expect: Expect::Any,
     }
 }
@@ -151,7 +251,7 @@ fn observe(
         let mut last = after;
         let mut seen = Vec::new();
         while !done(last) {
-            let mut feed = match store.subscribe(&Scope::Node(NODE.into()), last).await {
+            let mut feed = match store.subscribe(&observed_scope(), last).await {
                 Ok(feed) => feed,
                 Err(StoreError::Unavailable(_)) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -191,8 +291,10 @@ fn observe(
 }
 
 /// Kill -9 a follower, then the leader, of a 3-member cluster under a steady write load, and
-/// restart each: no guest read fails, the node's feed sees every one of its changes exactly
-/// once, and the node has the last write within 1 s of the cluster being whole.
+/// restart each: no guest read fails (instance id, role credentials, identity signature), the
+/// node's feed (its node prefix and shared records merged) sees every one of its changes
+/// exactly once in revision order, and the node has the last write and a role change within
+/// 1 s of the cluster being whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_and_leader_kills_lose_nothing() {
     let _serial = SERIAL.lock().await;
@@ -201,14 +303,18 @@ async fn member_and_leader_kills_lose_nothing() {
     let node = Node::start(connect(&cluster).await).await;
 
     let guest_ip = "127.0.62.1";
-    let first = put_retrying(&*writer_store, instance_put("i-guest", guest_ip, NODE, 0)).await;
+    node.put_role("app", "AKIAFAULTS0000000001").await;
+    let first = put_retrying(&*writer_store, guest_put("i-guest", guest_ip)).await;
     node.wait_serves(guest_ip, "i-guest", Duration::from_secs(5)).await;
+    node.wait_access_key(guest_ip, "app", "AKIAFAULTS0000000001", Duration::from_secs(5)).await;
+    node.wait_ready().await;
+    node.signed(guest_ip).await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let (until_tx, until) = tokio::sync::watch::channel(None);
     let observer = observe(connect(&cluster).await, first.rev, until);
 
-    // The load: every 10 ms a write, two of three on this node, one elsewhere.
+    // The load: every 10 ms a write, in turn on this node, shared, and elsewhere.
     let writer = {
         let (store, stop) = (Arc::clone(&writer_store), Arc::clone(&stop));
         tokio::spawn(async move {
@@ -217,10 +323,19 @@ async fn member_and_leader_kills_lose_nothing() {
             let mut seq = 0u64;
             while !stop.load(Ordering::SeqCst) && seq < 3000 {
                 seq += 1;
-                let (node, id) = if seq.is_multiple_of(3) { ("hv-2", "i-other") } else { (NODE, "i-load") };
-                let ip = if seq.is_multiple_of(3) { "127.0.62.3" } else { "127.0.62.2" };
-                let (written, retried) = put_counting_retries(&*store, instance_put(id, ip, node, seq)).await;
-                if node == NODE {
+                let put = match seq % 3 {
+                    0 => instance_put("i-other", "127.0.62.3", "hv-2", seq),
+                    1 => instance_put("i-load", "127.0.62.2", NODE, seq),
+                    _ => Put {
+                        key: Key::new(SHARED_LOAD, "s"),
+                        node: None,
+                        claims: Vec::new(),
+                        ..instance_put("i-shared", "127.0.62.5", NODE, seq)
+                    },
+                };
+                let observed = put.node.is_none() || put.node.as_deref() == Some(NODE);
+                let (written, retried) = put_counting_retries(&*store, put).await;
+                if observed {
                     mine.push((written.rev, seq));
                     if retried {
                         uncertain.push(seq);
@@ -244,7 +359,18 @@ async fn member_and_leader_kills_lose_nothing() {
                     Ok(response) => failures.push(format!("status {}: {}", response.status, response.text())),
                     Err(err) => failures.push(err.to_string()),
                 }
-                reads.fetch_add(1, Ordering::SeqCst);
+                let path = "/latest/meta-data/iam/security-credentials/app";
+                match client.get(path).await {
+                    Ok(response) if response.status == StatusCode::OK && response.json()["Code"] == "Success" => {}
+                    Ok(response) => failures.push(format!("credentials {}: {}", response.status, response.text())),
+                    Err(err) => failures.push(err.to_string()),
+                }
+                match client.get("/latest/dynamic/instance-identity/signature").await {
+                    Ok(response) if response.status == StatusCode::OK => {}
+                    Ok(response) => failures.push(format!("signature {}: {}", response.status, response.text())),
+                    Err(err) => failures.push(err.to_string()),
+                }
+                reads.fetch_add(3, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             failures
@@ -268,6 +394,9 @@ async fn member_and_leader_kills_lose_nothing() {
     until_tx.send_replace(Some(marker.rev));
     let converged = node.running.view.wait_for(marker.rev, Duration::from_secs(1)).await;
     let took = whole.elapsed();
+    // A role change made through another node's store connection reaches this node.
+    put_retrying(&*writer_store, role_put("AKIAFAULTS0000000002")).await;
+    node.wait_access_key(guest_ip, "app", "AKIAFAULTS0000000002", Duration::from_secs(1)).await;
     stop.store(true, Ordering::SeqCst);
     let (mine, uncertain) = writer.await.unwrap();
     let failures = reader.await.unwrap();
@@ -317,7 +446,8 @@ async fn a_30_second_outage_keeps_guests_served() {
     let _serial = SERIAL.lock().await;
     let mut cluster = EtcdCluster::single().await;
     let node = Node::start(connect(&cluster).await).await;
-    let doc = serde_json::json!({"id": "i-before", "ipv4": ["127.0.63.1"], "node": NODE});
+    node.put_role("app", "AKIAOUTAGE0000000001").await;
+    let doc = serde_json::json!({"id": "i-before", "ipv4": ["127.0.63.1"], "node": NODE, "iam_role": "app"});
     let created = node
         .admin()
         .send(Method::PUT, "/v1/instances/i-before", &[("content-type", "application/json")], doc.to_string())
@@ -348,6 +478,8 @@ async fn a_30_second_outage_keeps_guests_served() {
             Ok("i-before".into()),
             "a guest read failed during the outage"
         );
+        assert_eq!(node.access_key("127.0.63.1", "app").await, Ok("AKIAOUTAGE0000000001".into()));
+        assert_eq!(node.signed("127.0.63.1").await, Ok(()));
         reads += 1;
         if saw_stale.is_none() {
             let (status, body) = node.readyz().await;
@@ -397,14 +529,22 @@ async fn compaction_past_the_resume_point_relists_without_a_gap() {
     let _serial = SERIAL.lock().await;
     let cluster = EtcdCluster::single().await;
     let etcd = connect(&cluster).await;
-    put_retrying(&*etcd, instance_put("i-old", "127.0.64.1", NODE, 0)).await;
+    put_retrying(&*etcd, role_put("AKIACOMPACT000000001")).await;
+    put_retrying(
+        &*etcd,
+        instance_put_with(serde_json::json!({"id": "i-old", "ipv4": ["127.0.64.1"], "node": NODE, "iam_role": "app"})),
+    )
+    .await;
     // Every feed the node opens breaks at once: it keeps its snapshot and retries.
     let flaky = Arc::new(Unreliable::new(Arc::clone(&etcd) as Arc<dyn Store>));
     flaky.break_feeds_after(0);
     let node = Node::start(Arc::clone(&flaky) as Arc<dyn Store>).await;
     let loaded = node.running.view.load().rev();
     node.wait_serves("127.0.64.1", "i-old", Duration::from_secs(1)).await;
+    node.wait_access_key("127.0.64.1", "app", "AKIACOMPACT000000001", Duration::from_secs(5)).await;
 
+    // Written while the node's feeds are down, then compacted away: only a re-list brings it.
+    put_retrying(&*etcd, role_put("AKIACOMPACT000000002")).await;
     let mut last = Revision(0);
     for seq in 1..=20 {
         last = put_retrying(&*etcd, instance_put("i-new", "127.0.64.2", NODE, seq)).await.rev;
@@ -426,6 +566,10 @@ async fn compaction_past_the_resume_point_relists_without_a_gap() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(node.running.view.load().rev() >= last);
+    node.wait_access_key("127.0.64.1", "app", "AKIACOMPACT000000002", Duration::from_secs(1)).await;
+    // The signing key this first start created after its snapshot arrives with the re-list.
+    node.wait_ready().await;
+    node.signed("127.0.64.1").await.unwrap();
     let entry = node.running.view.load().get(&imds_model::InstanceId::try_from("i-new").unwrap()).cloned().unwrap();
     assert_eq!(entry.instance.tags.get("seq").map(String::as_str), Some("20"));
     node.running.stop().await;

@@ -237,12 +237,14 @@ impl Db {
                 let rows = stmt.query_map([], record_from_row).and_then(|rows| rows.collect());
                 rows.map_err(sql_error("reading the snapshot"))?
             }
-            Scope::Node(node) => {
+            Scope::Node(node) | Scope::NodeAndShared { node, .. } => {
+                let shared = matches!(scope, Scope::NodeAndShared { .. });
                 let mut stmt = tx
-                    .prepare(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE node = ?1"))
+                    .prepare(&format!("SELECT {RECORD_COLUMNS} FROM records WHERE node = ?1 OR (?2 AND node IS NULL)"))
                     .map_err(sql_error("preparing snapshot"))?;
-                let rows = stmt.query_map([node], record_from_row).and_then(|rows| rows.collect());
-                rows.map_err(sql_error(format_args!("reading the snapshot of node {node}")))?
+                let rows = stmt.query_map(params![node, shared], record_from_row).and_then(|rows| rows.collect());
+                let rows: Vec<Record> = rows.map_err(sql_error(format_args!("reading the snapshot of node {node}")))?;
+                rows.into_iter().filter(|record| scope.holds(&record.key, record.node.as_deref())).collect()
             }
         };
         tx.finish().map_err(sql_error("ending a snapshot"))?;
@@ -295,19 +297,19 @@ impl Db {
         let head = meta(&tx, "head")?;
         let columns = "rev, collection, id, node, op, value, claims, old_node, seq";
         // `?3` is the node, or NULL for every node.
-        let node = match scope {
-            Scope::All => None,
-            Scope::Node(node) => Some(node.as_str()),
-        };
-        let filter = "(?3 IS NULL OR node = ?3 OR old_node = ?3)";
+        let node = scope.node();
+        // `?5`: whether unplaced records are followed too (filtered by collection below).
+        let shared = matches!(scope, Scope::NodeAndShared { .. });
+        let filter = "(?3 IS NULL OR node = ?3 OR old_node = ?3 OR (?5 AND node IS NULL))";
         let mut rows: Vec<ChangeRow> = {
             let mut stmt = tx
                 .prepare_cached(&format!(
                     "SELECT {columns} FROM changes WHERE rev > ?1 AND {filter} ORDER BY rev, seq LIMIT ?2"
                 ))
                 .map_err(sql_error("preparing a feed read"))?;
-            let rows =
-                stmt.query_map(params![Rev(after), limit, node], ChangeRow::from_row).and_then(|rows| rows.collect());
+            let rows = stmt
+                .query_map(params![Rev(after), limit, node, 0, shared], ChangeRow::from_row)
+                .and_then(|rows| rows.collect());
             rows.map_err(sql_error(format_args!("reading changes after {after}")))?
         };
         let full = rows.len() >= usize::try_from(limit).unwrap_or(usize::MAX);
@@ -320,7 +322,7 @@ impl Db {
                 ))
                 .map_err(sql_error("preparing a feed read"))?;
             let rest: Vec<ChangeRow> = stmt
-                .query_map(params![Rev(rev), u32::MAX, node, seq], ChangeRow::from_row)
+                .query_map(params![Rev(rev), u32::MAX, node, seq, shared], ChangeRow::from_row)
                 .and_then(|rows| rows.collect())
                 .map_err(sql_error(format_args!("reading the changes of revision {rev}")))?;
             rows.extend(rest);
@@ -381,13 +383,13 @@ impl ChangeRow {
     fn into_change(self, scope: &Scope) -> Option<Change> {
         let Self { rev, key, node, op, value, claims, old_node, seq: _ } = self;
         if op == OP_DELETE {
-            return scope.contains(node.as_deref()).then_some(Change::Delete { key, node });
+            return scope.holds(&key, node.as_deref()).then_some(Change::Delete { key, node });
         }
-        if scope.contains(node.as_deref()) {
+        if scope.holds(&key, node.as_deref()) {
             let claims = split_claims(claims.as_deref().unwrap_or(""));
             return Some(Change::Put(Record { key, node, claims, value: value.unwrap_or_default(), rev }));
         }
-        (old_node.is_some() && scope.contains(old_node.as_deref())).then_some(Change::Delete { key, node: old_node })
+        (old_node.is_some() && scope.holds(&key, old_node.as_deref())).then_some(Change::Delete { key, node: old_node })
     }
 }
 

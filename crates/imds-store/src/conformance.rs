@@ -117,6 +117,7 @@ macro_rules! conformance_tests {
             commit_changing_nothing_takes_no_revision,
             commit_refuses_repeated_keys,
             commit_moves_and_deletes_across_nodes,
+            node_follows_shared_collections,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1291,4 +1292,68 @@ pub async fn commit_moves_and_deletes_across_nodes(store: Arc<dyn Store>) {
         vec![record(&inst, Some("n2"), &["ip/m"], b"m2", rev), record(&doc, Some("n2"), &[], b"md", rev)]
     );
     assert!(ok("snapshot n1", store.snapshot(&n1)).await.records.is_empty());
+}
+
+/// A node following shared collections sees its own records and the unplaced records of those
+/// collections (never an unplaced record of another collection, never another node's), in the
+/// snapshot and in the feed, in revision order, a commit spanning both as one event.
+pub async fn node_follows_shared_collections(store: Arc<dyn Store>) {
+    let scope = Scope::Node("n1".into()).with_shared(&["roles"]);
+    let role = key("roles", "app");
+    let mine = key("instances", "mine");
+    write(&*store, &role, None, b"r1").await;
+    write(&*store, &key("instances", "unplaced"), None, b"u").await;
+    write(&*store, &key("instances", "theirs"), Some("n2"), b"t").await;
+    let start = write(&*store, &mine, Some("n1"), b"m1").await.rev;
+
+    let mut snapshot = ok("snapshot", store.snapshot(&scope)).await;
+    assert_eq!(snapshot.rev, start);
+    snapshot.records.sort_by(|a, b| a.key.cmp(&b.key));
+    let keys: Vec<&Key> = snapshot.records.iter().map(|record| &record.key).collect();
+    assert_eq!(keys, [&mine, &role]);
+    assert!(ok("snapshot n1", store.snapshot(&Scope::Node("n1".into()))).await.records.iter().all(|r| r.key != role));
+
+    let mut feed = subscribe(&*store, &scope, start).await;
+    // Interleaved writes to both arrive in revision order, each exactly once.
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        let value = format!("r{}", i + 2);
+        let w = write(&*store, &role, None, value.as_bytes()).await;
+        expected.push((w.rev, vec![Change::Put(record(&role, None, &[], value.as_bytes(), w.rev))]));
+        write(&*store, &key("instances", "unplaced"), None, value.as_bytes()).await;
+        write(&*store, &key("instances", "theirs"), Some("n2"), value.as_bytes()).await;
+        let w = write(&*store, &mine, Some("n1"), value.as_bytes()).await;
+        expected.push((w.rev, vec![Change::Put(record(&mine, Some("n1"), &[], value.as_bytes(), w.rev))]));
+    }
+    // One commit over a shared record and the node's own: one event.
+    let ops = vec![
+        Op::Put(put(&role, None, &[], b"both", Expect::Present)),
+        Op::Put(put(&mine, Some("n1"), &[], b"both", Expect::Present)),
+        Op::Put(put(&key("instances", "theirs"), Some("n2"), &[], b"both", Expect::Present)),
+    ];
+    let rev = ok("commit", store.commit(ops)).await.rev;
+    expected.push((
+        rev,
+        sorted(vec![
+            Change::Put(record(&role, None, &[], b"both", rev)),
+            Change::Put(record(&mine, Some("n1"), &[], b"both", rev)),
+        ]),
+    ));
+    let rev = ok("delete role", store.delete(&role, Expect::Any)).await;
+    expected.push((rev, vec![Change::Delete { key: role.clone(), node: None }]));
+    let mut last = start;
+    for (rev, changes) in expected {
+        let (got, got_changes) = next_changes(&mut feed, last).await;
+        assert_eq!((got, sorted(got_changes)), (rev, changes), "after {last}");
+        last = rev;
+    }
+    // Out-of-scope writes alone still move the feed on.
+    let head = write(&*store, &key("instances", "unplaced"), None, b"late").await.rev;
+    let mut seen = last;
+    while seen < head {
+        match next_item(&mut feed).await {
+            Some(Ok(FeedEvent::Progress { rev })) => seen = rev,
+            other => panic!("expected progress past out-of-scope writes to {head} from {seen}, got {other:?}"),
+        }
+    }
 }

@@ -76,14 +76,52 @@ pub enum Scope {
     All,
     /// Only records placed on one serving node (scale-out: each hypervisor follows its own).
     Node(String),
+    /// What a scale-out node follows: the records placed on `node` and, of the `shared`
+    /// collections, the records placed on no node (the deployment's roles and keys), in one
+    /// revision order. Records of a shared collection are expected to stay unplaced (a feed
+    /// shows one placed on a node only to that node).
+    NodeAndShared {
+        /// The serving node.
+        node: String,
+        /// The collections whose unplaced records every node follows.
+        shared: Vec<String>,
+    },
 }
 
 impl Scope {
-    /// Whether a record placed on `node` belongs to this scope.
+    /// Whether a record placed on `node` is placed in this scope (for a node, on that node:
+    /// shared records are followed by every node but placed on none).
     pub fn contains(&self, node: Option<&str>) -> bool {
         match self {
             Scope::All => true,
-            Scope::Node(want) => node == Some(want.as_str()),
+            Scope::Node(want) | Scope::NodeAndShared { node: want, .. } => node == Some(want.as_str()),
+        }
+    }
+
+    /// Whether a reader of this scope follows the record `key` placed on `node`.
+    pub fn holds(&self, key: &Key, node: Option<&str>) -> bool {
+        match self {
+            Scope::NodeAndShared { shared, .. } if node.is_none() => shared.contains(&key.collection),
+            _ => self.contains(node),
+        }
+    }
+
+    /// The serving node of a node scope.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Scope::All => None,
+            Scope::Node(node) | Scope::NodeAndShared { node, .. } => Some(node),
+        }
+    }
+
+    /// The scope a server follows: a node scope also follows the unplaced records of the
+    /// `shared` collections; `All` already holds everything.
+    pub fn with_shared(self, shared: &[&str]) -> Scope {
+        match self {
+            Scope::All => Scope::All,
+            Scope::Node(node) | Scope::NodeAndShared { node, .. } => {
+                Scope::NodeAndShared { node, shared: shared.iter().map(|s| (*s).to_owned()).collect() }
+            }
         }
     }
 }

@@ -61,12 +61,12 @@ impl Logged {
     /// The change as a reader of `scope` sees it, if at all.
     fn in_scope(&self, scope: &Scope) -> Option<Change> {
         match &self.change {
-            Change::Put(record) if scope.contains(record.node.as_deref()) => Some(self.change.clone()),
-            Change::Put(record) if self.old_node.is_some() && scope.contains(self.old_node.as_deref()) => {
+            Change::Put(record) if scope.holds(&record.key, record.node.as_deref()) => Some(self.change.clone()),
+            Change::Put(record) if self.old_node.is_some() && scope.holds(&record.key, self.old_node.as_deref()) => {
                 Some(Change::Delete { key: record.key.clone(), node: self.old_node.clone() })
             }
             Change::Put(_) => None,
-            Change::Delete { node, .. } => scope.contains(node.as_deref()).then(|| self.change.clone()),
+            Change::Delete { key, node } => scope.holds(key, node.as_deref()).then(|| self.change.clone()),
         }
     }
 }
@@ -202,7 +202,8 @@ impl Store for MemoryStore {
 
     async fn snapshot(&self, scope: &Scope) -> Result<Snapshot, StoreError> {
         let state = self.lock();
-        let records = state.records.values().filter(|record| scope.contains(record.node.as_deref())).cloned().collect();
+        let records =
+            state.records.values().filter(|record| scope.holds(&record.key, record.node.as_deref())).cloned().collect();
         Ok(Snapshot { rev: state.head, records })
     }
 

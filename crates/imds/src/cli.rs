@@ -45,6 +45,8 @@ pub struct Args {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `serve`'s flags does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the metadata service.
     Serve(serve::ServeArgs),

@@ -142,8 +142,17 @@ pub struct RawAudit {
 pub struct RawStore {
     /// `sqlite`, `memory`, `etcd`, or an `etcd://` URL (shorthand for `etcd` with that `url`).
     pub backend: Option<String>,
-    /// The etcd cluster: `etcd://host:port[,host:port…][/prefix]`.
+    /// The etcd cluster: `etcd://host:port[,host:port…][/prefix]`, or `etcds://…` for TLS.
     pub url: Option<String>,
+    /// With `etcds://`: the PEM file of the CA that signed the members' certificates.
+    pub ca: Option<String>,
+    /// With `etcds://`: this node's client certificate (PEM), for members requiring one.
+    pub cert: Option<String>,
+    /// With `etcds://`: the client certificate's private key (PEM).
+    pub key: Option<String>,
+    /// The deployment key (32 bytes, or 64 hex digits) that seals fleet-refreshed role
+    /// credentials in the store: with it, each role is refreshed by one node of the fleet.
+    pub credentials_key_file: Option<String>,
     /// The serving node this process is: it follows and serves only instances placed on it.
     /// `all` (the default) follows the whole store.
     pub node: Option<String>,
@@ -275,7 +284,7 @@ impl RawConfig {
             }
             self.guest.dialect_listen = Some(table);
         }
-        let strings: [(&str, &mut Option<String>); 16] = [
+        let strings: [(&str, &mut Option<String>); 20] = [
             ("IMDS_METRICS_LISTEN", &mut self.metrics.listen),
             ("IMDS_AUDIT_OUTPUT", &mut self.audit.output),
             ("IMDS_ADMIN_DEFAULT_ROLE", &mut self.admin.default_role),
@@ -290,6 +299,10 @@ impl RawConfig {
             ("IMDS_STORE_PATH", &mut self.store.path),
             ("IMDS_STORE_URL", &mut self.store.url),
             ("IMDS_STORE_NODE", &mut self.store.node),
+            ("IMDS_STORE_CA", &mut self.store.ca),
+            ("IMDS_STORE_CERT", &mut self.store.cert),
+            ("IMDS_STORE_KEY", &mut self.store.key),
+            ("IMDS_STORE_CREDENTIALS_KEY_FILE", &mut self.store.credentials_key_file),
             ("IMDS_LOG_FORMAT", &mut self.log.format),
             ("IMDS_LOG_LEVEL", &mut self.log.level),
         ];
@@ -339,9 +352,22 @@ pub enum StoreConfig {
     Memory,
     /// An etcd cluster shared by many nodes (needs the `etcd` cargo feature).
     Etcd {
-        /// `etcd://host:port[,host:port…][/prefix]`.
+        /// `etcd://host:port[,host:port…][/prefix]` or `etcds://…`.
         url: String,
+        /// The TLS files (`etcds://` only).
+        tls: StoreTls,
     },
+}
+
+/// The PEM files of TLS to etcd (`[store] ca`, `cert`, `key`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreTls {
+    /// The CA that signed the members' certificates.
+    pub ca: Option<PathBuf>,
+    /// This node's client certificate.
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -643,16 +669,18 @@ impl Config {
             },
             "memory" => StoreConfig::Memory,
             "etcd" => match &raw.store.url {
-                Some(url) => etcd_store(url, "store.url", &mut problems),
+                Some(url) => etcd_store(url, "store.url", &raw.store, &mut problems),
                 None => {
                     problems.push("store.url: the etcd backend needs etcd://host:port[,host:port…][/prefix]".into());
                     StoreConfig::Memory
                 }
             },
-            url if url.starts_with("etcd://") => etcd_store(url, "store.backend", &mut problems),
+            url if url.starts_with("etcd://") || url.starts_with("etcds://") => {
+                etcd_store(url, "store.backend", &raw.store, &mut problems)
+            }
             other => {
                 problems.push(format!(
-                    "store.backend: {other:?} is not a backend; use \"sqlite\", \"memory\" or an etcd://host:port URL"
+                    "store.backend: {other:?} is not a backend; use \"sqlite\", \"memory\" or an etcd:// (etcds://) URL"
                 ));
                 StoreConfig::Memory
             }
@@ -666,6 +694,23 @@ impl Config {
                 Scope::Node(node.to_owned())
             }
         };
+        let fleet = raw.store.credentials_key_file.as_ref().and_then(|path| {
+            match imds_server::fleet::FleetKey::from_file(Path::new(path)) {
+                Ok(key) => {
+                    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                    let name = scope.node().map_or_else(|| host.trim().to_owned(), str::to_owned);
+                    Some(imds_server::fleet::Config {
+                        key,
+                        holder: format!("{name}/{}", std::process::id()),
+                        lease_ttl: std::time::Duration::from_secs(15),
+                    })
+                }
+                Err(error) => {
+                    problems.push(format!("store.credentials_key_file: {error}"));
+                    None
+                }
+            }
+        });
         if raw.store.retain_changes == Some(0) {
             problems.push("store.retain_changes: keep at least 1 change".into());
         }
@@ -781,6 +826,7 @@ impl Config {
                 net: None,
                 metrics,
                 audit,
+                fleet,
             },
             store,
             log_format,
@@ -838,15 +884,41 @@ fn operations(
     (metrics, imds_server::audit::Config { output, queue })
 }
 
-/// The etcd store at `url`, or a problem naming `field` (also when this build lacks etcd).
-fn etcd_store(url: &str, field: &str, problems: &mut Vec<String>) -> StoreConfig {
+/// The etcd store at `url` with the `[store]` TLS files, or problems naming the field (also when
+/// this build lacks etcd).
+fn etcd_store(url: &str, field: &str, raw: &RawStore, problems: &mut Vec<String>) -> StoreConfig {
     #[cfg(feature = "etcd")]
     if let Err(error) = imds_store_etcd::EtcdOptions::from_url(url) {
         problems.push(format!("{field}: {error}"));
     }
     #[cfg(not(feature = "etcd"))]
     problems.push(format!("{field}: {url:?} needs an imds built with the `etcd` cargo feature"));
-    StoreConfig::Etcd { url: url.to_owned() }
+    let tls = StoreTls {
+        ca: raw.ca.as_ref().map(PathBuf::from),
+        cert: raw.cert.as_ref().map(PathBuf::from),
+        key: raw.key.as_ref().map(PathBuf::from),
+    };
+    let named = [("store.ca", &tls.ca), ("store.cert", &tls.cert), ("store.key", &tls.key)];
+    if url.starts_with("etcds://") {
+        if tls.ca.is_none() {
+            problems.push("store.ca: an etcds:// store needs the PEM file of the cluster's CA".into());
+        }
+        if tls.cert.is_some() != tls.key.is_some() {
+            let missing = if tls.cert.is_none() { "store.cert" } else { "store.key" };
+            problems.push(format!("{missing}: a client certificate and its key go together"));
+        }
+        for (name, path) in named {
+            if let Some(path) = path {
+                // Readable now, or the node would fail only when it connects.
+                if let Err(error) = std::fs::File::open(path) {
+                    problems.push(format!("{name}: cannot read {}: {error}", path.display()));
+                }
+            }
+        }
+    } else if let Some((name, _)) = named.iter().find(|(_, path)| path.is_some()) {
+        problems.push(format!("{name}: TLS files need an etcds:// store URL"));
+    }
+    StoreConfig::Etcd { url: url.to_owned(), tls }
 }
 
 /// Overlays a whole-number variable, or reports it malformed.

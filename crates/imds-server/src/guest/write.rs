@@ -36,7 +36,9 @@ impl From<StoreError> for Stop {
     }
 }
 
-/// Applies `guest_write` to instance `id`'s guest state, placed on the instance's `node`;
+/// Applies `guest_write` to instance `id`'s guest state, placed on the instance's node as the
+/// store has it and guarded by the instance's revision (a write racing a move or a delete of
+/// the instance starts over, so the state never stays behind on the node the instance left);
 /// answers `done` when it is applied (and visible, waiting at most `visibility`), the write's
 /// conflict response when a write-once value is already set, and a plain-text error when the
 /// state cannot be written.
@@ -45,13 +47,16 @@ pub async fn apply(
     view: &View,
     visibility: Duration,
     id: &InstanceId,
-    node: Option<String>,
     guest_write: GuestWrite,
     done: GuestResponse,
 ) -> GuestResponse {
     let key = records::state(id);
-    let (key_ref, node, guest_write_ref) = (&key, &node, &guest_write);
+    let (key_ref, guest_write_ref) = (&key, &guest_write);
     let updated = update(&**store, &key, || async move {
+        let Some(instance) = store.get(&records::instance(id)).await? else {
+            return Err(Stop::Answer(error_response(StatusCode::NOT_FOUND, "the instance no longer exists")));
+        };
+        let (node, instance_rev) = (instance.node, instance.rev);
         let current = store.get(key_ref).await?;
         let (mut state, expect) = match &current {
             Some(record) => match records::decode_state(record) {
@@ -89,9 +94,10 @@ pub async fn apply(
                     "the instance's guest state is full",
                 )));
             }
-            Op::Put(Put { key: key_ref.clone(), node: node.clone(), claims: Vec::new(), value, expect })
+            Op::Put(Put { key: key_ref.clone(), node, claims: Vec::new(), value, expect })
         };
-        Ok(Step::Commit(Plan::new(()).guarded(op)))
+        let unmoved = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
+        Ok(Step::Commit(Plan::new(()).guarded(unmoved).guarded(op)))
     })
     .await;
     match updated {

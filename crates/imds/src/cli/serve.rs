@@ -49,7 +49,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<String>,
     /// Store backend: sqlite, memory, or an etcd URL: etcd://HOST:PORT,HOST:PORT/PREFIX (one or
-    /// more members; the prefix is optional).
+    /// more members; the prefix is optional), etcds://… for TLS (with --store-ca).
     #[arg(long, value_name = "BACKEND")]
     pub store: Option<String>,
     /// The serving node this process is (serves only instances placed on it); "all" follows
@@ -59,6 +59,19 @@ pub struct ServeArgs {
     /// SQLite file.
     #[arg(long, value_name = "FILE")]
     pub store_path: Option<String>,
+    /// With an etcds:// store: the PEM file of the CA that signed the etcd members' certificates.
+    #[arg(long, value_name = "FILE")]
+    pub store_ca: Option<String>,
+    /// With an etcds:// store: this node's client certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub store_cert: Option<String>,
+    /// With an etcds:// store: the client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub store_key: Option<String>,
+    /// The deployment key (32 bytes or 64 hex digits) sealing fleet-refreshed credentials:
+    /// each role is then refreshed by one node of the fleet.
+    #[arg(long, value_name = "FILE")]
+    pub credentials_key_file: Option<String>,
     /// Log format: text or json.
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -75,11 +88,15 @@ impl ServeArgs {
         if !self.guest_listen.is_empty() {
             raw.guest.listen = Some(self.guest_listen.clone());
         }
-        let pairs: [(&Option<String>, &mut Option<String>); 7] = [
+        let pairs: [(&Option<String>, &mut Option<String>); 11] = [
             (&self.admin_listen, &mut raw.admin.listen),
             (&self.admin_socket, &mut raw.admin.socket),
             (&self.store, &mut raw.store.backend),
             (&self.store_path, &mut raw.store.path),
+            (&self.store_ca, &mut raw.store.ca),
+            (&self.store_cert, &mut raw.store.cert),
+            (&self.store_key, &mut raw.store.key),
+            (&self.credentials_key_file, &mut raw.store.credentials_key_file),
             (&self.node, &mut raw.store.node),
             (&self.log_format, &mut raw.log.format),
             (&self.log_level, &mut raw.log.level),
@@ -191,8 +208,12 @@ async fn open_store(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             Arc::new(store)
         }
         #[cfg(feature = "etcd")]
-        StoreConfig::Etcd { url } => {
-            let options = imds_store_etcd::EtcdOptions::from_url(url).map_err(anyhow::Error::msg)?;
+        StoreConfig::Etcd { url, tls } => {
+            let mut options = imds_store_etcd::EtcdOptions::from_url(url).map_err(anyhow::Error::msg)?;
+            if options.tls.is_some() {
+                options.tls =
+                    Some(imds_store_etcd::EtcdTls { ca: tls.ca.clone(), cert: tls.cert.clone(), key: tls.key.clone() });
+            }
             Arc::new(imds_store_etcd::EtcdStore::connect(options).await.context("connecting to etcd")?)
         }
         #[cfg(not(feature = "etcd"))]
@@ -342,7 +363,7 @@ fn announce(config: &Config, running: &imds_server::server::Running) {
     match &config.store {
         StoreConfig::Sqlite { path, .. } => announce!("  store:       sqlite {}", path.display()),
         StoreConfig::Memory => announce!("  store:       memory (nothing survives a restart)"),
-        StoreConfig::Etcd { url } => announce!("  store:       {url}"),
+        StoreConfig::Etcd { url, .. } => announce!("  store:       {url}"),
     }
     if let imds_store::Scope::Node(node) = &config.server.scope {
         announce!("  node:        {node} (serves only instances placed on it)");

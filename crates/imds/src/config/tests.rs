@@ -218,13 +218,68 @@ fn node_scope_comes_from_flag_env_or_file() {
 }
 
 #[test]
+fn etcd_tls_files_come_from_flags_env_and_file_and_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "pem").unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
+    let args = ServeArgs {
+        store: Some("etcds://10.0.0.1:2379/imds/eu".into()),
+        store_ca: Some(ca.clone()),
+        store_cert: Some(cert.clone()),
+        ..ServeArgs::default()
+    };
+    let outcome = load(&args, &env(&[("IMDS_STORE_KEY", &key)]));
+    if !cfg!(feature = "etcd") {
+        assert!(outcome.unwrap_err().iter().any(|p| p.contains("`etcd` cargo feature")));
+        return;
+    }
+    let tls = StoreTls { ca: Some(ca.clone().into()), cert: Some(cert.clone().into()), key: Some(key.clone().into()) };
+    assert_eq!(outcome.unwrap().store, StoreConfig::Etcd { url: "etcds://10.0.0.1:2379/imds/eu".into(), tls });
+    // Each mistake is named by its field.
+    for (flags, vars, field) in [
+        (ServeArgs { store: Some("etcds://a:1".into()), ..ServeArgs::default() }, vec![], "store.ca:"),
+        (
+            ServeArgs {
+                store: Some("etcds://a:1".into()),
+                store_ca: Some(ca.clone()),
+                store_cert: Some(cert.clone()),
+                ..ServeArgs::default()
+            },
+            vec![],
+            "store.key:",
+        ),
+        (
+            ServeArgs {
+                store: Some("etcds://a:1".into()),
+                store_ca: Some("/nonexistent/ca.pem".into()),
+                ..ServeArgs::default()
+            },
+            vec![],
+            "store.ca: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            ServeArgs { store: Some("etcd://a:1".into()), ..ServeArgs::default() },
+            vec![("IMDS_STORE_CA", ca.as_str())],
+            "store.ca: TLS files need an etcds://",
+        ),
+    ] {
+        let problems = load(&flags, &env(&vars)).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with(field)), "{field}: {problems:?}");
+    }
+}
+
+#[test]
 fn etcd_store_urls() {
     let args = ServeArgs { store: Some("etcd://10.0.0.1:2379,10.0.0.2:2379/imds/eu".into()), ..ServeArgs::default() };
     let outcome = load(&args, &env(&[]));
     if cfg!(feature = "etcd") {
         assert_eq!(
             outcome.unwrap().store,
-            StoreConfig::Etcd { url: "etcd://10.0.0.1:2379,10.0.0.2:2379/imds/eu".into() }
+            StoreConfig::Etcd { url: "etcd://10.0.0.1:2379,10.0.0.2:2379/imds/eu".into(), tls: StoreTls::default() }
         );
     } else {
         let problems = outcome.unwrap_err();
@@ -367,6 +422,27 @@ fn a_metrics_address_guests_reach_is_refused_like_the_admin_apis() {
     assert!(problems.contains("metrics.listen: 169.254.169.254:80 overlaps a guest listener"), "{problems}");
     assert!(problems.contains("metrics.listen: guests can reach 169.254.169.254:80"), "{problems}");
     assert!(problems.contains("audit.queue: must be at least 1"), "{problems}");
+}
+
+#[test]
+fn a_credentials_key_file_turns_on_fleet_refresh_and_a_bad_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("fleet.key");
+    std::fs::write(&good, format!("{}\n", "ab".repeat(32))).unwrap();
+    let args = ServeArgs {
+        credentials_key_file: Some(good.to_str().unwrap().to_owned()),
+        node: Some("hv-7".into()),
+        ..ServeArgs::default()
+    };
+    let fleet = load(&args, &env(&[])).unwrap().server.fleet.expect("fleet refresh on");
+    assert!(fleet.holder.starts_with("hv-7/"), "{}", fleet.holder);
+    assert!(!format!("{fleet:?}").contains("abab"), "the key shows in Debug");
+    assert!(load(&ServeArgs::default(), &env(&[])).unwrap().server.fleet.is_none());
+    let bad = dir.path().join("short.key");
+    std::fs::write(&bad, "too short").unwrap();
+    let problems =
+        load(&ServeArgs::default(), &env(&[("IMDS_STORE_CREDENTIALS_KEY_FILE", bad.to_str().unwrap())])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("store.credentials_key_file:")), "{problems:?}");
 }
 
 #[test]
