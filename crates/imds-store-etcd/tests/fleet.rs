@@ -42,6 +42,8 @@ async fn start(cluster: &EtcdCluster, n: usize, key: [u8; 32]) -> Node {
         connections: listener::Limits::default(),
         scope: Scope::Node(format!("hv-{n}")),
         net: None,
+        metrics: Default::default(),
+        audit: Default::default(),
         fleet: Some(fleet::Config {
             key: FleetKey::from_bytes(key),
             holder: format!("hv-{n}"),

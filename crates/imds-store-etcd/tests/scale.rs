@@ -101,6 +101,8 @@ async fn start_real(store: Arc<dyn Store>, n: usize) -> Real {
         connections: listener::Limits::default(),
         scope: Scope::Node(format!("real-{n}")),
         net: None,
+        metrics: Default::default(),
+        audit: Default::default(),
         fleet: None,
     };
     let ip = format!("127.0.70.{}", n + 1);
