@@ -3,7 +3,7 @@
 //! `config check`, `completions` and `man` help operators.
 //!
 //! Shared by every admin-API subcommand: [`common`] (the global options, exit codes, requests,
-//! `-o` formats) and [`out`] (all output; a closed pipe ends the process quietly).
+//! `-o` formats) and [`out`](mod@out) (all output; a closed pipe ends the process quietly).
 
 use std::process::ExitCode;
 
