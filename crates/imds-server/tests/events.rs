@@ -494,3 +494,59 @@ async fn events_move_with_their_instance_to_another_node() {
         server.store.get(&imds_server::records::instance(&"i-mv".try_into().unwrap())).await.unwrap().unwrap();
     assert_eq!(moved.rev, instance.rev);
 }
+
+#[tokio::test(start_paused = true)]
+async fn alibaba_and_tencent_show_a_spot_interruption_from_its_notice_until_it_is_canceled() {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = imds_server::guest::Config {
+        dialect_listen: vec![(imds_dialects::Dialect::Alibaba, loopback), (imds_dialects::Dialect::Tencent, loopback)],
+        unknown_hold: Duration::ZERO,
+        ..imds_server::guest::Config::default()
+    };
+    let server = TestServer::with_guest(config).await;
+    let (alibaba, tencent) = (server.running.dialect_addrs[0].1, server.running.dialect_addrs[1].1);
+    let src: std::net::IpAddr = "127.0.30.50".parse().unwrap();
+    server.create(record("i-cn", "127.0.30.50")).await;
+    let get = |listener: std::net::SocketAddr, path: &'static str| async move {
+        let response = imds_server::client::Client::from_source(listener, src).get(path).await.unwrap();
+        (response.status, response.text())
+    };
+    const ALIBABA: &str = "/latest/meta-data/instance/spot/termination-time";
+    const TENCENT: &str = "/latest/meta-data/spot/termination-time";
+    let event = add(&server, "i-cn", json!({"kind": "spot-interruption", "in_seconds": 300})).await;
+    let mut now = unix(&event["created_at"]);
+    let time = unix(&event["not_before"]);
+
+    // Before the notice: 404 and unlisted in both trees.
+    advance(&mut now, time - 121).await;
+    assert_eq!(get(alibaba, ALIBABA).await.0, StatusCode::NOT_FOUND);
+    assert!(!get(alibaba, "/latest/meta-data/instance/").await.1.lines().any(|line| line == "spot/"));
+    assert_eq!(get(tencent, TENCENT).await.0, StatusCode::NOT_FOUND);
+    assert!(!get(tencent, "/latest/meta-data/").await.1.lines().any(|line| line == "spot/"));
+
+    // At the notice: Alibaba's UTC time, Tencent's UTC+8 time, both listed.
+    advance(&mut now, time - 120).await;
+    let (status, body) = get(alibaba, ALIBABA).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, imds_model::time::format_rfc3339(time).as_str()));
+    assert!(get(alibaba, "/latest/meta-data/instance/").await.1.lines().any(|line| line == "spot/"));
+    let (status, body) = get(tencent, TENCENT).await;
+    assert_eq!(status, StatusCode::OK);
+    let utc = imds_model::time::format_rfc3339(time + 8 * 3600);
+    assert_eq!(body, utc.trim_end_matches('Z').replace('T', " "), "Tencent's `2018-08-18 12:05:33` at UTC+8");
+    assert!(get(tencent, "/latest/meta-data/").await.1.lines().any(|line| line == "spot/"));
+
+    // At its time, after the timer's state write: still shown.
+    advance(&mut now, time + 1).await;
+    assert_eq!(admin_get(&server, &format!("/v1/events/{}", event["id"].as_str().unwrap())).await["state"], "active");
+    assert_eq!(get(alibaba, ALIBABA).await.0, StatusCode::OK);
+    assert_eq!(get(tencent, TENCENT).await.0, StatusCode::OK);
+
+    // Canceled: gone at once from both, leaf and listing.
+    let path = format!("/v1/events/{}", event["id"].as_str().unwrap());
+    let canceled = server.admin().send(Method::DELETE, &path, &[], "").await.unwrap();
+    assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.text());
+    assert_eq!(get(alibaba, ALIBABA).await.0, StatusCode::NOT_FOUND);
+    assert!(!get(alibaba, "/latest/meta-data/instance/").await.1.lines().any(|line| line == "spot/"));
+    assert_eq!(get(tencent, TENCENT).await.0, StatusCode::NOT_FOUND);
+    assert!(!get(tencent, "/latest/meta-data/").await.1.lines().any(|line| line == "spot/"));
+}
