@@ -550,3 +550,166 @@ async fn alibaba_and_tencent_show_a_spot_interruption_from_its_notice_until_it_i
     assert_eq!(get(tencent, TENCENT).await.0, StatusCode::NOT_FOUND);
     assert!(!get(tencent, "/latest/meta-data/").await.1.lines().any(|line| line == "spot/"));
 }
+
+/// A store that moves instance `id` (its record and every attachment, in one commit, as the
+/// admin API's move does) to node `to` just before the first write of `id`'s event list after
+/// [`MoveBeforeEventWrite::arm`]: the move lands between that write's read and its commit.
+#[derive(Debug)]
+struct MoveBeforeEventWrite {
+    inner: Arc<dyn imds_store::Store>,
+    id: String,
+    to: String,
+    armed: std::sync::atomic::AtomicBool,
+    moved: std::sync::atomic::AtomicBool,
+}
+
+impl MoveBeforeEventWrite {
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn move_now(&self) {
+        let id: imds_model::InstanceId = self.id.as_str().try_into().unwrap();
+        let mut ops = Vec::new();
+        let keys = std::iter::once(imds_server::records::instance(&id)).chain(imds_server::records::attachments(&id));
+        for key in keys {
+            let Some(record) = self.inner.get(&key).await.unwrap() else { continue };
+            ops.push(imds_store::Op::Put(imds_store::Put {
+                key,
+                node: Some(self.to.clone()),
+                claims: record.claims,
+                value: record.value,
+                expect: imds_store::Expect::Revision(record.rev),
+            }));
+        }
+        self.inner.commit(ops).await.unwrap();
+        self.moved.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl imds_store::Store for MoveBeforeEventWrite {
+    async fn get(&self, key: &imds_store::Key) -> Result<Option<imds_store::Record>, imds_store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<imds_store::Page, imds_store::StoreError> {
+        self.inner.list(collection, after, limit).await
+    }
+    async fn commit(&self, ops: Vec<imds_store::Op>) -> Result<imds_store::Committed, imds_store::StoreError> {
+        let writes_events = ops.iter().any(|op| {
+            matches!(op, imds_store::Op::Put(put)
+                if put.key.collection == imds_server::records::EVENTS && put.key.id == self.id)
+        });
+        if writes_events && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.move_now().await;
+        }
+        self.inner.commit(ops).await
+    }
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+    async fn snapshot(&self, scope: &imds_store::Scope) -> Result<imds_store::Snapshot, imds_store::StoreError> {
+        self.inner.snapshot(scope).await
+    }
+    async fn subscribe(
+        &self,
+        scope: &imds_store::Scope,
+        after: imds_store::Revision,
+    ) -> Result<imds_store::Feed, imds_store::StoreError> {
+        self.inner.subscribe(scope, after).await
+    }
+    async fn compact(&self, through: imds_store::Revision) -> Result<(), imds_store::StoreError> {
+        self.inner.compact(through).await
+    }
+    async fn revision(&self) -> Result<imds_store::Revision, imds_store::StoreError> {
+        self.inner.revision().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_move_racing_a_timed_state_change_leaves_nothing_on_the_old_node() {
+    let racing = Arc::new(MoveBeforeEventWrite {
+        inner: Arc::new(imds_store::memory::MemoryStore::new()),
+        id: "i-race".to_owned(),
+        to: "hv-b".to_owned(),
+        armed: false.into(),
+        moved: false.into(),
+    });
+    let server = TestServer::with_store(Arc::clone(&racing) as Arc<dyn imds_store::Store>, None).await;
+    let mut doc = record("i-race", "127.0.30.60");
+    doc["node"] = json!("hv-a");
+    server.create(doc).await;
+    let event = add(&server, "i-race", json!({"kind": "spot-interruption", "in_seconds": 300})).await;
+    let mut now = unix(&event["created_at"]);
+    let time = unix(&event["not_before"]);
+
+    // The timer records `active` at the event's time; the move lands between its read and its
+    // commit.
+    racing.arm();
+    advance(&mut now, time + 1).await;
+    assert!(racing.moved.load(std::sync::atomic::Ordering::SeqCst), "the timer wrote no state change");
+    let id: imds_model::InstanceId = "i-race".try_into().unwrap();
+    let instance = server.store.get(&imds_server::records::instance(&id)).await.unwrap().unwrap();
+    let events = server.store.get(&imds_server::records::events(&id)).await.unwrap().unwrap();
+    assert_eq!(instance.node.as_deref(), Some("hv-b"));
+    assert_eq!(events.node.as_deref(), Some("hv-b"), "the event list stayed behind on the old node");
+    let list = imds_model::InstanceEvents::from_bytes(&events.value).unwrap();
+    assert_eq!(list.events[0].state, imds_model::EventState::Active, "the timer's write was lost");
+    let old = server.store.snapshot(&imds_store::Scope::Node("hv-a".into())).await.unwrap();
+    assert!(
+        old.records.is_empty(),
+        "left behind on hv-a: {:?}",
+        old.records.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_event_list_written_while_its_instance_moves_goes_with_the_instance() {
+    let racing = Arc::new(MoveBeforeEventWrite {
+        inner: Arc::new(imds_store::memory::MemoryStore::new()),
+        id: "i-first".to_owned(),
+        to: "hv-b".to_owned(),
+        armed: false.into(),
+        moved: false.into(),
+    });
+    let server = TestServer::with_store(Arc::clone(&racing) as Arc<dyn imds_store::Store>, None).await;
+    let mut doc = record("i-first", "127.0.30.61");
+    doc["node"] = json!("hv-a");
+    server.create(doc).await;
+    let id: imds_model::InstanceId = "i-first".try_into().unwrap();
+    // The instance has no event list yet; the move lands between the read and the commit of
+    // the write that creates it.
+    racing.arm();
+    let now = 1_800_000_000;
+    let spec = imds_model::EventSpec::parse(&json!({"kind": "spot-interruption"}), now, &[]).unwrap();
+    let event = spec.into_event(imds_server::events::random_id(), now);
+    let written = imds_server::events::modify(&server.store, &id, Vec::new, |list: &mut imds_model::InstanceEvents| {
+        Ok::<_, imds_store::StoreError>((list.push(event.clone(), now), ()))
+    })
+    .await
+    .unwrap();
+    assert!(matches!(written, imds_server::events::Modified::Written(..)));
+    assert!(racing.moved.load(std::sync::atomic::Ordering::SeqCst));
+    let events = server.store.get(&imds_server::records::events(&id)).await.unwrap().unwrap();
+    assert_eq!(events.node.as_deref(), Some("hv-b"), "the new list was placed on the node the instance left");
+    let old = server.store.snapshot(&imds_store::Scope::Node("hv-a".into())).await.unwrap();
+    assert!(
+        old.records.is_empty(),
+        "left behind on hv-a: {:?}",
+        old.records.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+    // An instance that is gone gets no list.
+    let gone: imds_model::InstanceId = "i-gone".try_into().unwrap();
+    let refused =
+        imds_server::events::modify(&server.store, &gone, Vec::new, |list: &mut imds_model::InstanceEvents| {
+            Ok::<_, imds_store::StoreError>((list.push(event.clone(), now), ()))
+        })
+        .await;
+    assert!(matches!(refused, Err(imds_store::StoreError::NotFound { .. })), "{refused:?}");
+    assert!(server.store.get(&imds_server::records::events(&gone)).await.unwrap().is_none());
+}
