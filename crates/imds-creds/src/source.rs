@@ -5,6 +5,9 @@
 //! - `sts`: AWS STS `AssumeRole` signed with base credentials (module [`sts`]);
 //! - `process`: a command printing `credential_process` JSON (module [`process`]).
 
+use std::fmt;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
@@ -171,9 +174,19 @@ pub enum FetchError {
     /// An `sts` role has no base credentials yet.
     #[error("no base credentials have been set for this role")]
     NoBaseCredentials,
-    /// STS could not be reached or timed out.
+    /// STS could not be reached or timed out (no underlying error to keep).
     #[error("cannot reach STS: {0}")]
     Unreachable(String),
+    /// The request to STS could not be made, sent or answered: what was being done and the
+    /// error that stopped it (the [`source`](std::error::Error::source)).
+    #[error("cannot reach STS: {context}: {source}")]
+    Request {
+        /// What was being done (`signing`, the endpoint, …).
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: Cause,
+    },
     /// STS refused (its error code and message).
     #[error("STS refused AssumeRole: {code}: {message}")]
     Refused {
@@ -190,7 +203,45 @@ pub enum FetchError {
     Process(String),
 }
 
+/// The error under a [`FetchError`]: shared, so the error stays cloneable (role states keep
+/// it), and two compare equal when they display the same. Displays as the error itself, and
+/// its own [`source`](std::error::Error::source) is the error's.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Keeps `error`.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Cause {}
+
 impl FetchError {
+    /// [`FetchError::Request`]: `context` failed because of `error`.
+    pub fn request(context: impl Into<String>, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        FetchError::Request { context: context.into(), source: Cause::new(error) }
+    }
+
     /// The `Code` EC2 puts in the credentials JSON when it cannot serve a role:
     /// EC2 answers `AssumeRoleUnauthorizedAccess` whatever kept it from assuming the role.
     pub fn code(&self) -> &'static str {

@@ -142,7 +142,7 @@ pub async fn assume_role(
     let endpoint = endpoint.clone().unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com/"));
     let session = session_name.clone().unwrap_or_else(|| format!("imds-{role}"));
     let body = request_body(role_arn, &session, duration_seconds.unwrap_or(3600), external_id.as_deref());
-    let uri: http::Uri = endpoint.parse().map_err(|e| FetchError::Unreachable(format!("bad endpoint: {e}")))?;
+    let uri: http::Uri = endpoint.parse().map_err(|e| FetchError::request(format!("bad endpoint {endpoint:?}"), e))?;
     let host = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
     let mut request = http::Request::builder()
         .method("POST")
@@ -150,7 +150,7 @@ pub async fn assume_role(
         .header("host", host)
         .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
         .body(Full::new(Bytes::from(body.clone())))
-        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+        .map_err(|e| FetchError::request("building the request", e))?;
 
     let identity = aws_credential_types::Credentials::new(
         base.access_key_id.clone(),
@@ -168,24 +168,23 @@ pub async fn assume_role(
         .time(time.max(SystemTime::UNIX_EPOCH))
         .settings(SigningSettings::default())
         .build()
-        .map_err(|e| FetchError::Unreachable(format!("signing: {e}")))?
+        .map_err(|e| FetchError::request("signing", e))?
         .into();
     let headers = request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)));
     let signable = SignableRequest::new("POST", uri.to_string(), headers, SignableBody::Bytes(body.as_bytes()))
-        .map_err(|e| FetchError::Unreachable(format!("signing: {e}")))?;
-    let (instructions, _) =
-        sign(signable, &params).map_err(|e| FetchError::Unreachable(format!("signing: {e}")))?.into_parts();
+        .map_err(|e| FetchError::request("signing", e))?;
+    let (instructions, _) = sign(signable, &params).map_err(|e| FetchError::request("signing", e))?.into_parts();
     instructions.apply_to_request_http1x(&mut request);
 
     let response = tokio::time::timeout(TIMEOUT, http.0.request(request))
         .await
         .map_err(|_| FetchError::Unreachable(format!("no answer from {endpoint} within {}s", TIMEOUT.as_secs())))?
-        .map_err(|e| FetchError::Unreachable(format!("{endpoint}: {e}")))?;
+        .map_err(|e| FetchError::request(endpoint.clone(), e))?;
     let status = response.status();
     let bytes = tokio::time::timeout(TIMEOUT, response.into_body().collect())
         .await
         .map_err(|_| FetchError::Unreachable("STS answer timed out".into()))?
-        .map_err(|e| FetchError::Unreachable(e.to_string()))?
+        .map_err(|e| FetchError::request(format!("reading the answer from {endpoint}"), e))?
         .to_bytes();
     let xml = String::from_utf8_lossy(&bytes);
     if !status.is_success() {
@@ -252,6 +251,52 @@ mod tests {
         let xml = "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>no</Message></Error><RequestId>r</RequestId></ErrorResponse>";
         let refusal = quick_xml::de::from_str::<ErrorResponse>(xml).unwrap().error;
         assert_eq!((refusal.code.as_str(), refusal.message.as_str()), ("AccessDenied", "no"));
+    }
+
+    fn sts_at(endpoint: &str) -> Source {
+        Source::Sts {
+            role_arn: "arn:aws:iam::1:role/app".into(),
+            session_name: None,
+            endpoint: Some(endpoint.into()),
+            region: None,
+            duration_seconds: None,
+            external_id: None,
+        }
+    }
+
+    fn base() -> BaseCredentials {
+        BaseCredentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret::new("base-secret"),
+            session_token: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_sts_keeps_the_connection_error_as_the_source() {
+        use std::error::Error as _;
+        // A port nothing listens on: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let endpoint = format!("http://127.0.0.1:{port}/");
+        let error =
+            assume_role(&HttpClient::new(), "app", &sts_at(&endpoint), &base(), 1_700_000_000).await.unwrap_err();
+        let FetchError::Request { context, source } = &error else { panic!("not a request error: {error:?}") };
+        assert_eq!(context, &endpoint);
+        let cause = error.source().expect("the connection error is the source");
+        assert_eq!(cause.to_string(), source.to_string());
+        // The message still says what happened, with the cause's text.
+        assert_eq!(error.to_string(), format!("cannot reach STS: {endpoint}: {cause}"));
+        assert!(!error.to_string().contains("base-secret"));
+        // Role states keep it: it clones, and clones compare equal.
+        assert_eq!(error.clone(), error);
+
+        let error = assume_role(&HttpClient::new(), "app", &sts_at("http://bad host/"), &base(), 1_700_000_000)
+            .await
+            .unwrap_err();
+        let cause = error.source().expect("the URI error is the source");
+        let invalid = "http://bad host/".parse::<http::Uri>().unwrap_err();
+        assert_eq!(cause.to_string(), invalid.to_string());
+        assert_eq!(error.to_string(), format!("cannot reach STS: bad endpoint \"http://bad host/\": {cause}"));
     }
 
     #[test]

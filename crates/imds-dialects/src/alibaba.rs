@@ -8,6 +8,12 @@
 //! bytes; 404 when absent), `vendor-data` and `dynamic/instance-identity/{document,pkcs7}`
 //! (the PKCS#7 signature of the document, base64, with the deployment's signing key).
 //!
+//! `instance/spot/termination-time`: the time (`2015-01-05T18:02:00Z`, UTC) of the spot
+//! interruption the instance's events show now ([`imds_model::InstanceEvents::spot_interruption`],
+//! whatever its action: Alibaba has this one leaf for every reclaim), present and listed only
+//! from its notice until it ends or is canceled. The tree is built per request, so it is never
+//! stale.
+//!
 //! Security-hardening mode: `PUT /latest/api/token` with
 //! `X-aliyun-ecs-metadata-token-ttl-seconds: 1..21600` mints a session token (the shared
 //! [`crate::token`]); a request carrying `X-aliyun-ecs-metadata-token` must carry a valid one
@@ -64,7 +70,7 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
     if segments.join("/") == wire::TOKEN_PATH {
         return token_request(instance, request, context, version);
     }
-    gated(instance, request, context, || lookup(instance, &segments, context))
+    gated(instance, request, context, || lookup(subject, &segments, context))
 }
 
 /// Applies the method check and the token gate, then answers with `answer`.
@@ -116,8 +122,11 @@ fn token_request(instance: &Instance, request: &GuestRequest, context: &Context<
     }
 }
 
-fn lookup(instance: &Instance, segments: &[&str], context: &Context<'_>) -> GuestResponse {
-    let (tree, document) = tree(instance, context.signer.is_some());
+fn lookup(subject: &Subject<'_>, segments: &[&str], context: &Context<'_>) -> GuestResponse {
+    let instance = subject.instance;
+    // Built per request: what the events show changes with the clock, so nothing is kept.
+    let termination = subject.events.and_then(|events| events.spot_interruption(context.now)).map(|(time, _)| time);
+    let (tree, document) = tree(instance, context.signer.is_some(), termination);
     match tree.find(segments) {
         Some(Found::Listing(listing)) => text(listing),
         Some(Found::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
@@ -133,9 +142,10 @@ fn lookup(instance: &Instance, segments: &[&str], context: &Context<'_>) -> Gues
     }
 }
 
-/// The tree under `/<version>/` (`signed`: a signing key is loaded) and the identity document.
-fn tree(instance: &Instance, signed: bool) -> (Node<Computed>, String) {
-    let mut meta_data = meta_data(instance);
+/// The tree under `/<version>/` (`signed`: a signing key is loaded; `termination`: the time of
+/// the spot interruption the events show now) and the identity document.
+fn tree(instance: &Instance, signed: bool, termination: Option<u64>) -> (Node<Computed>, String) {
+    let mut meta_data = meta_data(instance, termination);
     if let Some(overrides) = instance.dialects.override_for(DIALECT) {
         meta_data.apply_overrides(overrides);
     }
@@ -156,7 +166,7 @@ fn tree(instance: &Instance, signed: bool) -> (Node<Computed>, String) {
 }
 
 /// `meta-data/`, in Alibaba's listing order.
-fn meta_data(instance: &Instance) -> Node<Computed> {
+fn meta_data(instance: &Instance, termination: Option<u64>) -> Node<Computed> {
     let nics = derive::nics(instance);
     let primary = nics.first();
     let mut entries: Vec<(&str, Node<Computed>)> = Vec::new();
@@ -176,6 +186,10 @@ fn meta_data(instance: &Instance) -> Node<Computed> {
         vec![("instance-name", Node::text(instance.name.clone().unwrap_or_else(|| derive::hostname(instance))))];
     if let Some(kind) = &instance.instance_type {
         about.push(("instance-type", Node::text(kind.clone())));
+    }
+    if let Some(time) = termination {
+        let time = imds_model::time::format_rfc3339(time);
+        about.push(("spot", Node::dir(vec![("termination-time", Node::text(time))])));
     }
     entries.push(("instance", Node::dir(about)));
     if let Some(mac) = primary.and_then(|nic| nic.mac) {

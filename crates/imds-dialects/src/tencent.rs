@@ -8,6 +8,12 @@
 //! public-ipv4-mode,subnet-mask}`, `cam/security-credentials/<role>`) and `user-data` (raw bytes;
 //! 404 when absent).
 //!
+//! `spot/termination-time`: the time of the spot interruption the instance's events show now
+//! ([`imds_model::InstanceEvents::spot_interruption`], whatever its action), written as Tencent
+//! does, `2018-08-18 12:05:33` at UTC+8 with no zone; present and listed only from its notice
+//! until it ends or is canceled (404 otherwise, as for an instance that is not a spot
+//! instance). The tree is built per request, so it is never stale.
+//!
 //! `cam/security-credentials/<role>` answers Tencent's field names (`TmpSecretId`,
 //! `TmpSecretKey`, `Token`, `ExpiredTime` as Unix seconds, `Expiration`, `Code: Success`), what
 //! the Tencent Cloud SDKs' CVM role credential providers read, from the instance's `iam_role`.
@@ -56,7 +62,9 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
     if !wire::VERSIONS.contains(&version) {
         return not_found();
     }
-    match tree(instance).find(&segments) {
+    // Built per request: what the events show changes with the clock, so nothing is kept.
+    let termination = subject.events.and_then(|events| events.spot_interruption(context.now)).map(|(time, _)| time);
+    match tree(instance, termination).find(&segments) {
         Some(Found::Listing(listing)) => text(listing),
         Some(Found::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
         Some(Found::Computed(Computed::Credentials)) => credentials(instance, context),
@@ -64,9 +72,10 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
     }
 }
 
-/// The tree under `/<version>/`.
-fn tree(instance: &Instance) -> Node<Computed> {
-    let mut meta_data = meta_data(instance);
+/// The tree under `/<version>/` (`termination`: the time of the spot interruption the events
+/// show now).
+fn tree(instance: &Instance, termination: Option<u64>) -> Node<Computed> {
+    let mut meta_data = meta_data(instance, termination);
     if let Some(overrides) = instance.dialects.override_for(DIALECT) {
         meta_data.apply_overrides(overrides);
     }
@@ -83,7 +92,7 @@ fn mac_text(mac: imds_model::MacAddr) -> String {
 }
 
 /// `meta-data/`, in Tencent's listing order.
-fn meta_data(instance: &Instance) -> Node<Computed> {
+fn meta_data(instance: &Instance, termination: Option<u64>) -> Node<Computed> {
     let nics = derive::nics(instance);
     let primary = nics.first();
     let mut entries: Vec<(&str, Node<Computed>)> = Vec::new();
@@ -129,6 +138,10 @@ fn meta_data(instance: &Instance) -> Node<Computed> {
     }
     if let Some(ip) = primary.and_then(|nic| nic.public_ipv4) {
         entries.push(("public-ipv4", Node::text(ip.to_string())));
+    }
+    if let Some(time) = termination {
+        let time = imds_model::time::format_utc8(time);
+        entries.push(("spot", Node::dir(vec![("termination-time", Node::text(time))])));
     }
     entries.push(("uuid", Node::text(crate::ids::instance_uuid(instance).to_string())));
     Node::dir(entries)

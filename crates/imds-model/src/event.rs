@@ -367,6 +367,19 @@ impl InstanceEvents {
         self.events.iter().find(|event| &event.id == id)
     }
 
+    /// The spot interruption guests see at `now`: the earliest pending or in-effect one that is
+    /// noticed, as `(not_before, action)`. Every dialect's spot leaves show this one.
+    pub fn spot_interruption(&self, now: u64) -> Option<(u64, SpotAction)> {
+        self.events
+            .iter()
+            .filter(|event| event.live_at(now))
+            .filter_map(|event| match event.kind {
+                EventKind::SpotInterruption { action } => Some((event.not_before, action)),
+                _ => None,
+            })
+            .min_by_key(|(time, _)| *time)
+    }
+
     /// The first time after `now` at which what guests see of any event changes.
     pub fn next_change(&self, now: u64) -> Option<u64> {
         self.events.iter().filter_map(|event| event.next_change(now)).min()

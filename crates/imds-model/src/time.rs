@@ -44,6 +44,13 @@ pub fn format_ec2_event(unix: u64) -> String {
     utc(unix).format(&format).unwrap_or_default()
 }
 
+/// `2018-08-18 12:05:33` for Unix seconds `unix`, at UTC+8 (China Standard Time, no zone
+/// written): the form of Tencent's `spot/termination-time`.
+pub fn format_utc8(unix: u64) -> String {
+    let format = format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    utc(unix.saturating_add(8 * 3600)).format(&format).unwrap_or_default()
+}
+
 /// `Mon, 19 Sep 2016 18:29:47 GMT` for Unix seconds `unix`: RFC 1123, the form of Azure's
 /// scheduled-event `NotBefore`.
 pub fn format_rfc1123(unix: u64) -> String {
@@ -96,6 +103,9 @@ mod tests {
         assert_eq!(format_ec2_event(1_546_678_800), "5 Jan 2019 09:00:00 GMT");
         assert_eq!(format_rfc1123(1_474_309_787), "Mon, 19 Sep 2016 18:29:47 GMT");
         assert_eq!(format_rfc1123(1_546_678_800), "Sat, 05 Jan 2019 09:00:00 GMT");
+        // China Standard Time crosses into the next day eight hours before UTC does.
+        assert_eq!(format_utc8(1_474_309_787), "2016-09-20 02:29:47");
+        assert_eq!(format_utc8(1_546_678_800), "2019-01-05 17:00:00");
     }
 
     #[test]

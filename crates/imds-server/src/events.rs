@@ -31,13 +31,15 @@ pub enum Modified<T> {
 }
 
 /// Reads instance `id`'s event list, lets `change` edit it, and writes it back guarded by the
-/// revision read (retried when another write got there first), placed on the instance's `node`.
+/// revision read (retried when another write got there first), placed on the instance's node
+/// as the store has it and guarded by the instance's revision too: a write racing a move or a
+/// delete of the instance starts over, so the list never lands on the node the instance left
+/// (nor is created for an instance that is gone: `StoreError::NotFound` of the instance).
 /// `change` returns `Err` to write nothing, and whether it changed anything with its value.
-/// `extra` adds operations to the same commit (a check that the instance still exists).
+/// `extra` adds operations to the same commit.
 pub async fn modify<T, E, F>(
     store: &Arc<dyn Store>,
     id: &InstanceId,
-    node: Option<String>,
     extra: impl Fn() -> Vec<Op>,
     change: F,
 ) -> Result<Modified<T>, E>
@@ -46,11 +48,13 @@ where
     E: From<StoreError>,
 {
     let key = records::events(id);
-    let (key_ref, node_ref) = (&key, &node);
+    let key_ref = &key;
     let change = &change;
     let updated = update(&**store, &key, || {
         let extra = extra();
         async move {
+            let instance_key = records::instance(id);
+            let instance = store.get(&instance_key).await.map_err(E::from)?;
             let current = store.get(key_ref).await.map_err(E::from)?;
             let (mut list, expect) = match &current {
                 Some(record) => match records::decode_events(record) {
@@ -63,10 +67,21 @@ where
             if !changed {
                 return Ok(Step::Done(Modified::Unchanged(value)));
             }
-            // An existing list stays where it is (it moves only with its instance).
-            let node = current.as_ref().map_or_else(|| node_ref.clone(), |record| record.node.clone());
-            let put = Op::Put(Put { key: key_ref.clone(), node, claims: Vec::new(), value: list.to_bytes(), expect });
-            Ok::<_, E>(Step::Commit(Plan::new(Modified::Unchanged(value)).guarded(put).guarded_all(extra)))
+            // With its instance, as the store has it now; the check makes a racing move or
+            // delete (which moves or deletes the list in its own commit) send this one round again.
+            let Some(instance) = instance else {
+                return Err(E::from(StoreError::NotFound { key: instance_key }));
+            };
+            let unmoved = Op::Check { key: instance_key, expect: Expect::Revision(instance.rev) };
+            let put = Op::Put(Put {
+                key: key_ref.clone(),
+                node: instance.node,
+                claims: Vec::new(),
+                value: list.to_bytes(),
+                expect,
+            });
+            let plan = Plan::new(Modified::Unchanged(value)).guarded(unmoved).guarded(put).guarded_all(extra);
+            Ok::<_, E>(Step::Commit(plan))
         }
     })
     .await?;
@@ -92,11 +107,10 @@ pub fn random_id() -> EventId {
 pub async fn start(
     store: &Arc<dyn Store>,
     id: &InstanceId,
-    node: Option<String>,
     ids: &[EventId],
     now: u64,
 ) -> Result<Option<Revision>, StoreError> {
-    let modified = modify(store, id, node, Vec::new, |list: &mut InstanceEvents| {
+    let modified = modify(store, id, Vec::new, |list: &mut InstanceEvents| {
         let mut changed = false;
         for event in list.events.iter_mut().filter(|event| ids.contains(&event.id)) {
             if event.state_at(now) == imds_model::EventState::Scheduled {
@@ -130,12 +144,13 @@ pub async fn run(store: Arc<dyn Store>, view: View, clock: Clock, shutdown: Canc
         for events in snapshot.all_events() {
             let stale = events.list.events.iter().any(|event| event.state != event.state_at(now));
             if stale {
-                let node = snapshot.get(&events.id).and_then(|entry| entry.instance.node.clone());
                 if snapshot.get(&events.id).is_none() {
                     // The instance is being moved or deleted: its new owner settles the list.
                     continue;
                 }
-                let settled = modify(&store, &events.id, node, Vec::new, |list: &mut InstanceEvents| {
+                // Placed with the instance as the store has it (not this view's, which a move
+                // may have overtaken).
+                let settled = modify(&store, &events.id, Vec::new, |list: &mut InstanceEvents| {
                     Ok::<_, StoreError>((list.settle(now), ()))
                 })
                 .await;

@@ -436,7 +436,6 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
             Err(response) => return response,
         };
     let id = entry.instance.id.clone();
-    let node = entry.instance.node.clone();
     let mut response = match imds_dialects::wait_request(&guest_request, &plane.settings) {
         Some(wait_for) => {
             note.long_poll = true;
@@ -455,7 +454,7 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
     } else if !response.start_events.is_empty() {
         let ids = std::mem::take(&mut response.start_events);
         let now = plane.credentials.0.clock().now();
-        response = match crate::events::start(&plane.store, &id, node, &ids, now).await {
+        response = match crate::events::start(&plane.store, &id, &ids, now).await {
             Ok(Some(rev)) => {
                 plane.view.wait_visible(rev, plane.write_visibility_timeout).await;
                 response

@@ -132,35 +132,43 @@ pub enum Value {
     SigningKeys(Keyring),
 }
 
-/// Why a stored record could not be decoded.
+/// Why a stored record could not be decoded: its key, and the decode error as the
+/// [`source`](std::error::Error::source) (its text is part of the message).
 #[derive(Debug, thiserror::Error)]
-#[error("stored record {key} is unreadable: {message}")]
+#[error("stored record {key} is unreadable: {source}")]
 pub struct Unreadable {
     /// The record's key.
     pub key: Key,
     /// What is wrong with it.
-    pub message: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl Unreadable {
+    /// `record` could not be decoded because of `source`.
+    fn of(record: &Record, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Unreadable { key: record.key.clone(), source: source.into() }
+    }
 }
 
 /// Decodes a stored record; `Ok(None)` for a record the view does not hold (the token key,
 /// collections of a newer build).
 pub fn decode(record: &Record) -> Result<Option<Value>, Unreadable> {
-    let unreadable = |message: String| Unreadable { key: record.key.clone(), message };
-    let attached = || InstanceId::try_from(record.key.id.as_str()).map_err(|e| unreadable(e.to_string()));
+    let attached = || InstanceId::try_from(record.key.id.as_str()).map_err(|e| Unreadable::of(record, e));
     let value = match record.key.collection.as_str() {
         INSTANCES => Value::Instance(Box::new(decode_instance(record)?)),
-        MMDS => Value::Mmds(attached()?, Mmds::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?),
+        MMDS => Value::Mmds(attached()?, Mmds::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))?),
         STATE => {
-            Value::State(attached()?, GuestState::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)
+            Value::State(attached()?, GuestState::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))?)
         }
         EVENTS => Value::Events(attached()?, decode_events(record)?),
         CONTAINER_TOKENS => Value::ContainerTokens(
             attached()?,
-            ContainerTokens::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?,
+            ContainerTokens::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))?,
         ),
-        ROLES => Value::Role(Role::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?),
+        ROLES => Value::Role(Role::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))?),
         SECRETS if record.key.id == SIGNING_KEYS => {
-            Value::SigningKeys(Keyring::from_bytes(&record.value).map_err(|e| unreadable(e.to_string()))?)
+            Value::SigningKeys(Keyring::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))?)
         }
         _ => return Ok(None),
     };
@@ -169,39 +177,37 @@ pub fn decode(record: &Record) -> Result<Option<Value>, Unreadable> {
 
 /// Decodes an instance record.
 pub fn decode_instance(record: &Record) -> Result<Instance, Unreadable> {
-    Instance::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+    Instance::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
 }
 
 /// Decodes an MMDS record.
 pub fn decode_mmds(record: &Record) -> Result<Mmds, Unreadable> {
-    Mmds::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+    Mmds::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
 }
 
 /// Decodes a role record.
 pub fn decode_role(record: &Record) -> Result<Role, Unreadable> {
-    Role::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+    Role::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
 }
 
 /// Decodes a guest-state record.
 pub fn decode_state(record: &Record) -> Result<GuestState, Unreadable> {
-    GuestState::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+    GuestState::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
 }
 
 /// Decodes an event-list record.
 pub fn decode_events(record: &Record) -> Result<InstanceEvents, Unreadable> {
-    InstanceEvents::from_bytes(&record.value)
-        .map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+    InstanceEvents::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
 }
 
 /// Decodes a container-tokens record.
 pub fn decode_container_tokens(record: &Record) -> Result<ContainerTokens, Unreadable> {
-    ContainerTokens::from_bytes(&record.value)
-        .map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+    ContainerTokens::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
 }
 
 /// Decodes the signing-keys record.
 pub fn decode_keyring(record: &Record) -> Result<Keyring, Unreadable> {
-    Keyring::from_bytes(&record.value).map_err(|e| Unreadable { key: record.key.clone(), message: e.to_string() })
+    Keyring::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
 }
 
 #[cfg(test)]
@@ -244,5 +250,14 @@ mod tests {
         assert!(matches!(decode(&record(token_key(), &[0; 32])), Ok(None)));
         let err = decode(&record(instance(&id), b"not json")).unwrap_err();
         assert_eq!(err.key, instance(&id));
+        // The decode error is kept as the source, and its text stays in the message.
+        let cause = Instance::from_bytes(b"not json").unwrap_err().to_string();
+        let source = std::error::Error::source(&err).expect("the decode error is the source");
+        assert_eq!(source.to_string(), cause);
+        assert_eq!(err.to_string(), format!("stored record {} is unreadable: {cause}", instance(&id)));
+        // A malformed instance id under an attached collection: the id's error is the source.
+        let bad = decode(&record(Key::new(MMDS, "not an id!"), b"{}")).unwrap_err();
+        let id_error = InstanceId::try_from("not an id!").unwrap_err().to_string();
+        assert_eq!(std::error::Error::source(&bad).map(ToString::to_string), Some(id_error));
     }
 }

@@ -494,3 +494,222 @@ async fn events_move_with_their_instance_to_another_node() {
         server.store.get(&imds_server::records::instance(&"i-mv".try_into().unwrap())).await.unwrap().unwrap();
     assert_eq!(moved.rev, instance.rev);
 }
+
+#[tokio::test(start_paused = true)]
+async fn alibaba_and_tencent_show_a_spot_interruption_from_its_notice_until_it_is_canceled() {
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = imds_server::guest::Config {
+        dialect_listen: vec![(imds_dialects::Dialect::Alibaba, loopback), (imds_dialects::Dialect::Tencent, loopback)],
+        unknown_hold: Duration::ZERO,
+        ..imds_server::guest::Config::default()
+    };
+    let server = TestServer::with_guest(config).await;
+    let (alibaba, tencent) = (server.running.dialect_addrs[0].1, server.running.dialect_addrs[1].1);
+    let src: std::net::IpAddr = "127.0.30.50".parse().unwrap();
+    server.create(record("i-cn", "127.0.30.50")).await;
+    let get = |listener: std::net::SocketAddr, path: &'static str| async move {
+        let response = imds_server::client::Client::from_source(listener, src).get(path).await.unwrap();
+        (response.status, response.text())
+    };
+    const ALIBABA: &str = "/latest/meta-data/instance/spot/termination-time";
+    const TENCENT: &str = "/latest/meta-data/spot/termination-time";
+    let event = add(&server, "i-cn", json!({"kind": "spot-interruption", "in_seconds": 300})).await;
+    let mut now = unix(&event["created_at"]);
+    let time = unix(&event["not_before"]);
+
+    // Before the notice: 404 and unlisted in both trees.
+    advance(&mut now, time - 121).await;
+    assert_eq!(get(alibaba, ALIBABA).await.0, StatusCode::NOT_FOUND);
+    assert!(!get(alibaba, "/latest/meta-data/instance/").await.1.lines().any(|line| line == "spot/"));
+    assert_eq!(get(tencent, TENCENT).await.0, StatusCode::NOT_FOUND);
+    assert!(!get(tencent, "/latest/meta-data/").await.1.lines().any(|line| line == "spot/"));
+
+    // At the notice: Alibaba's UTC time, Tencent's UTC+8 time, both listed.
+    advance(&mut now, time - 120).await;
+    let (status, body) = get(alibaba, ALIBABA).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, imds_model::time::format_rfc3339(time).as_str()));
+    assert!(get(alibaba, "/latest/meta-data/instance/").await.1.lines().any(|line| line == "spot/"));
+    let (status, body) = get(tencent, TENCENT).await;
+    assert_eq!(status, StatusCode::OK);
+    let utc = imds_model::time::format_rfc3339(time + 8 * 3600);
+    assert_eq!(body, utc.trim_end_matches('Z').replace('T', " "), "Tencent's `2018-08-18 12:05:33` at UTC+8");
+    assert!(get(tencent, "/latest/meta-data/").await.1.lines().any(|line| line == "spot/"));
+
+    // At its time, after the timer's state write: still shown.
+    advance(&mut now, time + 1).await;
+    assert_eq!(admin_get(&server, &format!("/v1/events/{}", event["id"].as_str().unwrap())).await["state"], "active");
+    assert_eq!(get(alibaba, ALIBABA).await.0, StatusCode::OK);
+    assert_eq!(get(tencent, TENCENT).await.0, StatusCode::OK);
+
+    // Canceled: gone at once from both, leaf and listing.
+    let path = format!("/v1/events/{}", event["id"].as_str().unwrap());
+    let canceled = server.admin().send(Method::DELETE, &path, &[], "").await.unwrap();
+    assert_eq!(canceled.status, StatusCode::OK, "{}", canceled.text());
+    assert_eq!(get(alibaba, ALIBABA).await.0, StatusCode::NOT_FOUND);
+    assert!(!get(alibaba, "/latest/meta-data/instance/").await.1.lines().any(|line| line == "spot/"));
+    assert_eq!(get(tencent, TENCENT).await.0, StatusCode::NOT_FOUND);
+    assert!(!get(tencent, "/latest/meta-data/").await.1.lines().any(|line| line == "spot/"));
+}
+
+/// A store that moves instance `id` (its record and every attachment, in one commit, as the
+/// admin API's move does) to node `to` just before the first write of `id`'s event list after
+/// [`MoveBeforeEventWrite::arm`]: the move lands between that write's read and its commit.
+#[derive(Debug)]
+struct MoveBeforeEventWrite {
+    inner: Arc<dyn imds_store::Store>,
+    id: String,
+    to: String,
+    armed: std::sync::atomic::AtomicBool,
+    moved: std::sync::atomic::AtomicBool,
+}
+
+impl MoveBeforeEventWrite {
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn move_now(&self) {
+        let id: imds_model::InstanceId = self.id.as_str().try_into().unwrap();
+        let mut ops = Vec::new();
+        let keys = std::iter::once(imds_server::records::instance(&id)).chain(imds_server::records::attachments(&id));
+        for key in keys {
+            let Some(record) = self.inner.get(&key).await.unwrap() else { continue };
+            ops.push(imds_store::Op::Put(imds_store::Put {
+                key,
+                node: Some(self.to.clone()),
+                claims: record.claims,
+                value: record.value,
+                expect: imds_store::Expect::Revision(record.rev),
+            }));
+        }
+        self.inner.commit(ops).await.unwrap();
+        self.moved.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl imds_store::Store for MoveBeforeEventWrite {
+    async fn get(&self, key: &imds_store::Key) -> Result<Option<imds_store::Record>, imds_store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        collection: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<imds_store::Page, imds_store::StoreError> {
+        self.inner.list(collection, after, limit).await
+    }
+    async fn commit(&self, ops: Vec<imds_store::Op>) -> Result<imds_store::Committed, imds_store::StoreError> {
+        let writes_events = ops.iter().any(|op| {
+            matches!(op, imds_store::Op::Put(put)
+                if put.key.collection == imds_server::records::EVENTS && put.key.id == self.id)
+        });
+        if writes_events && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.move_now().await;
+        }
+        self.inner.commit(ops).await
+    }
+    fn max_batch(&self) -> usize {
+        self.inner.max_batch()
+    }
+    async fn snapshot(&self, scope: &imds_store::Scope) -> Result<imds_store::Snapshot, imds_store::StoreError> {
+        self.inner.snapshot(scope).await
+    }
+    async fn subscribe(
+        &self,
+        scope: &imds_store::Scope,
+        after: imds_store::Revision,
+    ) -> Result<imds_store::Feed, imds_store::StoreError> {
+        self.inner.subscribe(scope, after).await
+    }
+    async fn compact(&self, through: imds_store::Revision) -> Result<(), imds_store::StoreError> {
+        self.inner.compact(through).await
+    }
+    async fn revision(&self) -> Result<imds_store::Revision, imds_store::StoreError> {
+        self.inner.revision().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_move_racing_a_timed_state_change_leaves_nothing_on_the_old_node() {
+    let racing = Arc::new(MoveBeforeEventWrite {
+        inner: Arc::new(imds_store::memory::MemoryStore::new()),
+        id: "i-race".to_owned(),
+        to: "hv-b".to_owned(),
+        armed: false.into(),
+        moved: false.into(),
+    });
+    let server = TestServer::with_store(Arc::clone(&racing) as Arc<dyn imds_store::Store>, None).await;
+    let mut doc = record("i-race", "127.0.30.60");
+    doc["node"] = json!("hv-a");
+    server.create(doc).await;
+    let event = add(&server, "i-race", json!({"kind": "spot-interruption", "in_seconds": 300})).await;
+    let mut now = unix(&event["created_at"]);
+    let time = unix(&event["not_before"]);
+
+    // The timer records `active` at the event's time; the move lands between its read and its
+    // commit.
+    racing.arm();
+    advance(&mut now, time + 1).await;
+    assert!(racing.moved.load(std::sync::atomic::Ordering::SeqCst), "the timer wrote no state change");
+    let id: imds_model::InstanceId = "i-race".try_into().unwrap();
+    let instance = server.store.get(&imds_server::records::instance(&id)).await.unwrap().unwrap();
+    let events = server.store.get(&imds_server::records::events(&id)).await.unwrap().unwrap();
+    assert_eq!(instance.node.as_deref(), Some("hv-b"));
+    assert_eq!(events.node.as_deref(), Some("hv-b"), "the event list stayed behind on the old node");
+    let list = imds_model::InstanceEvents::from_bytes(&events.value).unwrap();
+    assert_eq!(list.events[0].state, imds_model::EventState::Active, "the timer's write was lost");
+    let old = server.store.snapshot(&imds_store::Scope::Node("hv-a".into())).await.unwrap();
+    assert!(
+        old.records.is_empty(),
+        "left behind on hv-a: {:?}",
+        old.records.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_event_list_written_while_its_instance_moves_goes_with_the_instance() {
+    let racing = Arc::new(MoveBeforeEventWrite {
+        inner: Arc::new(imds_store::memory::MemoryStore::new()),
+        id: "i-first".to_owned(),
+        to: "hv-b".to_owned(),
+        armed: false.into(),
+        moved: false.into(),
+    });
+    let server = TestServer::with_store(Arc::clone(&racing) as Arc<dyn imds_store::Store>, None).await;
+    let mut doc = record("i-first", "127.0.30.61");
+    doc["node"] = json!("hv-a");
+    server.create(doc).await;
+    let id: imds_model::InstanceId = "i-first".try_into().unwrap();
+    // The instance has no event list yet; the move lands between the read and the commit of
+    // the write that creates it.
+    racing.arm();
+    let now = 1_800_000_000;
+    let spec = imds_model::EventSpec::parse(&json!({"kind": "spot-interruption"}), now, &[]).unwrap();
+    let event = spec.into_event(imds_server::events::random_id(), now);
+    let written = imds_server::events::modify(&server.store, &id, Vec::new, |list: &mut imds_model::InstanceEvents| {
+        Ok::<_, imds_store::StoreError>((list.push(event.clone(), now), ()))
+    })
+    .await
+    .unwrap();
+    assert!(matches!(written, imds_server::events::Modified::Written(..)));
+    assert!(racing.moved.load(std::sync::atomic::Ordering::SeqCst));
+    let events = server.store.get(&imds_server::records::events(&id)).await.unwrap().unwrap();
+    assert_eq!(events.node.as_deref(), Some("hv-b"), "the new list was placed on the node the instance left");
+    let old = server.store.snapshot(&imds_store::Scope::Node("hv-a".into())).await.unwrap();
+    assert!(
+        old.records.is_empty(),
+        "left behind on hv-a: {:?}",
+        old.records.iter().map(|r| &r.key).collect::<Vec<_>>()
+    );
+    // An instance that is gone gets no list.
+    let gone: imds_model::InstanceId = "i-gone".try_into().unwrap();
+    let refused =
+        imds_server::events::modify(&server.store, &gone, Vec::new, |list: &mut imds_model::InstanceEvents| {
+            Ok::<_, imds_store::StoreError>((list.push(event.clone(), now), ()))
+        })
+        .await;
+    assert!(matches!(refused, Err(imds_store::StoreError::NotFound { .. })), "{refused:?}");
+    assert!(server.store.get(&imds_server::records::events(&gone)).await.unwrap().is_none());
+}

@@ -23,14 +23,7 @@ use imds_model::{Event, InstanceEvents};
 pub(crate) fn leaves(events: &InstanceEvents, now: u64) -> Vec<(&'static str, String)> {
     let mut leaves = Vec::new();
     let live: Vec<&Event> = events.events.iter().filter(|event| event.live_at(now)).collect();
-    let spot = live
-        .iter()
-        .filter_map(|event| match event.kind {
-            EventKind::SpotInterruption { action } => Some((event.not_before, action)),
-            _ => None,
-        })
-        .min_by_key(|(time, _)| *time);
-    if let Some((time, action)) = spot {
+    if let Some((time, action)) = events.spot_interruption(now) {
         let time = imds_model::time::format_rfc3339(time);
         leaves.push(("spot/instance-action", format!("{{\"action\": \"{}\", \"time\": \"{time}\"}}", action.as_str())));
         if action == imds_model::event::SpotAction::Terminate {

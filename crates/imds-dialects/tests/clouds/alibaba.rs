@@ -158,3 +158,33 @@ fn errors_and_settings_take_alibabas_shape() {
     let problems = imds_dialects::check_overrides(&parse(bad)).unwrap_err();
     assert_eq!(problems.errors[0].field, "dialects.alibaba.vpc-id");
 }
+
+#[test]
+fn a_spot_interruption_shows_its_termination_time_from_its_notice_until_it_is_canceled() {
+    let at = |events: &imds_model::InstanceEvents, target: &str, seconds: u64| {
+        super::get_at(&full(), events, Dialect::Alibaba, target, seconds)
+    };
+    let leaf = "/latest/meta-data/instance/spot/termination-time";
+    let mut events = super::spot("terminate");
+    // Before the notice: 404 and unlisted, like an instance that is not to be reclaimed.
+    assert_eq!(at(&events, leaf, 179).status, StatusCode::NOT_FOUND);
+    assert_eq!(at(&events, "/latest/meta-data/instance/spot/", 179).status, StatusCode::NOT_FOUND);
+    assert_eq!(body(&at(&events, "/latest/meta-data/instance/", 179)), "instance-name\ninstance-type");
+    // From the notice on, at both versions: the interruption's time, UTC.
+    for version in ["latest", "2016-01-01"] {
+        let notice = at(&events, &format!("/{version}/meta-data/instance/spot/termination-time"), 180);
+        assert_eq!((notice.status, body(&notice)), (StatusCode::OK, "2027-01-15T08:05:00Z"));
+        assert_eq!(content_type(&notice), "text/plain");
+    }
+    assert_eq!(body(&at(&events, "/latest/meta-data/instance/", 180)), "instance-name\ninstance-type\nspot/");
+    assert_eq!(body(&at(&events, "/latest/meta-data/instance/spot", 180)), "termination-time");
+    assert_eq!(body(&at(&events, leaf, 3600)), "2027-01-15T08:05:00Z", "it stays until it is over");
+    // Every action is a reclaim on Alibaba: the one leaf shows it.
+    assert_eq!(body(&at(&super::spot("stop"), leaf, 180)), "2027-01-15T08:05:00Z");
+    // Canceled: gone again, leaf and listing.
+    events.events[0].canceled_at = Some(super::fakes::NOW + 200);
+    assert_eq!(at(&events, leaf, 200).status, StatusCode::NOT_FOUND);
+    assert_eq!(body(&at(&events, "/latest/meta-data/instance/", 200)), "instance-name\ninstance-type");
+    // The record's tree without events is unchanged.
+    assert_eq!(get(&full(), leaf).status, StatusCode::NOT_FOUND);
+}

@@ -128,3 +128,29 @@ fn golden(dialect: &str, name: &str, actual: &str) {
         path.display()
     );
 }
+
+/// One spot interruption of `action`, created at [`fakes::NOW`] to take effect 300 s later
+/// (noticed from 180 s on, AWS's two minutes before).
+fn spot(action: &str) -> imds_model::InstanceEvents {
+    let spec = json!({"kind": "spot-interruption", "action": action, "in_seconds": 300});
+    let event = imds_model::EventSpec::parse(&spec, fakes::NOW, &[])
+        .expect("a valid event")
+        .into_event(imds_model::EventId::from_random(7), fakes::NOW);
+    imds_model::InstanceEvents { events: vec![event], retired_changes: 0 }
+}
+
+/// `GET target` on a listener bound to `dialect`, `seconds` after [`fakes::NOW`], for an
+/// instance with `events`.
+fn get_at(
+    instance: &Instance,
+    events: &imds_model::InstanceEvents,
+    dialect: Dialect,
+    target: &str,
+    seconds: u64,
+) -> GuestResponse {
+    let request = GuestRequest::new(Method::GET, target).on_listener_of(dialect);
+    let mut context = Context::new(fakes::key(), fakes::NOW + seconds);
+    context.credentials = &ROLES;
+    context.signer = Some(&fakes::FakeSigner);
+    route(&Subject { events: Some(events), ..Subject::new(instance) }, &request, &context)
+}

@@ -81,3 +81,34 @@ fn errors_and_settings_take_tencents_shape() {
     overridden["dialects"] = json!({"tencent": {"instance-id": "ins-3g445roi"}});
     assert_eq!(body(&get(&parse(overridden), "/latest/meta-data/instance-id")), "ins-3g445roi");
 }
+
+#[test]
+fn a_spot_interruption_shows_its_termination_time_at_utc8_from_its_notice_until_it_is_canceled() {
+    let at = |events: &imds_model::InstanceEvents, target: &str, seconds: u64| {
+        super::get_at(&full(), events, Dialect::Tencent, target, seconds)
+    };
+    let leaf = "/latest/meta-data/spot/termination-time";
+    let mut events = super::spot("terminate");
+    let listed = |seconds: u64, events: &imds_model::InstanceEvents| {
+        body(&at(events, "/latest/meta-data/", seconds)).lines().any(|line| line == "spot/")
+    };
+    // Before the notice: 404 and unlisted (Tencent: "not a spot instance or not reclaimed").
+    assert_eq!(at(&events, leaf, 179).status, StatusCode::NOT_FOUND);
+    assert_eq!(at(&events, "/latest/meta-data/spot/", 179).status, StatusCode::NOT_FOUND);
+    assert!(!listed(179, &events));
+    // From the notice on, at every version: the time at UTC+8 (08:05 UTC), as Tencent writes it.
+    for version in ["latest", "2017-09-19", "1.0"] {
+        let notice = at(&events, &format!("/{version}/meta-data/spot/termination-time"), 180);
+        assert_eq!((notice.status, body(&notice)), (StatusCode::OK, "2027-01-15 16:05:00"));
+        assert_eq!(content_type(&notice), "text/plain");
+    }
+    assert!(listed(180, &events));
+    assert_eq!(body(&at(&events, "/latest/meta-data/spot", 180)), "termination-time");
+    assert_eq!(body(&at(&events, leaf, 3600)), "2027-01-15 16:05:00", "it stays until it is over");
+    assert_eq!(body(&at(&super::spot("hibernate"), leaf, 180)), "2027-01-15 16:05:00");
+    // Canceled: gone again, leaf and listing.
+    events.events[0].canceled_at = Some(super::fakes::NOW + 200);
+    assert_eq!(at(&events, leaf, 200).status, StatusCode::NOT_FOUND);
+    assert!(!listed(200, &events));
+    assert_eq!(get(&full(), leaf).status, StatusCode::NOT_FOUND);
+}

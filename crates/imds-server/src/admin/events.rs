@@ -171,7 +171,7 @@ pub async fn cancel(State(state): State<AdminState>, Param(event_id): Param) -> 
     let event_id = parse_event_id(&event_id)?;
     let (id, _) = locate(&state, &event_id).await?;
     let now = state.credentials.clock().now();
-    let modified = crate::events::modify(&state.store, &id, None, Vec::new, |list: &mut InstanceEvents| {
+    let modified = crate::events::modify(&state.store, &id, Vec::new, |list: &mut InstanceEvents| {
         let event = list
             .events
             .iter_mut()
