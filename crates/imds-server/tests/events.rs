@@ -124,7 +124,10 @@ async fn a_spot_interruption_shows_in_every_dialect_at_its_times() {
     let document = azure(&server, src).await;
     assert_eq!(document["DocumentIncarnation"], 1);
     let shown = &document["Events"][0];
-    assert_eq!(shown["EventId"], id.as_str());
+    // Azure's event ids are GUIDs: one derived from the event's own id, the same on every node.
+    let guid = shown["EventId"].as_str().unwrap();
+    assert!(guid.len() == 36 && guid.matches('-').count() == 4 && guid != id.as_str(), "{guid}");
+    assert_eq!(azure(&server, src).await["Events"][0]["EventId"], guid);
     assert_eq!(shown["EventType"], "Preempt");
     assert_eq!(shown["EventStatus"], "Scheduled");
     assert_eq!(shown["Resources"], json!(["vm-i-spot"]));
@@ -278,7 +281,9 @@ async fn azure_guests_approve_events_and_unknown_ids_are_refused() {
     }
     assert_eq!(azure(&server, src).await, before);
 
-    let started = guest.send(Method::POST, SCHEDULED_EVENTS, &[AZURE], approve(id)).await.unwrap();
+    // The guest approves the event by the GUID the document shows, as Azure's agents do.
+    let guid = before["Events"][0]["EventId"].as_str().unwrap();
+    let started = guest.send(Method::POST, SCHEDULED_EVENTS, &[AZURE], approve(guid)).await.unwrap();
     assert_eq!(started.status, StatusCode::OK, "{}", started.text());
     let after = azure(&server, src).await;
     assert_eq!(after["DocumentIncarnation"], 2);

@@ -42,6 +42,12 @@ fn appear(event: &Event) -> u64 {
     }
 }
 
+/// The `EventId` Azure's document gives `event`: a GUID, as Azure's are, derived from the event's
+/// own id (the UUIDv5 of `imds:event/<id>` in the URL name space), so every node shows the same.
+fn azure_event_id(event: &Event) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("imds:event/{}", event.id.as_str()).as_bytes())
+}
+
 /// The events shown at `now`.
 fn shown(events: Option<&InstanceEvents>, now: u64) -> impl Iterator<Item = &Event> {
     events.into_iter().flat_map(|events| events.events.iter()).filter(move |event| {
@@ -61,7 +67,7 @@ pub(super) fn document(instance: &Instance, events: Option<&InstanceEvents>, ver
             }
             let started = now >= event.start();
             let mut object = json!({
-                "EventId": event.id.as_str(),
+                "EventId": azure_event_id(event).to_string(),
                 "EventStatus": if started { "Started" } else { "Scheduled" },
                 "EventType": kind,
                 "ResourceType": "VirtualMachine",
@@ -100,11 +106,15 @@ pub(super) fn start(events: Option<&InstanceEvents>, body: &[u8], now: u64) -> G
         let Some(text) = request.get("EventId").and_then(Value::as_str) else {
             return error(StatusCode::BAD_REQUEST, wire::BAD_START_REQUEST);
         };
-        let known = EventId::try_from(text)
-            .ok()
-            .filter(|id| shown(events, now).any(|event| &event.id == id && azure_type(event).is_some()));
+        // The GUID the document shows; the event's own id (as the admin API names it) too.
+        let guid = uuid::Uuid::parse_str(text).ok();
+        let own = EventId::try_from(text).ok();
+        let known = shown(events, now).find(|event| {
+            azure_type(event).is_some()
+                && (guid.is_some_and(|guid| guid == azure_event_id(event)) || own.as_ref() == Some(&event.id))
+        });
         match known {
-            Some(id) => ids.push(id),
+            Some(event) => ids.push(event.id.clone()),
             None => return error(StatusCode::BAD_REQUEST, wire::UNKNOWN_EVENT),
         }
     }

@@ -241,6 +241,17 @@ fn scheduled_events_list_the_events_and_approvals_name_a_shown_one() {
     let approved = imds_dialects::route(&subject, &approve(id.as_str()), &super::context());
     assert_eq!(approved.status, StatusCode::OK);
     assert_eq!(approved.start_events, std::slice::from_ref(&id), "the server records the approval");
+    // The document names the event by a GUID, as Azure does; approving by it starts the event.
+    let mut get = imds_dialects::GuestRequest::new(Method::GET, target);
+    for (name, value) in headers {
+        get = get.with_header(http::HeaderName::from_static(name), http::HeaderValue::from_static(value));
+    }
+    let shown = json(&imds_dialects::route(&subject, &get, &super::context()));
+    let guid = shown["Events"][0]["EventId"].as_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&guid).is_ok(), "{guid}");
+    let by_guid = imds_dialects::route(&subject, &approve(&guid), &super::context());
+    assert_eq!(by_guid.status, StatusCode::OK);
+    assert_eq!(by_guid.start_events, std::slice::from_ref(&id));
     let unknown = imds_dialects::route(&subject, &approve("f020ba2e-3bc0-4c40-a10b-86575a9eabd5"), &super::context());
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
     assert!(unknown.start_events.is_empty());
