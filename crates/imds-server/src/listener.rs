@@ -79,22 +79,43 @@ impl ConnSocket {
     }
 }
 
+/// How much a connection reads at first, and again after a short read: a guest request is a
+/// few hundred bytes.
+const FIRST_READ: usize = 1024;
+/// The most one read asks for: a read that fills its buffer doubles the next, up to this.
+const MAX_READ: usize = 64 * 1024;
+
 /// A TCP stream the connection reads and writes while its [`ConnSocket`] (in request extensions)
 /// holds the same stream to change socket options: reads and writes go through tokio's
 /// readiness API on a shared reference.
+///
+/// Safe code reads only into initialized bytes, and hyper hands over its whole spare buffer
+/// (8 KiB and up) uninitialized, so each read zeroes what it asks for: `next`, which follows
+/// the size of what the peer sends.
 #[derive(Debug)]
-struct SharedStream(Arc<TcpStream>);
+struct SharedStream {
+    stream: Arc<TcpStream>,
+    next: usize,
+}
+
+impl SharedStream {
+    fn new(stream: Arc<TcpStream>) -> Self {
+        Self { stream, next: FIRST_READ }
+    }
+}
 
 impl tokio::io::AsyncRead for SharedStream {
     fn poll_read(
-        self: std::pin::Pin<&mut Self>,
+        mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         loop {
-            std::task::ready!(self.0.poll_read_ready(cx))?;
-            match self.0.try_read(buf.initialize_unfilled()) {
+            std::task::ready!(self.stream.poll_read_ready(cx))?;
+            let chunk = buf.remaining().min(self.next);
+            match self.stream.try_read(buf.initialize_unfilled_to(chunk)) {
                 Ok(read) => {
+                    self.next = if read == chunk { (chunk * 2).clamp(FIRST_READ, MAX_READ) } else { FIRST_READ };
                     buf.advance(read);
                     return std::task::Poll::Ready(Ok(()));
                 }
@@ -113,8 +134,8 @@ impl tokio::io::AsyncWrite for SharedStream {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         loop {
-            std::task::ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
+            std::task::ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write(buf) {
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
                 result => return std::task::Poll::Ready(result),
             }
@@ -127,8 +148,8 @@ impl tokio::io::AsyncWrite for SharedStream {
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
         loop {
-            std::task::ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
+            std::task::ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write_vectored(bufs) {
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
                 result => return std::task::Poll::Ready(result),
             }
@@ -150,7 +171,7 @@ impl tokio::io::AsyncWrite for SharedStream {
         self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let result = socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write);
+        let result = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
         std::task::Poll::Ready(match result {
             Err(error) if error.kind() == std::io::ErrorKind::NotConnected => Ok(()),
             other => other,
@@ -229,7 +250,7 @@ impl Acceptor for TcpListener {
         let socket = ConnSocket::new(Arc::clone(&stream))
             .inspect_err(|error| tracing::warn!(%remote, %error, "cannot control this connection's hop limit"))
             .ok();
-        Ok((SharedStream(stream), Peer::Tcp { remote, local }, socket))
+        Ok((SharedStream::new(stream), Peer::Tcp { remote, local }, socket))
     }
 }
 
