@@ -1,8 +1,9 @@
 """Host datapath tests: the real `imds` binary (`$IMDS_BIN`, else target/debug/imds) in network
 namespaces this module creates, joined by veth pairs standing in for taps and a Linux bridge.
 
-Every namespace is named `imdsN<pid>-<role>`; the daemon and `imds net` run inside a "host"
-namespace, so the machine's own namespace never gets 169.254.169.254 or an nftables table.
+Every namespace is named `imdsNx<pid>-<role>` (`$IMDS_NETNS_PREFIX` replaces `imds`); the
+daemon and `imds net` run inside a "host" namespace, so the machine's own namespace never gets
+169.254.169.254 or an nftables table.
 Only TEST-NET addresses (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32) are used,
 inside those namespaces. Everything is removed afterwards, also when a test fails. A machine
 where namespaces cannot be created fails the tests, saying why.
@@ -50,7 +51,8 @@ class Lab:
     def __init__(self, tmp: Path) -> None:
         require_tools()
         Lab.counter += 1
-        self.prefix = f"imds{Lab.counter}x{os.getpid()}"
+        # IMDS_NETNS_PREFIX: another leading word for the namespace names (runs side by side).
+        self.prefix = f"{os.environ.get('IMDS_NETNS_PREFIX', 'imds')}{Lab.counter}x{os.getpid()}"
         self.tmp = tmp
         self.namespaces: list[str] = []
         self.processes: list[subprocess.Popen] = []

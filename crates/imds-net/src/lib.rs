@@ -51,6 +51,11 @@ pub struct HostConfig {
     /// Whether `serve` keeps the per-instance identity rules: then traffic from a guest interface
     /// to the metadata addresses passes only when an instance's rule lets it (fail closed).
     pub manage: bool,
+    /// New TCP connections (SYNs) to the guest ports one source address may open per second
+    /// before the kernel drops the rest; 0 turns the limit off.
+    pub syn_per_second: u32,
+    /// SYNs a source may send at once above `syn_per_second`.
+    pub syn_burst: u32,
 }
 
 /// Why a host operation failed.

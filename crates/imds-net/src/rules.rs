@@ -6,7 +6,10 @@
 //!   else to `169.254.0.0/16` (and to the other metadata addresses: the IPv6 ones, a dialect's
 //!   own such as `100.100.100.200`) that did not come from `lo` is
 //!   dropped — the Go mock's `iptables -I INPUT -d 169.254.0.0/16 ! -i lo -j DROP` as the floor;
-//! - chain `guest`: the admin ports are dropped whatever address they bind; the guest ports on
+//! - chain `guest`: the admin ports are dropped whatever address they bind; new connections
+//!   (SYNs) to the guest ports above `[net] syn_per_second` (and its burst) from one source
+//!   address are counted and dropped, per address through the dynamic sets `syn4` and `syn6`
+//!   (established connections are never touched); the guest ports on
 //!   the metadata addresses pass (with `manage`: only through chain `identity`); everything
 //!   else to the metadata addresses is dropped;
 //! - chain `identity` (written by the running server, never by `up`): per instance with
@@ -31,6 +34,8 @@ use crate::HostConfig;
 pub const TABLE: &str = "imds";
 /// The comment prefix of rules that drop forged traffic; what follows is the instance id.
 pub const SPOOF_COMMENT: &str = "imds forged source of ";
+/// The comment of the rules that drop SYNs over a source's rate.
+pub const SYN_COMMENT: &str = "imds connection rate";
 
 /// One instance's identity on the host: what its host interfaces may send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +111,27 @@ pub fn render_up(config: &HostConfig, bridge: Option<&str>) -> String {
     }
     if !config.admin_ports.is_empty() {
         let _ = writeln!(s, "add rule inet {TABLE} guest tcp dport {} drop", set(&config.admin_ports));
+    }
+    if config.syn_per_second > 0 && !config.guest_ports.is_empty() {
+        // One element per source address, forgotten a minute after its last SYN; `up` empties
+        // the sets so a changed rate applies at once.
+        for (set_name, family, kind) in [("syn4", "ipv4", "ip"), ("syn6", "ipv6", "ip6")] {
+            let _ =
+                writeln!(s, "add set inet {TABLE} {set_name} {{ type {family}_addr; flags dynamic; timeout 60s; }}");
+            let _ = writeln!(s, "flush set inet {TABLE} {set_name}");
+            let _ = writeln!(
+                s,
+                "add rule inet {TABLE} guest meta nfproto {family} tcp dport {ports} tcp flags & (syn | ack) == syn add @{set_name} {{ {kind} saddr limit rate over {}/second burst {} packets }} counter drop comment \"{SYN_COMMENT}\"",
+                config.syn_per_second, config.syn_burst
+            );
+        }
+    } else {
+        // Turned off: the sets an earlier `up` made go too (`add` first: absent is no error).
+        for (set_name, family) in [("syn4", "ipv4"), ("syn6", "ipv6")] {
+            let _ =
+                writeln!(s, "add set inet {TABLE} {set_name} {{ type {family}_addr; flags dynamic; timeout 60s; }}");
+            let _ = writeln!(s, "delete set inet {TABLE} {set_name}");
+        }
     }
     let pass = if config.manage { "jump identity" } else { "accept" };
     if !md4.is_empty() && !config.guest_ports.is_empty() {
@@ -215,6 +241,8 @@ mod tests {
             guest_ports: vec![80],
             admin_ports: vec![8998],
             manage,
+            syn_per_second: 100,
+            syn_burst: 200,
         }
     }
 
@@ -247,6 +275,35 @@ mod tests {
         assert!(script.contains("input iifname != \"lo\" ip daddr { 100.100.100.200 } drop"));
         assert!(script.contains("guest ip daddr { 100.100.100.200 } drop"));
         assert!(!render_up(&config(true), None).contains("{ 100.100.100.200 }"));
+    }
+
+    #[test]
+    fn syns_over_a_sources_rate_are_dropped_before_the_metadata_rules() {
+        let mut limited = config(true);
+        limited.guest_ports = vec![80, 8080];
+        let script = render_up(&limited, None);
+        assert!(script.contains("add set inet imds syn4 { type ipv4_addr; flags dynamic; timeout 60s; }\n"));
+        assert!(script.contains("add set inet imds syn6 { type ipv6_addr; flags dynamic; timeout 60s; }\n"));
+        assert!(script.contains("flush set inet imds syn4\n"));
+        let v4 = "add rule inet imds guest meta nfproto ipv4 tcp dport { 80, 8080 } tcp flags & (syn | ack) == syn add @syn4 { ip saddr limit rate over 100/second burst 200 packets } counter drop comment \"imds connection rate\"";
+        let v6 = "add rule inet imds guest meta nfproto ipv6 tcp dport { 80, 8080 } tcp flags & (syn | ack) == syn add @syn6 { ip6 saddr limit rate over 100/second burst 200 packets } counter drop comment \"imds connection rate\"";
+        let at = |needle: &str| script.find(needle).unwrap_or_else(|| panic!("{needle} missing from {script}"));
+        // After the admin ports' drop, before anything is accepted or sent to `identity`.
+        assert!(at("guest tcp dport { 8998 } drop") < at(v4));
+        assert!(at(v4) < at(v6));
+        assert!(at(v6) < at("guest ip daddr { 169.254.169.254 } tcp dport { 80, 8080 } jump identity"));
+
+        limited.syn_per_second = 5;
+        limited.syn_burst = 7;
+        assert!(render_up(&limited, None).contains("limit rate over 5/second burst 7 packets"));
+
+        limited.syn_per_second = 0;
+        let off = render_up(&limited, None);
+        assert!(!off.contains("limit rate"), "{off}");
+        assert!(!off.contains("flush set"), "{off}");
+        assert!(off.contains("delete set inet imds syn4\n") && off.contains("delete set inet imds syn6\n"));
+        // `down` deletes the table, and the sets with it.
+        assert!(render_down().contains("delete table inet imds\n"));
     }
 
     #[test]

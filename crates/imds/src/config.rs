@@ -114,6 +114,11 @@ pub struct RawNet {
     pub proxy_secret_file: Option<String>,
     /// Whether unknown source addresses are looked up in the neighbour table (default true).
     pub neighbours: Option<bool>,
+    /// New connections to the guest ports one source address may open per second before the
+    /// kernel drops its SYNs (default 100; 0 turns the limit off).
+    pub syn_per_second: Option<u32>,
+    /// SYNs a source may send at once above `syn_per_second` (default 200).
+    pub syn_burst: Option<u32>,
 }
 
 /// `[metrics]`
@@ -241,6 +246,8 @@ impl RawConfig {
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_BODY", &mut self.admin.import_max_body, problems);
         env_number(lookup, "IMDS_ADMIN_IMPORT_MAX_LINES", &mut self.admin.import_max_lines, problems);
         env_number(lookup, "IMDS_AUDIT_QUEUE", &mut self.audit.queue, problems);
+        env_number(lookup, "IMDS_NET_SYN_PER_SECOND", &mut self.net.syn_per_second, problems);
+        env_number(lookup, "IMDS_NET_SYN_BURST", &mut self.net.syn_burst, problems);
         for (key, slot) in
             [("IMDS_NET_GUEST_INTERFACES", &mut self.net.guest_interfaces), ("IMDS_NET_PROXIES", &mut self.net.proxies)]
         {
@@ -570,6 +577,13 @@ impl Config {
                 "net.manage: identity rules need net.guest_interfaces (the taps or bridge guests arrive on)".into(),
             );
         }
+        let syn_per_second = raw.net.syn_per_second.unwrap_or(100);
+        let syn_burst = raw.net.syn_burst.unwrap_or(200);
+        if syn_per_second > 0 && syn_burst == 0 {
+            problems.push(
+                "net.syn_burst: must be at least 1 while net.syn_per_second is set (0 turns the limit off)".into(),
+            );
+        }
         let mut proxies = Vec::new();
         for (i, text) in raw.net.proxies.iter().flatten().enumerate() {
             match text.parse::<std::net::IpAddr>() {
@@ -654,6 +668,8 @@ impl Config {
             // `imds net up` keeps guests off the metrics address as off the admin API's.
             admin_ports: admin_listen.into_iter().chain(metrics.listen).map(|addr| addr.port()).collect(),
             manage,
+            syn_per_second,
+            syn_burst,
         };
 
         let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {

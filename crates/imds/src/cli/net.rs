@@ -248,6 +248,14 @@ async fn gather(config: &HostConfig) -> Result<serde_json::Value, imds_net::NetE
                 if forged > 0 {
                     items.push(json!({"what": format!("forged packets ({family})"), "state": "dropped", "detail": forged.to_string()}));
                 }
+                let over_rate: u64 = nft::counters(table)
+                    .iter()
+                    .filter(|(_, comment, _)| comment == rules::SYN_COMMENT)
+                    .map(|(_, _, packets)| packets)
+                    .sum();
+                if over_rate > 0 {
+                    items.push(json!({"what": format!("SYNs over a source's rate ({family})"), "state": "dropped", "detail": over_rate.to_string()}));
+                }
                 if !wanted {
                     drift.push(format!("table {family} imds exists but {} is not a bridge", config.interface));
                 }

@@ -516,3 +516,25 @@ fn bad_dialect_listeners_are_named() {
     let malformed = load(&ServeArgs::default(), &env(&[("IMDS_GUEST_DIALECT_LISTEN", "gce")])).unwrap_err();
     assert!(malformed.iter().any(|p| p.starts_with("IMDS_GUEST_DIALECT_LISTEN: \"gce\" is not dialect=address")));
 }
+
+#[test]
+fn the_connection_rate_limit_comes_from_file_or_env_and_is_checked() {
+    let config = load(&ServeArgs::default(), &env(&[])).unwrap();
+    assert_eq!((config.net.syn_per_second, config.net.syn_burst), (100, 200));
+    let (_dir, file) = config_file("[net]\nsyn_per_second = 20\nsyn_burst = 40\n");
+    let args = ServeArgs { config: Some(file), ..ServeArgs::default() };
+    let config = load(&args, &env(&[])).unwrap();
+    assert_eq!((config.net.syn_per_second, config.net.syn_burst), (20, 40));
+    let config = load(&args, &env(&[("IMDS_NET_SYN_PER_SECOND", "0")])).unwrap();
+    assert_eq!(config.net.syn_per_second, 0, "0 turns the limit off");
+
+    let problems = load(&args, &env(&[("IMDS_NET_SYN_BURST", "0")])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("net.syn_burst:")), "{problems:?}");
+    let problems = load(&args, &env(&[("IMDS_NET_SYN_PER_SECOND", "fast")])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("IMDS_NET_SYN_PER_SECOND:")), "{problems:?}");
+    let (_dir, file) = config_file("[net]\nsyn_per_second = -1\nsyn_burst = \"lots\"\n");
+    let problems = load(&ServeArgs { config: Some(file), ..ServeArgs::default() }, &env(&[])).unwrap_err();
+    for field in ["net.syn_per_second: ", "net.syn_burst: "] {
+        assert!(problems.iter().any(|p| p.contains(field)), "{field} in {problems:?}");
+    }
+}
