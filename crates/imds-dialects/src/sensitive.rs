@@ -63,15 +63,21 @@ pub fn read_of(dialect: Dialect, request: &GuestRequest, settings: &Settings) ->
         Dialect::Ec2 => ec2_read(&request.method, segments),
         Dialect::Mmds if request.method == Method::PUT && path == mmds::wire::TOKEN_PATH => Some(Read::Token),
         Dialect::Mmds => Some(Read::Mmds),
-        Dialect::Gce => gce_read(segments),
+        Dialect::Gce => gce_read(segments, request.query.as_deref()),
         Dialect::Azure => match segments {
             ["metadata", "identity", "oauth2", "token"] => Some(Read::Credentials),
             ["metadata", "attested", "document"] => Some(Read::Signature),
-            ["metadata", "instance", "compute", "userData"] => Some(Read::UserData),
+            // The whole document, and its `compute` part, carry `userData` too.
+            ["metadata", "instance", "compute", "userData"]
+            | ["metadata", "instance"]
+            | ["metadata", "instance", "compute"] => Some(Read::UserData),
             _ => None,
         },
         Dialect::OpenStack => matches!(segments, ["openstack", _, "user_data"]).then_some(Read::UserData),
-        Dialect::DigitalOcean => matches!(segments, ["metadata", "v1", "user-data"]).then_some(Read::UserData),
+        // `v1.json`, the whole document, carries `user_data` too.
+        Dialect::DigitalOcean => {
+            matches!(segments, ["metadata", "v1", "user-data"] | ["metadata", "v1.json"]).then_some(Read::UserData)
+        }
         Dialect::NoCloud => {
             let prefix = settings.nocloud_prefix.trim_end_matches('/');
             (path.strip_prefix(prefix) == Some("/user-data")).then_some(Read::UserData)
@@ -89,14 +95,21 @@ pub fn read_of(dialect: Dialect, request: &GuestRequest, settings: &Settings) ->
             ["v1", "user-data"] => Some(Read::UserData),
             _ => None,
         },
-        Dialect::Vultr | Dialect::Exoscale => matches!(segments, [_version, "user-data"]).then_some(Read::UserData),
+        Dialect::Vultr => matches!(segments, [_, "user-data"] | ["v1.json"]).then_some(Read::UserData),
+        Dialect::Exoscale => matches!(segments, [_version, "user-data"]).then_some(Read::UserData),
         Dialect::Scaleway => matches!(segments, ["user_data", ..]).then_some(Read::UserData),
-        Dialect::UpCloud => None,
+        // UpCloud's one document carries `user_data`.
+        Dialect::UpCloud => matches!(segments, ["metadata", "v1.json"]).then_some(Read::UserData),
         // Every request of the container endpoints asks for credentials.
         Dialect::Container => Some(Read::Credentials),
-        Dialect::Oracle => {
-            matches!(segments, ["opc", _version, "instance", "metadata", "user_data"]).then_some(Read::UserData)
-        }
+        // The instance document and its `metadata` member carry `user_data` too.
+        Dialect::Oracle => matches!(
+            segments,
+            ["opc", _, "instance"]
+                | ["opc", _, "instance", "metadata"]
+                | ["opc", _, "instance", "metadata", "user_data"]
+        )
+        .then_some(Read::UserData),
     }
 }
 
@@ -112,12 +125,18 @@ fn ec2_read(method: &Method, segments: &[&str]) -> Option<Read> {
     }
 }
 
-fn gce_read(segments: &[&str]) -> Option<Read> {
+fn gce_read(segments: &[&str], query: Option<&str>) -> Option<Read> {
     let root = gce::wire::ROOT.trim_start_matches('/');
+    // A recursive read of a directory holding `attributes/user-data` returns it too.
+    let recursive =
+        || crate::query::pairs(query).any(|(name, value)| name == "recursive" && value.eq_ignore_ascii_case("true"));
     match segments {
         [r, _version, "instance", "service-accounts", _, "token"] if *r == root => Some(Read::Credentials),
         [r, _version, "instance", "service-accounts", _, "identity"] if *r == root => Some(Read::Signature),
         [r, _version, "instance", "attributes", "user-data"] if *r == root => Some(Read::UserData),
+        [r, _] | [r, _, "instance"] | [r, _, "instance", "attributes"] if *r == root && recursive() => {
+            Some(Read::UserData)
+        }
         _ => None,
     }
 }
@@ -191,7 +210,6 @@ mod tests {
             (Azure, Method::GET, "/metadata/identity/oauth2/token", Some(Read::Credentials)),
             (Azure, Method::GET, "/metadata/attested/document", Some(Read::Signature)),
             (Azure, Method::GET, "/metadata/instance/compute/userData", Some(Read::UserData)),
-            (Azure, Method::GET, "/metadata/instance", None),
             (OpenStack, Method::GET, "/openstack/latest/user_data", Some(Read::UserData)),
             (DigitalOcean, Method::GET, "/metadata/v1/user-data", Some(Read::UserData)),
             (NoCloud, Method::GET, "/nocloud/user-data", Some(Read::UserData)),
@@ -210,6 +228,17 @@ mod tests {
             (Container, Method::GET, "/v2/credentials/abc", Some(Read::Credentials)),
             (Oracle, Method::GET, "/opc/v2/instance/metadata/user_data", Some(Read::UserData)),
             (Oracle, Method::GET, "/opc/v2/instance/hostname", None),
+            // Whole documents that carry the user-data.
+            (Azure, Method::GET, "/metadata/instance?api-version=2021-02-01", Some(Read::UserData)),
+            (Azure, Method::GET, "/metadata/instance/network", None),
+            (DigitalOcean, Method::GET, "/metadata/v1.json", Some(Read::UserData)),
+            (UpCloud, Method::GET, "/metadata/v1.json", Some(Read::UserData)),
+            (Vultr, Method::GET, "/v1.json", Some(Read::UserData)),
+            (Oracle, Method::GET, "/opc/v2/instance/", Some(Read::UserData)),
+            (Gce, Method::GET, "/computeMetadata/v1/instance/?recursive=true", Some(Read::UserData)),
+            (Gce, Method::GET, "/computeMetadata/v1/?recursive=True&alt=json", Some(Read::UserData)),
+            (Gce, Method::GET, "/computeMetadata/v1/instance/", None),
+            (Gce, Method::GET, "/computeMetadata/v1/instance/network-interfaces/?recursive=true", None),
         ];
         for (dialect, method, target, expected) in cases {
             assert_eq!(read(dialect, method.clone(), target), expected, "{dialect:?} {method} {target}");
