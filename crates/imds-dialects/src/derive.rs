@@ -189,6 +189,34 @@ pub(crate) fn public_ipv4(instance: &Instance) -> Option<Ipv4Addr> {
     primary.public_ipv4.or_else(|| primary.first_ipv4())
 }
 
+/// Applies override members to a document: each replaces the document's member, `null` removes it.
+pub(crate) fn merge_members<'a>(
+    doc: &mut serde_json::Map<String, Value>,
+    members: impl IntoIterator<Item = (&'a String, &'a Value)>,
+) {
+    for (key, value) in members {
+        if value.is_null() {
+            doc.shift_remove(key);
+        } else {
+            doc.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// User-data or vendor-data as text (invalid UTF-8 replaced), `""` when there is none.
+pub(crate) fn data_text(data: Option<&imds_model::UserData>) -> String {
+    data.map_or_else(String::new, |d| String::from_utf8_lossy(d.as_bytes()).into_owned())
+}
+
+/// A dialect's UUID-form instance id: the override block's string `key`, else the instance UUID
+/// (rule R1).
+pub(crate) fn uuid_id(instance: &Instance, dialect: &str, key: &str) -> String {
+    match overrides(instance, dialect).and_then(|o| o.get(key)).and_then(Value::as_str) {
+        Some(id) => id.to_owned(),
+        None => crate::ids::instance_uuid(instance).to_string(),
+    }
+}
+
 /// The override block for `dialect` as an object, if it is one.
 pub(crate) fn overrides<'a>(instance: &'a Instance, dialect: &str) -> Option<&'a serde_json::Map<String, Value>> {
     instance.dialects.override_for(dialect).and_then(Value::as_object)

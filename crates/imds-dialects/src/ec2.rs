@@ -149,7 +149,7 @@ pub fn respond<'s>(subject: impl Into<Subject<'s>>, request: &GuestRequest, cont
 }
 
 /// `path` with every run of `/` replaced by one `/`.
-fn collapse_slashes(path: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn collapse_slashes(path: &str) -> std::borrow::Cow<'_, str> {
     if !path.contains("//") {
         return std::borrow::Cow::Borrowed(path);
     }

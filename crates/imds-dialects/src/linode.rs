@@ -142,17 +142,8 @@ pub(crate) fn instance_document(instance: &Instance) -> Value {
     let account = instance.account.as_ref().and_then(|a| a.id.clone()).unwrap_or_default();
     doc.insert("account_euuid".into(), json!(account));
     if let Some(overrides) = derive::overrides(instance, DIALECT) {
-        for (key, value) in overrides {
-            match (key.as_str(), value) {
-                (_, Value::Null) => {
-                    doc.shift_remove(key);
-                }
-                ("id", _) => {}
-                (_, value) => {
-                    doc.insert(key.clone(), value.clone());
-                }
-            }
-        }
+        // `id` is the numeric id rule's (R1), already applied.
+        derive::merge_members(&mut doc, overrides.iter().filter(|(key, _)| *key != "id"));
     }
     Value::Object(doc)
 }

@@ -86,16 +86,7 @@ pub(crate) fn meta_data(instance: &Instance) -> Value {
         doc.insert("availability-zone".into(), json!(zone));
     }
     if let Some(overrides) = derive::overrides(instance, DIALECT) {
-        for (key, value) in overrides.iter().filter(|(key, _)| *key != wire::NETWORK_CONFIG_OVERRIDE) {
-            match value {
-                Value::Null => {
-                    doc.shift_remove(key);
-                }
-                value => {
-                    doc.insert(key.clone(), value.clone());
-                }
-            }
-        }
+        derive::merge_members(&mut doc, overrides.iter().filter(|(key, _)| *key != wire::NETWORK_CONFIG_OVERRIDE));
     }
     Value::Object(doc)
 }

@@ -161,17 +161,11 @@ fn document(instance: &Instance) -> Value {
     if !instance.tags.is_empty() {
         doc.insert("freeformTags".into(), json!(instance.tags));
     }
-    for (key, value) in overrides.into_iter().flatten() {
-        match (key.as_str(), value) {
-            ("v1" | "metadata", _) => {}
-            (_, Value::Null) => {
-                doc.shift_remove(key);
-            }
-            (_, value) => {
-                doc.insert(key.clone(), value.clone());
-            }
-        }
-    }
+    // `v1` is a setting and `metadata` was merged above: neither is a document member.
+    derive::merge_members(
+        &mut doc,
+        overrides.into_iter().flatten().filter(|(key, _)| !matches!(key.as_str(), "v1" | "metadata")),
+    );
     Value::Object(doc)
 }
 

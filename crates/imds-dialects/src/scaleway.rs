@@ -126,13 +126,7 @@ pub(crate) fn document(instance: &Instance) -> Value {
     doc.insert("location".into(), json!({"zone_id": zone}));
     doc.insert("zone".into(), json!(zone));
     if let Some(overrides) = derive::overrides(instance, DIALECT) {
-        for (key, value) in overrides {
-            if value.is_null() {
-                doc.shift_remove(key);
-            } else {
-                doc.insert(key.clone(), value.clone());
-            }
-        }
+        derive::merge_members(&mut doc, overrides);
     }
     Value::Object(doc)
 }

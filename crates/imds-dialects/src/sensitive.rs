@@ -45,7 +45,7 @@ impl Read {
 /// What sensitive thing `request`, answered by `dialect`, asks for; `None` for ordinary
 /// metadata.
 pub fn read_of(dialect: Dialect, request: &GuestRequest, settings: &Settings) -> Option<Read> {
-    let path = collapse(&request.path);
+    let path = ec2::collapse_slashes(&request.path);
     let path = path.trim_end_matches('/');
     // Every sensitive path has at most this many segments: a longer one is ordinary metadata.
     // An array on the stack: the guest path classifies every request and allocates nothing here.
@@ -157,20 +157,6 @@ pub fn carries_token(dialect: Dialect, request: &GuestRequest) -> Option<bool> {
         ),
         _ => None,
     }
-}
-
-/// `path` with every run of `/` replaced by one `/`.
-fn collapse(path: &str) -> std::borrow::Cow<'_, str> {
-    if !path.contains("//") {
-        return std::borrow::Cow::Borrowed(path);
-    }
-    let mut collapsed = String::with_capacity(path.len());
-    for c in path.chars() {
-        if !(c == '/' && collapsed.ends_with('/')) {
-            collapsed.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(collapsed)
 }
 
 #[cfg(test)]

@@ -47,17 +47,11 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, _context: &Context
 
 /// The server's id: the instance UUID (rule R1), which is also its SMBIOS UUID.
 pub(crate) fn instance_id(instance: &Instance) -> String {
-    match derive::overrides(instance, DIALECT).and_then(|o| o.get("instance_id")).and_then(Value::as_str) {
-        Some(id) => id.to_owned(),
-        None => crate::ids::instance_uuid(instance).to_string(),
-    }
+    derive::uuid_id(instance, DIALECT, "instance_id")
 }
 
 /// The whole document, overrides applied.
 pub(crate) fn document(instance: &Instance) -> Value {
-    let text = |data: Option<&imds_model::UserData>| {
-        data.map_or_else(String::new, |d| String::from_utf8_lossy(d.as_bytes()).into_owned())
-    };
     let mut doc = Map::new();
     doc.insert("cloud_name".into(), json!(wire::CLOUD_NAME));
     doc.insert("instance_id".into(), json!(crate::ids::instance_uuid(instance).to_string()));
@@ -71,16 +65,10 @@ pub(crate) fn document(instance: &Instance) -> Value {
     doc.insert("network".into(), network(instance));
     doc.insert("storage".into(), json!({"disks": []}));
     doc.insert("tags".into(), json!(derive::tag_list(instance)));
-    doc.insert("user_data".into(), json!(text(instance.user_data.as_ref())));
-    doc.insert("vendor_data".into(), json!(text(instance.vendor_data.as_ref())));
+    doc.insert("user_data".into(), json!(derive::data_text(instance.user_data.as_ref())));
+    doc.insert("vendor_data".into(), json!(derive::data_text(instance.vendor_data.as_ref())));
     if let Some(overrides) = derive::overrides(instance, DIALECT) {
-        for (key, value) in overrides {
-            if value.is_null() {
-                doc.shift_remove(key);
-            } else {
-                doc.insert(key.clone(), value.clone());
-            }
-        }
+        derive::merge_members(&mut doc, overrides);
     }
     Value::Object(doc)
 }

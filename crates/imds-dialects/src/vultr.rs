@@ -66,17 +66,11 @@ fn not_found() -> GuestResponse {
 
 /// The instance's id, `instance-v2-id`: the instance UUID (rule R1) unless overridden.
 pub(crate) fn instance_v2_id(instance: &Instance) -> String {
-    match derive::overrides(instance, DIALECT).and_then(|o| o.get("instance-v2-id")).and_then(Value::as_str) {
-        Some(id) => id.to_owned(),
-        None => crate::ids::instance_uuid(instance).to_string(),
-    }
+    derive::uuid_id(instance, DIALECT, "instance-v2-id")
 }
 
 /// The `/v1.json` document, overrides applied.
 pub(crate) fn document(instance: &Instance) -> Value {
-    let text = |data: Option<&imds_model::UserData>| {
-        data.map_or_else(String::new, |d| String::from_utf8_lossy(d.as_bytes()).into_owned())
-    };
     let mut doc = Map::new();
     doc.insert("hostname".into(), json!(derive::hostname(instance)));
     doc.insert("instance-v2-id".into(), json!(crate::ids::instance_uuid(instance).to_string()));
@@ -85,16 +79,10 @@ pub(crate) fn document(instance: &Instance) -> Value {
     doc.insert("public-keys".into(), json!(derive::ssh_keys(instance)));
     doc.insert("region".into(), json!({"regioncode": instance.region.clone().unwrap_or_default()}));
     doc.insert("tags".into(), json!(derive::tag_list(instance)));
-    doc.insert("user-data".into(), json!(text(instance.user_data.as_ref())));
-    doc.insert("vendor-data".into(), json!(text(instance.vendor_data.as_ref())));
+    doc.insert("user-data".into(), json!(derive::data_text(instance.user_data.as_ref())));
+    doc.insert("vendor-data".into(), json!(derive::data_text(instance.vendor_data.as_ref())));
     if let Some(overrides) = derive::overrides(instance, DIALECT) {
-        for (key, value) in overrides {
-            if value.is_null() {
-                doc.shift_remove(key);
-            } else {
-                doc.insert(key.clone(), value.clone());
-            }
-        }
+        derive::merge_members(&mut doc, overrides);
     }
     Value::Object(doc)
 }
