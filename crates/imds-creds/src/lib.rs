@@ -22,7 +22,7 @@ pub mod source;
 pub mod sts;
 pub mod time;
 
-pub use refresh::{Fetch, Manager, RoleState, Served, Sources, MIN_REMAINING, ROTATE_BEFORE};
+pub use refresh::{Fetch, Fetching, Manager, RoleState, Served, Sources, MIN_REMAINING, ROTATE_BEFORE};
 pub use role::Role;
 pub use secret::Secret;
 pub use source::{BaseCredentials, Credentials, FetchError, Source, SourceInvalid};

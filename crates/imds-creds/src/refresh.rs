@@ -80,15 +80,14 @@ fn retry_delay(failures: u32) -> u64 {
     RETRY_FIRST.saturating_mul(1u64 << failures.saturating_sub(1).min(8)).min(RETRY_MAX)
 }
 
+/// What [`Fetch::fetch`] returns: the fetch, to be awaited.
+pub type Fetching<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Credentials, FetchError>> + Send + 'a>>;
+
 /// Obtains credentials for a role (the real sources, or a fake in tests).
 pub trait Fetch: Send + Sync + std::fmt::Debug + 'static {
     /// One fetch for role `name`.
-    fn fetch<'a>(
-        &'a self,
-        name: &'a str,
-        role: &'a Role,
-        now: u64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Credentials, FetchError>> + Send + 'a>>;
+    fn fetch<'a>(&'a self, name: &'a str, role: &'a Role, now: u64) -> Fetching<'a>;
 }
 
 /// The real sources ([`source::fetch`]).
@@ -98,12 +97,7 @@ pub struct Sources {
 }
 
 impl Fetch for Sources {
-    fn fetch<'a>(
-        &'a self,
-        name: &'a str,
-        role: &'a Role,
-        now: u64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Credentials, FetchError>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, name: &'a str, role: &'a Role, now: u64) -> Fetching<'a> {
         Box::pin(source::fetch(name, &role.source, role.base_credentials.as_ref(), &self.http, now))
     }
 }

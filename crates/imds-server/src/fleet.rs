@@ -255,12 +255,7 @@ fn unavailable(err: imds_store::StoreError) -> FetchError {
 }
 
 impl Fetch for FleetFetch {
-    fn fetch<'a>(
-        &'a self,
-        name: &'a str,
-        role: &'a Role,
-        now: u64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Credentials, FetchError>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, name: &'a str, role: &'a Role, now: u64) -> imds_creds::Fetching<'a> {
         match role.source {
             // Nothing to refresh: the record holds them.
             Source::Static { .. } => self.inner.fetch(name, role, now),
