@@ -6,16 +6,18 @@
 //! the store ([`records::fleet_credentials`]): sealed with AES-256-GCM under the key (a random 96-bit nonce per seal), the
 //! role's name and stored bytes as associated data (a changed role never decrypts its old
 //! credentials). Fresh ones (more than [`ROTATE_BEFORE`] and a margin left) are served as they
-//! are. Otherwise the node tries to take the role's refresher lease ([`records::refresher`]: a
-//! holder and an expiry, taken and renewed with guarded commits, so two nodes never both hold
-//! it): the holder calls the real source and commits the sealed result, and the others wait for
-//! it, serving what they had (at least five minutes left) meanwhile. A holder that dies stops
-//! renewing; its lease lapses after [`Config::lease_ttl`] and the next node to look takes over.
+//! are. Otherwise the node tries to take the role's refresher lease ([`records::refresher`], a
+//! [`Store::acquire`] lease: one holder at a time, and it lapses [`Config::lease_ttl`] after
+//! the holder's last renewal as the store measures time, an etcd lease on etcd): the holder
+//! checks the publication again, calls the real source while renewing the lease, commits the
+//! sealed result unless it lost the lease meanwhile, and releases it; the others wait for the
+//! publication, serving what they had (at least five minutes left) meanwhile. A holder that
+//! dies stops renewing; its lease lapses within the TTL and the next node to look takes over.
 //! Static roles need no refresh and are read from their record as before.
 //!
-//! The lease is a store record, so it works on every backend (wall clocks of the nodes are
-//! assumed within a few seconds of each other, as NTP keeps them). Nothing here logs or shows a
-//! secret: [`FleetKey`]'s `Debug` is redacted and errors name only keys and roles.
+//! Who holds a lease never depends on the nodes' clocks (only freshness, read from credentials'
+//! absolute expiry, does). Nothing here logs or shows a secret: [`FleetKey`]'s `Debug` is
+//! redacted and errors name only keys and roles.
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use std::time::Duration;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use imds_creds::{Credentials, Fetch, FetchError, Role, Secret, Source, ROTATE_BEFORE};
-use imds_store::{Expect, Op, Put, Store};
+use imds_store::{Acquired, Expect, Op, Put, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::records;
@@ -89,14 +91,6 @@ struct Plain {
     session_token: Option<String>,
     #[serde(default)]
     expiration: Option<u64>,
-}
-
-/// A refresher lease.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct Lease {
-    holder: String,
-    /// Unix seconds.
-    until: u64,
 }
 
 /// What [`FleetFetch`] found of a lease.
@@ -176,34 +170,46 @@ impl FleetFetch {
         Ok(record.and_then(|record| self.open(name, role, &record.value)))
     }
 
-    /// Takes or renews the role's refresher lease at `now`, or says who holds it.
-    async fn lease(&self, name: &str, now: u64) -> Result<Leased, FetchError> {
+    /// Takes or renews the role's refresher lease (the store's, for [`Config::lease_ttl`]), or
+    /// says that another node holds it.
+    async fn lease(&self, name: &str) -> Result<Leased, FetchError> {
         let key = records::refresher(name);
-        let current = self.store.get(&key).await.map_err(unavailable)?;
-        let expect = match &current {
-            Some(record) => {
-                if let Ok(lease) = serde_json::from_slice::<Lease>(&record.value) {
-                    if lease.holder != self.config.holder && lease.until > now {
-                        return Ok(Leased::Theirs);
-                    }
-                }
-                Expect::Revision(record.rev)
-            }
-            None => Expect::Absent,
-        };
-        let lease = Lease { holder: self.config.holder.clone(), until: now + self.config.lease_ttl.as_secs().max(1) };
-        let value = serde_json::to_vec(&lease).map_err(|err| FetchError::BadAnswer(err.to_string()))?;
-        let put = Put { key, node: None, claims: Vec::new(), value, expect };
-        match self.store.commit(vec![Op::Put(put)]).await {
-            Ok(_) => Ok(Leased::Mine),
-            // Another node took or renewed it first.
-            Err(
-                imds_store::StoreError::AlreadyExists { .. }
-                | imds_store::StoreError::RevisionMismatch { .. }
-                | imds_store::StoreError::NotFound { .. },
-            ) => Ok(Leased::Theirs),
-            Err(err) => Err(unavailable(err)),
+        match self.store.acquire(&key, &self.config.holder, self.config.lease_ttl).await.map_err(unavailable)? {
+            Acquired::Held => Ok(Leased::Mine),
+            Acquired::HeldBy(_) => Ok(Leased::Theirs),
         }
+    }
+
+    /// Gives up the role's refresher lease, so the next refresh anywhere takes it at once. A
+    /// failure only delays that: the lease lapses after its TTL.
+    async fn release(&self, name: &str) {
+        if let Err(err) = self.store.release(&records::refresher(name), &self.config.holder).await {
+            tracing::debug!(role = name, %err, "releasing the refresher lease failed; it lapses by itself");
+        }
+    }
+
+    /// Calls the role's real source while renewing the refresher lease every third of its TTL
+    /// (a source may take longer than the TTL), then whether the lease is still this node's.
+    async fn fetch_holding(&self, name: &str, role: &Role, now: u64) -> (Result<Credentials, FetchError>, bool) {
+        let mut fetch = self.inner.fetch(name, role, now);
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.config.lease_ttl / 3).await;
+                if let Ok(Leased::Theirs) = self.lease(name).await {
+                    tracing::warn!(role = name, "lost the refresher lease while refreshing");
+                    return;
+                }
+            }
+        };
+        tokio::pin!(renew);
+        let fetched = tokio::select! {
+            fetched = &mut fetch => fetched,
+            // Lost: the fetch goes on, but what it brings is not published.
+            () = &mut renew => fetch.await,
+        };
+        // The lease as the store has it now decides, not the last renewal.
+        let held = matches!(self.lease(name).await, Ok(Leased::Mine));
+        (fetched, held)
     }
 
     /// Whether credentials are fresh enough not to refresh: more than the rotation margin left,
@@ -222,10 +228,33 @@ impl FleetFetch {
             if let Some(credentials) = published.as_ref().filter(|c| Self::fresh(c, wall)) {
                 return Ok(credentials.clone());
             }
-            match self.lease(name, wall).await? {
+            match self.lease(name).await? {
                 Leased::Mine => {
+                    // The last holder may have published since the read above.
+                    match self.published(name, role).await {
+                        Ok(Some(credentials)) if Self::fresh(&credentials, wall) => {
+                            self.release(name).await;
+                            return Ok(credentials);
+                        }
+                        Ok(_) => {}
+                        Err(err) => {
+                            self.release(name).await;
+                            return Err(err);
+                        }
+                    }
                     tracing::info!(role = name, holder = %self.config.holder, "refreshing the role for the fleet");
-                    let credentials = self.inner.fetch(name, role, wall).await?;
+                    let (fetched, held) = self.fetch_holding(name, role, wall).await;
+                    let credentials = match fetched {
+                        Ok(credentials) => credentials,
+                        Err(err) => {
+                            self.release(name).await;
+                            return Err(err);
+                        }
+                    };
+                    if !held {
+                        // Another node refreshes now: serve these here, publish nothing.
+                        return Ok(credentials);
+                    }
                     let sealed = self.seal(name, role, &credentials)?;
                     let put = Put {
                         key: records::fleet_credentials(name),
@@ -234,7 +263,9 @@ impl FleetFetch {
                         value: sealed,
                         expect: Expect::Any,
                     };
-                    self.store.commit(vec![Op::Put(put)]).await.map_err(unavailable)?;
+                    let committed = self.store.commit(vec![Op::Put(put)]).await.map_err(unavailable);
+                    self.release(name).await;
+                    committed?;
                     return Ok(credentials);
                 }
                 Leased::Theirs if started.elapsed() >= patience => {
@@ -267,6 +298,53 @@ impl Fetch for FleetFetch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A source whose fetch loses the refresher lease to another node before it answers (as
+    /// when a holder's renewals stop reaching the store past the TTL), counting its calls.
+    #[derive(Debug)]
+    struct LosesTheLease {
+        store: Arc<dyn Store>,
+        holder: String,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Fetch for LosesTheLease {
+        fn fetch<'a>(&'a self, name: &'a str, _role: &'a Role, _now: u64) -> imds_creds::Fetching<'a> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let key = records::refresher(name);
+                self.store.release(&key, &self.holder).await.unwrap();
+                let taken = self.store.acquire(&key, "hv-b", Duration::from_secs(60)).await.unwrap();
+                assert_eq!(taken, Acquired::Held);
+                Ok(Credentials {
+                    access_key_id: "ASIALOST".into(),
+                    secret_access_key: Secret::new("lost-secret"),
+                    session_token: None,
+                    expiration: Some(2_000_000_000),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresher_that_lost_its_lease_serves_what_it_fetched_but_publishes_nothing() {
+        let store: Arc<dyn Store> = Arc::new(imds_store::memory::MemoryStore::new());
+        let inner = Arc::new(LosesTheLease {
+            store: Arc::clone(&store),
+            holder: "hv-a".into(),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let config = Config { key: FleetKey([7; 32]), holder: "hv-a".into(), lease_ttl: Duration::from_secs(15) };
+        let fleet = FleetFetch::new(Arc::clone(&inner) as Arc<dyn Fetch>, Arc::clone(&store), config);
+        let role: Role = serde_json::from_str(r#"{"source": {"type": "process", "command": ["/bin/true"]}}"#).unwrap();
+        let served = fleet.fetch("app", &role, 1_900_000_000).await.unwrap();
+        assert_eq!(served.access_key_id, "ASIALOST");
+        assert_eq!(inner.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(store.get(&records::fleet_credentials("app")).await.unwrap().is_none(), "published without the lease");
+        // The lease stays with the node that took it.
+        let lease = store.acquire(&records::refresher("app"), "hv-a", Duration::from_secs(15)).await.unwrap();
+        assert_eq!(lease, Acquired::HeldBy("hv-b".into()));
+    }
 
     #[test]
     fn sealed_credentials_open_only_with_the_key_and_the_same_role() {

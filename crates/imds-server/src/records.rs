@@ -30,7 +30,8 @@ pub const SECRETS: &str = "secrets";
 /// The store collection of fleet-refreshed role credentials, sealed with the deployment key,
 /// keyed by role name (read by each node's refresh, not held in the view).
 pub const FLEET_CREDENTIALS: &str = "fleet-credentials";
-/// The store collection of refresher leases, keyed by role name.
+/// The namespace of the refresher leases ([`imds_store::Store::acquire`], not records), keyed by
+/// role name.
 pub const REFRESHERS: &str = "refreshers";
 /// The record of [`SECRETS`] holding the identity signing keys.
 pub const SIGNING_KEYS: &str = "signing-keys";
@@ -85,7 +86,7 @@ pub fn fleet_credentials(name: &str) -> Key {
     Key::new(FLEET_CREDENTIALS, name)
 }
 
-/// The key of role `name`'s refresher lease.
+/// The key of role `name`'s refresher lease (a store lease, not a record).
 pub fn refresher(name: &str) -> Key {
     Key::new(REFRESHERS, name)
 }

@@ -634,6 +634,19 @@ impl imds_store::Store for MoveBeforeEventWrite {
     async fn revision(&self) -> Result<imds_store::Revision, imds_store::StoreError> {
         self.inner.revision().await
     }
+
+    async fn acquire(
+        &self,
+        key: &imds_store::Key,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<imds_store::Acquired, imds_store::StoreError> {
+        self.inner.acquire(key, holder, ttl).await
+    }
+
+    async fn release(&self, key: &imds_store::Key, holder: &str) -> Result<(), imds_store::StoreError> {
+        self.inner.release(key, holder).await
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -263,6 +263,19 @@ impl imds_store::Store for RacedStore {
     async fn revision(&self) -> Result<Revision, imds_store::StoreError> {
         self.inner.revision().await
     }
+
+    async fn acquire(
+        &self,
+        key: &imds_store::Key,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<imds_store::Acquired, imds_store::StoreError> {
+        self.inner.acquire(key, holder, ttl).await
+    }
+
+    async fn release(&self, key: &imds_store::Key, holder: &str) -> Result<(), imds_store::StoreError> {
+        self.inner.release(key, holder).await
+    }
 }
 
 #[tokio::test]

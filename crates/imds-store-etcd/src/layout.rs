@@ -8,7 +8,11 @@
 //!                                     shared collections every node)
 //! P/index/<collection>/<id>        -> {"node", "claims", "write"}  (admin look-ups and listing)
 //! P/claim/<claim>                  -> "<collection>/<id>" of the holder
+//! P/lease/<collection>/<id>         -> the holder's name, attached to its etcd lease
 //! ```
+//!
+//! Lease keys are no records: no snapshot reads them and the feeds drop them (scope "all"
+//! watches the whole prefix but keeps only record keys).
 //!
 //! A record key's value is one JSON header line `{"claims":[…]}`, a newline, then the record's
 //! bytes unchanged. Every write puts the record key and its index key in one transaction, so
@@ -78,6 +82,11 @@ impl Layout {
     /// The key of a claim.
     pub(crate) fn claim(&self, claim: &str) -> String {
         format!("{}/claim/{claim}", self.prefix)
+    }
+
+    /// The key of a lease.
+    pub(crate) fn lease(&self, key: &Key) -> String {
+        format!("{}/lease/{}/{}", self.prefix, key.collection, key.id)
     }
 
     /// The prefixes a snapshot of `scope` reads.
@@ -196,6 +205,8 @@ mod tests {
         assert_eq!(layout.parse_record(shared.as_bytes()), Some((key.clone(), None)));
         assert_eq!(layout.parse_record(layout.index(&key).as_bytes()), None);
         assert_eq!(layout.parse_record(layout.claim("ipv4/10.0.0.1").as_bytes()), None);
+        assert_eq!(layout.lease(&Key::new("refreshers", "app")), "/imds/v1/lease/refreshers/app");
+        assert_eq!(layout.parse_record(layout.lease(&Key::new("refreshers", "app")).as_bytes()), None);
         assert_eq!(layout.parse_record(b"/other/node/a/b/c"), None);
     }
 

@@ -17,18 +17,20 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions, Txn, TxnOp,
-    TxnOpResponse, TxnResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue, PutOptions, TlsOptions,
+    Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
-use imds_store::{Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
+use imds_store::{Acquired, Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
 
 mod feed;
 mod layout;
@@ -172,6 +174,8 @@ pub struct EtcdStore {
     client: Client,
     layout: Layout,
     options: EtcdOptions,
+    /// The leases this store value holds: per lease key, the holder and its etcd lease id.
+    leases: Arc<Mutex<HashMap<String, (String, i64)>>>,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -266,7 +270,7 @@ impl EtcdStore {
         let client = Client::connect(&options.endpoints, Some(connect))
             .await
             .map_err(|err| etcd_error(&format!("connecting to {:?}", options.endpoints), err))?;
-        Ok(Self { client, layout: Layout::new(&options.prefix), options })
+        Ok(Self { client, layout: Layout::new(&options.prefix), options, leases: Arc::default() })
     }
 
     /// The options the store was opened with.
@@ -580,6 +584,58 @@ impl EtcdStore {
         }
     }
 
+    /// The etcd lease this store value holds `lease_key` with for `holder`, if any.
+    fn held(&self, lease_key: &str, holder: &str) -> Option<i64> {
+        let leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.get(lease_key).filter(|(current, _)| current == holder).map(|(_, id)| *id)
+    }
+
+    fn forget(&self, lease_key: &str, id: i64) {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if leases.get(lease_key).is_some_and(|(_, current)| *current == id) {
+            leases.remove(lease_key);
+        }
+    }
+
+    /// Renews etcd lease `id` once and checks that `lease_key` is still attached to it: whether
+    /// the lease is still held.
+    async fn renew(&self, lease_key: &str, id: i64) -> Result<bool, StoreError> {
+        // The client reads the first keep-alive answer itself: an expired lease is an error.
+        let renewed = self
+            .retry("renewing a lease", |mut client| async move {
+                match client.lease_keep_alive(id).await {
+                    Ok(_) => Ok(true),
+                    Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
+                    Err(err) => Err(err),
+                }
+            })
+            .await?;
+        if !renewed {
+            return Ok(false);
+        }
+        let mut response = self
+            .retry("reading a lease", |mut client| {
+                let key = lease_key.to_owned();
+                async move { client.get(key, None).await }
+            })
+            .await?;
+        Ok(response.take_kvs().first().is_some_and(|kv| kv.lease() == id))
+    }
+
+    /// Revokes etcd lease `id` (deleting the key attached to it), at most once per call timeout.
+    async fn revoke(&self, id: i64) -> Result<(), StoreError> {
+        match tokio::time::timeout(self.options.call_timeout, self.client.clone().lease_revoke(id)).await {
+            Ok(Ok(_)) => Ok(()),
+            // Already expired: nothing is attached to it any more.
+            Ok(Err(err)) if err.to_string().contains("lease not found") => Ok(()),
+            Ok(Err(err)) => Err(etcd_error("revoking a lease", err)),
+            Err(_) => Err(StoreError::unavailable(format!(
+                "etcd: revoking a lease: no answer within {:?}",
+                self.options.call_timeout
+            ))),
+        }
+    }
+
     /// The oldest revision a feed may resume after, once etcd said `after` is compacted: a
     /// watch from revision 1 is cancelled naming the compaction revision.
     async fn compaction_point(&self, after: Revision) -> Revision {
@@ -747,6 +803,74 @@ impl Store for EtcdStore {
             Ok(_) | Err(StoreError::Compacted { .. }) => Ok(()),
             Err(err) => Err(err),
         }
+    }
+
+    async fn acquire(&self, key: &Key, holder: &str, ttl: Duration) -> Result<Acquired, StoreError> {
+        layout::check_segment("collection", &key.collection)?;
+        layout::check_segment("id", &key.id)?;
+        let lease_key = self.layout.lease(key);
+        if let Some(id) = self.held(&lease_key, holder) {
+            if self.renew(&lease_key, id).await? {
+                return Ok(Acquired::Held);
+            }
+            // Expired (or revoked) in etcd: this holder learns it lost the lease.
+            self.forget(&lease_key, id);
+        }
+        // etcd counts whole seconds and rounds a TTL below its minimum up to it.
+        let seconds = i64::try_from(ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)).unwrap_or(i64::MAX).max(1);
+        for _ in 0..MAX_RACES {
+            // A held lease costs one read: a new etcd lease (a raft write) only when it looks free.
+            let mut found = self
+                .retry("reading a lease", |mut client| {
+                    let key = lease_key.clone();
+                    async move { client.get(key, None).await }
+                })
+                .await?;
+            if let Some(kv) = found.take_kvs().into_iter().next() {
+                return Ok(Acquired::HeldBy(String::from_utf8_lossy(kv.value()).into_owned()));
+            }
+            let granted = self
+                .retry("granting a lease", |mut client| async move { client.lease_grant(seconds, None).await })
+                .await?
+                .id();
+            let take = TxnOp::put(lease_key.clone(), holder, Some(PutOptions::new().with_lease(granted)));
+            let txn = Txn::new()
+                .when(vec![Compare::create_revision(lease_key.clone(), CompareOp::Equal, 0)])
+                .and_then(vec![take])
+                .or_else(vec![TxnOp::get(lease_key.clone(), None)]);
+            let response = match self.txn_once(txn).await {
+                Ok(response) => response,
+                Err(err) => {
+                    // Maybe taken, maybe not: revoking the new lease leaves it not taken.
+                    let _ = self.revoke(granted).await;
+                    return Err(err);
+                }
+            };
+            if response.succeeded() {
+                let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+                leases.insert(lease_key, (holder.to_owned(), granted));
+                return Ok(Acquired::Held);
+            }
+            // Held by someone: the granted lease is not needed (it would lapse by itself).
+            let _ = self.revoke(granted).await;
+            let current = response.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                _ => None,
+            });
+            if let Some(current) = current {
+                return Ok(Acquired::HeldBy(current));
+            }
+            // It lapsed between the compare and the read: try again.
+        }
+        Err(StoreError::unavailable(format!("etcd: lease {key} kept changing hands")))
+    }
+
+    async fn release(&self, key: &Key, holder: &str) -> Result<(), StoreError> {
+        let lease_key = self.layout.lease(key);
+        let Some(id) = self.held(&lease_key, holder) else { return Ok(()) };
+        self.revoke(id).await?;
+        self.forget(&lease_key, id);
+        Ok(())
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {

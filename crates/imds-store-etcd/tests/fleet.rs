@@ -1,6 +1,7 @@
 //! Fleet-wide refresh on a real etcd: three real servers, each on its own node, share one
 //! deployment key; a `process` role is fetched once for the fleet and served by every node; a
-//! dead refresher's lease lapses and another node takes over.
+//! refresher that dies while refreshing holds an etcd lease, which etcd expires, and another
+//! node takes over.
 
 #![allow(clippy::unwrap_used)]
 
@@ -84,17 +85,21 @@ impl Node {
 
 /// A credential process that counts its runs in `counter` and prints keys named by the count,
 /// expiring 16 min 10 s from now (so they are fresh for only 10 s: past then, a refresh asks for
-/// new ones, while they still have more than five minutes left to serve).
+/// new ones, while they still have more than five minutes left to serve). While a file `hang`
+/// exists next to it, its second run hangs (a refresher that dies mid-refresh).
 fn script(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let counter = dir.join("runs");
     let script = dir.join("creds.sh");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho run >> {c}\nn=$(wc -l < {c})\nexp=$(date -u -d '+970 seconds' +%Y-%m-%dT%H:%M:%SZ)\n\
+            "#!/bin/sh\necho run >> {c}\nn=$(wc -l < {c})\n\
+             if [ \"$n\" -eq 2 ] && [ -e {h} ]; then sleep 30; exit 1; fi\n\
+             exp=$(date -u -d '+970 seconds' +%Y-%m-%dT%H:%M:%SZ)\n\
              printf '{{\"Version\": 1, \"AccessKeyId\": \"ASIAFLEET%04d\", \"SecretAccessKey\": \"fleet-secret-%d\", \
              \"SessionToken\": \"fleet-token-%d\", \"Expiration\": \"%s\"}}' $n $n $n $exp\n",
-            c = counter.display()
+            c = counter.display(),
+            h = dir.join("hang").display()
         ),
     )
     .unwrap();
@@ -103,6 +108,14 @@ fn script(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
 
 fn runs(counter: &Path) -> usize {
     std::fs::read_to_string(counter).map(|text| text.lines().count()).unwrap_or(0)
+}
+
+/// The refresher lease's key in etcd, as an operator reads it (`etcdctl get`): its value (the
+/// holder) and its etcd lease id, or `None` when no node holds it.
+async fn lease_in_etcd(cluster: &EtcdCluster) -> Option<(String, i64)> {
+    let mut client = etcd_client::Client::connect(&cluster.options().endpoints, None).await.unwrap();
+    let response = client.get("/imds/v1/lease/refreshers/app", None).await.unwrap();
+    response.kvs().first().map(|kv| (String::from_utf8_lossy(kv.value()).into_owned(), kv.lease()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,25 +156,35 @@ async fn one_node_refreshes_each_role_for_the_fleet_and_a_dead_refresher_is_repl
     let shown = nodes[1].admin().get("/v1/roles/app").await.unwrap().text();
     assert!(!shown.contains("fleet-secret") && !shown.contains("fleet-token"), "{shown}");
 
-    // The refresher dies; once its lease lapsed, a refresh elsewhere takes over: one new fetch,
-    // which the third node then serves without fetching.
-    let lease = store.get(&Key::new("refreshers", "app")).await.unwrap().expect("a refresher lease");
-    let holder: serde_json::Value = serde_json::from_slice(&lease.value).unwrap();
-    let dead: usize = holder["holder"].as_str().unwrap().strip_prefix("hv-").unwrap().parse().unwrap();
-    let dead_node = nodes.remove(dead);
-    dead_node.running.stop().await;
-    tokio::time::sleep(Duration::from_secs(11)).await; // past freshness (10 s) and the lease (3 s)
+    // The refresher dies mid-refresh, holding an etcd lease; etcd expires it and a refresh
+    // elsewhere takes over: one new fetch, which the third node then serves without fetching.
+    assert_eq!(lease_in_etcd(&cluster).await, None, "the refresher kept its lease after publishing");
+    tokio::time::sleep(Duration::from_secs(11)).await; // past freshness (10 s)
+    std::fs::write(dir.path().join("hang"), b"").unwrap();
     let (status, text) = nodes[0].send(Method::POST, "/v1/roles/app/refresh", serde_json::json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{text}");
-    let json = nodes[0].credentials(|json| json["AccessKeyId"] == "ASIAFLEET0002").await;
-    assert_eq!(json["SecretAccessKey"], "fleet-secret-2");
-    let lease = store.get(&Key::new("refreshers", "app")).await.unwrap().unwrap();
-    let holder: serde_json::Value = serde_json::from_slice(&lease.value).unwrap();
-    assert_ne!(holder["holder"], format!("hv-{dead}"), "the dead refresher still holds the lease");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (holder, lease) = loop {
+        if let Some(held) = lease_in_etcd(&cluster).await {
+            break held;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no node took the refresher lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(holder, "hv-0", "the refresh was asked of hv-0");
+    assert_ne!(lease, 0, "the lease key is not bound to an etcd lease");
+    let dead_node = nodes.remove(0);
+    dead_node.running.stop().await;
+    let (status, text) = nodes[0].send(Method::POST, "/v1/roles/app/refresh", serde_json::json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    let json = nodes[0].credentials(|json| json["AccessKeyId"] == "ASIAFLEET0003").await;
+    assert_eq!(json["SecretAccessKey"], "fleet-secret-3");
+    assert_eq!(runs(&counter), 3, "one hung run, one takeover");
+    assert_eq!(lease_in_etcd(&cluster).await, None, "the new refresher kept its lease after publishing");
     let (status, text) = nodes[1].send(Method::POST, "/v1/roles/app/refresh", serde_json::json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{text}");
-    nodes[1].credentials(|json| json["AccessKeyId"] == "ASIAFLEET0002").await;
-    assert_eq!(runs(&counter), 2, "the takeover fetched more than once");
+    nodes[1].credentials(|json| json["AccessKeyId"] == "ASIAFLEET0003").await;
+    assert_eq!(runs(&counter), 3, "the takeover fetched more than once");
     // Served credentials keep more than five minutes (these have about 16).
     let expiration = imds_model::time::parse_rfc3339(json["Expiration"].as_str().unwrap()).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

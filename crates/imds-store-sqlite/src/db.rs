@@ -9,7 +9,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use imds_store::{Change, Committed, FeedEvent, Key, Op, Page, Put, Record, Revision, Scope, Snapshot, StoreError};
+use imds_store::{
+    Acquired, Change, Committed, FeedEvent, Key, Op, Page, Put, Record, Revision, Scope, Snapshot, StoreError,
+};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior};
 
@@ -212,6 +214,48 @@ impl Db {
         Ok(Committed { rev, before })
     }
 
+    /// Takes or renews the lease `key` for `holder` until `ttl` from now by the host's clock, or
+    /// names its live holder; one `BEGIN IMMEDIATE` transaction, so two processes never both
+    /// take it.
+    pub(crate) fn acquire(&self, key: &Key, holder: &str, ttl: std::time::Duration) -> Result<Acquired, StoreError> {
+        let now = unix_ms();
+        let mut conn = self.writer();
+        let tx = begin_write(&mut conn)?;
+        let current: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT holder, expires_ms FROM leases WHERE collection = ?1 AND id = ?2",
+                params![key.collection, key.id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql_error(format_args!("reading lease {key}")))?;
+        if let Some((current, expires)) = current {
+            if current != holder && expires > now {
+                return Ok(Acquired::HeldBy(current));
+            }
+        }
+        let expires = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        tx.execute(
+            "INSERT OR REPLACE INTO leases (collection, id, holder, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![key.collection, key.id, holder, expires],
+        )
+        .map_err(sql_error(format_args!("taking lease {key}")))?;
+        tx.commit().map_err(sql_error(format_args!("committing lease {key}")))?;
+        Ok(Acquired::Held)
+    }
+
+    /// Drops `holder`'s lease `key`, if it holds it.
+    pub(crate) fn release(&self, key: &Key, holder: &str) -> Result<(), StoreError> {
+        let mut conn = self.writer();
+        let tx = begin_write(&mut conn)?;
+        tx.execute(
+            "DELETE FROM leases WHERE collection = ?1 AND id = ?2 AND holder = ?3",
+            params![key.collection, key.id, holder],
+        )
+        .map_err(sql_error(format_args!("releasing lease {key}")))?;
+        tx.commit().map_err(sql_error(format_args!("committing the release of lease {key}")))
+    }
+
     /// Moves the head to `rev`, trims the change log when it has grown past its retention by
     /// a tenth (so trimming is occasional, not per write), and commits.
     fn finish_write(&self, tx: Transaction<'_>, rev: Revision) -> Result<(), StoreError> {
@@ -391,6 +435,12 @@ impl ChangeRow {
         }
         (old_node.is_some() && scope.holds(&key, old_node.as_deref())).then_some(Change::Delete { key, node: old_node })
     }
+}
+
+/// The host's clock in Unix milliseconds.
+fn unix_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Begins a write transaction, taking the database's write lock at once.

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use imds_store::{Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
+use imds_store::{Acquired, Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
 use tokio::sync::watch;
 
 mod db;
@@ -191,5 +191,15 @@ impl Store for SqliteStore {
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.call(Db::head).await
+    }
+
+    async fn acquire(&self, key: &Key, holder: &str, ttl: std::time::Duration) -> Result<Acquired, StoreError> {
+        let (key, holder) = (key.clone(), holder.to_owned());
+        self.call(move |db| db.acquire(&key, &holder, ttl)).await
+    }
+
+    async fn release(&self, key: &Key, holder: &str) -> Result<(), StoreError> {
+        let (key, holder) = (key.clone(), holder.to_owned());
+        self.call(move |db| db.release(&key, &holder)).await
     }
 }

@@ -13,7 +13,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::sql_error;
 
 /// The schema version this build creates and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a connection waits for another writer (e.g. a second process) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +80,19 @@ ALTER TABLE changes_v2 RENAME TO changes;
 CREATE INDEX changes_by_rev ON changes (rev);
 ";
 
+/// Version 3: leases, apart from the records (they take no revision and no feed shows them).
+/// `expires_ms` is Unix milliseconds by the host's clock: the processes sharing a file share
+/// one host, so one clock.
+const SCHEMA_V3: &str = "
+CREATE TABLE leases (
+    collection TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    holder     TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (collection, id)
+);
+";
+
 /// Opens one connection to `path` (creating the file) with the store's settings.
 pub(crate) fn connect(path: &Path) -> Result<Connection, StoreError> {
     let context = |what: &str| format!("opening {}: {what}", path.display());
@@ -105,11 +118,14 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     let version: i64 =
         tx.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(sql_error(&context("user_version")))?;
     match version {
-        0 | 1 => {
+        0..=2 => {
             if version == 0 {
                 tx.execute_batch(SCHEMA_V1).map_err(sql_error(&context("create tables")))?;
             }
-            tx.execute_batch(SCHEMA_V2).map_err(sql_error(&context("migrate to version 2")))?;
+            if version <= 1 {
+                tx.execute_batch(SCHEMA_V2).map_err(sql_error(&context("migrate to version 2")))?;
+            }
+            tx.execute_batch(SCHEMA_V3).map_err(sql_error(&context("migrate to version 3")))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error(&context("set user_version")))?;
         }
         SCHEMA_VERSION => {}

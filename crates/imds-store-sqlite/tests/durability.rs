@@ -255,4 +255,14 @@ async fn a_version_1_file_is_migrated_keeping_records_and_log() {
     assert_eq!((rev, changes.len()), (Revision(2), 2));
     let err = store.put(put("c", None, &["ip/1"], b"c")).await.unwrap_err();
     assert_eq!(err, StoreError::ClaimConflict { claim: "ip/1".into(), holder: Key::new("instances", "old") });
+    // Leases came with version 3.
+    let lease = Key::new("refreshers", "app");
+    let ttl = std::time::Duration::from_secs(60);
+    assert_eq!(store.acquire(&lease, "hv-a", ttl).await.unwrap(), imds_store::Acquired::Held);
+    assert_eq!(store.acquire(&lease, "hv-b", ttl).await.unwrap(), imds_store::Acquired::HeldBy("hv-a".into()));
+    // A second opener of the file (another process, say) sees the same lease.
+    let other = open(&path);
+    assert_eq!(other.acquire(&lease, "hv-b", ttl).await.unwrap(), imds_store::Acquired::HeldBy("hv-a".into()));
+    store.release(&lease, "hv-a").await.unwrap();
+    assert_eq!(other.acquire(&lease, "hv-b", ttl).await.unwrap(), imds_store::Acquired::Held);
 }

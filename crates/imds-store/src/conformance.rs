@@ -28,7 +28,8 @@ use futures::StreamExt;
 
 use crate::unreliable::Unreliable;
 use crate::{
-    Change, Committed, Expect, Feed, FeedEvent, Key, Op, Put, Record, Revision, Scope, Store, StoreError, Written,
+    Acquired, Change, Committed, Expect, Feed, FeedEvent, Key, Op, Put, Record, Revision, Scope, Store, StoreError,
+    Written,
 };
 
 /// How long a case waits for any single store call or feed item before failing.
@@ -118,6 +119,10 @@ macro_rules! conformance_tests {
             commit_refuses_repeated_keys,
             commit_moves_and_deletes_across_nodes,
             node_follows_shared_collections,
+            lease_acquire_and_contention,
+            lease_renewal_keeps_it,
+            lease_expiry_hands_it_over,
+            lease_release_hands_it_over_at_once,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1356,4 +1361,85 @@ pub async fn node_follows_shared_collections(store: Arc<dyn Store>) {
             other => panic!("expected progress past out-of-scope writes to {head} from {seen}, got {other:?}"),
         }
     }
+}
+
+// ---- leases -----------------------------------------------------------------------------------
+
+/// The TTL of the lease cases: short, and no shorter than the test etcd's minimum (1 s).
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+async fn acquire(store: &dyn Store, key: &Key, holder: &str, ttl: Duration) -> Acquired {
+    ok("acquire", store.acquire(key, holder, ttl)).await
+}
+
+/// Polls `holder`'s acquire until it holds the lease, for at most `WAIT` plus the TTL.
+async fn acquire_eventually(store: &dyn Store, key: &Key, holder: &str) -> Acquired {
+    let deadline = tokio::time::Instant::now() + WAIT + LEASE_TTL;
+    loop {
+        let found = acquire(store, key, holder, LEASE_TTL).await;
+        if found == Acquired::Held || tokio::time::Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A free lease is taken; a second holder is refused and told who holds it; the holder renews
+/// it; a lease is no record (reads, listings and snapshots never show it).
+pub async fn lease_acquire_and_contention(store: Arc<dyn Store>) {
+    let lease = key("refreshers", "app");
+    let other = key("refreshers", "web");
+    let head = revision(&*store).await;
+    assert_eq!(acquire(&*store, &lease, "hv-a", Duration::from_secs(60)).await, Acquired::Held);
+    assert_eq!(acquire(&*store, &lease, "hv-b", Duration::from_secs(60)).await, Acquired::HeldBy("hv-a".into()));
+    assert_eq!(acquire(&*store, &lease, "hv-a", Duration::from_secs(60)).await, Acquired::Held, "renewal");
+    assert_eq!(acquire(&*store, &lease, "hv-b", Duration::from_secs(60)).await, Acquired::HeldBy("hv-a".into()));
+    // Leases are independent of each other.
+    assert_eq!(acquire(&*store, &other, "hv-b", Duration::from_secs(60)).await, Acquired::Held);
+    assert_eq!(acquire(&*store, &other, "hv-a", Duration::from_secs(60)).await, Acquired::HeldBy("hv-b".into()));
+    assert_eq!(get(&*store, &lease).await, None, "a lease is not a record");
+    let page = ok("list", store.list("refreshers", None, 10)).await;
+    assert!(page.records.is_empty(), "a listing shows a lease: {:?}", page.records);
+    let snapshot = ok("snapshot", store.snapshot(&Scope::All)).await;
+    assert!(snapshot.records.is_empty(), "a snapshot shows a lease: {:?}", snapshot.records);
+    assert!(snapshot.rev >= head);
+}
+
+/// A holder that keeps renewing keeps the lease past its TTL: another holder is refused all along.
+pub async fn lease_renewal_keeps_it(store: Arc<dyn Store>) {
+    let lease = key("refreshers", "app");
+    assert_eq!(acquire(&*store, &lease, "hv-a", LEASE_TTL).await, Acquired::Held);
+    let until = tokio::time::Instant::now() + 2 * LEASE_TTL;
+    for _ in 0..40 {
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
+        tokio::time::sleep(LEASE_TTL / 4).await;
+        assert_eq!(acquire(&*store, &lease, "hv-a", LEASE_TTL).await, Acquired::Held, "renewing");
+        assert_eq!(acquire(&*store, &lease, "hv-b", LEASE_TTL).await, Acquired::HeldBy("hv-a".into()));
+    }
+    assert!(tokio::time::Instant::now() >= until, "the renewals ended early");
+}
+
+/// A holder that stops renewing loses the lease after its TTL: another holder then takes it,
+/// and the old holder learns it lost it.
+pub async fn lease_expiry_hands_it_over(store: Arc<dyn Store>) {
+    let lease = key("refreshers", "app");
+    assert_eq!(acquire(&*store, &lease, "hv-a", LEASE_TTL).await, Acquired::Held);
+    assert_eq!(acquire(&*store, &lease, "hv-b", LEASE_TTL).await, Acquired::HeldBy("hv-a".into()));
+    assert_eq!(acquire_eventually(&*store, &lease, "hv-b").await, Acquired::Held, "the lease never lapsed");
+    assert_eq!(acquire(&*store, &lease, "hv-a", LEASE_TTL).await, Acquired::HeldBy("hv-b".into()));
+}
+
+/// A released lease is free at once (long before its TTL); only its holder releases it.
+pub async fn lease_release_hands_it_over_at_once(store: Arc<dyn Store>) {
+    let lease = key("refreshers", "app");
+    let long = Duration::from_secs(300);
+    assert_eq!(acquire(&*store, &lease, "hv-a", long).await, Acquired::Held);
+    ok("release by another holder", store.release(&lease, "hv-b")).await;
+    assert_eq!(acquire(&*store, &lease, "hv-b", long).await, Acquired::HeldBy("hv-a".into()), "not its to release");
+    ok("release", store.release(&lease, "hv-a")).await;
+    assert_eq!(acquire(&*store, &lease, "hv-b", long).await, Acquired::Held);
+    assert_eq!(acquire(&*store, &lease, "hv-a", long).await, Acquired::HeldBy("hv-b".into()));
+    ok("release of a lease not held", store.release(&key("refreshers", "none"), "hv-a")).await;
 }

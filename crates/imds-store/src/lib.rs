@@ -11,6 +11,10 @@
 //! [`StoreError::ClaimConflict`] and changes nothing. This is how "two instances never share
 //! an address" holds atomically on every backend (etcd: one `Txn` over claim keys).
 //!
+//! A store also keeps *leases* ([`Store::acquire`], [`Store::release`]): one holder at a time
+//! per key, lapsing by the store's own clock when the holder stops renewing (etcd: an etcd
+//! lease), so a fleet elects one node for a task without trusting the nodes' clocks.
+//!
 //! Backends: [`memory::MemoryStore`] here (tests, `--dev` without a data directory), SQLite in
 //! `imds-store-sqlite`, etcd in `imds-store-etcd`. Every backend passes the `conformance` suite (feature `test-util`).
 //!
@@ -20,6 +24,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 
@@ -302,6 +307,15 @@ pub fn normalize_ops(ops: Vec<Op>) -> Vec<Op> {
             other => other,
         })
         .collect()
+}
+
+/// What [`Store::acquire`] found of a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// The caller holds the lease now, for the TTL it asked for as the store measures time.
+    Held,
+    /// Another holder has it; its name.
+    HeldBy(String),
 }
 
 /// One page of a collection, in ascending id order.
@@ -599,4 +613,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The store's current revision (that of its latest commit).
     async fn revision(&self) -> Result<Revision, StoreError>;
+
+    /// Takes the lease `key` for `holder` for `ttl`, or renews it for another `ttl` when
+    /// `holder` already holds it through this store value; [`Acquired::HeldBy`] names the
+    /// holder when another one has it.
+    ///
+    /// At most one holder has a lease at a time. A holder that stops renewing loses it `ttl`
+    /// after its last successful call, as measured by the store (etcd: its lease TTL, which
+    /// etcd may round up to its minimum; memory: this process's monotonic clock; SQLite: the
+    /// host's clock), and learns so from its next call. A lease is not a record: reads,
+    /// snapshots and feeds never show it, whatever its collection.
+    async fn acquire(&self, key: &Key, holder: &str, ttl: Duration) -> Result<Acquired, StoreError>;
+
+    /// Gives up `holder`'s lease `key` at once, so the next caller takes it; nothing happens
+    /// when `holder` does not hold it.
+    async fn release(&self, key: &Key, holder: &str) -> Result<(), StoreError>;
 }

@@ -7,12 +7,15 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::log_feed::LogBatch;
 use crate::{
-    Change, Committed, Feed, FeedEvent, Key, Op, Page, Put, Record, Revision, Scope, Snapshot, Store, StoreError,
+    Acquired, Change, Committed, Feed, FeedEvent, Key, Op, Page, Put, Record, Revision, Scope, Snapshot, Store,
+    StoreError,
 };
 
 /// How many change-log entries a feed takes from the log per lock.
@@ -39,6 +42,9 @@ struct State {
     head: Revision,
     /// Log entries up to and including this revision are forgotten.
     compacted_through: Revision,
+    /// Leases: their holder and when they lapse, by this process's monotonic clock (tokio's, so
+    /// a test that pauses time pauses leases too).
+    leases: HashMap<Key, (String, Instant)>,
 }
 
 /// One change-log entry: every change committed at one revision (one per write, many for a
@@ -231,6 +237,26 @@ impl Store for MemoryStore {
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         Ok(self.lock().head)
+    }
+
+    async fn acquire(&self, key: &Key, holder: &str, ttl: Duration) -> Result<Acquired, StoreError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if let Some((current, until)) = state.leases.get(key) {
+            if current != holder && *until > now {
+                return Ok(Acquired::HeldBy(current.clone()));
+            }
+        }
+        state.leases.insert(key.clone(), (holder.to_owned(), now + ttl));
+        Ok(Acquired::Held)
+    }
+
+    async fn release(&self, key: &Key, holder: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.leases.get(key).is_some_and(|(current, _)| current == holder) {
+            state.leases.remove(key);
+        }
+        Ok(())
     }
 }
 

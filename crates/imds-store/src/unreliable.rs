@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures::{stream, StreamExt};
 
-use crate::{Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
+use crate::{Acquired, Committed, Feed, Key, Op, Page, Record, Revision, Scope, Snapshot, Store, StoreError};
 
 /// The error injected faults return.
 const INJECTED: &str = "injected fault";
@@ -144,5 +144,15 @@ impl<S: Store + ?Sized> Store for Unreliable<S> {
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.enter()?;
         self.inner.revision().await
+    }
+
+    async fn acquire(&self, key: &Key, holder: &str, ttl: std::time::Duration) -> Result<Acquired, StoreError> {
+        self.enter()?;
+        self.inner.acquire(key, holder, ttl).await
+    }
+
+    async fn release(&self, key: &Key, holder: &str) -> Result<(), StoreError> {
+        self.enter()?;
+        self.inner.release(key, holder).await
     }
 }

@@ -81,4 +81,17 @@ impl Store for Timed {
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.inner.revision().await
     }
+
+    async fn acquire(
+        &self,
+        key: &imds_store::Key,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<imds_store::Acquired, imds_store::StoreError> {
+        self.inner.acquire(key, holder, ttl).await
+    }
+
+    async fn release(&self, key: &imds_store::Key, holder: &str) -> Result<(), imds_store::StoreError> {
+        self.inner.release(key, holder).await
+    }
 }
