@@ -8,13 +8,16 @@
 //! signatures or a session token are computed for every request.
 //!
 //! Every cache of a process draws on one [`Budget`] of bytes: a rendering that would exceed it is
-//! served but not kept. The holder frees room by [`Cache::clear`]ing caches whose guests have
-//! gone quiet ([`Cache::idle_secs`], on the requests' clock, [`Context::now`](crate::Context::now)), so that memory stays bounded however many instances are
-//! registered and the instances asking now are the ones whose renderings are kept.
+//! served but not kept. The holder frees room by clearing caches whose guests have gone quiet
+//! ([`Held::idle_secs`], on the requests' clock, [`Context::now`](crate::Context::now)), so that
+//! memory stays bounded however many instances are registered and the instances asking now are
+//! the ones whose renderings are kept. The budget lists the caches that hold bytes
+//! ([`Budget::held`]), so making room walks those, not every registered instance; a cache that
+//! holds nothing is two words.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, Weak};
 
 use crate::{ec2, GuestResponse};
 
@@ -26,17 +29,19 @@ const MAX_ANSWERS: usize = 64;
 /// map slot.
 const ANSWER_OVERHEAD: usize = 320;
 
-/// The bytes every [`Cache`] of a process may keep together.
+/// The bytes every [`Cache`] of a process may keep together, and the caches that keep some.
 #[derive(Debug)]
 pub struct Budget {
     limit: usize,
     used: AtomicUsize,
+    /// Caches that were charged since they were last found empty (a cache is listed once).
+    listed: Mutex<Vec<Weak<Kept>>>,
 }
 
 impl Budget {
     /// A budget of `limit` bytes.
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Self { limit, used: AtomicUsize::new(0) })
+        Arc::new(Self { limit, used: AtomicUsize::new(0), listed: Mutex::new(Vec::new()) })
     }
 
     /// A budget nothing exhausts (tests, tools).
@@ -54,6 +59,28 @@ impl Budget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// The caches that hold bytes now. Caches found empty or dropped leave the list; the lock
+    /// is held only to take the list and to put the survivors back, never while walking it.
+    pub fn held(&self) -> Vec<Held> {
+        let listed = std::mem::take(&mut *self.listed.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut held = Vec::with_capacity(listed.len());
+        for weak in listed {
+            let Some(kept) = weak.upgrade() else { continue };
+            if kept.bytes.load(Ordering::Relaxed) == 0 {
+                kept.listed.store(false, Ordering::Relaxed);
+                // A charge between the two reads saw the cache still listed and did not list
+                // it again: keep it, unless that charge has listed it itself meanwhile.
+                if kept.bytes.load(Ordering::Relaxed) == 0 || kept.listed.swap(true, Ordering::Relaxed) {
+                    continue;
+                }
+            }
+            held.push(Held(kept));
+        }
+        let mut listed = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+        listed.extend(held.iter().map(|held| Arc::downgrade(&held.0)));
+        held
+    }
+
     /// Takes `bytes` if they fit.
     fn take(&self, bytes: usize) -> bool {
         self.used
@@ -69,8 +96,16 @@ impl Budget {
 }
 
 /// Renderings of one version of an instance record, filled by the requests that need them.
+/// Until something is kept it holds only its budget.
 #[derive(Debug)]
 pub struct Cache {
+    budget: Arc<Budget>,
+    kept: OnceLock<Arc<Kept>>,
+}
+
+/// What a [`Cache`] keeps, made on its first rendering.
+#[derive(Debug)]
+struct Kept {
     budget: Arc<Budget>,
     ec2: RwLock<Option<Arc<ec2::Tree>>>,
     answers: RwLock<HashMap<String, GuestResponse>>,
@@ -78,42 +113,37 @@ pub struct Cache {
     bytes: AtomicUsize,
     /// When a request last used this cache ([`Context::now`](crate::Context::now), Unix seconds).
     used_at: AtomicU64,
+    /// Whether the budget lists it.
+    listed: AtomicBool,
 }
 
-impl Cache {
-    /// An empty cache drawing on `budget`.
-    pub fn new(budget: Arc<Budget>) -> Self {
-        Self {
-            budget,
-            ec2: RwLock::new(None),
-            answers: RwLock::new(HashMap::new()),
-            bytes: AtomicUsize::new(0),
-            used_at: AtomicU64::new(0),
-        }
-    }
+/// A cache that holds bytes, as [`Budget::held`] lists it.
+#[derive(Debug)]
+pub struct Held(Arc<Kept>);
 
-    /// The bytes this cache keeps.
+impl Held {
+    /// The bytes it keeps.
     pub fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Relaxed)
+        self.0.bytes.load(Ordering::Relaxed)
     }
 
-    /// How many answers are kept.
-    pub fn answers(&self) -> usize {
-        self.answers.read().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether the EC2 tree is kept.
-    pub fn has_ec2_tree(&self) -> bool {
-        self.ec2.read().unwrap_or_else(PoisonError::into_inner).is_some()
-    }
-
-    /// Seconds from the last request that used this cache to `now` (Unix seconds).
+    /// Seconds from the last request that used it to `now` (Unix seconds).
     pub fn idle_secs(&self, now: u64) -> u64 {
+        self.0.idle_secs(now)
+    }
+
+    /// Drops everything it keeps and gives the bytes back; its requests render again.
+    pub fn clear(&self) {
+        self.0.clear();
+    }
+}
+
+impl Kept {
+    fn idle_secs(&self, now: u64) -> u64 {
         now.saturating_sub(self.used_at.load(Ordering::Relaxed))
     }
 
-    /// Drops everything kept and gives its bytes back to the budget; requests render again.
-    pub fn clear(&self) {
+    fn clear(&self) {
         let tree = self.ec2.write().unwrap_or_else(PoisonError::into_inner).take();
         let answers = std::mem::take(&mut *self.answers.write().unwrap_or_else(PoisonError::into_inner));
         drop((tree, answers));
@@ -127,29 +157,99 @@ impl Cache {
             self.used_at.store(now, Ordering::Relaxed);
         }
     }
+}
 
-    /// Charges `bytes` to this cache if the budget has room.
-    fn charge(&self, bytes: usize) -> bool {
+impl Drop for Kept {
+    fn drop(&mut self) {
+        self.budget.give_back(*self.bytes.get_mut());
+    }
+}
+
+impl Cache {
+    /// An empty cache drawing on `budget`.
+    pub fn new(budget: Arc<Budget>) -> Self {
+        Self { budget, kept: OnceLock::new() }
+    }
+
+    /// The bytes this cache keeps.
+    pub fn bytes(&self) -> usize {
+        self.kept.get().map_or(0, |kept| kept.bytes.load(Ordering::Relaxed))
+    }
+
+    /// How many answers are kept.
+    pub fn answers(&self) -> usize {
+        self.kept.get().map_or(0, |kept| kept.answers.read().unwrap_or_else(PoisonError::into_inner).len())
+    }
+
+    /// Whether the EC2 tree is kept.
+    pub fn has_ec2_tree(&self) -> bool {
+        self.kept.get().is_some_and(|kept| kept.ec2.read().unwrap_or_else(PoisonError::into_inner).is_some())
+    }
+
+    /// Seconds from the last request that used this cache to `now` (Unix seconds).
+    pub fn idle_secs(&self, now: u64) -> u64 {
+        self.kept.get().map_or(now, |kept| kept.idle_secs(now))
+    }
+
+    /// Drops everything kept and gives its bytes back to the budget; requests render again.
+    pub fn clear(&self) {
+        if let Some(kept) = self.kept.get() {
+            kept.clear();
+        }
+    }
+
+    /// What this cache keeps, noting a request at `now`; made (empty) when there is none yet and
+    /// the budget has room for `cost` more bytes, so a cache that never keeps anything stays small.
+    fn kept_for(&self, now: u64, cost: usize) -> Option<&Arc<Kept>> {
+        if let Some(kept) = self.kept.get() {
+            kept.touch(now);
+            return Some(kept);
+        }
+        if self.budget.used().saturating_add(cost) > self.budget.limit() {
+            return None;
+        }
+        Some(self.kept.get_or_init(|| {
+            Arc::new(Kept {
+                budget: Arc::clone(&self.budget),
+                ec2: RwLock::new(None),
+                answers: RwLock::new(HashMap::new()),
+                bytes: AtomicUsize::new(0),
+                used_at: AtomicU64::new(now),
+                listed: AtomicBool::new(false),
+            })
+        }))
+    }
+
+    /// Charges `bytes` to `kept` if the budget has room, listing it with the budget if it was not.
+    fn charge(&self, kept: &Arc<Kept>, bytes: usize) -> bool {
         let fits = self.budget.take(bytes);
         if fits {
-            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            kept.bytes.fetch_add(bytes, Ordering::Relaxed);
+            if !kept.listed.swap(true, Ordering::Relaxed) {
+                self.budget.listed.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::downgrade(kept));
+            }
         }
         fits
     }
 
     /// The instance's EC2 tree: the kept one, or `build`'s (kept when the budget has room).
     pub(crate) fn ec2_tree(&self, now: u64, build: impl FnOnce() -> ec2::Tree) -> Arc<ec2::Tree> {
-        self.touch(now);
-        if let Some(tree) = &*self.ec2.read().unwrap_or_else(PoisonError::into_inner) {
-            return Arc::clone(tree);
+        if let Some(kept) = self.kept.get() {
+            kept.touch(now);
+            if let Some(tree) = &*kept.ec2.read().unwrap_or_else(PoisonError::into_inner) {
+                return Arc::clone(tree);
+            }
         }
         let tree = Arc::new(build());
-        let mut slot = self.ec2.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(kept) = self.kept_for(now, tree.heap_size()) else {
+            return tree;
+        };
+        let mut slot = kept.ec2.write().unwrap_or_else(PoisonError::into_inner);
         match &*slot {
             // Another request built it meanwhile.
             Some(kept) => Arc::clone(kept),
             None => {
-                if self.charge(tree.heap_size()) {
+                if self.charge(kept, tree.heap_size()) {
                     *slot = Some(Arc::clone(&tree));
                 }
                 tree
@@ -159,31 +259,29 @@ impl Cache {
 
     /// The kept answer for `key`, if any.
     fn answer(&self, now: u64, key: &str) -> Option<GuestResponse> {
-        self.touch(now);
-        self.answers.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+        let kept = self.kept.get()?;
+        kept.touch(now);
+        kept.answers.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
     }
 
     /// Keeps `response` as the answer for `key` when the budget has room.
-    fn keep(&self, key: String, response: &GuestResponse) {
+    fn keep(&self, now: u64, key: String, response: &GuestResponse) {
         let cost = |key: &str, response: &GuestResponse| key.len() + response.body.len() + ANSWER_OVERHEAD;
-        let mut answers = self.answers.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(kept) = self.kept_for(now, cost(&key, response)) else {
+            return;
+        };
+        let mut answers = kept.answers.write().unwrap_or_else(PoisonError::into_inner);
         if answers.contains_key(&key) {
             return;
         }
         if answers.len() >= MAX_ANSWERS {
             let freed: usize = answers.drain().map(|(key, response)| cost(&key, &response)).sum();
-            self.bytes.fetch_sub(freed, Ordering::Relaxed);
+            kept.bytes.fetch_sub(freed, Ordering::Relaxed);
             self.budget.give_back(freed);
         }
-        if self.charge(cost(&key, response)) {
+        if self.charge(kept, cost(&key, response)) {
             answers.insert(key, response.clone());
         }
-    }
-}
-
-impl Drop for Cache {
-    fn drop(&mut self) {
-        self.budget.give_back(*self.bytes.get_mut());
     }
 }
 
@@ -209,7 +307,7 @@ pub(crate) fn answer_with(
         && response.write.is_none()
         && response.start_events.is_empty()
     {
-        cache.keep(key, &response);
+        cache.keep(now, key, &response);
     }
     response
 }

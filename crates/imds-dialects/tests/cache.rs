@@ -173,3 +173,39 @@ fn caches_keep_within_their_budget_and_give_it_back() {
     drop(caches);
     assert_eq!(budget.used(), 0, "dropped caches give their bytes back");
 }
+
+#[test]
+fn the_budget_lists_only_the_caches_that_hold_bytes() {
+    let instance = instance();
+    let state = GuestState::default();
+    let budget = Budget::new(48 << 10);
+    let caches: Vec<Cache> = (0..200).map(|_| Cache::new(std::sync::Arc::clone(&budget))).collect();
+    assert!(budget.held().is_empty(), "nothing asked, nothing held");
+    let request = request(Method::GET, "/latest/meta-data/instance-id");
+    for cache in &caches {
+        send(&instance, &state, Some(cache), &request);
+    }
+    // The budget has room for a few trees; every cache was asked, but only those keeping one are listed.
+    let keeping = caches.iter().filter(|cache| cache.bytes() > 0).count();
+    assert!((1..20).contains(&keeping), "{keeping} caches keep a tree");
+    let held = budget.held();
+    assert_eq!(held.len(), keeping);
+    assert_eq!(held.iter().map(|held| held.bytes()).sum::<usize>(), budget.used());
+    // Asked again, a listed cache is not listed twice.
+    for cache in &caches {
+        send(&instance, &state, Some(cache), &request);
+    }
+    assert_eq!(budget.held().len(), keeping);
+    // Cleared caches leave the list, and one charged again after its clear comes back once.
+    held[0].clear();
+    drop(held);
+    assert_eq!(budget.held().len(), keeping - 1);
+    let refilled = caches.iter().position(|cache| cache.bytes() == 0).unwrap();
+    send(&instance, &state, Some(&caches[refilled]), &request);
+    assert!(caches[refilled].bytes() > 0, "the freed room is used");
+    assert_eq!(budget.held().len(), keeping);
+    // Dropped caches leave the list and give their bytes back.
+    drop(caches);
+    assert!(budget.held().is_empty());
+    assert_eq!(budget.used(), 0);
+}

@@ -48,6 +48,9 @@ pub async fn run(store: Arc<dyn Store>, scope: Scope, view: View, backoff: Backo
         };
         let mut last = snapshot.rev;
         view.swap(Snapshot::from_records(snapshot.rev, &snapshot.records, Arc::clone(view.load().budget())));
+        // The view holds what it needs; the store's records (every instance's bytes) go now,
+        // not when this loop next takes a snapshot.
+        drop(snapshot);
         view.health().connected();
         view.health().heard();
         // Anything may have changed: every long-polling guest renders again.

@@ -67,10 +67,10 @@ async fn a_small_budget_bounds_what_is_kept_and_every_guest_still_gets_its_own_a
     assert!((1..INSTANCES as usize).contains(&keeping), "{keeping} instances keep renderings");
 
     // Under pressure, tending drops renderings until the budget is at most 70% used.
-    renderings::sweep(&snapshot, now(), renderings::IDLE.as_secs());
+    renderings::sweep(&budget(), now(), renderings::IDLE.as_secs());
     assert!(budget().used() <= BUDGET / 10 * 7, "{} bytes kept after tending", budget().used());
     // Idle renderings all go; the answers are the same afterwards.
-    renderings::sweep(&snapshot, now(), 0);
+    renderings::sweep(&budget(), now(), 0);
     assert_eq!(budget().used(), 0);
     assert!(snapshot.entries().all(|entry| entry.cache.bytes() == 0));
     for n in 0..INSTANCES {

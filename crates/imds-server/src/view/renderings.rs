@@ -5,7 +5,8 @@
 //! and a rendering that does not fit is served without being kept. [`tend`] makes room: it drops
 //! the renderings of instances whose guests have been quiet for [`IDLE`], and when the budget runs
 //! high, those of the least recently asked instances first. A million registered instances thus
-//! cost their records plus at most the budget, and the instances asking now stay fast.
+//! cost their records plus at most the budget, and the instances asking now stay fast. A pass
+//! walks the caches that hold bytes ([`Budget::held`]), however many instances are registered.
 
 use std::cmp::Reverse;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use tokio::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Snapshot, View};
+use imds_dialects::Budget;
+
+use super::View;
 
 /// Renderings nobody asked for in this long are dropped.
 pub const IDLE: Duration = Duration::from_secs(600);
@@ -37,48 +40,42 @@ pub async fn tend(view: View, clock: imds_creds::Clock, shutdown: CancellationTo
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(PERIOD) => {}
         }
-        let snapshot = view.load();
-        let budget = snapshot.budget();
+        let budget = Arc::clone(view.load().budget());
         let high = budget.used() > budget.limit() / 10 * HIGH_TENTHS;
         if !high && idle_checked.elapsed() < IDLE / 10 {
             continue;
         }
         idle_checked = Instant::now();
-        // A pass reads every instance of the snapshot: off the request threads.
-        let freed =
-            tokio::task::spawn_blocking(move || sweep(&snapshot, clock.now(), IDLE.as_secs())).await.unwrap_or(0);
+        // A pass may clear many caches: off the request threads.
+        let freed = tokio::task::spawn_blocking(move || sweep(&budget, clock.now(), IDLE.as_secs())).await.unwrap_or(0);
         if freed > 0 {
             tracing::debug!(freed, used = view.load().budget().used(), "dropped kept renderings");
         }
     }
 }
 
-/// One pass over `snapshot` at `now` (Unix seconds, the clock requests use): drops the
-/// renderings of instances idle for `idle_secs` or more,
+/// One pass over the caches holding bytes of `budget` at `now` (Unix seconds, the clock
+/// requests use): drops the renderings of instances idle for `idle_secs` or more,
 /// then, while the budget is above its high mark, those of the least recently asked instances
 /// until it is under its low mark. Returns the bytes given back.
-pub fn sweep(snapshot: &Snapshot, now: u64, idle_secs: u64) -> usize {
-    let budget = Arc::clone(snapshot.budget());
+pub fn sweep(budget: &Budget, now: u64, idle_secs: u64) -> usize {
     let before = budget.used();
     let mut kept = Vec::new();
-    for entry in snapshot.entries() {
-        if entry.cache.bytes() == 0 {
-            continue;
-        }
-        let idle = entry.cache.idle_secs(now);
+    for held in budget.held() {
+        let idle = held.idle_secs(now);
         if idle >= idle_secs {
-            entry.cache.clear();
+            held.clear();
         } else {
-            kept.push((idle, entry));
+            kept.push((idle, held));
         }
     }
     if budget.used() > budget.limit() / 10 * HIGH_TENTHS {
         kept.sort_unstable_by_key(|(idle, _)| Reverse(*idle));
-        for (_, entry) in kept {
+        for (_, held) in kept {
             if budget.used() <= budget.limit() / 10 * LOW_TENTHS {
                 break;
             }
-            entry.cache.clear();
+            held.clear();
         }
     }
     before.saturating_sub(budget.used())
