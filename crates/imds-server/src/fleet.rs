@@ -11,6 +11,9 @@
 //! it): the holder calls the real source and commits the sealed result, and the others wait for
 //! it, serving what they had (at least five minutes left) meanwhile. A holder that dies stops
 //! renewing; its lease lapses after [`Config::lease_ttl`] and the next node to look takes over.
+//! Only refresher-eligible nodes ([`Config::refresher`]) take leases and call sources (their
+//! inner fetch reads an `sts` role's base credentials from the store at fetch time); the others
+//! never do, never read base credentials, and serve what the refreshers publish.
 //! Static roles need no refresh and are read from their record as before.
 //!
 //! The lease is a store record, so it works on every backend (wall clocks of the nodes are
@@ -78,6 +81,9 @@ pub struct Config {
     /// How long a refresher's lease lasts without renewal; a dead refresher is replaced after
     /// at most this long. Default 15 s.
     pub lease_ttl: Duration,
+    /// Whether this node may refresh roles for the fleet: take refresher leases, read base
+    /// credentials and call the sources. A node that may not only serves what is published.
+    pub refresher: bool,
 }
 
 /// The credentials as sealed in the store.
@@ -222,7 +228,8 @@ impl FleetFetch {
             if let Some(credentials) = published.as_ref().filter(|c| Self::fresh(c, wall)) {
                 return Ok(credentials.clone());
             }
-            match self.lease(name, wall).await? {
+            let leased = if self.config.refresher { self.lease(name, wall).await? } else { Leased::Theirs };
+            match leased {
                 Leased::Mine => {
                     tracing::info!(role = name, holder = %self.config.holder, "refreshing the role for the fleet");
                     let credentials = self.inner.fetch(name, role, wall).await?;
@@ -271,7 +278,12 @@ mod tests {
     #[test]
     fn sealed_credentials_open_only_with_the_key_and_the_same_role() {
         let store: Arc<dyn Store> = Arc::new(imds_store::memory::MemoryStore::new());
-        let config = Config { key: FleetKey([7; 32]), holder: "hv-a".into(), lease_ttl: Duration::from_secs(15) };
+        let config = Config {
+            key: FleetKey([7; 32]),
+            holder: "hv-a".into(),
+            lease_ttl: Duration::from_secs(15),
+            refresher: true,
+        };
         let fleet = FleetFetch::new(Arc::new(imds_creds::Sources::default()), Arc::clone(&store), config.clone());
         let role: Role = serde_json::from_str(r#"{"source": {"type": "process", "command": ["/bin/true"]}}"#).unwrap();
         let credentials = Credentials {

@@ -56,6 +56,7 @@ fn role() -> Role {
             expiration: None,
         },
         base_credentials: None,
+        base_credentials_stored: None,
     }
 }
 
@@ -224,6 +225,7 @@ fn secrets_stay_out_of_debug_output() {
             secret_access_key: Secret::new("base-secret"),
             session_token: None,
         }),
+        base_credentials_stored: None,
     };
     let shown = role.public_view().to_string();
     assert!(!shown.contains("base-secret") && shown.contains("AKIABASE"), "{shown}");
