@@ -42,6 +42,13 @@ pub struct BaseRef {
 impl Role {
     /// Parses and validates a role body (`{"source": {...}, "base_credentials": {...}}`).
     pub fn parse(value: &Value) -> Result<Self, SourceInvalid> {
+        // serde's message for a mistyped field does not name it: name this one here.
+        if value["source"].get("session_per_instance").is_some_and(|flag| !flag.is_boolean()) {
+            return Err(SourceInvalid {
+                field: "source.session_per_instance".into(),
+                message: "must be true or false".into(),
+            });
+        }
         let role: Role = serde_json::from_value(value.clone()).map_err(|e| {
             // serde names the unknown or missing field in its message; it never echoes values
             // of string fields it accepted.
@@ -176,6 +183,24 @@ mod tests {
         let role = Role::from_bytes(&old).unwrap();
         assert!(role.has_base() && role.base_credentials_stored.is_none());
         assert_eq!(role.base_credentials.as_ref().unwrap().access_key_id, "AKIABASE");
+    }
+
+    #[test]
+    fn a_session_per_instance_is_a_boolean_without_a_session_name() {
+        let with = |extra: Value| {
+            let mut body = json!({"source": {"type": "sts", "role_arn": "arn:aws:iam::123456789012:role/app"}});
+            body["source"].as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            Role::parse(&body)
+        };
+        let role = with(json!({"session_per_instance": true})).unwrap();
+        assert!(role.source.session_per_instance());
+        let Source::Sts { session_name, .. } = role.source.for_instance("i-0abc") else { panic!() };
+        assert_eq!(session_name.as_deref(), Some("i-0abc"));
+        assert!(!with(json!({"session_per_instance": false})).unwrap().source.session_per_instance());
+        for bad in [json!({"session_per_instance": "yes"}), json!({"session_per_instance": true, "session_name": "x1"})]
+        {
+            assert_eq!(with(bad).unwrap_err().field, "source.session_per_instance");
+        }
     }
 
     #[test]

@@ -23,6 +23,50 @@ impl RoleCredentials for Credentials {
         let state = self.0.state(role)?;
         Some(issue(&state, now))
     }
+
+    fn credentials_for(&self, role: &str, instance: &str, now: u64) -> Option<CredentialState> {
+        match self.0.state(&instance_key(role, instance)) {
+            Some(state) => Some(issue(&state, now)),
+            None => self.credentials(role, now),
+        }
+    }
+}
+
+/// The manager's name for instance `instance`'s own session of role `role` (a role with
+/// `session_per_instance`): `<role>#<instance>` (`#` is in no role name).
+pub fn instance_key(role: &str, instance: &str) -> String {
+    format!("{role}#{instance}")
+}
+
+/// The role a manager name belongs to: `role` itself, or the role of an [`instance_key`].
+pub fn role_of(name: &str) -> &str {
+    name.split_once('#').map_or(name, |(role, _)| role)
+}
+
+/// The roles the manager refreshes for `snapshot`: every role by its name, except that a role
+/// with a session per instance is refreshed once per instance of the view that names it in
+/// `iam_role` ([`instance_key`]), each with `RoleSessionName` = the instance id.
+pub fn managed(snapshot: &crate::view::Snapshot) -> HashMap<String, (imds_creds::Role, u64)> {
+    let mut roles = HashMap::new();
+    let mut per_instance = HashMap::new();
+    for (name, (role, rev)) in snapshot.roles() {
+        if role.source.session_per_instance() {
+            per_instance.insert(name.as_str(), (role, rev.0));
+        } else {
+            roles.insert(name.clone(), ((**role).clone(), rev.0));
+        }
+    }
+    if !per_instance.is_empty() {
+        for entry in snapshot.entries() {
+            let Some(name) = entry.instance.iam_role.as_ref() else { continue };
+            if let Some((role, rev)) = per_instance.get(name.as_str()) {
+                let id = entry.instance.id.as_str();
+                let role = imds_creds::Role { source: role.source.for_instance(id), ..imds_creds::Role::clone(role) };
+                roles.insert(instance_key(name.as_str(), id), (role, *rev));
+            }
+        }
+    }
+    roles
 }
 
 /// What a role's state lets a guest have at `now`.
@@ -63,11 +107,9 @@ pub async fn follow(view: View, manager: Arc<Manager>, shutdown: CancellationTok
     let mut applied: Option<HashMap<String, u64>> = None;
     loop {
         let snapshot = view.load();
-        let versions: HashMap<String, u64> =
-            snapshot.roles().iter().map(|(name, (_, rev))| (name.clone(), rev.0)).collect();
+        let roles = managed(&snapshot);
+        let versions: HashMap<String, u64> = roles.iter().map(|(name, (_, rev))| (name.clone(), *rev)).collect();
         if applied.as_ref() != Some(&versions) {
-            let roles =
-                snapshot.roles().iter().map(|(name, (role, rev))| (name.clone(), ((**role).clone(), rev.0))).collect();
             manager.apply(&roles);
             applied = Some(versions);
         }
@@ -168,7 +210,7 @@ impl WithStoredBase {
     ) -> Result<imds_creds::Credentials, FetchError> {
         let record = self
             .store
-            .get(&crate::records::role_secrets(name))
+            .get(&crate::records::role_secrets(role_of(name)))
             .await
             .map_err(|err| FetchError::Unreachable(format!("store: {err}")))?;
         let role = match record {

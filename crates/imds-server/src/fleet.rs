@@ -266,6 +266,15 @@ impl Fetch for FleetFetch {
         match role.source {
             // Nothing to refresh: the record holds them.
             Source::Static { .. } => self.inner.fetch(name, role, now),
+            // One instance's own session: only its node serves it, so its node assumes it
+            // (once per fleet already), if it may read base credentials.
+            _ if role.source.session_per_instance() && self.config.refresher => self.inner.fetch(name, role, now),
+            _ if role.source.session_per_instance() => Box::pin(async move {
+                Err(FetchError::Unreachable(format!(
+                    "role {}: sessions per instance are assumed by the instance's node, which is no refresher",
+                    crate::creds::role_of(name)
+                )))
+            }),
             _ => Box::pin(self.fetch_fleet(name, role, now)),
         }
     }

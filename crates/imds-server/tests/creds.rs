@@ -337,3 +337,36 @@ async fn base_credentials_survive_a_restart_and_a_put_without_them() {
     assert_eq!(shown["base_credentials"], json!({"set": true, "access_key_id": "AKIARESTART"}));
     role_error(&server, "app", "cannot reach STS").await;
 }
+
+/// A node that starts with a role assumed once per instance waits for each instance's first
+/// fetch, not for a role-wide one that never comes, and shows each instance's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_with_a_session_per_instance_is_fetched_per_instance_and_readiness_follows() {
+    use imds_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> std::sync::Arc<dyn Store> {
+        std::sync::Arc::new(
+            imds_store_sqlite::SqliteStore::open(&dir.path().join("imds.db"), Default::default()).unwrap(),
+        )
+    };
+    let server = TestServer::with_store(open(), None).await;
+    let body = json!({"source": {"type": "sts", "role_arn": "arn:aws:iam::123456789012:role/app",
+                                 "endpoint": "http://127.0.0.1:9/", "session_per_instance": true}});
+    assert_eq!(put_role(&server, "app", body).await.status, StatusCode::CREATED);
+    server.create(json!({"id": "i-sess1", "ipv4": ["127.0.40.11"], "iam_role": "app"})).await;
+    server.create(json!({"id": "i-sess2", "ipv4": ["127.0.40.12"], "iam_role": "app"})).await;
+    server.running.stop().await;
+
+    let server = TestServer::with_store(open(), None).await;
+    let ready = server.node_ready().await;
+    for id in ["i-sess1", "i-sess2"] {
+        let reason = ready["roles_without_credentials"][format!("app#{id}")].as_str().unwrap_or_default();
+        assert!(reason.contains("no base credentials"), "{ready}");
+    }
+    let shown = get(&server.admin(), "/v1/roles/app").await.json();
+    assert_eq!(shown["status"], json!({"valid": false, "session_per_instance": true, "instances": 2}), "{shown}");
+    // Guests get EC2's error form, as for any role without credentials.
+    let guest = server.guest_from("127.0.40.11");
+    let answer = get(&guest, "/latest/meta-data/iam/security-credentials/app").await.json();
+    assert_eq!(answer["Code"], "AssumeRoleUnauthorizedAccess", "{answer}");
+}

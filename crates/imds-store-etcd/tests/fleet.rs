@@ -364,3 +364,47 @@ async fn base_credentials_reach_only_refreshers_and_a_role_delete_removes_them_i
     refresher.running.stop().await;
     server.running.stop().await;
 }
+
+/// A role with a session per instance: the instance's own node assumes it, named after the
+/// instance, when that node is a refresher; a node that is no refresher (holding no base
+/// credentials) says why it has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_per_instance_are_assumed_by_each_instance_s_refresher_node() {
+    let cluster = EtcdCluster::single().await;
+    let sts = FakeSts::start().await;
+    let key = [0x6c; 32];
+    let refresher = start_as(&cluster, 0, key, true).await;
+    let server = start_as(&cluster, 1, key, false).await;
+    let role = serde_json::json!({
+        "source": {"type": "sts", "role_arn": "arn:aws:iam::123456789012:role/app", "endpoint": sts.url,
+                   "session_per_instance": true},
+        "base_credentials": {"access_key_id": "AKIASESSIONBASE", "secret_access_key": "session-base-secret"}});
+    let (status, text) = server.send(Method::PUT, "/v1/roles/app", role).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    for (n, node) in [&refresher, &server].into_iter().enumerate() {
+        let doc = serde_json::json!({"id": format!("i-sess-{n}"), "ipv4": [node.ip], "node": format!("hv-{n}"), "iam_role": "app"});
+        let (status, text) = node.send(Method::PUT, &format!("/v1/instances/i-sess-{n}"), doc).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+    }
+
+    let served = refresher.credentials(|_| true).await;
+    assert_eq!(served["AccessKeyId"], "ASIASTS0001", "{served}");
+    let requests = sts.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].1.contains("RoleSessionName=i-sess-0&"), "{requests:?}");
+    assert!(requests[0].0.contains("Credential=AKIASESSIONBASE/"), "{requests:?}");
+
+    let mut last = serde_json::Value::Null;
+    for _ in 0..200 {
+        last = server.admin().get("/readyz").await.unwrap().json();
+        if last["roles_without_credentials"]["app#i-sess-1"].as_str().is_some_and(|e| e.contains("no refresher")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let error = last["roles_without_credentials"]["app#i-sess-1"].as_str().unwrap_or_default();
+    assert!(error.contains("no refresher"), "{last}");
+    assert_eq!(sts.requests().len(), 1, "the node that is no refresher called STS");
+    refresher.running.stop().await;
+    server.running.stop().await;
+}

@@ -219,6 +219,7 @@ fn secrets_stay_out_of_debug_output() {
             region: None,
             duration_seconds: None,
             external_id: None,
+            session_per_instance: None,
         },
         base_credentials: Some(crate::BaseCredentials {
             access_key_id: "AKIABASE".into(),

@@ -41,7 +41,9 @@ pub struct RoleView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub base_credentials: Option<Value>,
-    /// The cache: `valid`, `access_key_id`, `expiration`, `last_updated`, `error`, `last_attempt`.
+    /// The cache: `valid`, `access_key_id`, `expiration`, `last_updated`, `error`, `last_attempt`;
+    /// for a role assumed per instance, `valid` (every instance's), `session_per_instance`,
+    /// `instances`.
     #[schema(value_type = Object)]
     pub status: Value,
 }
@@ -70,6 +72,13 @@ fn view(state: &AdminState, name: &str, role: &Role) -> RoleView {
     let now = state.credentials.clock().now();
     let status = match state.credentials.state(name) {
         Some(role_state) => crate::creds::status(&role_state, now),
+        None if role.source.session_per_instance() => {
+            let prefix = crate::creds::instance_key(name, "");
+            let states: Vec<_> =
+                state.credentials.states().into_iter().filter(|(key, _)| key.starts_with(&prefix)).collect();
+            let valid = !states.is_empty() && states.iter().all(|(_, role_state)| role_state.usable(now).is_some());
+            json!({"valid": valid, "session_per_instance": true, "instances": states.len()})
+        }
         None => json!({"valid": false, "error": "not started yet"}),
     };
     RoleView {
@@ -118,7 +127,7 @@ async fn update_role(
     request_body(content = super::openapi::RoleBody, content_type = "application/json", description =
         "`{\"source\": {\"type\": \"static\"|\"sts\"|\"process\", ...}, \"base_credentials\"?: {...}}`. \
          static: access_key_id, secret_access_key, session_token?, expiration? (RFC 3339). \
-         sts: role_arn, session_name?, endpoint?, region?, duration_seconds?, external_id?. \
+         sts: role_arn, session_name?, endpoint?, region?, duration_seconds?, external_id?, session_per_instance?. \
          process: command (array), timeout_seconds?. Base credentials already set are kept when the body has none."),
     responses(
         (status = 201, description = "Created", body = RoleView),
@@ -253,7 +262,11 @@ pub async fn put_base(State(state): State<AdminState>, Param(name): Param, body:
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
 pub async fn refresh(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
-    if state.credentials.refresh(name.as_str()) {
+    // A role assumed per instance: each instance's session.
+    let prefix = crate::creds::instance_key(name.as_str(), "");
+    let sessions = state.credentials.states().into_iter().filter(|(key, _)| key.starts_with(&prefix));
+    let per_instance = sessions.fold(false, |any, (key, _)| state.credentials.refresh(&key) || any);
+    if state.credentials.refresh(name.as_str()) || per_instance {
         Ok((StatusCode::ACCEPTED, Json(json!({"refreshing": name.as_str()}))).into_response())
     } else {
         Err(AdminError::RoleNotFound(name.to_string()))
