@@ -241,3 +241,38 @@ def test_the_sts_source_assumes_rotates_and_recovers_after_sts_was_down(tmp_path
     logs = (tmp_path / "imds.stderr").read_text()
     assert "credential refresh failed" in logs
     assert base_secret not in logs and second["SecretAccessKey"] not in logs
+
+
+def test_an_sts_role_with_a_session_per_instance_is_assumed_as_the_instance(tmp_path: Path, moto: Moto) -> None:
+    role_arn = "arn:aws:iam::123456789012:role/moto-role"
+    instance_id = "i-0b0703c0de0000003"
+    source = {"type": "sts", "role_arn": role_arn, "endpoint": moto.url, "duration_seconds": 3600}
+    with running_imds(tmp_path) as imds:
+        # Mistyped, or beside a fixed session name: refused, naming the field.
+        for wrong in ({"session_per_instance": "yes"}, {"session_per_instance": True, "session_name": "fixed"}):
+            status, body = call(f"{imds.admin_url}/v1/roles/moto", "PUT", {"source": {**source, **wrong}})
+            assert status == 400 and b"source.session_per_instance" in body, body
+        role = {
+            "source": {**source, "session_per_instance": True},
+            "base_credentials": {"access_key_id": "AKIAMOTOBASE00000002", "secret_access_key": "per-instance-base"},
+        }
+        status, body = call(f"{imds.admin_url}/v1/roles/moto", "PUT", role)
+        assert status == 201, body
+        put_instance(imds, instance_id, {"ipv4": ["127.0.0.1"], "iam_role": "moto"})
+        issued = wait_until("assumed credentials", lambda: (c := guest_credentials(imds, "moto"))["Code"] == "Success" and c)
+        # STS says whose session they are: the instance's (AssumeRole's RoleSessionName).
+        sts = boto3.client(
+            "sts",
+            endpoint_url=moto.url,
+            region_name="us-east-1",
+            aws_access_key_id=issued["AccessKeyId"],
+            aws_secret_access_key=issued["SecretAccessKey"],
+            aws_session_token=issued["Token"],
+        )
+        assert sts.get_caller_identity()["Arn"].endswith(f":assumed-role/moto-role/{instance_id}")
+        shown = role_status(imds, "moto")
+        assert shown == {"valid": True, "session_per_instance": True, "instances": 1}, shown
+        # A refresh on demand assumes each instance's session again.
+        status, body = call(f"{imds.admin_url}/v1/roles/moto/refresh", "POST")
+        assert status == 202, body
+        wait_until("a new session", lambda: guest_credentials(imds, "moto")["AccessKeyId"] != issued["AccessKeyId"])

@@ -23,7 +23,7 @@ pub mod sts;
 pub mod time;
 
 pub use refresh::{Fetch, Fetching, Manager, RoleState, Served, Sources, MIN_REMAINING, ROTATE_BEFORE};
-pub use role::Role;
+pub use role::{BaseRef, Role};
 pub use secret::Secret;
 pub use source::{BaseCredentials, Credentials, FetchError, Source, SourceInvalid};
 pub use time::Clock;

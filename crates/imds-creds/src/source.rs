@@ -77,6 +77,11 @@ pub enum Source {
         /// `ExternalId`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         external_id: Option<String>,
+        /// `true`: each instance with the role gets credentials of its own, assumed with
+        /// `RoleSessionName` = its instance id ([`crate::sts::instance_session_name`]), for
+        /// CloudTrail audit; not with `session_name`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_per_instance: Option<bool>,
     },
     /// An external command printing `credential_process` JSON on stdout.
     Process {
@@ -103,6 +108,21 @@ fn invalid(field: &str, message: impl Into<String>) -> SourceInvalid {
 }
 
 impl Source {
+    /// Whether each instance with the role gets a session of its own (`sts`
+    /// `session_per_instance`).
+    pub fn session_per_instance(&self) -> bool {
+        matches!(self, Source::Sts { session_per_instance: Some(true), .. })
+    }
+
+    /// This source for instance `id`'s own session: `RoleSessionName` = its instance id.
+    pub fn for_instance(&self, id: &str) -> Source {
+        let mut source = self.clone();
+        if let Source::Sts { session_name, .. } = &mut source {
+            *session_name = Some(crate::sts::instance_session_name(id));
+        }
+        source
+    }
+
     /// The source's type name (`static`, `sts`, `process`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -128,7 +148,13 @@ impl Source {
                     }
                 }
             }
-            Source::Sts { role_arn, endpoint, duration_seconds, session_name, .. } => {
+            Source::Sts { role_arn, endpoint, duration_seconds, session_name, session_per_instance, .. } => {
+                if *session_per_instance == Some(true) && session_name.is_some() {
+                    return Err(invalid(
+                        "source.session_per_instance",
+                        "names each session after its instance; leave out session_name",
+                    ));
+                }
                 if !role_arn.starts_with("arn:") || role_arn.split(':').count() < 6 {
                     return Err(invalid("source.role_arn", "not a role ARN (arn:aws:iam::<account>:role/<name>)"));
                 }

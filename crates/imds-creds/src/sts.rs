@@ -113,6 +113,18 @@ struct StsError {
     message: String,
 }
 
+/// The `RoleSessionName` of instance `id`'s own session: STS allows 2 to 64 of
+/// `[A-Za-z0-9_+=,.@-]`, so any other character becomes `-`, a longer id is cut at 64 and a
+/// one-character id gets a `-` appended.
+pub fn instance_session_name(id: &str) -> String {
+    let mut name: String =
+        id.chars().map(|c| if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) { c } else { '-' }).take(64).collect();
+    while name.len() < 2 {
+        name.push('-');
+    }
+    name
+}
+
 /// The body of an `AssumeRole` request.
 fn request_body(role_arn: &str, session: &str, duration_seconds: u32, external_id: Option<&str>) -> String {
     let mut form = form_urlencoded::Serializer::new(String::new());
@@ -135,7 +147,7 @@ pub async fn assume_role(
     base: &BaseCredentials,
     now: u64,
 ) -> Result<Credentials, FetchError> {
-    let Source::Sts { role_arn, session_name, endpoint, region, duration_seconds, external_id } = source else {
+    let Source::Sts { role_arn, session_name, endpoint, region, duration_seconds, external_id, .. } = source else {
         return Err(FetchError::BadAnswer("not an sts source".into()));
     };
     let region = region.as_deref().unwrap_or(DEFAULT_REGION);
@@ -247,6 +259,15 @@ mod tests {
     }
 
     #[test]
+    fn instance_session_names_fit_what_sts_accepts() {
+        assert_eq!(instance_session_name("i-0123456789abcdef0"), "i-0123456789abcdef0");
+        assert_eq!(instance_session_name("vm 7/ü"), "vm-7--");
+        assert_eq!(instance_session_name("a"), "a-");
+        assert_eq!(instance_session_name(&"x".repeat(80)).len(), 64);
+        assert_eq!(instance_session_name("u+s=e,r.n@m_e-"), "u+s=e,r.n@m_e-");
+    }
+
+    #[test]
     fn refusals_carry_sts_code_and_message() {
         let xml = "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>no</Message></Error><RequestId>r</RequestId></ErrorResponse>";
         let refusal = quick_xml::de::from_str::<ErrorResponse>(xml).unwrap().error;
@@ -261,6 +282,7 @@ mod tests {
             region: None,
             duration_seconds: None,
             external_id: None,
+            session_per_instance: None,
         }
     }
 

@@ -297,7 +297,7 @@ fn identity_document(meta_data: &Node<Computed>) -> String {
 /// `ram/security-credentials/<role>`.
 fn credentials(instance: &Instance, context: &Context<'_>) -> GuestResponse {
     let Some(role) = &instance.iam_role else { return not_found() };
-    let body = match context.credentials.credentials(role.as_str(), context.now) {
+    let body = match context.credentials.credentials_for(role.as_str(), instance.id.as_str(), context.now) {
         Some(CredentialState::Ready(issued)) => pretty(&[
             ("AccessKeyId", Value::from(issued.access_key_id)),
             ("AccessKeySecret", Value::from(issued.secret_access_key)),

@@ -51,7 +51,7 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
     let Some(role) = token.role.as_ref().or(subject.instance.iam_role.as_ref()) else {
         return error(StatusCode::NOT_FOUND, "NoRole", "no role is attached to this workload");
     };
-    match context.credentials.credentials(role.as_str(), context.now) {
+    match context.credentials.credentials_for(role.as_str(), subject.instance.id.as_str(), context.now) {
         Some(CredentialState::Ready(issued)) => {
             let body = json!({
                 "AccessKeyId": issued.access_key_id,

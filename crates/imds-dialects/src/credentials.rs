@@ -50,6 +50,13 @@ pub enum CredentialState {
 pub trait RoleCredentials: Send + Sync + fmt::Debug {
     /// Role `role`'s credentials at `now`; `None` when no such role is configured.
     fn credentials(&self, role: &str, now: u64) -> Option<CredentialState>;
+
+    /// Role `role`'s credentials for instance `instance` at `now`: its own set when the role
+    /// has a session per instance, else the role's ([`RoleCredentials::credentials`]).
+    fn credentials_for(&self, role: &str, instance: &str, now: u64) -> Option<CredentialState> {
+        let _ = instance;
+        self.credentials(role, now)
+    }
 }
 
 /// No roles at all (tests, and dialects that do not serve credentials).

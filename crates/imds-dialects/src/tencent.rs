@@ -190,7 +190,7 @@ fn netmask(prefix: u8) -> std::net::Ipv4Addr {
 /// `cam/security-credentials/<role>`.
 fn credentials(instance: &Instance, context: &Context<'_>) -> GuestResponse {
     let Some(role) = &instance.iam_role else { return not_found() };
-    let body = match context.credentials.credentials(role.as_str(), context.now) {
+    let body = match context.credentials.credentials_for(role.as_str(), instance.id.as_str(), context.now) {
         Some(CredentialState::Ready(issued)) => json!({
             "TmpSecretId": issued.access_key_id,
             "TmpSecretKey": issued.secret_access_key,

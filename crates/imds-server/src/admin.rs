@@ -257,7 +257,9 @@ pub async fn readyz(State(state): State<AdminState>) -> Response {
         waiting.push("the identity signing key".to_owned());
     }
     let (mut roles, mut missing) = (serde_json::Map::new(), serde_json::Map::new());
-    let mut names: Vec<&String> = snapshot.roles().keys().collect();
+    // What the credential manager refreshes: each role, or each instance's own session of it.
+    let managed = crate::creds::managed(&snapshot);
+    let mut names: Vec<&String> = managed.keys().collect();
     names.sort();
     for name in names {
         let (status, reason) = match state.credentials.state(name) {

@@ -13,6 +13,9 @@
 //! sealed result unless it lost the lease meanwhile, and releases it; the others wait for the
 //! publication, serving what they had (at least five minutes left) meanwhile. A holder that
 //! dies stops renewing; its lease lapses within the TTL and the next node to look takes over.
+//! Only refresher-eligible nodes ([`Config::refresher`]) take leases and call sources (their
+//! inner fetch reads an `sts` role's base credentials from the store at fetch time); the others
+//! never do, never read base credentials, and serve what the refreshers publish.
 //! Static roles need no refresh and are read from their record as before.
 //!
 //! Who holds a lease never depends on the nodes' clocks (only freshness, read from credentials'
@@ -80,6 +83,9 @@ pub struct Config {
     /// How long a refresher's lease lasts without renewal; a dead refresher is replaced after
     /// at most this long. Default 15 s.
     pub lease_ttl: Duration,
+    /// Whether this node may refresh roles for the fleet: take refresher leases, read base
+    /// credentials and call the sources. A node that may not only serves what is published.
+    pub refresher: bool,
 }
 
 /// The credentials as sealed in the store.
@@ -228,7 +234,8 @@ impl FleetFetch {
             if let Some(credentials) = published.as_ref().filter(|c| Self::fresh(c, wall)) {
                 return Ok(credentials.clone());
             }
-            match self.lease(name).await? {
+            let leased = if self.config.refresher { self.lease(name).await? } else { Leased::Theirs };
+            match leased {
                 Leased::Mine => {
                     // The last holder may have published since the read above.
                     match self.published(name, role).await {
@@ -290,6 +297,15 @@ impl Fetch for FleetFetch {
         match role.source {
             // Nothing to refresh: the record holds them.
             Source::Static { .. } => self.inner.fetch(name, role, now),
+            // One instance's own session: only its node serves it, so its node assumes it
+            // (once per fleet already), if it may read base credentials.
+            _ if role.source.session_per_instance() && self.config.refresher => self.inner.fetch(name, role, now),
+            _ if role.source.session_per_instance() => Box::pin(async move {
+                Err(FetchError::Unreachable(format!(
+                    "role {}: sessions per instance are assumed by the instance's node, which is no refresher",
+                    crate::creds::role_of(name)
+                )))
+            }),
             _ => Box::pin(self.fetch_fleet(name, role, now)),
         }
     }
@@ -334,7 +350,12 @@ mod tests {
             holder: "hv-a".into(),
             calls: std::sync::atomic::AtomicUsize::new(0),
         });
-        let config = Config { key: FleetKey([7; 32]), holder: "hv-a".into(), lease_ttl: Duration::from_secs(15) };
+        let config = Config {
+            key: FleetKey([7; 32]),
+            holder: "hv-a".into(),
+            lease_ttl: Duration::from_secs(15),
+            refresher: true,
+        };
         let fleet = FleetFetch::new(Arc::clone(&inner) as Arc<dyn Fetch>, Arc::clone(&store), config);
         let role: Role = serde_json::from_str(r#"{"source": {"type": "process", "command": ["/bin/true"]}}"#).unwrap();
         let served = fleet.fetch("app", &role, 1_900_000_000).await.unwrap();
@@ -349,7 +370,12 @@ mod tests {
     #[test]
     fn sealed_credentials_open_only_with_the_key_and_the_same_role() {
         let store: Arc<dyn Store> = Arc::new(imds_store::memory::MemoryStore::new());
-        let config = Config { key: FleetKey([7; 32]), holder: "hv-a".into(), lease_ttl: Duration::from_secs(15) };
+        let config = Config {
+            key: FleetKey([7; 32]),
+            holder: "hv-a".into(),
+            lease_ttl: Duration::from_secs(15),
+            refresher: true,
+        };
         let fleet = FleetFetch::new(Arc::new(imds_creds::Sources::default()), Arc::clone(&store), config.clone());
         let role: Role = serde_json::from_str(r#"{"source": {"type": "process", "command": ["/bin/true"]}}"#).unwrap();
         let credentials = Credentials {

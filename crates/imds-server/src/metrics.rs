@@ -396,6 +396,18 @@ fn load(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
 
+/// One role's credential figures at a scrape (over its per-instance sessions, if any).
+struct RoleFigures {
+    succeeded: u64,
+    failed: u64,
+    /// Seconds left of the soonest-expiring credentials held; `None` while some hold none.
+    expiry: Option<i64>,
+    /// Whether every session has credentials guests are served.
+    valid: bool,
+    /// Whether every session seen so far holds credentials.
+    expiring: bool,
+}
+
 impl Sources {
     fn by_dialect<'a>(
         counters: &'a [AtomicU64; DIALECTS],
@@ -578,8 +590,35 @@ impl Sources {
     }
 
     fn encode_credentials(&self, encoder: &mut DescriptorEncoder<'_>) -> Fmt {
-        let states = self.credentials.states();
         let now = self.credentials.clock().now();
+        // One series per role: the sessions of a role assumed per instance are summed (fetches)
+        // or taken at their worst (expiry, validity), so no series is per instance.
+        let mut by_role: std::collections::BTreeMap<&str, RoleFigures> = std::collections::BTreeMap::new();
+        let all = self.credentials.states();
+        for (name, state) in &all {
+            let figures = by_role.entry(crate::creds::role_of(name)).or_insert(RoleFigures {
+                succeeded: 0,
+                failed: 0,
+                expiry: None,
+                valid: true,
+                expiring: true,
+            });
+            figures.succeeded += state.succeeded;
+            figures.failed += state.failed;
+            figures.valid &= state.usable(now).is_some();
+            match (&state.served, figures.expiry) {
+                (Some(served), expiry) if figures.expiring => {
+                    let left = served.expiration as i64 - now as i64;
+                    figures.expiry = Some(expiry.map_or(left, |worst: i64| worst.min(left)));
+                }
+                (None, _) => {
+                    figures.expiring = false;
+                    figures.expiry = None;
+                }
+                _ => {}
+            }
+        }
+        let states: Vec<(&str, RoleFigures)> = by_role.into_iter().collect();
         let refreshes = states.iter().flat_map(|(name, state)| {
             [("success", state.succeeded), ("failure", state.failed)]
                 .map(|(outcome, value)| ([("role", escaped(name)), ("outcome", outcome.into())], value))
@@ -590,10 +629,7 @@ impl Sources {
             "Credential fetches of each role since it started, by outcome.",
             refreshes,
         )?;
-        let expiry = states.iter().filter_map(|(name, state)| {
-            let served = state.served.as_ref()?;
-            Some(([("role", escaped(name))], served.expiration as i64 - now as i64))
-        });
+        let expiry = states.iter().filter_map(|(name, state)| Some(([("role", escaped(name))], state.expiry?)));
         gauge(
             encoder,
             "imds_credential_expiry",
@@ -601,8 +637,7 @@ impl Sources {
             Some(&Unit::Seconds),
             expiry,
         )?;
-        let valid =
-            states.iter().map(|(name, state)| ([("role", escaped(name))], i64::from(state.usable(now).is_some())));
+        let valid = states.iter().map(|(name, state)| ([("role", escaped(name))], i64::from(state.valid)));
         gauge(
             encoder,
             "imds_credential_valid",

@@ -2,16 +2,16 @@
 //! type's codec, in one place.
 //!
 //! Every record the server writes or reads lives under a key built here ([`instance`],
-//! [`mmds`], [`state`], [`events`], [`container_tokens`], [`role`], [`signing_keys`],
-//! [`token_key`]); no other module spells a
+//! [`mmds`], [`state`], [`events`], [`container_tokens`], [`role`], [`role_secrets`],
+//! [`signing_keys`], [`token_key`]); no other module spells a
 //! collection name. [`decode`] turns any stored record into its typed [`Value`], which is how
 //! the view indexes a feed batch; [`noun`] names a key in an error message. The records an
 //! instance owns besides its own ([`attachments`]) are deleted and moved with it.
 
-use imds_creds::Role;
+use imds_creds::{BaseCredentials, Role};
 use imds_model::{ContainerTokens, GuestState, Instance, InstanceEvents, InstanceId, Mmds};
 use imds_sign::Keyring;
-use imds_store::{Key, Record};
+use imds_store::{Expect, Key, Op, Put, Record};
 
 /// The store collection that holds instance records, keyed by instance id.
 pub const INSTANCES: &str = "instances";
@@ -25,6 +25,10 @@ pub const EVENTS: &str = "events";
 pub const CONTAINER_TOKENS: &str = "container-tokens";
 /// The store collection that holds roles and their credential sources, keyed by role name.
 pub const ROLES: &str = "roles";
+/// The store collection of `sts` roles' base credentials, keyed by role name: placed on no
+/// node and not in [`SHARED`], so node-scoped servers never follow it; read with `get` at
+/// fetch time by the servers that call the sources (scope `all`, fleet refreshers).
+pub const ROLE_SECRETS: &str = "role-secrets";
 /// The store collection of deployment secrets (session-token key, signing keys).
 pub const SECRETS: &str = "secrets";
 /// The store collection of fleet-refreshed role credentials, sealed with the deployment key,
@@ -81,6 +85,46 @@ pub fn role(name: &str) -> Key {
     Key::new(ROLES, name)
 }
 
+/// The key of role `name`'s base credentials.
+pub fn role_secrets(name: &str) -> Key {
+    Key::new(ROLE_SECRETS, name)
+}
+
+/// The operations writing role `name` as `role`, guarded by `expect` on its record: the
+/// record without base credentials ([`Role::split`]) and, in the same commit, the base
+/// credentials in their own record when `role` holds them, or their removal when `role` has
+/// none left (another source, or none set). Base credentials stored apart before and still
+/// referred to by `role` are left as they are.
+pub fn put_role(name: &str, role: &Role, expect: Expect) -> Result<Vec<Op>, getrandom::Error> {
+    let mut version = [0u8; 8];
+    getrandom::fill(&mut version)?;
+    let version: String = version.iter().map(|b| format!("{b:02x}")).collect();
+    let (record, base) = role.split(&version);
+    let put =
+        |key: Key, value: Vec<u8>, expect: Expect| Op::Put(Put { key, node: None, claims: Vec::new(), value, expect });
+    let mut ops = vec![put(self::role(name), record.to_bytes(), expect)];
+    match base {
+        Some(base) => {
+            let value = serde_json::to_vec(&base).expect("base credentials serialize");
+            ops.push(put(role_secrets(name), value, Expect::Any));
+        }
+        None if record.base_credentials_stored.is_none() => {
+            ops.push(Op::Delete { key: role_secrets(name), expect: Expect::Any });
+        }
+        None => {}
+    }
+    Ok(ops)
+}
+
+/// The operations deleting role `name` (which must exist) and its base credentials, in one
+/// commit.
+pub fn delete_role(name: &str) -> Vec<Op> {
+    vec![
+        Op::Delete { key: role(name), expect: Expect::Present },
+        Op::Delete { key: role_secrets(name), expect: Expect::Any },
+    ]
+}
+
 /// The key of role `name`'s sealed fleet-refreshed credentials.
 pub fn fleet_credentials(name: &str) -> Key {
     Key::new(FLEET_CREDENTIALS, name)
@@ -106,6 +150,7 @@ pub fn noun(key: &Key) -> String {
     match key.collection.as_str() {
         INSTANCES => format!("instance {}", key.id),
         ROLES => format!("role {}", key.id),
+        ROLE_SECRETS => format!("the base credentials of role {}", key.id),
         MMDS => format!("the MMDS document of instance {}", key.id),
         STATE => format!("the guest state of instance {}", key.id),
         EVENTS => format!("the events of instance {}", key.id),
@@ -191,6 +236,11 @@ pub fn decode_role(record: &Record) -> Result<Role, Unreadable> {
     Role::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
 }
 
+/// Decodes a base-credentials record.
+pub fn decode_base(record: &Record) -> Result<BaseCredentials, Unreadable> {
+    serde_json::from_slice(&record.value).map_err(|e| Unreadable::of(record, e))
+}
+
 /// Decodes a guest-state record.
 pub fn decode_state(record: &Record) -> Result<GuestState, Unreadable> {
     GuestState::from_bytes(&record.value).map_err(|e| Unreadable::of(record, e))
@@ -232,6 +282,42 @@ mod tests {
         assert_eq!(token_key(), Key::new("secrets", "guest-token-key"));
         assert_eq!(noun(&role("app")), "role app");
         assert_eq!(noun(&mmds(&id)), "the MMDS document of instance i-a");
+    }
+
+    #[test]
+    fn a_role_write_keeps_base_credentials_in_their_own_record() {
+        let with_base: Role = serde_json::from_value(serde_json::json!({
+            "source": {"type": "sts", "role_arn": "arn:aws:iam::123456789012:role/app"},
+            "base_credentials": {"access_key_id": "AKIABASE", "secret_access_key": "base-secret"}}))
+        .unwrap();
+        let ops = put_role("app", &with_base, Expect::Absent).unwrap();
+        let [Op::Put(record), Op::Put(apart)] = ops.as_slice() else { panic!("{ops:?}") };
+        assert_eq!((&record.key, record.expect), (&role("app"), Expect::Absent));
+        assert!(!String::from_utf8_lossy(&record.value).contains("base-secret"));
+        assert_eq!(apart.key, role_secrets("app"));
+        assert_eq!(
+            decode_base(&Record {
+                key: apart.key.clone(),
+                node: None,
+                claims: vec![],
+                value: apart.value.clone(),
+                rev: imds_store::Revision(1)
+            })
+            .unwrap(),
+            with_base.base_credentials.clone().unwrap()
+        );
+        // Stored apart already: only the role record is written; without any: they are removed.
+        let split = Role::from_bytes(&record.value).unwrap();
+        assert!(matches!(put_role("app", &split, Expect::Any).unwrap().as_slice(), [Op::Put(_)]));
+        let none = Role { base_credentials: None, base_credentials_stored: None, ..split };
+        let ops = put_role("app", &none, Expect::Any).unwrap();
+        assert!(
+            matches!(ops.as_slice(), [Op::Put(_), Op::Delete { key, expect: Expect::Any }] if *key == role_secrets("app"))
+        );
+        assert!(matches!(delete_role("app").as_slice(),
+            [Op::Delete { key: a, expect: Expect::Present }, Op::Delete { key: b, expect: Expect::Any }]
+            if *a == role("app") && *b == role_secrets("app")));
+        assert_eq!(noun(&role_secrets("app")), "the base credentials of role app");
     }
 
     #[test]

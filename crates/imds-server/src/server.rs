@@ -298,7 +298,18 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
         tracing::info!(%addr, "guest plane listening");
         guest_addrs.push(addr);
     }
+    // The nodes that call sources read base credentials from their own record at fetch time;
+    // a fleet node that is no refresher never calls a source that needs them.
+    let reads_base = config.fleet.as_ref().is_none_or(|fleet| fleet.refresher);
     let sources: Arc<dyn imds_creds::Fetch> = Arc::new(imds_creds::Sources::default());
+    let sources: Arc<dyn imds_creds::Fetch> = if reads_base {
+        if let Err(error) = crate::creds::split_stored_roles(&store).await {
+            tracing::warn!(%error, "could not move base credentials out of older role records");
+        }
+        Arc::new(crate::creds::WithStoredBase::new(sources, Arc::clone(&store)))
+    } else {
+        sources
+    };
     let fetcher: Arc<dyn imds_creds::Fetch> = match &config.fleet {
         Some(fleet) => Arc::new(crate::fleet::FleetFetch::new(sources, Arc::clone(&store), fleet.clone())),
         None => sources,

@@ -241,3 +241,132 @@ async fn racing_role_puts_all_succeed() {
         assert!(matches!(answer.status, StatusCode::OK | StatusCode::CREATED), "{}: {}", answer.status, answer.text());
     }
 }
+
+/// Polls `/readyz` until role `name`'s error contains `want` (bounded: 10 s); returns it.
+async fn role_error(server: &TestServer, name: &str, want: &str) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        last = get(&server.admin(), "/readyz").await.text();
+        let json: Value = serde_json::from_str(&last).unwrap_or_default();
+        if let Some(error) = json["roles_without_credentials"][name].as_str().filter(|error| error.contains(want)) {
+            return error.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("role {name} never failed with {want:?}; last: {last}");
+}
+
+/// A store written by an older build holds an `sts` role's base credentials inside its role
+/// record: at start they move to their own record (the role record keeps only their access
+/// key id), the role still signs with them, and writing the role from the configuration again
+/// with the same credentials writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_credentials_inside_an_older_role_record_move_to_their_own_at_start() {
+    use imds_store::{Expect, Key, Op, Put, Store};
+    const SECRET: &str = "older-base-secret-value";
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+        imds_store_sqlite::SqliteStore::open(&dir.path().join("imds.db"), Default::default()).unwrap(),
+    );
+    // STS on a loopback port nobody listens on: a fetch that has base credentials fails to
+    // reach it; one without fails before that, saying so.
+    let old = json!({"source": {"type": "sts", "role_arn": "arn:aws:iam::123456789012:role/app",
+                                "endpoint": "http://127.0.0.1:9/"},
+                     "base_credentials": {"access_key_id": "AKIAOLDERBASE", "secret_access_key": SECRET}});
+    let put = Put {
+        key: Key::new("roles", "app"),
+        node: None,
+        claims: Vec::new(),
+        value: serde_json::to_vec(&old).unwrap(),
+        expect: Expect::Absent,
+    };
+    store.commit(vec![Op::Put(put)]).await.unwrap();
+
+    let server = TestServer::with_store(std::sync::Arc::clone(&store), None).await;
+    let role = store.get(&Key::new("roles", "app")).await.unwrap().unwrap();
+    let text = String::from_utf8(role.value.clone()).unwrap();
+    assert!(!text.contains(SECRET) && text.contains("AKIAOLDERBASE"), "{text}");
+    let apart = store.get(&Key::new("role-secrets", "app")).await.unwrap().expect("their own record");
+    assert_eq!(apart.rev, role.rev, "split in one commit");
+    assert!(String::from_utf8_lossy(&apart.value).contains(SECRET));
+    let shown = get(&server.admin(), "/v1/roles/app").await;
+    assert_eq!(shown.json()["base_credentials"], json!({"set": true, "access_key_id": "AKIAOLDERBASE"}));
+    assert!(!shown.text().contains(SECRET));
+    role_error(&server, "app", "cannot reach STS").await;
+
+    // The configuration's role, with the same base credentials or none: nothing to write.
+    let mut configured = imds_creds::Role::parse(&old).unwrap();
+    imds_server::creds::put_configured(&store, "app", &configured).await.unwrap();
+    configured.base_credentials = None;
+    imds_server::creds::put_configured(&store, "app", &configured).await.unwrap();
+    assert_eq!(store.get(&Key::new("roles", "app")).await.unwrap().unwrap().rev, role.rev);
+
+    // Another source: the base credentials go with the same write.
+    let process = json!({"source": {"type": "process", "command": ["/bin/false"]}});
+    assert_eq!(put_role(&server, "app", process).await.status, StatusCode::OK);
+    assert!(store.get(&Key::new("role-secrets", "app")).await.unwrap().is_none());
+}
+
+/// After a restart, an `sts` role whose base credentials were set through the admin API still
+/// has them, and a PUT of the role without any keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_credentials_survive_a_restart_and_a_put_without_them() {
+    use imds_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> std::sync::Arc<dyn Store> {
+        std::sync::Arc::new(
+            imds_store_sqlite::SqliteStore::open(&dir.path().join("imds.db"), Default::default()).unwrap(),
+        )
+    };
+    let body = json!({"source": {"type": "sts", "role_arn": "arn:aws:iam::123456789012:role/app",
+                                 "endpoint": "http://127.0.0.1:9/"}});
+    let server = TestServer::with_store(open(), None).await;
+    assert_eq!(put_role(&server, "app", body.clone()).await.status, StatusCode::CREATED);
+    role_error(&server, "app", "no base credentials").await;
+    let base = json!({"access_key_id": "AKIARESTART", "secret_access_key": "restart-secret"});
+    let posted =
+        server.admin().send(Method::PUT, "/v1/roles/app/base-credentials", &[JSON], base.to_string()).await.unwrap();
+    assert_eq!(posted.status, StatusCode::NO_CONTENT, "{}", posted.text());
+    role_error(&server, "app", "cannot reach STS").await;
+    server.running.stop().await;
+
+    let server = TestServer::with_store(open(), None).await;
+    role_error(&server, "app", "cannot reach STS").await;
+    assert_eq!(put_role(&server, "app", body).await.status, StatusCode::OK);
+    let shown = get(&server.admin(), "/v1/roles/app").await.json();
+    assert_eq!(shown["base_credentials"], json!({"set": true, "access_key_id": "AKIARESTART"}));
+    role_error(&server, "app", "cannot reach STS").await;
+}
+
+/// A node that starts with a role assumed once per instance waits for each instance's first
+/// fetch, not for a role-wide one that never comes, and shows each instance's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_with_a_session_per_instance_is_fetched_per_instance_and_readiness_follows() {
+    use imds_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || -> std::sync::Arc<dyn Store> {
+        std::sync::Arc::new(
+            imds_store_sqlite::SqliteStore::open(&dir.path().join("imds.db"), Default::default()).unwrap(),
+        )
+    };
+    let server = TestServer::with_store(open(), None).await;
+    let body = json!({"source": {"type": "sts", "role_arn": "arn:aws:iam::123456789012:role/app",
+                                 "endpoint": "http://127.0.0.1:9/", "session_per_instance": true}});
+    assert_eq!(put_role(&server, "app", body).await.status, StatusCode::CREATED);
+    server.create(json!({"id": "i-sess1", "ipv4": ["127.0.40.11"], "iam_role": "app"})).await;
+    server.create(json!({"id": "i-sess2", "ipv4": ["127.0.40.12"], "iam_role": "app"})).await;
+    server.running.stop().await;
+
+    let server = TestServer::with_store(open(), None).await;
+    let ready = server.node_ready().await;
+    for id in ["i-sess1", "i-sess2"] {
+        let reason = ready["roles_without_credentials"][format!("app#{id}")].as_str().unwrap_or_default();
+        assert!(reason.contains("no base credentials"), "{ready}");
+    }
+    let shown = get(&server.admin(), "/v1/roles/app").await.json();
+    assert_eq!(shown["status"], json!({"valid": false, "session_per_instance": true, "instances": 2}), "{shown}");
+    // Guests get EC2's error form, as for any role without credentials.
+    let guest = server.guest_from("127.0.40.11");
+    let answer = get(&guest, "/latest/meta-data/iam/security-credentials/app").await.json();
+    assert_eq!(answer["Code"], "AssumeRoleUnauthorizedAccess", "{answer}");
+}

@@ -2,8 +2,8 @@
 //! revision order, read by one task.
 //!
 //! Owns the watch task. A scope follows one prefix (`all`: the deployment; a bare node: its
-//! node prefix) or two (a node with the shared records: its node prefix and the shared one,
-//! which are not one key range). Each prefix is watched from `after + 1` with progress
+//! node prefix) or several (a node with the shared records: its node prefix and one per shared
+//! collection, which are not one key range). Each prefix is watched from `after + 1` with progress
 //! notifications. A watch is complete through the last revision it delivered or a progress
 //! notification named; the task delivers a revision only once every watch is complete through
 //! it, so the changes of one revision arrive as one [`FeedEvent::Changes`] (parts from both

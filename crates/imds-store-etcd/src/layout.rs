@@ -5,7 +5,8 @@
 //! ```text
 //! P/node/<node>/<collection>/<id>  -> a record placed on <node>   (what that node watches)
 //! P/shared/<collection>/<id>       -> a record placed on no node  (scope "all", and of the
-//!                                     shared collections every node)
+//!                                     shared collections every node: a node reads and
+//!                                     watches P/shared/<collection>/ of those only)
 //! P/index/<collection>/<id>        -> {"node", "claims", "write"}  (admin look-ups and listing)
 //! P/claim/<claim>                  -> "<collection>/<id>" of the holder
 //! P/lease/<collection>/<id>         -> the holder's name, attached to its etcd lease
@@ -94,9 +95,12 @@ impl Layout {
         match scope {
             Scope::All => vec![format!("{}/node/", self.prefix), format!("{}/shared/", self.prefix)],
             Scope::Node(node) => vec![format!("{}/node/{node}/", self.prefix)],
-            Scope::NodeAndShared { node, .. } => {
-                vec![format!("{}/node/{node}/", self.prefix), format!("{}/shared/", self.prefix)]
-            }
+            // One prefix per shared collection, not the whole shared prefix: unplaced records of
+            // other collections (base credentials, leases, sealed credentials) never reach a
+            // node, neither in its snapshot nor in its watches.
+            Scope::NodeAndShared { node, shared } => std::iter::once(format!("{}/node/{node}/", self.prefix))
+                .chain(shared.iter().map(|collection| format!("{}/shared/{collection}/", self.prefix)))
+                .collect(),
         }
     }
 
@@ -208,6 +212,20 @@ mod tests {
         assert_eq!(layout.lease(&Key::new("refreshers", "app")), "/imds/v1/lease/refreshers/app");
         assert_eq!(layout.parse_record(layout.lease(&Key::new("refreshers", "app")).as_bytes()), None);
         assert_eq!(layout.parse_record(b"/other/node/a/b/c"), None);
+    }
+
+    #[test]
+    fn a_node_reads_only_its_prefix_and_each_shared_collection() {
+        let layout = Layout::new("/imds/v1");
+        let scope = Scope::Node("hv-7".into()).with_shared(&["roles", "secrets"]);
+        let expected = ["/imds/v1/node/hv-7/", "/imds/v1/shared/roles/", "/imds/v1/shared/secrets/"];
+        assert_eq!(layout.snapshot_prefixes(&scope), expected);
+        assert_eq!(layout.watched(&scope), expected);
+        // An unplaced record of another collection is under none of them.
+        let secret = layout.record(&Key::new("role-secrets", "app"), None);
+        assert!(!layout.watched(&scope).iter().any(|prefix| secret.starts_with(prefix.as_str())));
+        assert_eq!(layout.watched(&Scope::Node("hv-7".into())), ["/imds/v1/node/hv-7/"]);
+        assert_eq!(layout.watched(&Scope::All), ["/imds/v1/"]);
     }
 
     #[test]

@@ -273,6 +273,12 @@ impl EtcdStore {
         Ok(Self { client, layout: Layout::new(&options.prefix), options, leases: Arc::default() })
     }
 
+    /// The etcd key prefixes a reader of `scope` reads and watches: what an etcd user serving
+    /// that scope needs read access to (besides the index and claim keys its writes use).
+    pub fn watched_prefixes(&self, scope: &Scope) -> Vec<String> {
+        self.layout.watched(scope)
+    }
+
     /// The options the store was opened with.
     pub fn options(&self) -> &EtcdOptions {
         &self.options

@@ -42,6 +42,9 @@ pub struct RawConfig {
     /// `[audit]`: the audit log.
     #[serde(default)]
     pub audit: RawAudit,
+    /// `[fleet]`: fleet-wide credential refresh (with `store.credentials_key_file`).
+    #[serde(default)]
+    pub fleet: RawFleet,
     /// `[roles.<name>]`: roles and their credential sources, written to the store at start
     /// (same shape as the admin API's `PUT /v1/roles/{name}` body).
     #[serde(default)]
@@ -139,6 +142,16 @@ pub struct RawAudit {
     pub output: Option<String>,
     /// Lines queued for the writer before they are dropped.
     pub queue: Option<usize>,
+}
+
+/// `[fleet]`
+#[derive(Debug, Default, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// Whether this node may refresh roles for the fleet (take refresher leases, read `sts`
+    /// base credentials, call sources). Default: `false` on a node-scoped server with a
+    /// deployment key (only designated refreshers hold base credentials), `true` otherwise.
+    pub refresher: Option<bool>,
 }
 
 /// `[store]`
@@ -260,6 +273,7 @@ impl RawConfig {
             ("IMDS_NET_NEIGHBOURS", &mut self.net.neighbours),
             ("IMDS_ADMIN_ALLOW_GUEST_REACHABLE", &mut self.admin.allow_guest_reachable),
             ("IMDS_METRICS_PER_INSTANCE", &mut self.metrics.per_instance),
+            ("IMDS_FLEET_REFRESHER", &mut self.fleet.refresher),
         ] {
             if let Some(value) = lookup(key) {
                 match value.trim() {
@@ -719,6 +733,8 @@ impl Config {
                         key,
                         holder: format!("{name}/{}", std::process::id()),
                         lease_ttl: std::time::Duration::from_secs(15),
+                        // A hypervisor holds no base credentials unless it is named a refresher.
+                        refresher: raw.fleet.refresher.unwrap_or(scope == Scope::All),
                     })
                 }
                 Err(error) => {
@@ -727,6 +743,13 @@ impl Config {
                 }
             }
         });
+        if raw.fleet.refresher == Some(false) && raw.store.credentials_key_file.is_none() {
+            problems.push(
+                "fleet.refresher: false needs store.credentials_key_file (without a deployment key every node \
+                 refreshes its own roles)"
+                    .into(),
+            );
+        }
         if raw.store.retain_changes == Some(0) {
             problems.push("store.retain_changes: keep at least 1 change".into());
         }

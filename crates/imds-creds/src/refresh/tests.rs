@@ -56,6 +56,7 @@ fn role() -> Role {
             expiration: None,
         },
         base_credentials: None,
+        base_credentials_stored: None,
     }
 }
 
@@ -218,12 +219,14 @@ fn secrets_stay_out_of_debug_output() {
             region: None,
             duration_seconds: None,
             external_id: None,
+            session_per_instance: None,
         },
         base_credentials: Some(crate::BaseCredentials {
             access_key_id: "AKIABASE".into(),
             secret_access_key: Secret::new("base-secret"),
             session_token: None,
         }),
+        base_credentials_stored: None,
     };
     let shown = role.public_view().to_string();
     assert!(!shown.contains("base-secret") && shown.contains("AKIABASE"), "{shown}");

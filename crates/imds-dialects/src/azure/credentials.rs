@@ -49,7 +49,7 @@ pub(super) fn token(instance: &Instance, query: &Query<'_>, context: &Context<'_
     if !selects(query, role) {
         return not_found();
     }
-    match context.credentials.credentials(role, context.now) {
+    match context.credentials.credentials_for(role, instance.id.as_str(), context.now) {
         None => not_found(),
         Some(CredentialState::Unavailable { .. }) => {
             oauth(StatusCode::INTERNAL_SERVER_ERROR, wire::OAUTH_UNKNOWN_ERROR, wire::IDENTITY_NO_TOKEN)

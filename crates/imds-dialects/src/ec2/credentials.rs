@@ -144,7 +144,7 @@ pub(crate) fn compute(what: Computed, instance: &Instance, document: &str, conte
             let role = instance.iam_role.as_ref()?.as_str();
             // EC2 updates the profile's `LastUpdated` with its credentials; before the role's
             // first fetch, the instance's launch.
-            let last_updated = match context.credentials.credentials(role, context.now) {
+            let last_updated = match context.credentials.credentials_for(role, instance.id.as_str(), context.now) {
                 Some(CredentialState::Ready(issued)) => format_time(issued.last_updated),
                 Some(CredentialState::Unavailable { last_updated }) => format_time(last_updated),
                 None => derived::created(instance),
@@ -153,7 +153,11 @@ pub(crate) fn compute(what: Computed, instance: &Instance, document: &str, conte
         }
         Computed::RoleCredentials => {
             let role = instance.iam_role.as_ref()?.as_str();
-            Some(role_credentials(role, context.credentials.credentials(role, context.now), context.now))
+            Some(role_credentials(
+                role,
+                context.credentials.credentials_for(role, instance.id.as_str(), context.now),
+                context.now,
+            ))
         }
         Computed::InstanceCredentials => Some(render_credentials(&identity_role_credentials(instance, context))),
         Computed::IdentityInfo => {

@@ -39,7 +39,7 @@ fn token(instance: &Instance, path: &str, context: &Context<'_>) -> GuestRespons
     let Some(role) = instance.iam_role.as_ref().map(|r| r.as_str()) else {
         return super::not_found(path);
     };
-    match context.credentials.credentials(role, context.now) {
+    match context.credentials.credentials_for(role, instance.id.as_str(), context.now) {
         None => super::not_found(path),
         Some(CredentialState::Unavailable { .. }) => error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -193,7 +193,13 @@ impl utoipa::PartialSchema for RoleBody {
                     .property("endpoint", text("STS endpoint URL"))
                     .property("region", text("STS region"))
                     .property("duration_seconds", seconds())
-                    .property("external_id", text("External id")),
+                    .property("external_id", text("External id"))
+                    .property(
+                        "session_per_instance",
+                        ObjectBuilder::new().schema_type(SchemaType::new(Type::Boolean)).description(Some(
+                            "true: each instance's own session, RoleSessionName = its instance id (not with session_name)",
+                        )),
+                    ),
             )
             .item(
                 kind("process")

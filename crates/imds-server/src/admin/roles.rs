@@ -2,7 +2,9 @@
 //! on-demand refresh of each role's cached credentials.
 //!
 //! A role is stored in collection `roles` under its name; the credential manager follows it
-//! through the view. No response ever carries a secret: sources are shown without their
+//! through the view. An `sts` role's base credentials are written in the same commit to a
+//! record of their own (`records::role_secrets`), which no node-scoped server follows; the
+//! role record says only that they are set ([`records::put_role`]). No response ever carries a secret: sources are shown without their
 //! secret fields (`secret_access_key_set: true` instead) and base credentials only as
 //! `{"set": true, "access_key_id": …}`.
 
@@ -14,7 +16,7 @@ use http::StatusCode;
 use imds_creds::{BaseCredentials, Role};
 use imds_model::{FieldError, Invalid, RoleName};
 use imds_store::update::{update, Plan, Step};
-use imds_store::{Expect, Op, Put, Revision};
+use imds_store::{Expect, Revision};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -39,7 +41,9 @@ pub struct RoleView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub base_credentials: Option<Value>,
-    /// The cache: `valid`, `access_key_id`, `expiration`, `last_updated`, `error`, `last_attempt`.
+    /// The cache: `valid`, `access_key_id`, `expiration`, `last_updated`, `error`, `last_attempt`;
+    /// for a role assumed per instance, `valid` (every instance's), `session_per_instance`,
+    /// `instances`.
     #[schema(value_type = Object)]
     pub status: Value,
 }
@@ -68,6 +72,13 @@ fn view(state: &AdminState, name: &str, role: &Role) -> RoleView {
     let now = state.credentials.clock().now();
     let status = match state.credentials.state(name) {
         Some(role_state) => crate::creds::status(&role_state, now),
+        None if role.source.session_per_instance() => {
+            let prefix = crate::creds::instance_key(name, "");
+            let states: Vec<_> =
+                state.credentials.states().into_iter().filter(|(key, _)| key.starts_with(&prefix)).collect();
+            let valid = !states.is_empty() && states.iter().all(|(_, role_state)| role_state.usable(now).is_some());
+            json!({"valid": valid, "session_per_instance": true, "instances": states.len()})
+        }
         None => json!({"valid": false, "error": "not started yet"}),
     };
     RoleView {
@@ -100,8 +111,9 @@ async fn update_role(
         let previous = load(state, name).await?;
         let expect = previous.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
         let role = change(previous.map(|(role, _)| role))?;
-        let put = Put { key: key_ref.clone(), node: None, claims: Vec::new(), value: role.to_bytes(), expect };
-        Ok::<_, AdminError>(Step::Commit(Plan::new(role).guarded(Op::Put(put))))
+        let ops = records::put_role(key_ref.id.as_str(), &role, expect)
+            .map_err(|error| AdminError::Unavailable(format!("no randomness: {error}")))?;
+        Ok::<_, AdminError>(Step::Commit(Plan::new(role).guarded_all(ops)))
     })
     .await?;
     let committed = updated.committed.expect("a role write always commits");
@@ -115,7 +127,7 @@ async fn update_role(
     request_body(content = super::openapi::RoleBody, content_type = "application/json", description =
         "`{\"source\": {\"type\": \"static\"|\"sts\"|\"process\", ...}, \"base_credentials\"?: {...}}`. \
          static: access_key_id, secret_access_key, session_token?, expiration? (RFC 3339). \
-         sts: role_arn, session_name?, endpoint?, region?, duration_seconds?, external_id?. \
+         sts: role_arn, session_name?, endpoint?, region?, duration_seconds?, external_id?, session_per_instance?. \
          process: command (array), timeout_seconds?. Base credentials already set are kept when the body has none."),
     responses(
         (status = 201, description = "Created", body = RoleView),
@@ -128,7 +140,11 @@ pub async fn put(State(state): State<AdminState>, Param(name): Param, body: Body
     let (role, created) = update_role(&state, &name, |previous| {
         let mut role = parsed.clone();
         if role.base_credentials.is_none() && matches!(role.source, imds_creds::Source::Sts { .. }) {
-            role.base_credentials = previous.and_then(|old| old.base_credentials);
+            // Kept as they are: inside an older build's record (split by this write) or apart.
+            if let Some(old) = previous {
+                role.base_credentials = old.base_credentials;
+                role.base_credentials_stored = old.base_credentials_stored;
+            }
         }
         Ok(role)
     })
@@ -178,11 +194,11 @@ pub async fn list(State(state): State<AdminState>) -> Result<Response, AdminErro
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
 pub async fn delete(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
-    let rev =
-        state.store.delete(&records::role(name.as_str()), Expect::Present).await.map_err(|error| match error {
-            imds_store::StoreError::NotFound { .. } => AdminError::RoleNotFound(name.to_string()),
-            other => other.into(),
-        })?;
+    let rev = state.store.commit(records::delete_role(name.as_str())).await.map_err(|error| match error {
+        imds_store::StoreError::NotFound { .. } => AdminError::RoleNotFound(name.to_string()),
+        other => other.into(),
+    })?;
+    let rev = rev.rev;
     wait_visible(&state, rev).await;
     tracing::info!(action = "delete", role = %name, "role deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -231,6 +247,7 @@ pub async fn put_base(State(state): State<AdminState>, Param(name): Param, body:
             ));
         }
         role.base_credentials = Some(base.clone());
+        role.base_credentials_stored = None;
         Ok(role)
     })
     .await?;
@@ -245,7 +262,11 @@ pub async fn put_base(State(state): State<AdminState>, Param(name): Param, body:
               (status = 404, description = "No such role", body = super::error::ErrorBody)))]
 pub async fn refresh(State(state): State<AdminState>, Param(name): Param) -> Result<Response, AdminError> {
     let name = parse_name(&name)?;
-    if state.credentials.refresh(name.as_str()) {
+    // A role assumed per instance: each instance's session.
+    let prefix = crate::creds::instance_key(name.as_str(), "");
+    let sessions = state.credentials.states().into_iter().filter(|(key, _)| key.starts_with(&prefix));
+    let per_instance = sessions.fold(false, |any, (key, _)| state.credentials.refresh(&key) || any);
+    if state.credentials.refresh(name.as_str()) || per_instance {
         Ok((StatusCode::ACCEPTED, Json(json!({"refreshing": name.as_str()}))).into_response())
     } else {
         Err(AdminError::RoleNotFound(name.to_string()))

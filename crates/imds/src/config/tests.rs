@@ -446,6 +446,27 @@ fn a_credentials_key_file_turns_on_fleet_refresh_and_a_bad_one_is_named() {
 }
 
 #[test]
+fn only_named_refreshers_refresh_for_a_fleet_of_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("fleet.key");
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+    let key = key.to_str().unwrap().to_owned();
+    let on_node =
+        ServeArgs { credentials_key_file: Some(key.clone()), node: Some("hv-7".into()), ..ServeArgs::default() };
+    let refresher =
+        |args: &ServeArgs, vars: &[(&str, &str)]| load(args, &env(vars)).unwrap().server.fleet.unwrap().refresher;
+    assert!(!refresher(&on_node, &[]), "a node-scoped server with a key is no refresher by default");
+    assert!(refresher(&on_node, &[("IMDS_FLEET_REFRESHER", "true")]));
+    let all = ServeArgs { credentials_key_file: Some(key), ..ServeArgs::default() };
+    assert!(refresher(&all, &[]), "scope all refreshes by default");
+    assert!(!refresher(&all, &[("IMDS_FLEET_REFRESHER", "0")]));
+    let problems = load(&ServeArgs::default(), &env(&[("IMDS_FLEET_REFRESHER", "false")])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("fleet.refresher:")), "{problems:?}");
+    let problems = load(&on_node, &env(&[("IMDS_FLEET_REFRESHER", "maybe")])).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("IMDS_FLEET_REFRESHER:")), "{problems:?}");
+}
+
+#[test]
 fn unknown_keys_and_mistyped_values_are_each_reported_and_the_rest_is_kept() {
     let mut problems = Vec::new();
     let raw = RawConfig::parse_toml_reporting(
