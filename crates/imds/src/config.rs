@@ -152,6 +152,9 @@ pub struct RawFleet {
     /// base credentials, call sources). Default: `false` on a node-scoped server with a
     /// deployment key (only designated refreshers hold base credentials), `true` otherwise.
     pub refresher: Option<bool>,
+    /// Seconds a refresher's lease lasts without renewal: a dead refresher is replaced within
+    /// this long (default 15, from 2 to 300; etcd measures it).
+    pub lease_ttl_secs: Option<u64>,
 }
 
 /// `[store]`
@@ -261,6 +264,7 @@ impl RawConfig {
         env_number(lookup, "IMDS_AUDIT_QUEUE", &mut self.audit.queue, problems);
         env_number(lookup, "IMDS_NET_SYN_PER_SECOND", &mut self.net.syn_per_second, problems);
         env_number(lookup, "IMDS_NET_SYN_BURST", &mut self.net.syn_burst, problems);
+        env_number(lookup, "IMDS_FLEET_LEASE_TTL_SECS", &mut self.fleet.lease_ttl_secs, problems);
         for (key, slot) in
             [("IMDS_NET_GUEST_INTERFACES", &mut self.net.guest_interfaces), ("IMDS_NET_PROXIES", &mut self.net.proxies)]
         {
@@ -686,7 +690,16 @@ impl Config {
             syn_burst,
         };
 
-        let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {
+        // A URL alone names the etcd backend; a URL beside another backend is a mistake, not
+        // something to ignore while a local SQLite file quietly takes the writes.
+        let backend = raw.store.backend.as_deref().unwrap_or(if raw.store.url.is_some() { "etcd" } else { "sqlite" });
+        if let (Some(url), "sqlite" | "memory") = (&raw.store.url, backend) {
+            problems.push(format!(
+                "store.url: {url:?} is an etcd address but store.backend is {backend:?}; set backend = \"etcd\" or \
+                 remove the url"
+            ));
+        }
+        let store = match backend {
             "sqlite" => StoreConfig::Sqlite {
                 path: raw.store.path.as_ref().map(PathBuf::from).unwrap_or_else(|| {
                     if dev {
@@ -732,7 +745,7 @@ impl Config {
                     Some(imds_server::fleet::Config {
                         key,
                         holder: format!("{name}/{}", std::process::id()),
-                        lease_ttl: std::time::Duration::from_secs(15),
+                        lease_ttl: std::time::Duration::from_secs(raw.fleet.lease_ttl_secs.unwrap_or(15)),
                         // A hypervisor holds no base credentials unless it is named a refresher.
                         refresher: raw.fleet.refresher.unwrap_or(scope == Scope::All),
                     })
@@ -749,6 +762,9 @@ impl Config {
                  refreshes its own roles)"
                     .into(),
             );
+        }
+        if let Some(ttl) = raw.fleet.lease_ttl_secs.filter(|ttl| !(2..=300).contains(ttl)) {
+            problems.push(format!("fleet.lease_ttl_secs: {ttl} is outside 2 to 300 seconds"));
         }
         if raw.store.retain_changes == Some(0) {
             problems.push("store.retain_changes: keep at least 1 change".into());

@@ -464,6 +464,29 @@ fn only_named_refreshers_refresh_for_a_fleet_of_nodes() {
     assert!(problems.iter().any(|p| p.starts_with("fleet.refresher:")), "{problems:?}");
     let problems = load(&on_node, &env(&[("IMDS_FLEET_REFRESHER", "maybe")])).unwrap_err();
     assert!(problems.iter().any(|p| p.starts_with("IMDS_FLEET_REFRESHER:")), "{problems:?}");
+    let ttl = |vars: &[(&str, &str)]| load(&on_node, &env(vars)).map(|config| config.server.fleet.unwrap().lease_ttl);
+    assert_eq!(ttl(&[]).unwrap(), std::time::Duration::from_secs(15));
+    assert_eq!(ttl(&[("IMDS_FLEET_LEASE_TTL_SECS", "30")]).unwrap(), std::time::Duration::from_secs(30));
+    let problems = ttl(&[("IMDS_FLEET_LEASE_TTL_SECS", "1")]).unwrap_err();
+    assert!(problems.iter().any(|p| p.starts_with("fleet.lease_ttl_secs:")), "{problems:?}");
+}
+
+#[test]
+fn an_etcd_url_is_never_ignored_for_a_local_file() {
+    let url = "etcd://127.0.0.1:2379/imds";
+    // A URL alone names the etcd backend.
+    let alone = load(&ServeArgs::default(), &env(&[("IMDS_STORE_URL", url)]));
+    if cfg!(feature = "etcd") {
+        assert_eq!(alone.unwrap().store, StoreConfig::Etcd { url: url.into(), tls: StoreTls::default() });
+    } else {
+        assert!(alone.unwrap_err().iter().any(|p| p.contains("`etcd` cargo feature")));
+    }
+    // Beside another backend it is refused, naming the field.
+    for backend in ["sqlite", "memory"] {
+        let problems =
+            load(&ServeArgs::default(), &env(&[("IMDS_STORE_URL", url), ("IMDS_STORE_BACKEND", backend)])).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("store.url:") && p.contains(backend)), "{problems:?}");
+    }
 }
 
 #[test]
