@@ -163,7 +163,8 @@ class CountingProxy:
 
 
 class Node:
-    """`imds serve --node NAME` on etcd with the deployment key; its guest is `ip`."""
+    """`imds serve --node NAME` on etcd with the deployment key, one of the fleet's designated
+    refreshers (`[fleet] refresher = true`); its guest is `ip`."""
 
     def __init__(self, tmp: Path, name: str, etcd: Etcd, key_file: Path, ip: str) -> None:
         self.name, self.ip = name, ip
@@ -175,6 +176,7 @@ class Node:
             f'[admin]\nlisten = "127.0.0.1:0"\nsocket = ""\ntoken = "{ADMIN_TOKEN}"\n'
             f'[store]\nbackend = "etcd"\nurl = "etcd://{etcd.client_url.removeprefix("http://")}{PREFIX}"\n'
             f'node = "{name}"\ncredentials_key_file = {json.dumps(str(key_file))}\n'
+            '[fleet]\nrefresher = true\n'
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMDS_")}
         self.stderr_path = home / "imds.stderr"
