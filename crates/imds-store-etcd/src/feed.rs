@@ -210,7 +210,9 @@ impl WatchTask {
                     if response.canceled() {
                         return Stop::Failed(cancelled(&response, self.last));
                     }
-                    self.receive(at, &response);
+                    if let Err(err) = self.receive(at, &response) {
+                        return Stop::Failed(err);
+                    }
                     let events = self.ready();
                     if !events.is_empty() {
                         match self.tx.try_send(Ok(events)) {
@@ -229,7 +231,13 @@ impl WatchTask {
 
     /// Takes in one response of watch `at`: its in-scope changes by revision, and how far the
     /// watch is complete.
-    fn receive(&mut self, at: usize, response: &WatchResponse) {
+    ///
+    /// etcd before 3.4.24 and 3.5.8 (etcd-io/etcd#15220) may answer a progress request for a
+    /// watch that is still catching up with the current revision, before the watch's older
+    /// events. Such an event is still delivered in order when no later revision has gone out;
+    /// when one has, the feed ends with [`StoreError::Compacted`], so the reader reloads from
+    /// a snapshot instead of silently missing the change.
+    fn receive(&mut self, at: usize, response: &WatchResponse) -> Result<(), StoreError> {
         let watch = &mut self.watches[at];
         watch.heard = true;
         if response.events().is_empty() {
@@ -239,14 +247,20 @@ impl WatchTask {
                 watch.through = watch.through.max(rev);
                 watch.asked = None;
             }
-            return;
+            return Ok(());
         }
         let mut through = watch.through;
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
             let rev = layout::revision(kv.mod_revision());
-            if rev <= self.last || rev <= watch.through {
-                continue; // already delivered
+            if rev <= self.last {
+                tracing::warn!(
+                    %rev,
+                    delivered = %self.last,
+                    "etcd confirmed a watch's progress before sending its events (etcd-io/etcd#15220: \
+                     upgrade etcd to 3.4.24 or 3.5.8 or later); reloading from a snapshot"
+                );
+                return Err(StoreError::Compacted { after: self.last, oldest: rev });
             }
             through = through.max(rev);
             let changes = self.pending.entry(rev).or_default();
@@ -264,6 +278,7 @@ impl WatchTask {
         }
         // etcd never splits a revision across responses: the watch has all of `through`.
         watch.through = through;
+        Ok(())
     }
 
     /// The revision every watch is complete through.
