@@ -593,6 +593,9 @@ def low_weight_cgroup() -> Iterator[Path]:
     name = f"imds-bench-attacker-{os.getpid()}"
     controllers = unified / "cgroup.controllers"
     if controllers.exists() and "cpu" in controllers.read_text().split():
+        if "cpu" not in (unified / "cgroup.subtree_control").read_text().split():
+            raise RuntimeError("cgroup v2 without the cpu controller for child groups: "
+                               "echo +cpu > /sys/fs/cgroup/cgroup.subtree_control (systemd enables it)")
         path, knob, value = unified / name, "cpu.weight", ATTACKER_WEIGHT[0]
     else:
         path, knob, value = unified / "cpu" / name, "cpu.shares", ATTACKER_WEIGHT[1]
