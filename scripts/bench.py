@@ -1,7 +1,8 @@
 """The benchmark driver behind scripts/bench: imds side by side with nginx and the framework
 floor, the robustness checks, and the cost shape at scale. Writes docs/benchmarks.md.
 
-Everything listens on 127.0.0.1; every process started here is stopped by its PID; every load
+Everything listens on 127.0.0.1, except in the hostile-host section: there imds and the guests
+run in network namespaces it creates (TEST-NET addresses only) and deletes afterwards. Every process started here is stopped by its PID; every load
 point is bounded in time. Server CPU time is read from /proc (utime + stime of the server and
 its children) before and after each point.
 """
@@ -61,6 +62,36 @@ def cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
     return total
+
+
+def others_cpu() -> dict[tuple[int, str], float]:
+    """CPU seconds so far (with reaped children's) of every user-space process outside this
+    benchmark's own process tree, by (pid, start time): other work sharing the machine's cores."""
+    procs: dict[int, tuple[int, str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[6]) & 0x00200000:  # PF_KTHREAD: the kernel's own threads are not "other work"
+            continue
+        procs[int(entry.name)] = (int(fields[1]), fields[19], sum(int(f) for f in fields[11:15]) / CLK_TCK)
+    me, others = os.getpid(), {}
+    for pid, (ppid, start, cpu) in procs.items():
+        ancestor, hops = pid, 0
+        while ancestor not in (me, 0, 1) and ancestor in procs and hops < 64:
+            ancestor, hops = procs[ancestor][0], hops + 1
+        if ancestor != me:
+            others[(pid, start)] = cpu
+    return others
+
+
+def others_cpu_since(before: dict[tuple[int, str], float]) -> float:
+    """CPU seconds other processes used since `before`: a process that exited meanwhile has its
+    time in its parent's (reaped children's) count, so the sums are compared, not each process."""
+    return sum(others_cpu().values()) - sum(before.values())
 
 
 def rss_mib(pid: int) -> float:
@@ -399,7 +430,7 @@ def robustness(work: Path, out: list[str]) -> None:
         imds.stop()
 
 
-HOSTILE_HEADING = "### Hostile sources: one instance's p99 while another source attacks"
+HOSTILE_HEADING = "### Hostile sources over loopback, no kernel rules: one instance's p99 while another source attacks"
 
 
 def bench_address(n: int) -> str:
@@ -465,6 +496,290 @@ def hostile(work: Path, args: argparse.Namespace, out: list[str]) -> None:
         out.append(f"\nimds still running afterwards: {'yes' if alive else 'NO: exit ' + str(imds.popen.returncode)}.")
     finally:
         imds.stop()
+
+
+HOST_HEADING = "### Hostile sources on a host: network namespaces, `imds net up`, the attacker's CPU weighted"
+# The attacker's cgroup weight against the default (cgroup v2 `cpu.weight` 100, v1 `cpu.shares` 1024).
+ATTACKER_WEIGHT = (6, 64)
+VICTIM = ("i-bench-0", "tap-v", "192.0.2.11", "02:00:00:00:00:0a")
+ATTACKER = ("i-bench-1", "tap-a", "192.0.2.12", "02:00:00:00:00:0b")
+
+
+class NetLab:
+    """Network namespaces as `tests/net/netlab.py` makes them: a "host" namespace where imds and
+    `imds net up` run, and one "VM" namespace per guest on its own veth (a routed tap), TEST-NET
+    addresses only. `close` stops every process started here and deletes the namespaces (their
+    addresses, routes and nftables tables go with them)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.prefix = f"imdsB{os.getpid()}"
+        self.namespaces: list[str] = []
+        self.processes: list[subprocess.Popen[Any]] = []
+        self.host = self.netns("host")
+
+    @staticmethod
+    def run(*args: str, timeout: float = 30) -> str:
+        result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
+        return result.stdout
+
+    def netns(self, role: str) -> str:
+        name = f"{self.prefix}-{role}"
+        self.run("ip", "netns", "add", name)
+        self.namespaces.append(name)
+        self.run("ip", "-n", name, "link", "set", "lo", "up")
+        return name
+
+    def exec(self, ns: str) -> list[str]:
+        return ["ip", "netns", "exec", ns]
+
+    def routed_vm(self, role: str, tap: str, ip: str, mac: str) -> str:
+        """A VM on its own tap: host side 192.0.2.1, a /32 route to the VM, its default route back."""
+        vm = self.netns(role)
+        self.run("ip", "-n", self.host, "link", "add", tap, "type", "veth", "peer", "name", "eth0", "netns", vm)
+        self.run("ip", "-n", vm, "link", "set", "eth0", "address", mac)
+        self.run("ip", "-n", self.host, "link", "set", tap, "up")
+        self.run("ip", "-n", vm, "link", "set", "eth0", "up")
+        self.run("ip", "-n", self.host, "addr", "add", "192.0.2.1/32", "dev", tap)
+        self.run("ip", "-n", self.host, "route", "add", f"{ip}/32", "dev", tap)
+        self.run("ip", "-n", vm, "addr", "add", f"{ip}/24", "dev", "eth0")
+        self.run("ip", "-n", vm, "route", "add", "192.0.2.1/32", "dev", "eth0")
+        self.run("ip", "-n", vm, "route", "add", "default", "via", "192.0.2.1", "dev", "eth0")
+        return vm
+
+    def curl(self, ns: str, method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+        command = self.exec(ns) + ["curl", "-s", "-m", "5", "-o", "/dev/stdout", "-w", "\n%{http_code}", "-X", method,
+                                   "-H", f"Authorization: Bearer {TOKEN}", url]
+        if body is not None:
+            command += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        text, _, status = result.stdout.rpartition("\n")
+        return int(status or 0), text
+
+    def syn_drops(self) -> int:
+        """SYNs the kernel dropped for being over a source's rate, from the rule counters."""
+        table = json.loads(self.run(*self.exec(self.host), "nft", "-j", "list", "table", "inet", "imds"))
+        rules = [item["rule"] for item in table["nftables"] if "rule" in item]
+        return sum(expr["counter"]["packets"] for rule in rules if rule.get("comment") == "imds connection rate"
+                   for expr in rule["expr"] if "counter" in expr)
+
+    def close(self) -> None:
+        """Stops every process started here, by its PID."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.processes.clear()
+
+    def delete(self) -> None:
+        """Stops what is still running and deletes the namespaces."""
+        self.close()
+        for name in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.namespaces.clear()
+
+
+@contextlib.contextmanager
+def low_weight_cgroup() -> Iterator[Path]:
+    """A cgroup with a small CPU weight (removed afterwards): cgroup v2's `cpu.weight` where the
+    cpu controller is on the unified hierarchy, else cgroup v1's `cpu.shares`."""
+    unified = Path("/sys/fs/cgroup")
+    name = f"imds-bench-attacker-{os.getpid()}"
+    controllers = unified / "cgroup.controllers"
+    if controllers.exists() and "cpu" in controllers.read_text().split():
+        if "cpu" not in (unified / "cgroup.subtree_control").read_text().split():
+            raise RuntimeError("cgroup v2 without the cpu controller for child groups: "
+                               "echo +cpu > /sys/fs/cgroup/cgroup.subtree_control (systemd enables it)")
+        path, knob, value = unified / name, "cpu.weight", ATTACKER_WEIGHT[0]
+    else:
+        path, knob, value = unified / "cpu" / name, "cpu.shares", ATTACKER_WEIGHT[1]
+    path.mkdir()
+    try:
+        (path / knob).write_text(str(value))
+        yield path
+    finally:
+        path.rmdir()
+
+
+def in_cgroup(cgroup: Path | None, command: list[str]) -> list[str]:
+    """`command`, entering `cgroup` before it starts (so every thread it makes is in it)."""
+    if cgroup is None:
+        return command
+    return ["sh", "-c", f'echo $$ > {cgroup}/cgroup.procs && exec "$@"', "sh", *command]
+
+
+def cgroup_knob(cgroup: Path) -> str:
+    """What the cgroup sets, against the default: "cgroup v1 `cpu.shares` 64 (default 1024)"."""
+    if (cgroup / "cpu.weight").exists():
+        return f"cgroup v2 `cpu.weight` {(cgroup / 'cpu.weight').read_text().strip()} (default 100)"
+    return f"cgroup v1 `cpu.shares` {(cgroup / 'cpu.shares').read_text().strip()} (default 1024)"
+
+
+def hostile_host(work: Path, args: argparse.Namespace, out: list[str]) -> None:
+    out.append(f"\n{HOST_HEADING}\n")
+    if os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("curl") is None:
+        out.append("Not run: this section needs root (network namespaces, nftables), `nft` and `curl`.")
+        return
+    seconds, ramp, rounds = args.seconds * 3, 3, args.repeats
+    with contextlib.ExitStack() as stack:
+        lab = NetLab(work)
+        stack.callback(lab.delete)
+        cgroup = stack.enter_context(low_weight_cgroup())
+        stack.callback(lab.close)  # every process out of the cgroup before it is removed
+        store = work / "host-imds.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{store}{suffix}").unlink(missing_ok=True)
+        config = work / "host-imds.toml"
+        config.write_text(
+            '[guest]\nlisten = ["169.254.169.254:80"]\n'
+            f'[admin]\nlisten = "127.0.0.1:8998"\nsocket = ""\ntoken = "{TOKEN}"\n'
+            f"[store]\npath = {json.dumps(str(store))}\n"
+            '[log]\nlevel = "warn"\n'
+            '[net]\nguest_interfaces = ["tap*"]\nmanage = true\n'
+        )
+        vms = {}
+        for role, (_, tap, ip, mac) in (("victim", VICTIM), ("attacker", ATTACKER)):
+            vms[role] = lab.routed_vm(role, tap, ip, mac)
+        imds_bin = str(RELEASE / "imds")
+        lab.run(*lab.exec(lab.host), imds_bin, "net", "up", "--config", str(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMDS_")}
+        popen = subprocess.Popen(
+            pin(True, SERVER_CORE) + lab.exec(lab.host) + [imds_bin, "serve", "--config", str(config)],
+            stdout=subprocess.DEVNULL, stderr=(work / "host-imds.stderr").open("ab"), env=env,
+        )
+        lab.processes.append(popen)
+        deadline = time.monotonic() + 60
+        while lab.curl(lab.host, "GET", "http://127.0.0.1:8998/readyz")[0] != 200:
+            if popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"imds in the host namespace did not become ready (exit {popen.poll()})")
+            time.sleep(0.1)
+        for instance_id, tap, ip, mac in (VICTIM, ATTACKER):
+            record = {"ipv4": [ip], "mac": [mac], "host_interfaces": [tap]}
+            status, body = lab.curl(lab.host, "PUT", f"http://127.0.0.1:8998/v1/instances/{instance_id}", record)
+            if status not in (200, 201):
+                raise RuntimeError(f"admin PUT {instance_id}: {status} {body[:200]}")
+        # The identity rules follow the view: wait until each VM is answered as itself.
+        for role, (instance_id, *_) in (("victim", VICTIM), ("attacker", ATTACKER)):
+            deadline = time.monotonic() + 30
+            while lab.curl(vms[role], "GET", "http://169.254.169.254/latest/meta-data/instance-id") != (200, instance_id):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{role} is not answered as {instance_id}")
+                time.sleep(0.2)
+        target = "169.254.169.254:80"
+        load_bin = str(RELEASE / "imds-load")
+        victim = pin(True, SERVER_CORE) + lab.exec(vms["victim"]) + [
+            load_bin, "get", "--target", target, "--path", "/latest/meta-data/instance-id", "--rate", "200",
+            "--connections", "1", "--instances", "0", "--seconds", str(seconds)]
+
+        def run_victim() -> dict[str, Any]:
+            result = subprocess.run(victim, capture_output=True, text=True, timeout=seconds + 60, check=True)
+            return json.loads(result.stdout.strip().splitlines()[-1])
+
+        out.append(
+            "The same three attacks, as a host meets them. imds runs in a \"host\" network namespace after "
+            "`imds net up`, as an operator runs it: the metadata address 169.254.169.254 on that "
+            "namespace's loopback, `[net] manage = true` with `guest_interfaces = [\"tap*\"]`, the "
+            "per-source SYN limit at its defaults (`syn_per_second` 100, `syn_burst` 200). The victim "
+            "(192.0.2.11) and the attacker (192.0.2.12) are each a \"VM\" namespace on its own veth (a "
+            "routed tap), registered with their address, MAC and tap, and connect to 169.254.169.254:80 "
+            f"from their own address. Same loads as above (the victim's 200 GETs a second on one keep-alive "
+            f"connection for {seconds} s), imds with its defaults. imds is pinned to core 0, as in the "
+            "pinned comparison, and so is the victim's client (a guest agent's light load). The attacker's "
+            "CPU, three ways: *weighted*: in a cgroup of its own, "
+            f"{cgroup_knob(cgroup)}, free to run on either core, so it gets a core's time only when "
+            "imds and the victim leave it, as a VM gets only its vCPUs' share of the host; *unweighted*: the "
+            "same at the default weight, competing with imds and the victim for both cores; *own core*: "
+            "at the default weight, pinned to core 1, where neither imds nor the victim runs, as a VM's "
+            "vCPUs are threads of its own (this also keeps the kernel's work for the attacker's sockets, "
+            "its SYN retransmissions, on that core: a cgroup's weight does not apply to it). `SYNs dropped` "
+            "is the kernel's count from the SYN-limit rules during the point; `imds CPU` is imds's CPU "
+            "time during it; `others' CPU` is what processes outside the benchmark used meanwhile (the "
+            "machine is shared). Every point runs "
+            f"{rounds} times, in rounds of all points in turn; the table shows medians over the rounds "
+            "(each round's p99 in parentheses), the ratio is median ÷ median baseline. Goal: victim p99 "
+            "≤ 2× its baseline.\n")
+        attacks = [
+            ("20,000 idle connections", ["hold", "--connections", "20000"]),
+            ("5,000 slowloris connections", ["hold", "--connections", "5000", "--slowloris"]),
+            ("flood: 64 connections at full speed", ["get", "--path", "/latest/meta-data/instance-id",
+                                                     "--connections", "64", "--instances", "0"]),
+        ]
+        # How the attacker's CPU is placed: in a low-weight cgroup, at the default weight, or alone on core 1.
+        placements = {"weighted": (cgroup, None), "unweighted": (None, None), "own core": (None, CLIENT_CORE)}
+        points = [("none (baseline)", None, "")] + [(name, attack, placement) for name, attack in attacks
+                                                     for placement in placements]
+        # Rounds of every point in turn, so that the machine's own jitter (which moves a 9 s p99 by
+        # itself) falls on baseline and attacks alike; the table shows medians over the rounds. A
+        # point during which other processes used more than a second of CPU is run again once.
+        results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        reruns = 0
+        for round_ in range(rounds):
+            for name, attack, placement in points:
+                for attempt in range(2):
+                    others = others_cpu()
+                    point: dict[str, Any] = {"drops": lab.syn_drops(), "cpu": cpu_seconds(popen.pid)}
+                    attacker = None
+                    if attack is not None:
+                        group, core = placements[placement]
+                        command = in_cgroup(group, (["taskset", "-c", core] if core else []) + lab.exec(vms["attacker"]) + [
+                            load_bin, *attack, "--target", target, "--seconds", str(seconds + ramp + 2)])
+                        attacker = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                        lab.processes.append(attacker)
+                        time.sleep(ramp)
+                    point["victim"] = run_victim()
+                    point["during"] = rss_mib(popen.pid)
+                    if attacker is not None:
+                        stdout, _ = attacker.communicate(timeout=seconds + 120)
+                        point["attacker"] = json.loads(stdout.strip().splitlines()[-1])
+                        time.sleep(2)
+                    point["drops"] = lab.syn_drops() - point["drops"]
+                    point["cpu"] = cpu_seconds(popen.pid) - point["cpu"]
+                    point["after"] = rss_mib(popen.pid)
+                    point["others"] = others_cpu_since(others)
+                    if point["others"] <= 1.0 or attempt == 1:
+                        break
+                    reruns += 1
+                    log(f"hostile-host: {name} ({placement or 'baseline'}) again: other processes used "
+                        f"{point['others']:.1f} CPU s meanwhile")
+                results.setdefault((name, placement), []).append(point)
+            log(f"hostile-host: round {round_ + 1} of {rounds} done")
+        out.append("| attack | attacker CPU | victim req/s | victim p99 µs | p99 ratio | victim errors | attacker (per round) | "
+                   "SYNs dropped | imds CPU s | imds RSS MiB during → after | others' CPU s |")
+        out.append("|---|---|---:|---:|---:|---:|---|---:|---:|---|---:|")
+        base_p99 = median([p["victim"]["p99_us"] for p in results[("none (baseline)", "")]])
+        for name, attack, placement in points:
+            runs = results[(name, placement)]
+            p99 = [float(p["victim"]["p99_us"]) for p in runs]
+            summary = "—"
+            if attack is not None:
+                a = [p["attacker"] for p in runs]
+                if a[0]["mode"] == "hold":
+                    summary = (f"{median([x['connects'] for x in a]):,.0f} connects, "
+                               f"{median([x['closed_by_server'] for x in a]):,.0f} closed by imds, "
+                               f"{median([x['open_at_end'] for x in a]):,.0f} open at the end")
+                    if failed := sum(x["errors"] for x in a):
+                        summary += f"; {failed} connections not opened over the rounds (out of file descriptors)"
+                else:
+                    summary = (f"{median([x['rps'] for x in a]):,.0f} req/s answered 200, "
+                               f"{median([x['errors'] for x in a]):,.0f} refused (429) or failed")
+            out.append(
+                f"| {name} | {placement or '—'} | {median([p['victim']['rps'] for p in runs]):,.0f} | "
+                f"{median(p99):,.0f} ({', '.join(f'{x:,.0f}' for x in p99)}) | {median(p99) / max(base_p99, 1):.2f} | "
+                f"{sum(p['victim']['errors'] for p in runs)} | {summary} | "
+                f"{median([p['drops'] for p in runs]):,.0f} | {median([p['cpu'] for p in runs]):.1f} | "
+                f"{max(p['during'] for p in runs):.0f} → {runs[-1]['after']:.0f} | "
+                f"{median([p['others'] for p in runs]):.1f} |")
+        out.append(f"\nPoints run again because other processes used more than 1 CPU s meanwhile: {reruns}.")
+        alive = popen.poll() is None
+        out.append(f"\nimds still running afterwards: {'yes' if alive else 'NO: exit ' + str(popen.returncode)}.")
+        lab.close()
+        lab.run(*lab.exec(lab.host), imds_bin, "net", "down", "--config", str(config))
 
 
 def cost_shape(work: Path, args: argparse.Namespace, out: list[str]) -> None:
@@ -542,25 +857,33 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10_000, 100_000, 1_000_000],
                         help="instance counts of the cost shape")
     parser.add_argument("--quick", action="store_true", help="pinned only, one repeat, 1 s points, sizes 1 and 1000")
-    parser.add_argument("--only", nargs="+", default=["compare", "robustness", "hostile", "cost", "micro"],
-                        help="sections to run; `--only hostile` alone replaces that section of the existing file")
+    parser.add_argument("--only", nargs="+", default=["compare", "robustness", "hostile", "hostile-host", "cost", "micro"],
+                        choices=["compare", "robustness", "hostile", "hostile-host", "cost", "micro"],
+                        metavar="SECTION",
+                        help="sections to run (compare, robustness, hostile, hostile-host, cost, micro); `--only hostile` "
+                             "and/or `hostile-host` alone replace those sections "
+                             "of the existing file")
     parser.add_argument("--output", default=str(REPO / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.repeats, args.sizes = 1, 1, [1, 1000]
     work = REPO / "target" / "bench"
     work.mkdir(parents=True, exist_ok=True)
-    if args.only == ["hostile"]:
-        # Keep the rest of the file: replace (or append) this one section.
-        section: list[str] = []
-        hostile(work, args, section)
+    replaceable = {"hostile": (HOSTILE_HEADING, hostile), "hostile-host": (HOST_HEADING, hostile_host)}
+    if set(args.only) <= set(replaceable):
+        # Keep the rest of the file: replace (or append) these sections, each up to the next heading.
         path = Path(args.output)
         text = path.read_text() if path.exists() else "# Benchmarks\n"
-        head, found, tail = text.partition(f"\n{HOSTILE_HEADING}\n")
-        rest = ""
-        if found and "\n### " in tail:
-            rest = tail[tail.index("\n### "):]
-        path.write_text(head.rstrip("\n") + "\n" + "\n".join(section) + "\n" + rest)
+        for name in args.only:
+            heading, run = replaceable[name]
+            section: list[str] = []
+            run(work, args, section)
+            head, found, tail = text.partition(f"\n{heading}\n")
+            rest = ""
+            if found and "\n### " in tail:
+                rest = tail[tail.index("\n### "):]
+            text = head.rstrip("\n") + "\n" + "\n".join(section) + "\n" + rest
+            path.write_text(text)
         log(f"updated {args.output}")
         return
     cpu_model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -594,6 +917,8 @@ def main() -> None:
         robustness(work, out)
     if "hostile" in args.only:
         hostile(work, args, out)
+    if "hostile-host" in args.only:
+        hostile_host(work, args, out)
     if "cost" in args.only:
         cost_shape(work, args, out)
     out.append(f"\nTotal bench time: {time.monotonic() - started:.0f} s.\n")

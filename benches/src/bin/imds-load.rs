@@ -37,7 +37,8 @@ enum Mode {
         /// Connections held open.
         #[arg(long, default_value_t = 16)]
         connections: u32,
-        /// Instances to spread the connections over (`source_address(0..instances)`); 0 calls from 127.0.0.1.
+        /// Instances to spread the connections over (`source_address(0..instances)`); 0: from the
+        /// machine's own address (127.0.0.1 to a loopback target, a VM's address in its namespace).
         #[arg(long, default_value_t = 0)]
         instances: u32,
         /// The first instance of that range (`source_address(first..first + instances)`).
@@ -58,9 +59,10 @@ enum Mode {
         /// The guest listener.
         #[arg(long)]
         target: SocketAddr,
-        /// The instance whose address the connections come from (`source_address(instance)`).
+        /// The instance whose address the connections come from (`source_address(instance)`);
+        /// without it, the machine's own address (a VM's, run in its network namespace).
         #[arg(long)]
-        instance: u32,
+        instance: Option<u32>,
         /// Connections held at once.
         #[arg(long, default_value_t = 20_000)]
         connections: u32,
@@ -289,14 +291,14 @@ async fn get(
 
 async fn hold(
     target: SocketAddr,
-    instance: u32,
+    instance: Option<u32>,
     connections: u32,
     seconds: u64,
     slowloris: bool,
 ) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let source = source_address(instance);
+    let source = instance.map(source_address);
     let connects = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let closed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
@@ -307,7 +309,9 @@ async fn hold(
             let mut open_at_end = false;
             while Instant::now() < deadline {
                 let socket = TcpSocket::new_v4()?;
-                socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+                if let Some(source) = source {
+                    socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+                }
                 let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, socket.connect(target)).await else {
                     break;
                 };
