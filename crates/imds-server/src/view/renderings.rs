@@ -1,7 +1,7 @@
 //! Keeps the renderings instances hold (EC2 trees, GCE and Azure answers) within their budget.
 //!
 //! Each version of an instance record keeps what its guests asked for in its
-//! [`Cache`](imds_dialects::Cache); all caches draw on one [`Budget`](imds_dialects::Budget),
+//! [`Cache`](imds_dialects::Cache); all caches draw on one [`Budget`],
 //! and a rendering that does not fit is served without being kept. [`tend`] makes room: it drops
 //! the renderings of instances whose guests have been quiet for [`IDLE`], and when the budget runs
 //! high, those of the least recently asked instances first. A million registered instances thus
