@@ -447,7 +447,7 @@ def hostile(work: Path, args: argparse.Namespace, out: list[str]) -> None:
                "connections at full speed, all from its one address. Connections the server closes are opened "
                "again after 100 ms. imds runs with its defaults (`limits.max_connections` 4096, "
                "`limits.max_connections_per_source` 64, `limits.header_read_timeout_secs` 10, the per-instance "
-               "throttle of 1,000 requests a second with bursts of 2,000, refusals held 100 ms); client and "
+               "throttle of 1,000 requests a second with bursts of 2,000, refusals held 50 to 150 ms); client and "
                "server share the machine's cores, unpinned. Goal: victim p99 ≤ 2× its baseline.\n")
     out.append("| attack | victim req/s | victim p99 µs | p99 ratio | victim errors | attacker | imds RSS MiB during → after |")
     out.append("|---|---:|---:|---:|---:|---|---|")

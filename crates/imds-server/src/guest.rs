@@ -422,7 +422,7 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
         };
         // Not holding the snapshot while waiting: the view moves on meanwhile.
         drop((snapshot, entry));
-        tokio::time::sleep(Throttle::REFUSAL_DELAY).await;
+        tokio::time::sleep(Throttle::next_refusal_delay()).await;
         return Err(refusal);
     }
     Ok(Admitted { request, is_head, socket, snapshot, entry, caller })

@@ -17,11 +17,29 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// How long a request over the budget waits before its refusal is sent. A guest flooding
-    /// at full speed then holds each of its connections idle instead of spending the CPU the
-    /// other instances' requests need: with `limits.max_connections_per_source` 64, at most
-    /// 640 refusals a second per source.
-    pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+    /// The least time a request over the budget waits before its refusal is sent. A guest
+    /// flooding at full speed then holds each of its connections idle instead of spending the
+    /// CPU the other instances' requests need: with `limits.max_connections_per_source` 64, at
+    /// most 1,280 refusals a second per source.
+    pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
+    /// How long the `n`th refusal (counted over the process) is held: from [`Self::REFUSAL_DELAY`]
+    /// to three times it, spread evenly over consecutive refusals (a Weyl sequence). Refusals
+    /// that arrived together then go out apart, so a flooding guest's connections do not all
+    /// come back at once and queue another instance's request behind a burst.
+    pub fn refusal_delay(n: u64) -> std::time::Duration {
+        // The fractional part of n times the golden ratio, as 16 bits: consecutive values
+        // fall far apart and every stretch of them covers the range evenly.
+        let spread = u64::from((n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16);
+        let base = Self::REFUSAL_DELAY.as_micros() as u64;
+        std::time::Duration::from_micros(base + spread * 2 * base / 65_536)
+    }
+
+    /// The hold of the next refusal of this process ([`Self::refusal_delay`]).
+    pub fn next_refusal_delay() -> std::time::Duration {
+        static REFUSALS: AtomicU64 = AtomicU64::new(0);
+        Self::refusal_delay(REFUSALS.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
 impl Default for Throttle {
@@ -74,6 +92,20 @@ mod tests {
     use super::*;
 
     const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn refusals_that_arrive_together_are_held_for_spread_out_times() {
+        let min = Throttle::REFUSAL_DELAY;
+        // 64 refusals in a row (one source's connections at the cap) are each held at least the
+        // delay and less than three times it, and leave at times spread over that whole range:
+        // sorted, no two are more than 4 ms apart and they span at least 90 ms.
+        let mut holds: Vec<_> = (1_000..1_064).map(Throttle::refusal_delay).collect();
+        assert!(holds.iter().all(|hold| *hold >= min && *hold < min * 3), "{holds:?}");
+        holds.sort();
+        let gaps = holds.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap();
+        assert!(gaps <= std::time::Duration::from_millis(4), "largest gap {gaps:?}: {holds:?}");
+        assert!(holds[63] - holds[0] >= std::time::Duration::from_millis(90), "{holds:?}");
+    }
 
     #[test]
     fn a_burst_passes_then_the_sustained_rate_applies() {
