@@ -173,13 +173,20 @@ def running_imds(tmp: Path, extra_config: str = "", guest_config: str = "", list
             raise RuntimeError(f"{error}\nimds stderr:\n{(tmp / 'imds.stderr').read_text()[-4000:]}") from None
         yield Imds(guest_url=f"http://{guest}", admin_url=f"http://{admin}", dialect_urls=bound)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=5)
         stderr.close()
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Stops a process this suite started: SIGTERM, then SIGKILL after `timeout` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def metadata_host() -> str:

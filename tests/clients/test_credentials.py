@@ -23,7 +23,7 @@ import boto3
 import botocore.credentials
 import pytest
 
-from conftest import ADMIN_TOKEN, Imds, put_instance, running_imds
+from conftest import ADMIN_TOKEN, Imds, put_instance, running_imds, stop_process
 
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
 CREDENTIALS_PATH = "/latest/meta-data/iam/security-credentials/"
@@ -148,12 +148,7 @@ class Moto:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, timeout=10)
             self.proc = None
 
 
@@ -165,6 +160,19 @@ def moto(tmp_path: Path) -> Iterator[Moto]:
         yield server
     finally:
         server.stop()
+
+
+def caller_arn(moto: Moto, credentials: dict[str, Any]) -> str:
+    """Who STS says `credentials` (as a guest was given them) belong to."""
+    sts = boto3.client(
+        "sts",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["Token"],
+    )
+    return str(sts.get_caller_identity()["Arn"])
 
 
 def ready(imds: Imds) -> tuple[int, bytes] | None:
@@ -206,15 +214,7 @@ def test_the_sts_source_assumes_rotates_and_recovers_after_sts_was_down(tmp_path
         )
         assert expiration - datetime.datetime.now(datetime.timezone.utc) > datetime.timedelta(minutes=5)
         # They are STS's own: STS says who they belong to.
-        sts = boto3.client(
-            "sts",
-            endpoint_url=moto.url,
-            region_name="us-east-1",
-            aws_access_key_id=first["AccessKeyId"],
-            aws_secret_access_key=first["SecretAccessKey"],
-            aws_session_token=first["Token"],
-        )
-        assert ":assumed-role/moto-role/" in sts.get_caller_identity()["Arn"]
+        assert ":assumed-role/moto-role/" in caller_arn(moto, first)
         assert call(f"{imds.admin_url}/readyz")[0] == 200
 
         # Rotation: a refresh assumes the role again and guests get the new set.
@@ -261,15 +261,7 @@ def test_an_sts_role_with_a_session_per_instance_is_assumed_as_the_instance(tmp_
         put_instance(imds, instance_id, {"ipv4": ["127.0.0.1"], "iam_role": "moto"})
         issued = wait_until("assumed credentials", lambda: (c := guest_credentials(imds, "moto"))["Code"] == "Success" and c)
         # STS says whose session they are: the instance's (AssumeRole's RoleSessionName).
-        sts = boto3.client(
-            "sts",
-            endpoint_url=moto.url,
-            region_name="us-east-1",
-            aws_access_key_id=issued["AccessKeyId"],
-            aws_secret_access_key=issued["SecretAccessKey"],
-            aws_session_token=issued["Token"],
-        )
-        assert sts.get_caller_identity()["Arn"].endswith(f":assumed-role/moto-role/{instance_id}")
+        assert caller_arn(moto, issued).endswith(f":assumed-role/moto-role/{instance_id}")
         shown = role_status(imds, "moto")
         assert shown == {"valid": True, "session_per_instance": True, "instances": 1}, shown
         # A refresh on demand assumes each instance's session again.

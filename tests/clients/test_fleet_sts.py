@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ADMIN_TOKEN, _binary, _read_lines, _wait_for_addresses
+from conftest import ADMIN_TOKEN, _binary, _read_lines, _wait_for_addresses, stop_process
 from test_credentials import DIRECT, Moto, call, free_port, wait_until
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/fleet-role"
@@ -86,12 +86,7 @@ class Etcd:
         return base64.b64decode(kvs[0]["value"]).decode(), str(kvs[0].get("lease", "0"))
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout=10)
         self.log.close()
 
 
@@ -214,13 +209,7 @@ class Node:
         self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=5)
         self.stderr.close()
 
 

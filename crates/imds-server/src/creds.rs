@@ -25,10 +25,10 @@ impl RoleCredentials for Credentials {
     }
 
     fn credentials_for(&self, role: &str, instance: &str, now: u64) -> Option<CredentialState> {
-        match self.0.state(&instance_key(role, instance)) {
-            Some(state) => Some(issue(&state, now)),
-            None => self.credentials(role, now),
-        }
+        // A role with a session per instance is managed only under its instances' names
+        // ([`managed`]), so the role's own name answers every other role without building one.
+        let state = self.0.state(role).or_else(|| self.0.state(&instance_key(role, instance)))?;
+        Some(issue(&state, now))
     }
 }
 
@@ -150,8 +150,7 @@ pub async fn put_configured(
             }
             None => Expect::Absent,
         };
-        let ops = crate::records::put_role(name, &role, expect)
-            .map_err(|error| imds_store::StoreError::unavailable(format!("no randomness: {error}")))?;
+        let ops = crate::records::put_role(name, &role, expect)?;
         Ok(Step::Commit(Plan::new(()).guarded_all(ops)))
     })
     .await?;
@@ -250,8 +249,7 @@ pub async fn split_stored_roles(store: &Arc<dyn imds_store::Store>) -> Result<us
             if role.base_credentials.is_none() {
                 continue;
             }
-            let ops = crate::records::put_role(&record.key.id, &role, imds_store::Expect::Revision(record.rev))
-                .map_err(|error| imds_store::StoreError::unavailable(format!("no randomness: {error}")))?;
+            let ops = crate::records::put_role(&record.key.id, &role, imds_store::Expect::Revision(record.rev))?;
             match store.commit(ops).await {
                 Ok(_) => split += 1,
                 Err(imds_store::StoreError::RevisionMismatch { .. } | imds_store::StoreError::NotFound { .. }) => {}

@@ -95,9 +95,10 @@ pub fn role_secrets(name: &str) -> Key {
 /// credentials in their own record when `role` holds them, or their removal when `role` has
 /// none left (another source, or none set). Base credentials stored apart before and still
 /// referred to by `role` are left as they are.
-pub fn put_role(name: &str, role: &Role, expect: Expect) -> Result<Vec<Op>, getrandom::Error> {
+pub fn put_role(name: &str, role: &Role, expect: Expect) -> Result<Vec<Op>, imds_store::StoreError> {
     let mut version = [0u8; 8];
-    getrandom::fill(&mut version)?;
+    getrandom::fill(&mut version)
+        .map_err(|e| imds_store::StoreError::unavailable_from("no randomness for a role version", e))?;
     let version: String = version.iter().map(|b| format!("{b:02x}")).collect();
     let (record, base) = role.split(&version);
     let put =

@@ -111,8 +111,7 @@ async fn update_role(
         let previous = load(state, name).await?;
         let expect = previous.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
         let role = change(previous.map(|(role, _)| role))?;
-        let ops = records::put_role(key_ref.id.as_str(), &role, expect)
-            .map_err(|error| AdminError::Unavailable(format!("no randomness: {error}")))?;
+        let ops = records::put_role(key_ref.id.as_str(), &role, expect)?;
         Ok::<_, AdminError>(Step::Commit(Plan::new(role).guarded_all(ops)))
     })
     .await?;
