@@ -43,9 +43,19 @@ guest_interfaces = ["br-imds"]
 interface = "br-imds"
 manage = true
 """)
-    before = snapshot_host(lab)
+    # `ip link add ... type bridge` makes a bridge whose MAC follows its lowest port's: `up` says so.
     up = lab.imds("net", "up", "--config", str(cfg))
     assert "bridge imds" in up.stdout, up.stdout
+    assert "bridge br-imds has no MAC of its own" in up.stdout, up.stdout
+    status = json.loads(lab.imds("net", "status", "--config", str(cfg), "-o", "json").stdout)
+    assert {"what": "bridge br-imds MAC", "state": "from ports"} in [{k: i[k] for k in ("what", "state")} for i in status["items"]], status
+    lab.imds("net", "down", "--config", str(cfg))
+    # With a MAC of its own (as libvirt and systemd-networkd give theirs) a VM joining later, as
+    # vm-d does below, leaves the gateway's MAC in the other VMs' ARP caches true.
+    run("ip", "-n", lab.host, "link", "set", "br-imds", "address", "02:00:00:00:01:01")
+    before = snapshot_host(lab)
+    up = lab.imds("net", "up", "--config", str(cfg))
+    assert "bridge imds" in up.stdout and "no MAC of its own" not in up.stdout, up.stdout
     daemon = lab.serve(cfg)
     for name, (ip, mac) in VMS.items():
         daemon.put({"id": f"vm-{name}", "hostname": f"host-{name}", "ipv4": [ip], "mac": [mac], "host_interfaces": [f"vp-{name}"]})
@@ -90,6 +100,7 @@ manage = true
 
     status = json.loads(lab.imds("net", "status", "--config", str(cfg), "-o", "json").stdout)
     assert status["interface_kind"] == "bridge" and status["drift"] == [], status
+    assert {"what": "bridge br-imds MAC", "state": "fixed", "detail": ""} in status["items"], status
     run("ip", "-n", lab.host, "link", "del", "vp-d")  # added after `before` was taken
     daemon.process.terminate()
     daemon.process.wait(timeout=10)

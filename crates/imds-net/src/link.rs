@@ -133,7 +133,16 @@ pub async fn place(handle: &Handle, name: &str, create: bool) -> Result<Placemen
     }
     if let Some(link) = find(&all, name) {
         return Ok(match link.kind.as_deref() {
-            Some("bridge") => Placement { kind: MetadataInterface::Bridge(name.to_owned()), link, notes: Vec::new() },
+            Some("bridge") => {
+                let notes = if bridge_mac_is_fixed(name) == Some(false) {
+                    vec![format!(
+                        "bridge {name} has no MAC of its own: it takes its lowest port's, so a VM joining can change the gateway's MAC under every other VM (their ARP caches keep the old one for seconds); give it a fixed one (`ip link set {name} address ...`, systemd-networkd's MACAddress=)"
+                    )]
+                } else {
+                    Vec::new()
+                };
+                Placement { kind: MetadataInterface::Bridge(name.to_owned()), link, notes }
+            }
             Some("dummy") => Placement { kind: MetadataInterface::Dummy(name.to_owned()), link, notes: Vec::new() },
             other => {
                 return Err(NetError::Config(format!(
@@ -166,6 +175,13 @@ pub async fn place(handle: &Handle, name: &str, create: bool) -> Result<Placemen
             )],
         ),
     }
+}
+
+/// Whether the bridge `name`'s MAC was set explicitly (`addr_assign_type` 3, `NET_ADDR_SET`)
+/// rather than taken from its ports; `None` when sysfs does not say.
+pub fn bridge_mac_is_fixed(name: &str) -> Option<bool> {
+    let kind = std::fs::read_to_string(format!("/sys/class/net/{name}/addr_assign_type")).ok()?;
+    Some(kind.trim() == "3")
 }
 
 /// Adds `ip` (as /32 or /128) to `link` with imds' address protocol, unless it is already there.

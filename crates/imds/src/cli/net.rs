@@ -212,6 +212,14 @@ async fn gather(config: &HostConfig) -> Result<serde_json::Value, imds_net::NetE
         MetadataInterface::Bridge(name) => Some(name.clone()),
         _ => None,
     };
+    if let Some(name) = &bridge {
+        let fixed = link::bridge_mac_is_fixed(name);
+        items.push(json!({
+            "what": format!("bridge {name} MAC"),
+            "state": match fixed { Some(true) => "fixed", Some(false) => "from ports", None => "unknown" },
+            "detail": if fixed == Some(false) { "a VM joining can change the gateway's MAC: set one" } else { "" },
+        }));
+    }
     let expected = rules::render_up(config, bridge.as_deref());
     for family in ["inet", "bridge"] {
         let wanted = family == "inet" || bridge.is_some();
