@@ -111,8 +111,9 @@ impl Snapshot {
     /// instances keeping renderings within `budget`.
     pub fn from_records(rev: Revision, records: &[Record], budget: Arc<Budget>) -> Self {
         let mut snapshot = Snapshot { rev, ..Snapshot::empty(budget) };
+        snapshot.by_id.reserve(records.iter().filter(|record| record.key.collection == INSTANCES).count());
         for record in records {
-            snapshot.put(record);
+            snapshot.put(record, true);
         }
         snapshot
     }
@@ -217,7 +218,7 @@ impl Snapshot {
         next.rev = rev;
         for change in changes {
             match change {
-                Change::Put(record) => next.put(record),
+                Change::Put(record) => next.put(record, false),
                 Change::Delete { key, .. } if key.collection == ROLES => {
                     next.roles.remove(&key.id);
                 }
@@ -227,7 +228,9 @@ impl Snapshot {
                 Change::Delete { key, .. } => {
                     let Ok(id) = InstanceId::try_from(key.id.as_str()) else { continue };
                     match key.collection.as_str() {
-                        INSTANCES => next.remove(&id),
+                        INSTANCES => {
+                            next.remove(&id);
+                        }
                         MMDS => {
                             next.mmds.remove(&id);
                         }
@@ -246,7 +249,8 @@ impl Snapshot {
         next
     }
 
-    fn put(&mut self, record: &Record) {
+    /// Applies one stored record; `fresh` when building from a whole store snapshot.
+    fn put(&mut self, record: &Record, fresh: bool) {
         let value = match records::decode(record) {
             Ok(Some(value)) => value,
             Ok(None) => return,
@@ -258,7 +262,7 @@ impl Snapshot {
             }
         };
         match value {
-            Value::Instance(instance) => self.put_instance(*instance, record.rev),
+            Value::Instance(instance) => self.put_instance(*instance, record.rev, fresh),
             Value::Mmds(id, mmds) => {
                 self.mmds.insert(id, Arc::new(mmds));
             }
@@ -292,9 +296,11 @@ impl Snapshot {
         }
     }
 
-    fn put_instance(&mut self, instance: Instance, rev: Revision) {
-        let throttle = self.by_id.get(&instance.id).map(|old| Arc::clone(&old.throttle)).unwrap_or_default();
-        self.remove(&instance.id);
+    /// `fresh`: building from a store snapshot, whose keys are unique, so there is no older
+    /// entry to replace (a million lookups saved at a cold start).
+    fn put_instance(&mut self, instance: Instance, rev: Revision, fresh: bool) {
+        let old = if fresh { None } else { self.remove(&instance.id) };
+        let throttle = old.map(|old| Arc::clone(&old.throttle)).unwrap_or_default();
         let id = instance.id.clone();
         for ip in instance.ipv4.iter().map(|ip| IpAddr::V4(*ip)).chain(instance.ipv6.iter().map(|ip| IpAddr::V6(*ip))) {
             self.by_ip.insert(ip, id.clone());
@@ -305,10 +311,9 @@ impl Snapshot {
         self.by_id.insert(id, Arc::new(Entry { instance, rev, throttle, cache: Cache::new(Arc::clone(&self.budget)) }));
     }
 
-    fn remove(&mut self, id: &InstanceId) {
-        let Some(old) = self.by_id.remove(id) else {
-            return;
-        };
+    /// Removes instance `id` and its addresses from the indexes, returning its entry.
+    fn remove(&mut self, id: &InstanceId) -> Option<Arc<Entry>> {
+        let old = self.by_id.remove(id)?;
         for ip in
             old.instance.ipv4.iter().map(|ip| IpAddr::V4(*ip)).chain(old.instance.ipv6.iter().map(|ip| IpAddr::V6(*ip)))
         {
@@ -321,6 +326,7 @@ impl Snapshot {
                 self.by_mac.remove(mac);
             }
         }
+        Some(old)
     }
 }
 

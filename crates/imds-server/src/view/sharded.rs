@@ -82,6 +82,14 @@ impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
         old
     }
 
+    /// Makes room for `additional` more keys spread evenly, so loading them rehashes no shard.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let per_shard = additional.div_ceil(SHARDS);
+        for shard in &mut self.shards {
+            Arc::make_mut(shard).reserve(per_shard);
+        }
+    }
+
     /// How many entries it holds.
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -113,6 +121,16 @@ mod tests {
         assert!(shared >= SHARDS - 3, "only the touched shards were copied ({shared} shared)");
         assert_eq!(b.remove(&123_456), None);
         assert!(!b.is_empty() && ShardedMap::<u32, u32>::default().is_empty());
+    }
+
+    #[test]
+    fn reserving_makes_room_in_every_shard_and_changes_nothing_else() {
+        let mut map = ShardedMap::default();
+        map.insert(1u32, 1u32);
+        let copy = map.clone();
+        map.reserve(SHARDS * 100);
+        assert!(map.shards.iter().all(|shard| shard.capacity() >= 100));
+        assert_eq!((map.len(), map.get(&1), copy.get(&1)), (1, Some(&1), Some(&1)));
     }
 
     #[test]
