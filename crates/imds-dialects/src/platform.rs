@@ -221,7 +221,7 @@ pub fn smbios(instance: &Instance, dialect: Dialect, settings: &Settings) -> Opt
             ..Smbios::default()
         },
     };
-    Some(apply_platform(derived, instance.platform.as_ref()))
+    Some(apply_platform(derived, instance.platform.as_deref()))
 }
 
 /// The dialect named by the record's `platform.dialect`, if it names one imds serves.

@@ -2,7 +2,8 @@
 //! and the accessors dialects share.
 //!
 //! The only way to build an `Instance` from outside data is [`Instance::parse`] (admin input) or
-//! [`Instance::from_bytes`] (the store); both run the validating walk in `parse`. The canonical
+//! [`Instance::from_bytes`] (the store); both run the validating walk in `parse` (the store's
+//! records, already validated, skip it for their plain fields). The canonical
 //! JSON ([`Instance::to_json`]) omits absent and empty fields and always includes `id` and
 //! `imds`, so `parse(to_json(x)) == x`.
 
@@ -67,7 +68,7 @@ pub struct Instance {
     pub host_interfaces: Vec<String>,
     /// What the guest is told about its network; derived from `ipv4`/`mac` when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub network: Option<Network>,
+    pub network: Option<Box<Network>>,
     /// User data, served verbatim.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_data: Option<UserData>,
@@ -107,7 +108,7 @@ pub struct Instance {
     pub launch_index: Option<u32>,
     /// Owning account or project.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<Account>,
+    pub account: Option<Box<Account>>,
     /// Creation time, RFC 3339 UTC.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
@@ -116,12 +117,12 @@ pub struct Instance {
     pub iam_role: Option<RoleName>,
     /// Identity details (scopes, email, client id…), a JSON object kept verbatim.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Value>,
+    pub identity: Option<Box<Value>>,
     /// EC2 metadata options, defaults filled in.
     pub imds: ImdsSettings,
     /// What the VMM presents (dialect, SMBIOS), a JSON object kept verbatim.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Value>,
+    pub platform: Option<Box<Value>>,
     /// Dialect selection and overrides.
     #[serde(skip_serializing_if = "Dialects::is_empty")]
     pub dialects: Dialects,
@@ -178,9 +179,14 @@ impl Instance {
         serde_json::to_vec(self).expect("an Instance has string map keys and no failing Serialize impls")
     }
 
-    /// Decodes what [`to_bytes`](Self::to_bytes) produced, without size limits. Every error
+    /// Decodes what [`to_bytes`](Self::to_bytes) produced, without size limits: serde reads the
+    /// plain fields straight into their types (a stored record passed every rule when it was
+    /// written), and a record that path does not accept is walked like admin input. Every error
     /// message says the record is corrupt.
     pub fn from_bytes(bytes: &[u8]) -> Result<Instance, Invalid> {
+        if let Some(instance) = crate::parse::decode_stored(bytes) {
+            return Ok(instance);
+        }
         let value: Value =
             serde_json::from_slice(bytes).map_err(|e| Invalid::one("", format!("corrupt record: not JSON: {e}")))?;
         Self::parse(&value, &Limits::unbounded()).map_err(|invalid| Invalid {

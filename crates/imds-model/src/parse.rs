@@ -5,11 +5,15 @@
 //! `"tags.Name"`), instead of stopping at the first. A [`Ctx`] collects the errors; each helper
 //! returns `Option<T>`, `None` meaning "an error was recorded". Normalisation happens here too:
 //! MACs to lower-case colon form, IPv4-mapped IPv6 identifying addresses moved into `ipv4`.
-//! The network walk lives in `parse/network.rs`, the smaller sections in `parse/section.rs`.
+//! The network walk lives in `parse/network.rs`, the smaller sections in `parse/section.rs`;
+//! `parse/stored.rs` reads records back from the store without walking their plain fields again.
 
 mod network;
 mod overrides;
 mod section;
+mod stored;
+
+pub(crate) use stored::decode as decode_stored;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -362,7 +366,7 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
         ipv6,
         mac,
         host_interfaces,
-        network,
+        network: network.map(Box::new),
         user_data,
         vendor_data,
         ssh_keys,
@@ -375,12 +379,12 @@ pub(crate) fn parse_instance(value: &Value, limits: &Limits) -> Result<Instance,
         image_id,
         tags,
         launch_index,
-        account,
+        account: account.map(Box::new),
         created_at,
         iam_role,
-        identity,
+        identity: identity.map(Box::new),
         imds,
-        platform,
+        platform: platform.map(Box::new),
         dialects,
     };
     // Unbounded (a stored record read back): no size to check, so no serialising to measure it.

@@ -4,10 +4,10 @@
 //! limit, the endpoint switch and tags-in-metadata. They are always present in a parsed record,
 //! with AWS's defaults filled in.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Whether EC2 requests must carry an IMDSv2 session token (`HttpTokens`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenMode {
     /// IMDSv1 and IMDSv2 both work (`"optional"`).
@@ -18,7 +18,7 @@ pub enum TokenMode {
 }
 
 /// Whether the EC2 metadata endpoint answers at all (`HttpEndpoint`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EndpointMode {
     /// The endpoint answers (`"enabled"`).
@@ -30,7 +30,7 @@ pub enum EndpointMode {
 
 /// Whether instance tags are served: EC2's `meta-data/tags/instance/` (`InstanceMetadataTags`)
 /// and every other dialect's tags.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TagsMode {
     /// Tags are not served (`"off"`).

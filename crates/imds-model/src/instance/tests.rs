@@ -75,7 +75,7 @@ fn primary_addresses_prefer_the_network_section() {
 #[test]
 fn canonical_json_omits_empties_and_keeps_imds() {
     let mut instance = Instance::new(InstanceId::try_from("i-1").unwrap());
-    instance.network = Some(Network::default());
+    instance.network = Some(Box::default());
     instance.dialects.enabled = Some(Vec::new());
     assert_eq!(
         instance.to_json(),

@@ -389,6 +389,43 @@ fn from_bytes_reports_corruption() {
     assert!(Instance::from_bytes(&bytes).is_ok());
 }
 
+/// What the full walk makes of stored bytes.
+fn walked(bytes: &[u8]) -> Result<Instance, Invalid> {
+    parse_instance(&serde_json::from_slice(bytes).unwrap(), &Limits::unbounded())
+}
+
+#[test]
+fn stored_records_decode_as_the_walk_reads_them() {
+    let instance = parse(full_doc()).unwrap();
+    let bytes = instance.to_bytes();
+    // Every section of the full document on the fast path, not the fallback.
+    assert_eq!(decode_stored(&bytes), Some(instance.clone()));
+    assert_eq!(walked(&bytes), Ok(instance));
+    let minimal = br#"{"id":"i-1","imds":{"tokens":"optional","hop_limit":1,"endpoint":"enabled"}}"#;
+    assert_eq!(decode_stored(minimal), Some(Instance::new(InstanceId::try_from("i-1").unwrap())));
+}
+
+#[test]
+fn stored_records_the_fast_path_refuses_are_walked() {
+    // Nulls for lists: the walk reads them as absent.
+    let nulls = br#"{"id":"i-1","ipv4":null,"tags":null}"#;
+    assert_eq!(decode_stored(nulls), None);
+    assert_eq!(Instance::from_bytes(nulls), Ok(Instance::new(InstanceId::try_from("i-1").unwrap())));
+    // Unknown fields, bad ids, out-of-range options and bad sections: the walk names them.
+    for (bytes, field) in [
+        (&br#"{"id":"i-1","colour":"red"}"#[..], "colour"),
+        (br#"{"id":"a/b"}"#, "id"),
+        (br#"{"id":"i-1","imds":{"hop_limit":65}}"#, "imds.hop_limit"),
+        (br#"{"id":"i-1","network":{"interfaces":[{"mac":"nope"}]}}"#, "network.interfaces[0].mac"),
+        (br#"{"id":"i-1","dialects":{"enabled":["nope"]}}"#, "dialects.enabled[0]"),
+    ] {
+        assert_eq!(decode_stored(bytes), None, "{}", String::from_utf8_lossy(bytes));
+        let err = Instance::from_bytes(bytes).unwrap_err();
+        assert_eq!(err.errors[0].field, field, "{err}");
+        assert!(err.errors[0].message.starts_with("corrupt record: "), "{err}");
+    }
+}
+
 /// Small helper so a document can be tweaked inline.
 trait Tap: Sized {
     fn tap(self, f: impl FnOnce(&mut Self)) -> Self;
@@ -422,21 +459,23 @@ fn instance_strategy() -> impl Strategy<Value = Instance> {
             instance.imds.hop_limit = hop;
             instance.imds.tokens = if required { TokenMode::Required } else { TokenMode::Optional };
             instance.launch_index = launch;
-            instance.network = ifaces.map(|ifaces| crate::Network {
-                interfaces: ifaces
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (mac, prefix))| crate::Interface {
-                        mac: Some(MacAddr::new([mac[0], mac[1], mac[2], mac[3], mac[4], i as u8])),
-                        ipv4: vec![crate::Ipv4Cidr {
-                            address: Ipv4Addr::new(10, 1, 0, i as u8),
-                            prefix,
-                            gateway: None,
-                        }],
-                        ..crate::Interface::default()
-                    })
-                    .collect(),
-                ..crate::Network::default()
+            instance.network = ifaces.map(|ifaces| {
+                Box::new(crate::Network {
+                    interfaces: ifaces
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (mac, prefix))| crate::Interface {
+                            mac: Some(MacAddr::new([mac[0], mac[1], mac[2], mac[3], mac[4], i as u8])),
+                            ipv4: vec![crate::Ipv4Cidr {
+                                address: Ipv4Addr::new(10, 1, 0, i as u8),
+                                prefix,
+                                gateway: None,
+                            }],
+                            ..crate::Interface::default()
+                        })
+                        .collect(),
+                    ..crate::Network::default()
+                })
             });
             instance
         })
@@ -447,6 +486,7 @@ proptest! {
     fn parse_inverts_to_json(instance in instance_strategy()) {
         let parsed = Instance::parse(&instance.to_json(), &Limits::default());
         prop_assert_eq!(parsed.as_ref(), Ok(&instance));
-        prop_assert_eq!(Instance::from_bytes(&instance.to_bytes()), Ok(instance));
+        prop_assert_eq!(Instance::from_bytes(&instance.to_bytes()), Ok(instance.clone()));
+        prop_assert_eq!(decode_stored(&instance.to_bytes()), Some(instance));
     }
 }
