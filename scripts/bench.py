@@ -364,13 +364,13 @@ def spread(values: list[float]) -> str:
 
 
 COMPARE_MODES = {True: "pinned (server on core 0, wrk on core 1)", False: "unpinned"}
-COMPARE_HEADINGS = [f"### Side by side, {mode}" for mode in COMPARE_MODES.values()]
+COMPARE_HEADINGS = {pinned: f"### Side by side, {mode}" for pinned, mode in COMPARE_MODES.items()}
 
 
 def compare(work: Path, args: argparse.Namespace, out: list[str]) -> None:
     for pinned in ([True, False] if not args.quick else [True]):
         mode = COMPARE_MODES[pinned]
-        out.append(f"\n### Side by side, {mode}\n")
+        out.append(f"\n{COMPARE_HEADINGS[pinned]}\n")
         out.append("Medians of the repeats (± half the range). `CPU/req` is server CPU time per request; "
                    "ratios are each server ÷ nginx in this run (CPU: lower is better; req/s: higher is better), "
                    "and CPU ÷ `floor` (`imds-floor` answering the same bytes).\n")
@@ -897,7 +897,7 @@ def main() -> None:
     # run kept its store here, and imds made the directory private).
     work.chmod(0o755)
     replaceable = {"hostile": ([HOSTILE_HEADING], hostile), "hostile-host": ([HOST_HEADING], hostile_host),
-                   "cost": ([COST_HEADING], cost_shape), "compare": (COMPARE_HEADINGS, compare)}
+                   "cost": ([COST_HEADING], cost_shape), "compare": (list(COMPARE_HEADINGS.values()), compare)}
     if set(args.only) <= set(replaceable):
         # Keep the rest of the file: replace (or append) these sections, each up to the next heading.
         path = Path(args.output)

@@ -24,16 +24,14 @@ use crate::instance::Instance;
 use crate::limits::Limits;
 use crate::settings::{EndpointMode, ImdsSettings, TagsMode, TokenMode};
 
-/// A record as `to_bytes` writes it; an absent field takes the value the walk gives it.
+/// A record as `to_bytes` writes it; an absent field takes the value the walk gives it (an
+/// `Option` is `None` without being told).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Stored {
     id: InstanceId,
-    #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
     hostname: Option<String>,
-    #[serde(default)]
     domain: Option<String>,
     #[serde(default)]
     ipv4: Vec<Ipv4Addr>,
@@ -43,45 +41,26 @@ struct Stored {
     mac: Vec<MacAddr>,
     #[serde(default)]
     host_interfaces: Vec<String>,
-    #[serde(default)]
     network: Option<Value>,
-    #[serde(default)]
     user_data: Option<Value>,
-    #[serde(default)]
     vendor_data: Option<Value>,
-    #[serde(default)]
     ssh_keys: Option<Value>,
-    #[serde(default)]
     default_user: Option<String>,
-    #[serde(default)]
     password_auth: Option<bool>,
-    #[serde(default)]
     region: Option<String>,
-    #[serde(default)]
     zone: Option<String>,
-    #[serde(default)]
     node: Option<String>,
-    #[serde(default)]
     instance_type: Option<String>,
-    #[serde(default)]
     image_id: Option<String>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
-    #[serde(default)]
     launch_index: Option<u32>,
-    #[serde(default)]
     account: Option<Value>,
-    #[serde(default)]
     created_at: Option<String>,
-    #[serde(default)]
     iam_role: Option<RoleName>,
-    #[serde(default)]
     identity: Option<Value>,
-    #[serde(default)]
     imds: Option<StoredImds>,
-    #[serde(default)]
     platform: Option<Value>,
-    #[serde(default)]
     dialects: Option<Value>,
 }
 
@@ -89,13 +68,9 @@ struct Stored {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoredImds {
-    #[serde(default)]
     tokens: Option<TokenMode>,
-    #[serde(default)]
     hop_limit: Option<u8>,
-    #[serde(default)]
     endpoint: Option<EndpointMode>,
-    #[serde(default)]
     tags: Option<TagsMode>,
 }
 
