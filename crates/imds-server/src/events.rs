@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use imds_creds::Clock;
 use imds_model::{EventId, InstanceEvents, InstanceId};
-use imds_store::update::{update, Plan, Step};
+use imds_store::update::{update, Lanes, Plan, Step};
 use imds_store::{Expect, Op, Put, Revision, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -36,9 +36,11 @@ pub enum Modified<T> {
 /// delete of the instance starts over, so the list never lands on the node the instance left
 /// (nor is created for an instance that is gone: `StoreError::NotFound` of the instance).
 /// `change` returns `Err` to write nothing, and whether it changed anything with its value.
-/// `extra` adds operations to the same commit.
+/// `extra` adds operations to the same commit. The update takes the instance's turn among
+/// `writers`.
 pub async fn modify<T, E, F>(
     store: &Arc<dyn Store>,
+    writers: &Lanes,
     id: &InstanceId,
     extra: impl Fn() -> Vec<Op>,
     change: F,
@@ -50,6 +52,7 @@ where
     let key = records::events(id);
     let key_ref = &key;
     let change = &change;
+    let _turn = writers.enter(id.as_str()).await;
     let updated = update(&**store, &key, || {
         let extra = extra();
         async move {
@@ -106,11 +109,12 @@ pub fn random_id() -> EventId {
 /// `started_at`. Returns the revision written, if anything was.
 pub async fn start(
     store: &Arc<dyn Store>,
+    writers: &Lanes,
     id: &InstanceId,
     ids: &[EventId],
     now: u64,
 ) -> Result<Option<Revision>, StoreError> {
-    let modified = modify(store, id, Vec::new, |list: &mut InstanceEvents| {
+    let modified = modify(store, writers, id, Vec::new, |list: &mut InstanceEvents| {
         let mut changed = false;
         for event in list.events.iter_mut().filter(|event| ids.contains(&event.id)) {
             if event.state_at(now) == imds_model::EventState::Scheduled {
@@ -150,7 +154,7 @@ pub async fn run(store: Arc<dyn Store>, view: View, clock: Clock, shutdown: Canc
                 }
                 // Placed with the instance as the store has it (not this view's, which a move
                 // may have overtaken).
-                let settled = modify(&store, &events.id, Vec::new, |list: &mut InstanceEvents| {
+                let settled = modify(&store, view.writers(), &events.id, Vec::new, |list: &mut InstanceEvents| {
                     Ok::<_, StoreError>((list.settle(now), ()))
                 })
                 .await;

@@ -75,6 +75,9 @@ pub struct Config {
     pub write_visibility_timeout: std::time::Duration,
     /// Trusted proxies and neighbour-table lookups.
     pub identify: identify::Config,
+    /// The part of the store this node's view follows (the server's `--node`): a guest write
+    /// waits for the view only when it lands there.
+    pub scope: imds_store::Scope,
 }
 
 impl Default for Config {
@@ -92,6 +95,7 @@ impl Default for Config {
             max_held: hold::DEFAULT_MAX_HELD,
             write_visibility_timeout: crate::admin::Config::default().write_visibility_timeout,
             identify: identify::Config::default(),
+            scope: imds_store::Scope::All,
         }
     }
 }
@@ -176,6 +180,7 @@ pub fn routers_observed(
         throttle: config.throttle,
         settings: config.dialects.clone(),
         write_visibility_timeout: config.write_visibility_timeout,
+        scope: config.scope.clone(),
         clock: tokio::time::Instant::now(),
         hold: config.unknown_hold,
         max_held: config.max_held,
@@ -219,6 +224,8 @@ struct Plane {
     throttle: Throttle,
     settings: Settings,
     write_visibility_timeout: std::time::Duration,
+    /// [`Config::scope`].
+    scope: imds_store::Scope,
     /// The origin of the throttle's monotonic clock.
     clock: tokio::time::Instant,
     /// How long an unknown caller is held ([`Config::unknown_hold`]).
@@ -449,12 +456,20 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
         }
     };
     if let Some(guest_write) = response.write.take() {
-        response =
-            write::apply(&plane.store, &plane.view, plane.write_visibility_timeout, &id, *guest_write, response).await;
+        response = write::apply(
+            &plane.store,
+            &plane.view,
+            &plane.scope,
+            plane.write_visibility_timeout,
+            &id,
+            *guest_write,
+            response,
+        )
+        .await;
     } else if !response.start_events.is_empty() {
         let ids = std::mem::take(&mut response.start_events);
         let now = plane.credentials.0.clock().now();
-        response = match crate::events::start(&plane.store, &id, &ids, now).await {
+        response = match crate::events::start(&plane.store, plane.view.writers(), &id, &ids, now).await {
             Ok(Some(rev)) => {
                 plane.view.wait_visible(rev, plane.write_visibility_timeout).await;
                 response

@@ -327,7 +327,7 @@ pub async fn start(config: Config, store: Arc<dyn Store>) -> Result<Running, Sta
             wireserver: wireserver_listeners,
             limits: config.connections.clone(),
         },
-        config.guest.clone(),
+        guest::Config { scope: config.scope.clone(), ..config.guest.clone() },
         guest::Observe { metrics: Arc::clone(&metrics), audit: audit.clone() },
         shutdown.clone(),
     ));

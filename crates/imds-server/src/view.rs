@@ -344,6 +344,8 @@ pub struct View {
     /// With `[net] manage`: the revision whose identity rules the host has applied; writers
     /// wait for it too.
     datapath: Arc<std::sync::OnceLock<watch::Sender<Option<Revision>>>>,
+    /// The turns this process's writers take per instance id (see [`View::writers`]).
+    writers: Arc<imds_store::update::Lanes>,
 }
 
 impl Default for View {
@@ -368,7 +370,16 @@ impl View {
             changes: Arc::new(Changes::default()),
             health: Arc::default(),
             datapath: Arc::default(),
+            writers: Arc::default(),
         }
+    }
+
+    /// The turns of this process's writers, by instance id: every read-modify-write of an
+    /// instance or of a record attached to it (MMDS, guest state, events, container tokens)
+    /// takes the instance's turn, so a guest writing its state as fast as it can never makes an
+    /// operator's update or move of that instance through this node lose its race.
+    pub fn writers(&self) -> &imds_store::update::Lanes {
+        &self.writers
     }
 
     /// Makes [`wait_for`](Self::wait_for) also wait until [`datapath_applied`](Self::datapath_applied)

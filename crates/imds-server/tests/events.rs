@@ -706,9 +706,13 @@ async fn a_first_event_list_written_while_its_instance_moves_goes_with_the_insta
     let now = 1_800_000_000;
     let spec = imds_model::EventSpec::parse(&json!({"kind": "spot-interruption"}), now, &[]).unwrap();
     let event = spec.into_event(imds_server::events::random_id(), now);
-    let written = imds_server::events::modify(&server.store, &id, Vec::new, |list: &mut imds_model::InstanceEvents| {
-        Ok::<_, imds_store::StoreError>((list.push(event.clone(), now), ()))
-    })
+    let written = imds_server::events::modify(
+        &server.store,
+        server.running.view.writers(),
+        &id,
+        Vec::new,
+        |list: &mut imds_model::InstanceEvents| Ok::<_, imds_store::StoreError>((list.push(event.clone(), now), ())),
+    )
     .await
     .unwrap();
     assert!(matches!(written, imds_server::events::Modified::Written(..)));
@@ -723,11 +727,14 @@ async fn a_first_event_list_written_while_its_instance_moves_goes_with_the_insta
     );
     // An instance that is gone gets no list.
     let gone: imds_model::InstanceId = "i-gone".try_into().unwrap();
-    let refused =
-        imds_server::events::modify(&server.store, &gone, Vec::new, |list: &mut imds_model::InstanceEvents| {
-            Ok::<_, imds_store::StoreError>((list.push(event.clone(), now), ()))
-        })
-        .await;
+    let refused = imds_server::events::modify(
+        &server.store,
+        server.running.view.writers(),
+        &gone,
+        Vec::new,
+        |list: &mut imds_model::InstanceEvents| Ok::<_, imds_store::StoreError>((list.push(event.clone(), now), ())),
+    )
+    .await;
     assert!(matches!(refused, Err(imds_store::StoreError::NotFound { .. })), "{refused:?}");
     assert!(server.store.get(&imds_server::records::events(&gone)).await.unwrap().is_none());
 }

@@ -10,7 +10,7 @@ use imds_model::{GuestState, InstanceId, StateWrite};
 use imds_server::guest::write;
 use imds_server::test_util::TestServer;
 use imds_server::view::{MMDS, STATE};
-use imds_store::{Expect, Key, Put};
+use imds_store::{Expect, Key, Put, Scope};
 use serde_json::json;
 
 /// How long a test's guest write waits to be visible.
@@ -43,7 +43,8 @@ async fn concurrent_guest_writes_all_land_and_are_visible_when_acknowledged() {
         tasks.push(tokio::spawn(async move {
             let key = format!("k{n}");
             let response =
-                write::apply(&store, &view, VISIBLE, &id, set("gce", &["attrs", &key], "v", false), ok()).await;
+                write::apply(&store, &view, &Scope::All, VISIBLE, &id, set("gce", &["attrs", &key], "v", false), ok())
+                    .await;
             assert_eq!(response.status, StatusCode::OK, "{}", String::from_utf8_lossy(&response.body));
             // Acknowledged means the view guests read has it.
             let state = view.load().state(&id).cloned().unwrap();
@@ -64,9 +65,11 @@ async fn a_write_once_value_is_set_once_and_the_second_writer_gets_the_conflict_
     server.create(json!({"id": "i-once", "ipv4": ["127.0.0.62"]})).await;
     let id = InstanceId::try_from("i-once").unwrap();
     let (store, view) = (&server.store, &server.running.view);
-    let first = write::apply(store, view, VISIBLE, &id, set("openstack", &["password"], "one", true), ok()).await;
+    let first =
+        write::apply(store, view, &Scope::All, VISIBLE, &id, set("openstack", &["password"], "one", true), ok()).await;
     assert_eq!(first.status, StatusCode::OK);
-    let second = write::apply(store, view, VISIBLE, &id, set("openstack", &["password"], "two", true), ok()).await;
+    let second =
+        write::apply(store, view, &Scope::All, VISIBLE, &id, set("openstack", &["password"], "two", true), ok()).await;
     assert_eq!((second.status, &second.body[..]), (StatusCode::CONFLICT, &b"taken"[..]));
     let state = view.load().state(&id).cloned().unwrap();
     assert_eq!(state.get("openstack", &["password"]), Some(&json!("one")));
@@ -77,8 +80,16 @@ async fn replacing_the_record_keeps_guest_state_and_deleting_the_instance_remove
     let server = TestServer::start().await;
     server.create(json!({"id": "i-keep", "ipv4": ["127.0.0.63"]})).await;
     let id = InstanceId::try_from("i-keep").unwrap();
-    let response =
-        write::apply(&server.store, &server.running.view, VISIBLE, &id, set("gce", &["a"], "b", false), ok()).await;
+    let response = write::apply(
+        &server.store,
+        &server.running.view,
+        &Scope::All,
+        VISIBLE,
+        &id,
+        set("gce", &["a"], "b", false),
+        ok(),
+    )
+    .await;
     assert_eq!(response.status, StatusCode::OK);
     let mmds = Put {
         key: Key::new(MMDS, "i-keep"),

@@ -5,14 +5,28 @@
 //! either *fixed* (its precondition is the caller's own, an `If-Match`: its failure is the
 //! answer) or *guarded* (its precondition records what the attempt read: its failure means a
 //! concurrent write won, and the update starts over with a fresh read). The policy is the same
-//! for every writer: at most [`ATTEMPTS`] attempts, then [`StoreError::Contended`].
+//! for every writer: at most [`ATTEMPTS`] attempts (the second at once, each later one after a
+//! short randomised pause), then [`StoreError::Contended`].
+//!
+//! Also owns [`Lanes`]: the writers of one process that update records of the same name (an
+//! instance and what is attached to it) take turns, first come first served, so that within
+//! one process a stream of writes to one record cannot starve an update of another that reads
+//! it; only writers in other processes race.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::{Committed, Key, Op, Store, StoreError};
 
 /// How many attempts an update makes before giving up with [`StoreError::Contended`].
 pub const ATTEMPTS: usize = 8;
+
+/// The longest pause after a lost race, before the next attempt: the pause after the n-th
+/// lost race is random in `0..min(2^n ms, PAUSE_CAP)`, so writers that collided spread out.
+const PAUSE_CAP: Duration = Duration::from_millis(64);
 
 /// What one attempt of an [`update`] decided.
 #[derive(Debug)]
@@ -89,7 +103,11 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Step<T>, E>>,
 {
-    for _ in 0..ATTEMPTS {
+    for lost in 0..ATTEMPTS {
+        // One lost race is the usual collision: retry at once. Repeated ones spread out.
+        if lost > 1 {
+            tokio::time::sleep(pause(lost)).await;
+        }
         let plan = match attempt().await? {
             Step::Done(value) => return Ok(Updated { value, committed: None }),
             Step::Commit(plan) => plan,
@@ -103,6 +121,63 @@ where
         }
     }
     Err(StoreError::Contended { key: what.clone(), attempts: ATTEMPTS }.into())
+}
+
+/// The pause after the `lost`-th lost race: random below `2^lost` ms, at most [`PAUSE_CAP`].
+fn pause(lost: usize) -> Duration {
+    let ceiling = Duration::from_millis(1 << lost.min(16)).min(PAUSE_CAP);
+    // Each `RandomState` is freshly keyed: hashing nothing with it is a cheap random number.
+    let random = RandomState::new().hash_one(());
+    ceiling.mul_f64((random >> 11) as f64 / (1u64 << 53) as f64)
+}
+
+/// Turns by name: [`Lanes::enter`] waits until no other holder of the same name's turn is left
+/// in this process (first come, first served), and the [`Turn`] it returns ends when dropped.
+/// Names nobody holds or waits for take no memory.
+#[derive(Debug, Default)]
+pub struct Lanes {
+    lanes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Lanes {
+    /// Waits for `name`'s turn.
+    pub async fn enter(&self, name: &str) -> Turn<'_> {
+        let lane = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(lanes.entry(name.to_owned()).or_default())
+        };
+        let held = lane.lock_owned().await;
+        Turn { lanes: self, name: name.to_owned(), held: Some(held) }
+    }
+
+    /// How many names are held or waited for now.
+    pub fn len(&self) -> usize {
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Whether no name is held or waited for.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One writer's turn at a name of [`Lanes`]; the next waiter's turn begins when it is dropped.
+#[derive(Debug)]
+pub struct Turn<'a> {
+    lanes: &'a Lanes,
+    name: String,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut lanes = self.lanes.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(self.held.take());
+        // Waiters hold the lane too: when only the table does, nobody is left.
+        if lanes.get(&self.name).is_some_and(|lane| Arc::strong_count(lane) == 1) {
+            lanes.remove(&self.name);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -191,5 +266,51 @@ mod tests {
         let done: Updated<u8> =
             update(&store, &counter(), || async { Ok::<_, StoreError>(Step::Done(7)) }).await.unwrap();
         assert_eq!((done.value, done.committed), (7, None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn turns_of_one_name_come_in_order_and_leave_nothing_behind() {
+        let lanes = Arc::new(Lanes::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let first = lanes.enter("i-1").await;
+        let other = lanes.enter("i-2").await;
+        assert_eq!(lanes.len(), 2, "another name's turn does not wait");
+        let mut waiters = Vec::new();
+        for n in 0..3 {
+            let (lanes, order) = (Arc::clone(&lanes), Arc::clone(&order));
+            waiters.push(tokio::spawn(async move {
+                let _turn = lanes.enter("i-1").await;
+                order.lock().unwrap().push(n);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }));
+            // Let each waiter queue before the next one.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(order.lock().unwrap().is_empty(), "a waiter ran during another's turn");
+        drop(first);
+        drop(other);
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2], "turns were not first come, first served");
+        assert!(lanes.is_empty(), "names nobody holds are still kept");
+
+        // A waiter that gives up leaves nothing behind either.
+        let held = lanes.enter("i-1").await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), lanes.enter("i-1")).await;
+        assert!(gave_up.is_err(), "a second turn began while the first was held");
+        drop(held);
+        assert!(lanes.is_empty());
+    }
+
+    #[test]
+    fn pauses_grow_and_stay_under_the_cap() {
+        for lost in 1..=ATTEMPTS {
+            let ceiling = Duration::from_millis(1 << lost).min(PAUSE_CAP);
+            let pauses: Vec<_> = (0..200).map(|_| pause(lost)).collect();
+            assert!(pauses.iter().all(|pause| *pause < ceiling), "a pause over {ceiling:?}");
+            let distinct: std::collections::HashSet<_> = pauses.iter().collect();
+            assert!(distinct.len() > 100, "pauses after {lost} lost races are not random: {distinct:?}");
+        }
     }
 }

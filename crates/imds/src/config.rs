@@ -866,6 +866,7 @@ impl Config {
                     max_held,
                     write_visibility_timeout,
                     identify,
+                    scope: scope.clone(),
                 },
                 admin: admin::Config {
                     listen: admin_listen,

@@ -68,7 +68,9 @@ pub async fn schedule_spot(store: &std::sync::Arc<dyn Store>, seconds: u64) -> a
     let event = spec.into_event(imds_server::events::random_id(), now);
     let id = imds_model::InstanceId::try_from(DEMO_ID).expect("the demo id is valid");
     let (event_id, at) = (event.id.clone(), event.not_before);
-    imds_server::events::modify(store, &id, Vec::new, |list: &mut imds_model::InstanceEvents| {
+    // Before the server starts: no other writer of this process to take turns with.
+    let writers = imds_store::update::Lanes::default();
+    imds_server::events::modify(store, &writers, &id, Vec::new, |list: &mut imds_model::InstanceEvents| {
         for old in &mut list.events {
             let spot = matches!(old.kind, imds_model::EventKind::SpotInterruption { .. });
             if spot && matches!(old.state_at(now), imds_model::EventState::Scheduled | imds_model::EventState::Active) {

@@ -354,30 +354,37 @@ async fn a_move_takes_mmds_and_guest_state_along_in_one_revision() {
         .await
         .unwrap();
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    // Eight writers at once, as fast as they can: the move through the same node still gets its
+    // turn (it waits behind the writes already queued, not behind every write to come).
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (guest, done) = (b.guest_from(racer), std::sync::Arc::clone(&done));
-        tokio::spawn(async move {
-            let mut written = 0;
-            // Until the move is done (then hv-b holds and refuses this unknown caller).
-            for i in 0..200 {
-                if done.load(std::sync::atomic::Ordering::SeqCst) {
-                    break;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (guest, done) = (b.guest_from(racer), std::sync::Arc::clone(&done));
+            tokio::spawn(async move {
+                let mut written = 0;
+                // Until the move is done (then hv-b holds and refuses this unknown caller).
+                for i in 0..200 {
+                    if done.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let path = format!("/computeMetadata/v1/instance/guest-attributes/race/w{w}k{i}");
+                    let sent = guest.send(Method::PUT, &path, &[("metadata-flavor", "Google")], format!("v{i}")).await;
+                    if sent.is_ok_and(|response| response.status == StatusCode::OK) {
+                        written += 1;
+                    }
                 }
-                let path = format!("/computeMetadata/v1/instance/guest-attributes/race/k{i}");
-                let sent = guest.send(Method::PUT, &path, &[("metadata-flavor", "Google")], format!("v{i}")).await;
-                if sent.is_ok_and(|response| response.status == StatusCode::OK) {
-                    written += 1;
-                }
-            }
-            written
+                written
+            })
         })
-    };
+        .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let moved = move_to("i-race", "hv-a", &b);
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
-    let written = writer.await.unwrap();
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.unwrap();
+    }
     assert!(written > 0, "no guest write succeeded before the move");
     let state = store.get(&Key::new("state", "i-race")).await.unwrap().expect("the guest's writes");
     assert_eq!(state.node.as_deref(), Some("hv-a"), "guest state left behind on the old node");

@@ -233,6 +233,7 @@ async fn update(
 ) -> Result<(), AdminError> {
     let key = records::container_tokens(id);
     let change = &change;
+    let turn = state.view.writers().enter(id.as_str()).await;
     let updated = imds_store::update::update(&*state.store, &key, || async {
         let (node, instance_rev) = ensure_instance(state, id).await?;
         let current = load(state, id).await?;
@@ -243,6 +244,7 @@ async fn update(
         Ok::<_, AdminError>(Step::Commit(Plan::new(()).guarded(instance).guarded(Op::Put(put))))
     })
     .await?;
+    drop(turn);
     if let Some(committed) = updated.committed {
         wait_visible(state, committed.rev).await;
     }

@@ -171,26 +171,27 @@ pub async fn cancel(State(state): State<AdminState>, Param(event_id): Param) -> 
     let event_id = parse_event_id(&event_id)?;
     let (id, _) = locate(&state, &event_id).await?;
     let now = state.credentials.clock().now();
-    let modified = crate::events::modify(&state.store, &id, Vec::new, |list: &mut InstanceEvents| {
-        let event = list
-            .events
-            .iter_mut()
-            .find(|event| event.id == event_id)
-            .ok_or_else(|| AdminError::EventNotFound(event_id.to_string()))?;
-        match event.state_at(now) {
-            EventState::Scheduled | EventState::Active => event.canceled_at = Some(now),
-            over => {
-                return Err(AdminError::EventConflict {
-                    field: "event_id".into(),
-                    message: format!("event {event_id} is already {}", over.as_str()),
-                })
+    let modified =
+        crate::events::modify(&state.store, state.view.writers(), &id, Vec::new, |list: &mut InstanceEvents| {
+            let event = list
+                .events
+                .iter_mut()
+                .find(|event| event.id == event_id)
+                .ok_or_else(|| AdminError::EventNotFound(event_id.to_string()))?;
+            match event.state_at(now) {
+                EventState::Scheduled | EventState::Active => event.canceled_at = Some(now),
+                over => {
+                    return Err(AdminError::EventConflict {
+                        field: "event_id".into(),
+                        message: format!("event {event_id} is already {}", over.as_str()),
+                    })
+                }
             }
-        }
-        list.settle(now);
-        let event = list.get(&event_id).cloned().expect("just found");
-        Ok((true, event))
-    })
-    .await?;
+            list.settle(now);
+            let event = list.get(&event_id).cloned().expect("just found");
+            Ok((true, event))
+        })
+        .await?;
     let event = match modified {
         crate::events::Modified::Written(rev, event) => {
             if state.serves(&id, None) {

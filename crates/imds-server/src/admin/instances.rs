@@ -143,6 +143,7 @@ pub async fn patch(
         }
     };
     let key = records::instance(&id);
+    let turn = state.view.writers().enter(id.as_str()).await;
     let updated = update(&*state.store, &key, || async {
         let (current, rev) = load(&state, &id).await?;
         if let Some(wanted) = wanted.filter(|wanted| *wanted != rev) {
@@ -161,6 +162,7 @@ pub async fn patch(
         Ok(Step::Commit(plan_write(&state, patched, Expect::Revision(rev), wanted.is_none()).await?))
     })
     .await?;
+    drop(turn);
     let (patched, written) = finish_write(&state, updated).await;
     tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
     Ok(render(StatusCode::OK, &patched, written.rev))
@@ -316,11 +318,13 @@ pub(super) async fn write(
     let key = records::instance(&instance.id);
     let id = instance.id.clone();
     let instance = &instance;
+    let turn = state.view.writers().enter(id.as_str()).await;
     let updated = update(&*state.store, &key, || async {
         Ok(Step::Commit(plan_write(state, instance.clone(), expect, false).await?))
     })
     .await
     .map_err(|error| write_error(error, &id, expect))?;
+    drop(turn);
     Ok(finish_write(state, updated).await)
 }
 

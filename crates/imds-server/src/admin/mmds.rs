@@ -234,6 +234,7 @@ async fn update(
 ) -> Result<(), MmdsError> {
     let key = records::mmds(id);
     let change = &change;
+    let turn = state.view.writers().enter(id.as_str()).await;
     let updated = imds_store::update::update(&*state.store, &key, || async {
         let (node, instance_rev) = ensure_instance(state, id).await?;
         let current = load(state, id).await?;
@@ -244,6 +245,7 @@ async fn update(
         Ok::<_, MmdsError>(Step::Commit(Plan::new(()).guarded(instance).guarded(Op::Put(put))))
     })
     .await?;
+    drop(turn);
     if let Some(committed) = updated.committed {
         wait_visible(state, committed.rev).await;
     }

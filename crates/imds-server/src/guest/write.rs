@@ -14,7 +14,7 @@ use http::StatusCode;
 use imds_dialects::{GuestResponse, GuestWrite};
 use imds_model::{GuestState, InstanceId, StateWriteError};
 use imds_store::update::{update, Plan, Step};
-use imds_store::{Expect, Op, Put, Store, StoreError};
+use imds_store::{Expect, Op, Put, Scope, Store, StoreError};
 
 use crate::records;
 use crate::view::View;
@@ -39,12 +39,15 @@ impl From<StoreError> for Stop {
 /// Applies `guest_write` to instance `id`'s guest state, placed on the instance's node as the
 /// store has it and guarded by the instance's revision (a write racing a move or a delete of
 /// the instance starts over, so the state never stays behind on the node the instance left);
-/// answers `done` when it is applied (and visible, waiting at most `visibility`), the write's
+/// answers `done` when it is applied (and visible, waiting at most `visibility` when it lands in
+/// `scope`, the part of the store this node's view follows: a write racing a move away from
+/// this node lands on the new node, whose view this one never sees), the write's
 /// conflict response when a write-once value is already set, and a plain-text error when the
 /// state cannot be written.
 pub async fn apply(
     store: &Arc<dyn Store>,
     view: &View,
+    scope: &Scope,
     visibility: Duration,
     id: &InstanceId,
     guest_write: GuestWrite,
@@ -52,6 +55,7 @@ pub async fn apply(
 ) -> GuestResponse {
     let key = records::state(id);
     let (key_ref, guest_write_ref) = (&key, &guest_write);
+    let turn = view.writers().enter(id.as_str()).await;
     let updated = update(&**store, &key, || async move {
         let Some(instance) = store.get(&records::instance(id)).await? else {
             return Err(Stop::Answer(error_response(StatusCode::NOT_FOUND, "the instance no longer exists")));
@@ -84,7 +88,7 @@ pub async fn apply(
         let op = if state.is_empty() {
             match current {
                 Some(_) => Op::Delete { key: key_ref.clone(), expect },
-                None => return Ok(Step::Done(())),
+                None => return Ok(Step::Done(node)),
             }
         } else {
             let value = state.to_bytes();
@@ -94,18 +98,21 @@ pub async fn apply(
                     "the instance's guest state is full",
                 )));
             }
-            Op::Put(Put { key: key_ref.clone(), node, claims: Vec::new(), value, expect })
+            Op::Put(Put { key: key_ref.clone(), node: node.clone(), claims: Vec::new(), value, expect })
         };
         let unmoved = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
-        Ok(Step::Commit(Plan::new(()).guarded(unmoved).guarded(op)))
+        Ok(Step::Commit(Plan::new(node).guarded(unmoved).guarded(op)))
     })
     .await;
+    drop(turn);
     match updated {
         Ok(updated) => {
             if let Some(committed) = updated.committed {
                 let rev = committed.rev;
                 tracing::info!(%id, dialect = %guest_write.write.dialect, %rev, "guest state written");
-                view.wait_visible(rev, visibility).await;
+                if scope.contains(updated.value.as_deref()) {
+                    view.wait_visible(rev, visibility).await;
+                }
             }
             done
         }
