@@ -61,9 +61,14 @@ fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, series: 
     value(after, series) - before.get(series).copied().unwrap_or(0.0)
 }
 
+/// A server that has also written its signing keys (a background write that would otherwise
+/// land among the writes a test counts).
 async fn start() -> TestServer {
-    TestServer::with_operations(Some(ADMIN_TOKEN), guest::Config::default(), Default::default(), Default::default())
-        .await
+    let server =
+        TestServer::with_operations(Some(ADMIN_TOKEN), guest::Config::default(), Default::default(), Default::default())
+            .await;
+    server.node_ready().await;
+    server
 }
 
 async fn patch(server: &TestServer, id: &str, body: serde_json::Value) {
