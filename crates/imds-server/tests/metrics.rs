@@ -61,12 +61,16 @@ fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>, series: 
     value(after, series) - before.get(series).copied().unwrap_or(0.0)
 }
 
-/// A server that has also written its signing keys (a background write that would otherwise
-/// land among the writes a test counts).
+/// A server whose view is loaded; `/readyz` may not have answered 200 yet.
+async fn start_loading() -> TestServer {
+    TestServer::with_operations(Some(ADMIN_TOKEN), guest::Config::default(), Default::default(), Default::default())
+        .await
+}
+
+/// A server that is ready: it has also written its signing keys (a background write that would
+/// otherwise land among the writes a test counts).
 async fn start() -> TestServer {
-    let server =
-        TestServer::with_operations(Some(ADMIN_TOKEN), guest::Config::default(), Default::default(), Default::default())
-            .await;
+    let server = start_loading().await;
     server.node_ready().await;
     server
 }
@@ -238,7 +242,8 @@ async fn per_instance_counters_are_exported_only_when_asked_for() {
 
 #[tokio::test]
 async fn credential_refreshes_and_expiry_are_reported_per_role() {
-    let server = start().await;
+    // Not ready yet: `/readyz` turns 200 only after both roles' first fetch.
+    let server = start_loading().await;
     let role = json!({"source": {"type": "static", "access_key_id": "AKIAMETRICS", "secret_access_key": "metrics-secret",
                                  "expiration": "2099-01-01T00:00:00Z"}});
     let admin = server.admin();
