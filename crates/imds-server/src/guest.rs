@@ -19,7 +19,6 @@ use std::net::{IpAddr, SocketAddr};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use http::header::CONTENT_LENGTH;
 use http::Method;
 use http_body_util::BodyExt;
@@ -103,7 +102,7 @@ impl Default for Config {
 /// The guest router: every path is answered from the current view snapshot; session tokens
 /// are minted and checked with `tokens`; guest writes go to `store`. No role has credentials
 /// (see [`router_with_credentials`]).
-pub fn router(view: View, store: Arc<dyn Store>, tokens: TokenKey, config: &Config) -> Router {
+pub fn router(view: View, store: Arc<dyn Store>, tokens: TokenKey, config: &Config) -> Guests {
     let manager = imds_creds::Manager::new(Arc::new(imds_creds::Sources::default()), imds_creds::Clock::system());
     router_with_credentials(view, store, tokens, crate::creds::Credentials(Arc::new(manager)), config)
 }
@@ -115,18 +114,57 @@ pub fn router_with_credentials(
     tokens: TokenKey,
     credentials: crate::creds::Credentials,
     config: &Config,
-) -> Router {
+) -> Guests {
     routers(view, store, tokens, credentials, config).metadata
 }
 
-/// The routers of the guest-facing listeners. They share one plane: one identification, one
+/// What answers the guest-facing listeners. They share one plane: one identification, one
 /// registration hold and one throttle budget per instance across both.
 #[derive(Debug)]
 pub struct Routers {
     /// The metadata service's (every dialect).
-    pub metadata: Router,
+    pub metadata: Guests,
     /// Azure's WireServer's ([`wireserver`]).
-    pub wireserver: Router,
+    pub wireserver: Guests,
+}
+
+/// One guest listener's answers ([`listener::Answer`](crate::listener::Answer)): every request
+/// goes straight to the plane, with no router in between (the path is the dialect's to read).
+#[derive(Debug, Clone)]
+pub struct Guests {
+    plane: Arc<Plane>,
+    serves: Serves,
+}
+
+/// What a guest listener serves.
+#[derive(Debug, Clone, Copy)]
+enum Serves {
+    /// The metadata service, every dialect or only the one it is bound to.
+    Metadata(Option<imds_dialects::Dialect>),
+    /// Azure's WireServer.
+    WireServer,
+}
+
+impl Guests {
+    /// The same plane, for a listener bound to `dialect`: every request it serves is that
+    /// dialect's (its requests carry [`Bound`]).
+    pub fn bound_to(&self, dialect: imds_dialects::Dialect) -> Self {
+        Self { plane: Arc::clone(&self.plane), serves: Serves::Metadata(Some(dialect)) }
+    }
+}
+
+impl crate::listener::Answer for Guests {
+    async fn answer(&self, mut request: Request) -> Response {
+        match self.serves {
+            Serves::Metadata(bound) => {
+                if let Some(dialect) = bound {
+                    request.extensions_mut().insert(Bound(dialect));
+                }
+                answer(&self.plane, request).await
+            }
+            Serves::WireServer => wireserver::answer(&self.plane, request).await,
+        }
+    }
 }
 
 /// The metadata and WireServer routers over one plane (see [`router_with_credentials`]).
@@ -187,30 +225,16 @@ pub fn routers_observed(
         held: hold::Held::default(),
         observe,
     });
-    let metadata = {
-        let plane = Arc::clone(&plane);
-        Router::new().fallback(move |request: Request| {
-            let plane = Arc::clone(&plane);
-            async move { answer(&plane, request).await }
-        })
-    };
-    let wireserver = Router::new().fallback(move |request: Request| {
-        let plane = Arc::clone(&plane);
-        async move { wireserver::answer(&plane, request).await }
-    });
-    Routers { metadata, wireserver }
+    Routers {
+        metadata: Guests { plane: Arc::clone(&plane), serves: Serves::Metadata(None) },
+        wireserver: Guests { plane, serves: Serves::WireServer },
+    }
 }
 
 /// The dialect a listener is bound to, carried as a request extension by the listeners of
-/// [`Config::dialect_listen`] (see [`bound_to`]).
+/// [`Config::dialect_listen`] (see [`Guests::bound_to`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bound(pub imds_dialects::Dialect);
-
-/// The guest router for a listener bound to `dialect`: every request it serves is that
-/// dialect's.
-pub fn bound_to(router: Router, dialect: imds_dialects::Dialect) -> Router {
-    router.layer(axum::Extension(Bound(dialect)))
-}
 
 /// What every guest request reads.
 #[derive(Debug)]
@@ -388,7 +412,7 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
         identify::Caller::Instance { entry, address } => (entry, address),
         identify::Caller::Refused(response) => {
             note.outcome = crate::metrics::Outcome::Unknown;
-            return Err(into_http(response, is_head, remote));
+            return Err(into_http(response, is_head));
         }
         identify::Caller::Unknown(address) => {
             note.outcome = crate::metrics::Outcome::Unknown;
@@ -397,7 +421,7 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
             tracing::debug!(caller = %address, path = %request.path, "guest request from an unknown address");
             return Err(match refusals {
                 Refusals::Dialect => {
-                    into_http(imds_dialects::unknown_caller(address, &request, &plane.settings), is_head, address)
+                    into_http(imds_dialects::unknown_caller(address, &request, &plane.settings), is_head)
                 }
                 Refusals::Status => http::StatusCode::FORBIDDEN.into_response(),
             });
@@ -423,7 +447,7 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
         let refusal = match refusals {
             Refusals::Dialect => {
                 let response = imds_dialects::throttled(&subject(&snapshot, &entry), &request, &plane.settings);
-                into_http(response, is_head, caller)
+                into_http(response, is_head)
             }
             Refusals::Status => http::StatusCode::TOO_MANY_REQUESTS.into_response(),
         };
@@ -491,7 +515,7 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
             tracing::warn!(%caller, %error, "cannot set the response's hop limit");
         }
     }
-    into_http(response, is_head, caller)
+    into_http(response, is_head)
 }
 
 /// Renders `request` from `snapshot` for instance `id`, identified as `caller`.
@@ -545,17 +569,16 @@ fn subject<'a>(snapshot: &'a Snapshot, entry: &'a crate::view::Entry) -> Subject
     }
 }
 
-fn into_http(response: GuestResponse, is_head: bool, caller: IpAddr) -> Response {
-    let length = response.body.len();
-    let mut builder = Response::builder().status(response.status);
+fn into_http(response: GuestResponse, is_head: bool) -> Response {
+    let mut headers = http::HeaderMap::with_capacity(response.headers.len() + 1);
     for (name, value) in response.headers {
-        builder = builder.header(name, value);
+        headers.append(name, value);
     }
     // Always a Content-Length: clients read whole bodies.
-    builder = builder.header(CONTENT_LENGTH, length);
+    headers.insert(CONTENT_LENGTH, http::HeaderValue::from(response.body.len()));
     let body = if is_head { Body::empty() } else { Body::from(response.body) };
-    builder.body(body).unwrap_or_else(|error| {
-        tracing::error!(%caller, %error, "dialect produced an invalid response");
-        http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
-    })
+    let mut http = Response::new(body);
+    *http.status_mut() = response.status;
+    *http.headers_mut() = headers;
+    http
 }

@@ -1,6 +1,8 @@
 //! Accept loops: one bounded, gracefully stoppable HTTP/1.1 server per bound socket.
 //!
-//! Both planes serve an axum `Router` through [`serve_tcp`] or [`serve_unix`]. Every request
+//! A listener serves an [`Answer`] through [`serve_tcp`] or [`serve_unix`]: an axum `Router`
+//! (the admin API, metrics) or a plane that answers every request itself without routing (the
+//! guest plane, where routing cost about a tenth of the work of a request). Every request
 //! carries the connection's [`Peer`] as an extension (the guest plane identifies callers by
 //! it). Connections are bounded by a semaphore, and per source address on guest listeners
 //! (`sources`: the oldest idle connection of a source at its cap is closed first); idle and
@@ -15,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use futures::FutureExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
@@ -216,20 +219,38 @@ impl Default for Limits {
     }
 }
 
-/// Serves `router` on a bound TCP listener until `shutdown`, then drains in-flight requests.
-pub async fn serve_tcp(listener: TcpListener, router: Router, limits: Limits, shutdown: CancellationToken) {
-    accept_loop(listener, router, limits, shutdown).await;
+/// What answers the requests a listener's connections carry.
+pub trait Answer: Clone + Send + Sync + 'static {
+    /// The response to `request`.
+    fn answer(
+        &self,
+        request: axum::extract::Request,
+    ) -> impl std::future::Future<Output = axum::response::Response> + Send;
 }
 
-/// Serves `router` on a bound Unix listener until `shutdown`, then drains and removes the socket.
+impl Answer for Router {
+    fn answer(
+        &self,
+        request: axum::extract::Request,
+    ) -> impl std::future::Future<Output = axum::response::Response> + Send {
+        self.clone().oneshot(request).map(|answered| answered.unwrap_or_else(|never| match never {}))
+    }
+}
+
+/// Serves `answer` on a bound TCP listener until `shutdown`, then drains in-flight requests.
+pub async fn serve_tcp(listener: TcpListener, answer: impl Answer, limits: Limits, shutdown: CancellationToken) {
+    accept_loop(listener, answer, limits, shutdown).await;
+}
+
+/// Serves `answer` on a bound Unix listener until `shutdown`, then drains and removes the socket.
 pub async fn serve_unix(
     listener: UnixListener,
     path: PathBuf,
-    router: Router,
+    answer: impl Answer,
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    accept_loop(listener, router, limits, shutdown).await;
+    accept_loop(listener, answer, limits, shutdown).await;
     remove_socket(&path);
 }
 
@@ -263,7 +284,7 @@ impl Acceptor for UnixListener {
 }
 
 /// Accepts until `shutdown`, one task per connection, at most `limits.max_connections` at once.
-async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, shutdown: CancellationToken) {
+async fn accept_loop(listener: impl Acceptor, answer: impl Answer, limits: Limits, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let sources = limits.max_connections_per_source.map(sources::Sources::new);
     let tracker = TaskTracker::new();
@@ -299,14 +320,14 @@ async fn accept_loop(listener: impl Acceptor, router: Router, limits: Limits, sh
         };
         let open = limits.metrics.as_ref().map(crate::metrics::Connections::accepted);
         let connection = Connection { peer, socket, admission, _open: open };
-        let (router, limits_, shutdown_) = (router.clone(), limits.clone(), shutdown.clone());
+        let (answer, limits_, shutdown_) = (answer.clone(), limits.clone(), shutdown.clone());
         match limits.strict_framing {
             Some(refuse) => {
                 let io = TokioIo::new(framing::Checked::new(stream, refuse));
-                tracker.spawn(serve_connection(io, router, connection, limits_, shutdown_, permit))
+                tracker.spawn(serve_connection(io, answer, connection, limits_, shutdown_, permit))
             }
             None => {
-                tracker.spawn(serve_connection(TokioIo::new(stream), router, connection, limits_, shutdown_, permit))
+                tracker.spawn(serve_connection(TokioIo::new(stream), answer, connection, limits_, shutdown_, permit))
             }
         };
     }
@@ -355,7 +376,7 @@ struct Connection {
 
 async fn serve_connection<S>(
     io: TokioIo<S>,
-    router: Router,
+    answer: impl Answer,
     connection: Connection,
     limits: Limits,
     shutdown: CancellationToken,
@@ -371,11 +392,10 @@ async fn serve_connection<S>(
         if let Some(socket) = &socket {
             request.extensions_mut().insert(socket.clone());
         }
-        let router = router.clone();
+        let answer = answer.clone();
         let in_flight = activity.as_ref().map(sources::Activity::request);
         async move {
-            let response =
-                router.oneshot(request.map(axum::body::Body::new)).await.unwrap_or_else(|never| match never {});
+            let response = answer.answer(request.map(axum::body::Body::new)).await;
             drop(in_flight);
             Ok::<_, Infallible>(response)
         }

@@ -158,7 +158,7 @@ async fn serve_guests(
         serving.spawn(listener::serve_tcp(listener, routers.metadata.clone(), limits, shutdown.clone()));
     }
     for (dialect, listener) in listeners.bound {
-        let router = guest::bound_to(routers.metadata.clone(), dialect);
+        let router = routers.metadata.bound_to(dialect);
         let limits = counted(&limits, &metrics, "guest", &listener);
         serving.spawn(listener::serve_tcp(listener, router, limits, shutdown.clone()));
     }

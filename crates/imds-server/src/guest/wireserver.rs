@@ -16,7 +16,7 @@ pub(super) async fn answer(plane: &Plane, request: Request) -> Response {
     // The WireServer's requests show in the connection metrics only: the note is not counted.
     let mut note = Note::new(request.uri().path(), &plane.settings);
     let admitted = admit(plane, request, Refusals::Status, &mut note).await;
-    let Admitted { request, is_head, entry, caller, .. } = match admitted {
+    let Admitted { request, is_head, entry, .. } = match admitted {
         Ok(admitted) => admitted,
         Err(response) => return response,
     };
@@ -38,5 +38,5 @@ pub(super) async fn answer(plane: &Plane, request: Request) -> Response {
     } else {
         tracing::debug!(id = %entry.instance.id, path = %request.path, status = response.status.as_u16(), "WireServer request");
     }
-    into_http(response, is_head, caller)
+    into_http(response, is_head)
 }
