@@ -290,9 +290,26 @@ def wrk(port: int, path: str, connections: int, seconds: int, pinned: bool, head
 def measure(server: Proc, path: str, connections: int, seconds: int, pinned: bool, headers: dict[str, str]) -> dict[str, float]:
     before = cpu_seconds(server.pid)
     result = wrk(server.port, path, connections, seconds, pinned, headers)
+    settle(server)
     used = cpu_seconds(server.pid) - before
     result["cpu_us"] = used / max(result.get("requests", 1.0), 1.0) * 1e6
     return result
+
+
+def settle(server: Proc, limit: float = 10.0) -> None:
+    """Waits (at most `limit` seconds) until `server` is idle: a server still working through
+    requests the client left behind (moto, which answers about a thousand a second, keeps
+    answering a 256-connection run's backlog after wrk stops) would otherwise share the pinned
+    core with the next server measured. Its leftover CPU counts as its own."""
+    deadline = time.monotonic() + limit
+    last = cpu_seconds(server.pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = cpu_seconds(server.pid)
+        if now - last < 0.005:
+            return
+        last = now
+    log(f"{server.name} still busy {limit:.0f} s after its load stopped; measuring on")
 
 
 def load(args: list[str], timeout: float, pinned: bool = False) -> dict[str, Any]:
@@ -935,7 +952,8 @@ def main() -> None:
         "`keepalive_requests 10000000`, epoll with `multi_accept`), and `imds-floor` (a minimal hyper server answering constant bytes: "
         "the floor of the framework imds is built on); moto's server (PyPI) where it answers the path (leaves only; "
         "it closes the connection after every answer).",
-        f"- Load: {wrk_version}, one thread, {args.seconds} s per point, {args.repeats} repeat(s); imds runs with "
+        f"- Load: {wrk_version}, one thread, {args.seconds} s per point, {args.repeats} repeat(s), "
+        "each server measured alone (the next starts once the last is idle again); imds runs with "
         "throttling off (`throttle_per_second = 0`), no per-source connection cap "
         "(`limits.max_connections_per_source = 0`: wrk's connections share one address) and a SQLite store.",
         "- Targets (not CI assertions), on every workload, pinned, in the same run: imds CPU/req ≤ 1.25× "
