@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use imds_creds::Clock;
 use imds_model::{EventId, InstanceEvents, InstanceId};
-use imds_store::update::{update, Lanes, Plan, Step};
+use imds_store::update::{Lanes, Plan, Step};
 use imds_store::{Expect, Op, Put, Revision, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
@@ -52,42 +52,42 @@ where
     let key = records::events(id);
     let key_ref = &key;
     let change = &change;
-    let _turn = writers.enter(id.as_str()).await;
-    let updated = update(&**store, &key, || {
-        let extra = extra();
-        async move {
-            let instance_key = records::instance(id);
-            let instance = store.get(&instance_key).await.map_err(E::from)?;
-            let current = store.get(key_ref).await.map_err(E::from)?;
-            let (mut list, expect) = match &current {
-                Some(record) => match records::decode_events(record) {
-                    Ok(list) => (list, Expect::Revision(record.rev)),
-                    Err(error) => return Err(E::from(StoreError::unavailable(error.to_string()))),
-                },
-                None => (InstanceEvents::default(), Expect::Absent),
-            };
-            let (changed, value) = change(&mut list)?;
-            if !changed {
-                return Ok(Step::Done(Modified::Unchanged(value)));
+    let updated = writers
+        .update(id.as_str(), &**store, &key, || {
+            let extra = extra();
+            async move {
+                let instance_key = records::instance(id);
+                let instance = store.get(&instance_key).await.map_err(E::from)?;
+                let current = store.get(key_ref).await.map_err(E::from)?;
+                let (mut list, expect) = match &current {
+                    Some(record) => match records::decode_events(record) {
+                        Ok(list) => (list, Expect::Revision(record.rev)),
+                        Err(error) => return Err(E::from(StoreError::unavailable(error.to_string()))),
+                    },
+                    None => (InstanceEvents::default(), Expect::Absent),
+                };
+                let (changed, value) = change(&mut list)?;
+                if !changed {
+                    return Ok(Step::Done(Modified::Unchanged(value)));
+                }
+                // With its instance, as the store has it now; the check makes a racing move or
+                // delete (which moves or deletes the list in its own commit) send this one round again.
+                let Some(instance) = instance else {
+                    return Err(E::from(StoreError::NotFound { key: instance_key }));
+                };
+                let unmoved = Op::Check { key: instance_key, expect: Expect::Revision(instance.rev) };
+                let put = Op::Put(Put {
+                    key: key_ref.clone(),
+                    node: instance.node,
+                    claims: Vec::new(),
+                    value: list.to_bytes(),
+                    expect,
+                });
+                let plan = Plan::new(Modified::Unchanged(value)).guarded(unmoved).guarded(put).guarded_all(extra);
+                Ok::<_, E>(Step::Commit(plan))
             }
-            // With its instance, as the store has it now; the check makes a racing move or
-            // delete (which moves or deletes the list in its own commit) send this one round again.
-            let Some(instance) = instance else {
-                return Err(E::from(StoreError::NotFound { key: instance_key }));
-            };
-            let unmoved = Op::Check { key: instance_key, expect: Expect::Revision(instance.rev) };
-            let put = Op::Put(Put {
-                key: key_ref.clone(),
-                node: instance.node,
-                claims: Vec::new(),
-                value: list.to_bytes(),
-                expect,
-            });
-            let plan = Plan::new(Modified::Unchanged(value)).guarded(unmoved).guarded(put).guarded_all(extra);
-            Ok::<_, E>(Step::Commit(plan))
-        }
-    })
-    .await?;
+        })
+        .await?;
     Ok(match (updated.committed, updated.value) {
         (Some(committed), Modified::Unchanged(value)) => Modified::Written(committed.rev, value),
         (_, value) => value,

@@ -150,6 +150,24 @@ impl Lanes {
         Turn { lanes: self, name: name.to_owned(), held: Some(held) }
     }
 
+    /// [`update`], in `name`'s turn: the turn begins before the first attempt's read and ends
+    /// with the update.
+    pub async fn update<T, E, F, Fut>(
+        &self,
+        name: &str,
+        store: &(impl Store + ?Sized),
+        what: &Key,
+        attempt: F,
+    ) -> Result<Updated<T>, E>
+    where
+        E: From<StoreError>,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Step<T>, E>>,
+    {
+        let _turn = self.enter(name).await;
+        update(store, what, attempt).await
+    }
+
     /// How many names are held or waited for now.
     pub fn len(&self) -> usize {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner).len()

@@ -233,18 +233,19 @@ async fn update(
 ) -> Result<(), AdminError> {
     let key = records::container_tokens(id);
     let change = &change;
-    let turn = state.view.writers().enter(id.as_str()).await;
-    let updated = imds_store::update::update(&*state.store, &key, || async {
-        let (node, instance_rev) = ensure_instance(state, id).await?;
-        let current = load(state, id).await?;
-        let expect = current.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
-        let next = change(current.map(|(tokens, _)| tokens).unwrap_or_default())?;
-        let put = Put { key: key.clone(), node, claims: Vec::new(), value: next.to_bytes(), expect };
-        let instance = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
-        Ok::<_, AdminError>(Step::Commit(Plan::new(()).guarded(instance).guarded(Op::Put(put))))
-    })
-    .await?;
-    drop(turn);
+    let updated = state
+        .view
+        .writers()
+        .update(id.as_str(), &*state.store, &key, || async {
+            let (node, instance_rev) = ensure_instance(state, id).await?;
+            let current = load(state, id).await?;
+            let expect = current.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
+            let next = change(current.map(|(tokens, _)| tokens).unwrap_or_default())?;
+            let put = Put { key: key.clone(), node, claims: Vec::new(), value: next.to_bytes(), expect };
+            let instance = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
+            Ok::<_, AdminError>(Step::Commit(Plan::new(()).guarded(instance).guarded(Op::Put(put))))
+        })
+        .await?;
     if let Some(committed) = updated.committed {
         wait_visible(state, committed.rev).await;
     }

@@ -10,7 +10,7 @@ use axum::Json;
 use http::header::{CONTENT_TYPE, ETAG, IF_MATCH, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use imds_model::{merge_patch, FieldError, Instance, InstanceId, Invalid};
-use imds_store::update::{update, Plan, Step, Updated};
+use imds_store::update::{Plan, Step, Updated};
 use imds_store::{Expect, Op, Put, Record, Revision, StoreError, Written};
 use serde::{Deserialize, Serialize};
 
@@ -143,26 +143,29 @@ pub async fn patch(
         }
     };
     let key = records::instance(&id);
-    let turn = state.view.writers().enter(id.as_str()).await;
-    let updated = update(&*state.store, &key, || async {
-        let (current, rev) = load(&state, &id).await?;
-        if let Some(wanted) = wanted.filter(|wanted| *wanted != rev) {
-            return Err(AdminError::PreconditionFailed(format!("instance {id} is at revision {rev}, not {wanted}")));
-        }
-        let mut doc = current.to_json();
-        merge_patch(&mut doc, &patch);
-        if doc.get("id") != Some(&serde_json::Value::String(id.as_str().to_owned())) {
-            return Err(invalid("id", "the id of an instance cannot be changed or removed"));
-        }
-        let mut patched = parse(&state, &doc)?;
-        if patched.created_at.is_none() {
-            patched.created_at = Some(launch_time(&state, Some(&current)));
-        }
-        // Without If-Match, a write in between is a lost race: patch the newer version.
-        Ok(Step::Commit(plan_write(&state, patched, Expect::Revision(rev), wanted.is_none()).await?))
-    })
-    .await?;
-    drop(turn);
+    let updated = state
+        .view
+        .writers()
+        .update(id.as_str(), &*state.store, &key, || async {
+            let (current, rev) = load(&state, &id).await?;
+            if let Some(wanted) = wanted.filter(|wanted| *wanted != rev) {
+                return Err(AdminError::PreconditionFailed(format!(
+                    "instance {id} is at revision {rev}, not {wanted}"
+                )));
+            }
+            let mut doc = current.to_json();
+            merge_patch(&mut doc, &patch);
+            if doc.get("id") != Some(&serde_json::Value::String(id.as_str().to_owned())) {
+                return Err(invalid("id", "the id of an instance cannot be changed or removed"));
+            }
+            let mut patched = parse(&state, &doc)?;
+            if patched.created_at.is_none() {
+                patched.created_at = Some(launch_time(&state, Some(&current)));
+            }
+            // Without If-Match, a write in between is a lost race: patch the newer version.
+            Ok(Step::Commit(plan_write(&state, patched, Expect::Revision(rev), wanted.is_none()).await?))
+        })
+        .await?;
     let (patched, written) = finish_write(&state, updated).await;
     tracing::info!(action = "patch", id = %id, rev = %written.rev, "instance patched");
     Ok(render(StatusCode::OK, &patched, written.rev))
@@ -318,13 +321,14 @@ pub(super) async fn write(
     let key = records::instance(&instance.id);
     let id = instance.id.clone();
     let instance = &instance;
-    let turn = state.view.writers().enter(id.as_str()).await;
-    let updated = update(&*state.store, &key, || async {
-        Ok(Step::Commit(plan_write(state, instance.clone(), expect, false).await?))
-    })
-    .await
-    .map_err(|error| write_error(error, &id, expect))?;
-    drop(turn);
+    let updated = state
+        .view
+        .writers()
+        .update(id.as_str(), &*state.store, &key, || async {
+            Ok(Step::Commit(plan_write(state, instance.clone(), expect, false).await?))
+        })
+        .await
+        .map_err(|error| write_error(error, &id, expect))?;
     Ok(finish_write(state, updated).await)
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::StatusCode;
 use imds_dialects::{GuestResponse, GuestWrite};
 use imds_model::{GuestState, InstanceId, StateWriteError};
-use imds_store::update::{update, Plan, Step};
+use imds_store::update::{Plan, Step};
 use imds_store::{Expect, Op, Put, Scope, Store, StoreError};
 
 use crate::records;
@@ -55,56 +55,56 @@ pub async fn apply(
 ) -> GuestResponse {
     let key = records::state(id);
     let (key_ref, guest_write_ref) = (&key, &guest_write);
-    let turn = view.writers().enter(id.as_str()).await;
-    let updated = update(&**store, &key, || async move {
-        let Some(instance) = store.get(&records::instance(id)).await? else {
-            return Err(Stop::Answer(error_response(StatusCode::NOT_FOUND, "the instance no longer exists")));
-        };
-        let (node, instance_rev) = (instance.node, instance.rev);
-        let current = store.get(key_ref).await?;
-        let (mut state, expect) = match &current {
-            Some(record) => match records::decode_state(record) {
-                Ok(state) => (state, Expect::Revision(record.rev)),
-                Err(error) => {
-                    tracing::error!(%id, %error, "guest state is unreadable; refusing the guest's write");
+    let updated = view
+        .writers()
+        .update(id.as_str(), &**store, &key, || async move {
+            let Some(instance) = store.get(&records::instance(id)).await? else {
+                return Err(Stop::Answer(error_response(StatusCode::NOT_FOUND, "the instance no longer exists")));
+            };
+            let (node, instance_rev) = (instance.node, instance.rev);
+            let current = store.get(key_ref).await?;
+            let (mut state, expect) = match &current {
+                Some(record) => match records::decode_state(record) {
+                    Ok(state) => (state, Expect::Revision(record.rev)),
+                    Err(error) => {
+                        tracing::error!(%id, %error, "guest state is unreadable; refusing the guest's write");
+                        return Err(Stop::Answer(error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "guest state is unreadable",
+                        )));
+                    }
+                },
+                None => (GuestState::default(), Expect::Absent),
+            };
+            match state.apply(&guest_write_ref.write) {
+                Ok(()) => {}
+                Err(StateWriteError::AlreadySet) => return Err(Stop::Answer(guest_write_ref.conflict.clone())),
+                Err(StateWriteError::BadPath) => {
                     return Err(Stop::Answer(error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "guest state is unreadable",
+                        StatusCode::CONFLICT,
+                        "the value's path runs through another value",
+                    )))
+                }
+            }
+            let op = if state.is_empty() {
+                match current {
+                    Some(_) => Op::Delete { key: key_ref.clone(), expect },
+                    None => return Ok(Step::Done(node)),
+                }
+            } else {
+                let value = state.to_bytes();
+                if value.len() > MAX_STATE {
+                    return Err(Stop::Answer(error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "the instance's guest state is full",
                     )));
                 }
-            },
-            None => (GuestState::default(), Expect::Absent),
-        };
-        match state.apply(&guest_write_ref.write) {
-            Ok(()) => {}
-            Err(StateWriteError::AlreadySet) => return Err(Stop::Answer(guest_write_ref.conflict.clone())),
-            Err(StateWriteError::BadPath) => {
-                return Err(Stop::Answer(error_response(
-                    StatusCode::CONFLICT,
-                    "the value's path runs through another value",
-                )))
-            }
-        }
-        let op = if state.is_empty() {
-            match current {
-                Some(_) => Op::Delete { key: key_ref.clone(), expect },
-                None => return Ok(Step::Done(node)),
-            }
-        } else {
-            let value = state.to_bytes();
-            if value.len() > MAX_STATE {
-                return Err(Stop::Answer(error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the instance's guest state is full",
-                )));
-            }
-            Op::Put(Put { key: key_ref.clone(), node: node.clone(), claims: Vec::new(), value, expect })
-        };
-        let unmoved = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
-        Ok(Step::Commit(Plan::new(node).guarded(unmoved).guarded(op)))
-    })
-    .await;
-    drop(turn);
+                Op::Put(Put { key: key_ref.clone(), node: node.clone(), claims: Vec::new(), value, expect })
+            };
+            let unmoved = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
+            Ok(Step::Commit(Plan::new(node).guarded(unmoved).guarded(op)))
+        })
+        .await;
     match updated {
         Ok(updated) => {
             if let Some(committed) = updated.committed {
