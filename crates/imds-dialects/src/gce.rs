@@ -95,7 +95,7 @@ pub fn wait_request(request: &GuestRequest) -> Option<Wait> {
 
 /// Answers one GCE request for the subject instance.
 pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
-    if request.headers.contains_key("x-forwarded-for") {
+    if request.headers.contains_key(&wire::FORWARDED_FOR_NAME) {
         return error(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -103,7 +103,7 @@ pub fn respond(subject: &Subject<'_>, request: &GuestRequest, context: &Context<
              X-Forwarded-For header are refused.",
         );
     }
-    let flavor = request.headers.get(wire::FLAVOR_HEADER).and_then(|v| v.to_str().ok());
+    let flavor = request.headers.get(&wire::FLAVOR_NAME).and_then(|v| v.to_str().ok());
     if flavor != Some(wire::FLAVOR) {
         return error(
             StatusCode::FORBIDDEN,

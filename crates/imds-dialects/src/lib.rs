@@ -169,7 +169,7 @@ pub fn check_overrides(instance: &Instance) -> Result<(), Invalid> {
 
 /// Whether a request carries `Metadata-Flavor: Google`.
 fn gce_ping(request: &GuestRequest) -> bool {
-    request.headers.get(gce::wire::FLAVOR_HEADER).is_some_and(|value| value == gce::wire::FLAVOR)
+    request.headers.get(&gce::wire::FLAVOR_NAME).is_some_and(|value| value == gce::wire::FLAVOR)
 }
 
 /// The long poll a request asks for, if its dialect supports one (GCE's `wait_for_change`).

@@ -146,7 +146,7 @@ fn gce_read(segments: &[&str], query: Option<&str>) -> Option<Read> {
 pub fn carries_token(dialect: Dialect, request: &GuestRequest) -> Option<bool> {
     let headers = &request.headers;
     match dialect {
-        Dialect::Ec2 => Some(headers.contains_key(ec2::wire::TOKEN_HEADER)),
+        Dialect::Ec2 => Some(headers.contains_key(&ec2::wire::TOKEN_NAME)),
         Dialect::Mmds => {
             Some(headers.contains_key(mmds::wire::TOKEN_HEADER) || headers.contains_key(mmds::wire::AWS_TOKEN_HEADER))
         }

@@ -16,12 +16,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::body::Body;
-use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::Method;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use std::sync::Arc;
 
 use imds_dialects::token::TokenKey;
@@ -29,7 +27,7 @@ use imds_dialects::{Context, GuestRequest, GuestResponse, Settings, Subject};
 use imds_model::InstanceId;
 use imds_store::Store;
 
-use crate::listener::{ConnSocket, Peer};
+use crate::listener::{Arrival, ConnSocket};
 use crate::throttle::Throttle;
 use crate::view::{Snapshot, View};
 
@@ -147,23 +145,34 @@ enum Serves {
 
 impl Guests {
     /// The same plane, for a listener bound to `dialect`: every request it serves is that
-    /// dialect's (its requests carry [`Bound`]).
+    /// dialect's ([`GuestRequest::bound`]).
     pub fn bound_to(&self, dialect: imds_dialects::Dialect) -> Self {
         Self { plane: Arc::clone(&self.plane), serves: Serves::Metadata(Some(dialect)) }
     }
 }
 
+/// A guest request as it arrives.
+type Request = http::Request<hyper::body::Incoming>;
+/// A guest response: the bytes rendered, whole.
+type Response = http::Response<Full<Bytes>>;
+
 impl crate::listener::Answer for Guests {
-    async fn answer(&self, mut request: Request) -> Response {
-        match self.serves {
-            Serves::Metadata(bound) => {
-                if let Some(dialect) = bound {
-                    request.extensions_mut().insert(Bound(dialect));
-                }
-                answer(&self.plane, request).await
+    type Body = Full<Bytes>;
+
+    fn answer(
+        &self,
+        request: Request,
+        arrival: &Arrival,
+    ) -> impl std::future::Future<Output = Response> + Send + use<> {
+        let (plane, serves, arrival) = (Arc::clone(&self.plane), self.serves, arrival.clone());
+        // Boxed: the answer's state (a few KiB) is written once, in place, and what hyper
+        // moves around is a pointer.
+        Box::pin(async move {
+            match serves {
+                Serves::Metadata(bound) => answer(&plane, request, arrival, bound).await,
+                Serves::WireServer => wireserver::answer(&plane, request, arrival).await,
             }
-            Serves::WireServer => wireserver::answer(&self.plane, request).await,
-        }
+        })
     }
 }
 
@@ -231,11 +240,6 @@ pub fn routers_observed(
     }
 }
 
-/// The dialect a listener is bound to, carried as a request extension by the listeners of
-/// [`Config::dialect_listen`] (see [`Guests::bound_to`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bound(pub imds_dialects::Dialect);
-
 /// What every guest request reads.
 #[derive(Debug)]
 struct Plane {
@@ -262,13 +266,15 @@ struct Plane {
     observe: Observe,
 }
 
-fn elapsed_nanos(origin: tokio::time::Instant) -> u64 {
-    u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+fn nanos_between(origin: tokio::time::Instant, now: tokio::time::Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(origin).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What [`admit`] and [`respond`] learnt about a request, for the metrics and the audit log.
 #[derive(Debug)]
 pub(super) struct Note {
+    /// When the request arrived (one clock read serves the latency and the throttle).
+    started: tokio::time::Instant,
     dialect: imds_dialects::Dialect,
     outcome: crate::metrics::Outcome,
     read: Option<imds_dialects::sensitive::Read>,
@@ -286,6 +292,7 @@ impl Note {
     /// A request to `path`, before anything is known of its caller.
     pub(super) fn new(path: &str, settings: &Settings) -> Self {
         Self {
+            started: tokio::time::Instant::now(),
             dialect: imds_dialects::Dialect::for_path(path, settings),
             outcome: crate::metrics::Outcome::Served,
             read: None,
@@ -307,11 +314,10 @@ impl Note {
 }
 
 /// Answers one guest request, then counts it (and audits a sensitive read).
-async fn answer(plane: &Plane, request: Request) -> Response {
-    let started = tokio::time::Instant::now();
-    let source = request.extensions().get::<Peer>().and_then(identify::caller_ip);
+async fn answer(plane: &Plane, request: Request, arrival: Arrival, bound: Option<imds_dialects::Dialect>) -> Response {
+    let source = identify::caller_ip(&arrival.peer);
     let mut note = Note::new(request.uri().path(), &plane.settings);
-    let response = respond(plane, request, &mut note).await;
+    let response = respond(plane, request, arrival, bound, &mut note).await;
     let status = response.status();
     plane.observe.metrics.guest(&crate::metrics::GuestRequest {
         dialect: note.dialect,
@@ -319,7 +325,7 @@ async fn answer(plane: &Plane, request: Request) -> Response {
         outcome: note.outcome,
         read: note.read,
         token: note.token,
-        elapsed: (!note.long_poll).then(|| started.elapsed()),
+        elapsed: (!note.long_poll).then(|| note.started.elapsed()),
     });
     if let (Some(log), Some(read), Some((method, path)), Some(source)) =
         (&plane.observe.audit, note.read, note.audited, source)
@@ -362,27 +368,31 @@ enum Refusals {
 }
 
 /// Reads `request` and identifies its caller, or the answer it gets instead.
-async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut Note) -> Result<Admitted, Response> {
-    let Some(remote) = request.extensions().get::<Peer>().and_then(identify::caller_ip) else {
+async fn admit(
+    plane: &Plane,
+    request: Request,
+    arrival: Arrival,
+    bound: Option<imds_dialects::Dialect>,
+    refusals: Refusals,
+    note: &mut Note,
+) -> Result<Admitted, Response> {
+    let Arrival { peer, socket } = arrival;
+    let (Some(remote), crate::listener::Peer::Tcp { remote: remote_address, .. }) = (identify::caller_ip(&peer), peer)
+    else {
         // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
         tracing::error!("guest request without a TCP peer address");
-        return Err(http::StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        return Err(bare(http::StatusCode::INTERNAL_SERVER_ERROR));
     };
     let is_head = request.method() == Method::HEAD;
-    let bound = request.extensions().get::<Bound>().map(|bound| bound.0);
-    let remote_port = match request.extensions().get::<Peer>() {
-        Some(Peer::Tcp { remote, .. }) => Some(remote.port()),
-        _ => None,
-    };
-    let socket = request.extensions().get::<ConnSocket>().cloned();
+    let remote_port = Some(remote_address.port());
     let (parts, body) = request.into_parts();
     // Only writes carry a body; a GET's is never read (and never waited for).
     let body = if parts.method == Method::GET || parts.method == Method::HEAD {
         bytes::Bytes::new()
     } else {
-        match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        match Box::pin(http_body_util::Limited::new(body, MAX_BODY).collect()).await {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return Err(http::StatusCode::PAYLOAD_TOO_LARGE.into_response()),
+            Err(_) => return Err(bare(http::StatusCode::PAYLOAD_TOO_LARGE)),
         }
     };
     let mut request = GuestRequest {
@@ -394,7 +404,10 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
         bound,
         source_port: None,
     };
-    note.dialect = imds_dialects::dialect_of(None, &request, &plane.settings);
+    // `Note::new` named the path's dialect; a bound listener's is its own.
+    if let Some(bound) = bound {
+        note.dialect = bound;
+    }
     let identify = |snapshot: Arc<Snapshot>| {
         let headers = &request.headers;
         async move {
@@ -404,9 +417,13 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
         }
     };
     let (mut snapshot, mut identified) = identify(plane.view.load()).await;
+    // The throttle charges the request when it arrived, or when a hold ends.
+    let mut charged_at = note.started;
     if let identify::Caller::Unknown(address) = identified {
         // The guest may ask before its orchestrator's write lands: hold it briefly.
-        (snapshot, identified) = identify(hold::until_known(plane, address, snapshot).await).await;
+        (snapshot, identified) =
+            Box::pin(async { identify(hold::until_known(plane, address, snapshot).await).await }).await;
+        charged_at = tokio::time::Instant::now();
     }
     let (entry, caller) = match identified {
         identify::Caller::Instance { entry, address } => (entry, address),
@@ -423,7 +440,7 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
                 Refusals::Dialect => {
                     into_http(imds_dialects::unknown_caller(address, &request, &plane.settings), is_head)
                 }
-                Refusals::Status => http::StatusCode::FORBIDDEN.into_response(),
+                Refusals::Status => bare(http::StatusCode::FORBIDDEN),
             });
         }
     };
@@ -441,7 +458,7 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
     if plane.observe.metrics.per_instance() {
         entry.throttle.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    if !entry.throttle.try_take(plane.throttle, elapsed_nanos(plane.clock)) {
+    if !entry.throttle.try_take(plane.throttle, nanos_between(plane.clock, charged_at)) {
         note.outcome = crate::metrics::Outcome::Throttled;
         tracing::debug!(%caller, id = %entry.instance.id, "throttled");
         let refusal = match refusals {
@@ -449,7 +466,7 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
                 let response = imds_dialects::throttled(&subject(&snapshot, &entry), &request, &plane.settings);
                 into_http(response, is_head)
             }
-            Refusals::Status => http::StatusCode::TOO_MANY_REQUESTS.into_response(),
+            Refusals::Status => bare(http::StatusCode::TOO_MANY_REQUESTS),
         };
         // Not holding the snapshot while waiting: the view moves on meanwhile.
         drop((snapshot, entry));
@@ -460,9 +477,15 @@ async fn admit(plane: &Plane, request: Request, refusals: Refusals, note: &mut N
 }
 
 /// Answers one guest request from the current snapshot.
-async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
+async fn respond(
+    plane: &Plane,
+    request: Request,
+    arrival: Arrival,
+    bound: Option<imds_dialects::Dialect>,
+    note: &mut Note,
+) -> Response {
     let Admitted { request: guest_request, is_head, socket, snapshot, entry, caller } =
-        match admit(plane, request, Refusals::Dialect, note).await {
+        match admit(plane, request, arrival, bound, Refusals::Dialect, note).await {
             Ok(admitted) => admitted,
             Err(response) => return response,
         };
@@ -471,16 +494,16 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
         Some(wait_for) => {
             note.long_poll = true;
             drop(snapshot);
-            wait::hold(plane, caller, &id, &guest_request, wait_for).await
+            Box::pin(wait::hold(plane, caller, &id, &guest_request, wait_for)).await
         }
         None => {
-            let response = render(plane, &snapshot, caller, &id, &guest_request);
+            let response = render(plane, &snapshot, &entry, &guest_request);
             drop(snapshot);
             response
         }
     };
     if let Some(guest_write) = response.write.take() {
-        response = write::apply(
+        response = Box::pin(write::apply(
             &plane.store,
             &plane.view,
             &plane.scope,
@@ -488,14 +511,14 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
             &id,
             *guest_write,
             response,
-        )
+        ))
         .await;
     } else if !response.start_events.is_empty() {
         let ids = std::mem::take(&mut response.start_events);
         let now = plane.credentials.0.clock().now();
-        response = match crate::events::start(&plane.store, plane.view.writers(), &id, &ids, now).await {
+        response = match Box::pin(crate::events::start(&plane.store, plane.view.writers(), &id, &ids, now)).await {
             Ok(Some(rev)) => {
-                plane.view.wait_visible(rev, plane.write_visibility_timeout).await;
+                Box::pin(plane.view.wait_visible(rev, plane.write_visibility_timeout)).await;
                 response
             }
             Ok(None) => response,
@@ -518,17 +541,23 @@ async fn respond(plane: &Plane, request: Request, note: &mut Note) -> Response {
     into_http(response, is_head)
 }
 
-/// Renders `request` from `snapshot` for instance `id`, identified as `caller`.
-fn render(
+/// Renders `request` from `snapshot` for instance `id`, identified as `caller` (refused as
+/// unknown when the snapshot no longer holds it).
+fn render_for(
     plane: &Plane,
     snapshot: &Snapshot,
     caller: IpAddr,
     id: &InstanceId,
     request: &GuestRequest,
 ) -> GuestResponse {
-    let Some(entry) = snapshot.get(id) else {
-        return imds_dialects::unknown_caller(caller, request, &plane.settings);
-    };
+    match snapshot.get(id) {
+        Some(entry) => render(plane, snapshot, entry, request),
+        None => imds_dialects::unknown_caller(caller, request, &plane.settings),
+    }
+}
+
+/// Renders `request` from `snapshot` for `entry`, the caller's instance in it.
+fn render(plane: &Plane, snapshot: &Snapshot, entry: &crate::view::Entry, request: &GuestRequest) -> GuestResponse {
     let signer = snapshot.signer().map(|signer| &**signer as &dyn imds_dialects::credentials::Signer);
     let context = Context {
         tokens: &plane.tokens,
@@ -576,9 +605,16 @@ fn into_http(response: GuestResponse, is_head: bool) -> Response {
     }
     // Always a Content-Length: clients read whole bodies.
     headers.insert(CONTENT_LENGTH, http::HeaderValue::from(response.body.len()));
-    let body = if is_head { Body::empty() } else { Body::from(response.body) };
+    let body = if is_head { Full::default() } else { Full::new(response.body) };
     let mut http = Response::new(body);
     *http.status_mut() = response.status;
     *http.headers_mut() = headers;
     http
+}
+
+/// A response with `status` and no body.
+fn bare(status: http::StatusCode) -> Response {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = status;
+    response
 }

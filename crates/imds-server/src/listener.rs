@@ -2,12 +2,13 @@
 //!
 //! A listener serves an [`Answer`] through [`serve_tcp`] or [`serve_unix`]: an axum `Router`
 //! (the admin API, metrics) or a plane that answers every request itself without routing (the
-//! guest plane, where routing cost about a tenth of the work of a request). Every request
-//! carries the connection's [`Peer`] as an extension (the guest plane identifies callers by
-//! it). Connections are bounded by a semaphore, and per source address on guest listeners
+//! guest plane, where routing cost about a tenth of the work of a request). An answer learns
+//! the connection's [`Peer`] and [`ConnSocket`] from its [`Arrival`] (a router, as request
+//! extensions). Connections are bounded by a semaphore, and per source address on guest listeners
 //! (`sources`: the oldest idle connection of a source at its cap is closed first); idle and
 //! header-read times are bounded (hyper's header-read timeout runs from the first byte of a
-//! head, or from the end of the previous request, and more bytes do not extend it); accept
+//! head, or from the end of the previous request, and more bytes do not extend it; one tokio
+//! sleep per connection times it, `head_timer`); accept
 //! errors back off, and on shutdown the listener stops accepting while in-flight requests drain.
 
 use std::convert::Infallible;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use futures::FutureExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 pub mod framing;
+mod head_timer;
 mod sources;
 
 /// Who is on the other end of a connection.
@@ -113,10 +115,24 @@ impl tokio::io::AsyncRead for SharedStream {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        use std::io::Read;
         loop {
             std::task::ready!(self.stream.poll_read_ready(cx))?;
             let chunk = buf.remaining().min(self.next);
-            match self.stream.try_read(buf.initialize_unfilled_to(chunk)) {
+            let into = buf.initialize_unfilled_to(chunk);
+            let mut short = None;
+            // A short read drained the socket: answering it "would block" clears the readiness
+            // (as tokio's own `TcpStream` does), so the next read waits for the poller instead
+            // of asking the kernel once more for nothing.
+            let result = self.stream.try_io(tokio::io::Interest::READABLE, || {
+                let read = (&*socket2::SockRef::from(&*self.stream)).read(into)?;
+                if 0 < read && read < chunk {
+                    short = Some(read);
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                Ok(read)
+            });
+            match result.or_else(|error| short.ok_or(error)) {
                 Ok(read) => {
                     self.next = if read == chunk { (chunk * 2).clamp(FIRST_READ, MAX_READ) } else { FIRST_READ };
                     buf.advance(read);
@@ -219,20 +235,44 @@ impl Default for Limits {
     }
 }
 
-/// What answers the requests a listener's connections carry.
-pub trait Answer: Clone + Send + Sync + 'static {
-    /// The response to `request`.
-    fn answer(
-        &self,
-        request: axum::extract::Request,
-    ) -> impl std::future::Future<Output = axum::response::Response> + Send;
+/// The connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// Who is on the other end.
+    pub peer: Peer,
+    /// The connection's socket (TCP only).
+    pub socket: Option<ConnSocket>,
 }
 
-impl Answer for Router {
+/// What answers the requests a listener's connections carry.
+pub trait Answer: Clone + Send + Sync + 'static {
+    /// The body of its responses.
+    type Body: hyper::body::Body<Data = bytes::Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static;
+
+    /// The response to `request`, which arrived as `arrival` says.
     fn answer(
         &self,
-        request: axum::extract::Request,
-    ) -> impl std::future::Future<Output = axum::response::Response> + Send {
+        request: http::Request<Incoming>,
+        arrival: &Arrival,
+    ) -> impl std::future::Future<Output = http::Response<Self::Body>> + Send + use<Self>;
+}
+
+/// A router sees the connection's [`Peer`] and [`ConnSocket`] as request extensions.
+impl Answer for Router {
+    type Body = axum::body::Body;
+
+    fn answer(
+        &self,
+        request: http::Request<Incoming>,
+        arrival: &Arrival,
+    ) -> impl std::future::Future<Output = axum::response::Response> + Send + use<> {
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(arrival.peer);
+        if let Some(socket) = &arrival.socket {
+            request.extensions_mut().insert(socket.clone());
+        }
         self.clone().oneshot(request).map(|answered| answered.unwrap_or_else(|never| match never {}))
     }
 }
@@ -305,8 +345,10 @@ async fn accept_loop(listener: impl Acceptor, answer: impl Answer, limits: Limit
             }
         };
         failures = 0;
+        // Cancelled when the connection must close: on shutdown, or when its source's cap evicts it.
+        let stop = shutdown.child_token();
         let admission = match (&sources, peer) {
-            (Some(sources), Peer::Tcp { remote, .. }) => match sources.admit(remote.ip()) {
+            (Some(sources), Peer::Tcp { remote, .. }) => match sources.admit(remote.ip(), stop.clone()) {
                 Some(admission) => Some(admission),
                 None => {
                     if let Some(metrics) = &limits.metrics {
@@ -319,7 +361,7 @@ async fn accept_loop(listener: impl Acceptor, answer: impl Answer, limits: Limit
             _ => None,
         };
         let open = limits.metrics.as_ref().map(crate::metrics::Connections::accepted);
-        let connection = Connection { peer, socket, admission, _open: open };
+        let connection = Connection { peer, socket, admission, stop, _open: open };
         let (answer, limits_, shutdown_) = (answer.clone(), limits.clone(), shutdown.clone());
         match limits.strict_framing {
             Some(refuse) => {
@@ -370,6 +412,8 @@ struct Connection {
     socket: Option<ConnSocket>,
     /// Its place among its source's connections (guest listeners).
     admission: Option<sources::Admission>,
+    /// Cancelled on shutdown and when its source's cap evicts it.
+    stop: CancellationToken,
     /// Counts the connection as open while it lives.
     _open: Option<crate::metrics::OpenConnection>,
 }
@@ -384,24 +428,20 @@ async fn serve_connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let Connection { peer, socket, admission, _open: open } = connection;
+    let Connection { peer, socket, admission, stop, _open: open } = connection;
     let activity = admission.as_ref().map(|admission| Arc::clone(&admission.activity));
-    let evicted = activity.as_ref().map_or_else(CancellationToken::new, |activity| activity.evicted.clone());
-    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-        request.extensions_mut().insert(peer);
-        if let Some(socket) = &socket {
-            request.extensions_mut().insert(socket.clone());
-        }
-        let answer = answer.clone();
+    let arrival = Arrival { peer, socket };
+    let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+        let answered = answer.answer(request, &arrival);
         let in_flight = activity.as_ref().map(sources::Activity::request);
         async move {
-            let response = answer.answer(request.map(axum::body::Body::new)).await;
+            let response = answered.await;
             drop(in_flight);
             Ok::<_, Infallible>(response)
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+        .timer(head_timer::HeadTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         // A refused head ends the stream hyper reads: the requests before it are still answered.
         .half_close(limits.strict_framing.is_some())
@@ -413,14 +453,13 @@ async fn serve_connection<S>(
                 tracing::debug!(%error, "connection ended with an error");
             }
         }
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-        // Its source opened one connection too many: an idle connection (or one still sending
-        // its head) closes now; one whose request started meanwhile, after that request.
-        () = evicted.cancelled() => {
-            if admission.as_ref().is_some_and(|admission| !admission.activity.is_idle()) {
+        // One token for both (a connection waits on one signal, not two, at every wake-up).
+        // On shutdown every connection finishes the request it is on. When its source opened
+        // one connection too many, an idle connection (or one still sending its head) closes
+        // now; one whose request started meanwhile, after that request.
+        () = stop.cancelled() => {
+            let busy = admission.as_ref().is_some_and(|admission| !admission.activity.is_idle());
+            if shutdown.is_cancelled() || busy {
                 connection.as_mut().graceful_shutdown();
                 let _ = connection.await;
             }

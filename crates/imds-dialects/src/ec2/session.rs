@@ -60,7 +60,7 @@ pub(super) fn check(
     request: &GuestRequest,
     context: &Context<'_>,
 ) -> Result<Option<u64>, GuestResponse> {
-    match request.headers.get(wire::TOKEN_HEADER) {
+    match request.headers.get(&wire::TOKEN_NAME) {
         Some(token) => {
             let token = token.to_str().map_err(|_| unauthorized())?;
             context.tokens.verify(token, instance.id.as_str(), context.now).map(Some).map_err(|_| unauthorized())

@@ -25,6 +25,8 @@ pub const NOT_FOUND_PAGE: &str = "<?xml version=\"1.0\" encoding=\"iso-8859-1\"?
 
 /// Request header carrying an IMDSv2 session token.
 pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
+/// [`TOKEN_HEADER`] as a header name: a lookup by name skips parsing the string every request.
+pub static TOKEN_NAME: http::HeaderName = http::HeaderName::from_static(TOKEN_HEADER);
 /// Request header of the token PUT (the lifetime asked for) and response header of the token
 /// PUT and of every token-carrying GET (the seconds left).
 pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";

@@ -3,6 +3,10 @@
 
 /// The request header every `/computeMetadata/` request must carry, and every answer carries.
 pub const FLAVOR_HEADER: &str = "metadata-flavor";
+/// [`FLAVOR_HEADER`] as a header name (looked up on every request).
+pub static FLAVOR_NAME: http::HeaderName = http::HeaderName::from_static(FLAVOR_HEADER);
+/// `X-Forwarded-For`, which GCE refuses.
+pub static FORWARDED_FOR_NAME: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 /// The only accepted value of [`FLAVOR_HEADER`].
 pub const FLAVOR: &str = "Google";
 /// The `Server` header of every answer.

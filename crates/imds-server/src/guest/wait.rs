@@ -19,7 +19,7 @@ use imds_dialects::gce::Wait;
 use imds_dialects::{GuestRequest, GuestResponse};
 use imds_model::InstanceId;
 
-use super::{render, Plane};
+use super::{render_for, Plane};
 
 /// Answers `request` (a long poll for instance `id` from `caller`) when its answer changes or
 /// `wait` times out.
@@ -33,7 +33,7 @@ pub(super) async fn hold(
     let _waiting = plane.observe.metrics.long_poll();
     let mut subscription = plane.view.changes().subscribe(id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.timeout_secs);
-    let mut response = render(plane, &plane.view.load(), caller, id, request);
+    let mut response = render_for(plane, &plane.view.load(), caller, id, request);
     let Some(current) = etag(&response) else {
         // Errors (and anything without an ETag) answer at once.
         return response;
@@ -57,7 +57,7 @@ pub(super) async fn hold(
             () = timed => {}
             () = tokio::time::sleep_until(deadline) => return response,
         }
-        let next = render(plane, &plane.view.load(), caller, id, request);
+        let next = render_for(plane, &plane.view.load(), caller, id, request);
         if etag(&next).is_none_or(|tag| tag != target) {
             return next;
         }

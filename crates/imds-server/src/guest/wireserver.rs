@@ -3,19 +3,17 @@
 //! plane admits (the same identification, registration hold and throttle budget; see
 //! [`routers`](super::routers)). Nothing else is served there.
 
-use axum::extract::Request;
-use axum::response::Response;
 use http::Method;
 
 use imds_dialects::azure::wireserver;
 
-use super::{admit, into_http, Admitted, Note, Plane, Refusals};
+use super::{admit, into_http, Admitted, Arrival, Note, Plane, Refusals, Request, Response};
 
 /// Answers one WireServer request for the caller the guest plane identifies.
-pub(super) async fn answer(plane: &Plane, request: Request) -> Response {
+pub(super) async fn answer(plane: &Plane, request: Request, arrival: Arrival) -> Response {
     // The WireServer's requests show in the connection metrics only: the note is not counted.
     let mut note = Note::new(request.uri().path(), &plane.settings);
-    let admitted = admit(plane, request, Refusals::Status, &mut note).await;
+    let admitted = admit(plane, request, arrival, None, Refusals::Status, &mut note).await;
     let Admitted { request, is_head, entry, .. } = match admitted {
         Ok(admitted) => admitted,
         Err(response) => return response,

@@ -29,10 +29,11 @@ struct Slot {
 }
 
 /// What the bookkeeping knows of one connection, and how it asks the connection to close.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Activity {
     in_flight: AtomicUsize,
-    /// Cancelled when the connection must close (it was its source's oldest idle one).
+    /// Cancelled when the connection must close (it was its source's oldest idle one); the
+    /// connection's own stop token, which the listener's shutdown cancels too.
     pub(super) evicted: CancellationToken,
 }
 
@@ -76,10 +77,11 @@ impl Sources {
     }
 
     /// Admits a new connection from `source`, first closing its oldest idle connection when
-    /// the source is at its cap; `None` (refuse it) when all of them have requests in flight.
-    pub(super) fn admit(self: &Arc<Self>, source: IpAddr) -> Option<Admission> {
+    /// the source is at its cap (by cancelling its `stop`); `None` (refuse it) when all of
+    /// them have requests in flight.
+    pub(super) fn admit(self: &Arc<Self>, source: IpAddr, stop: CancellationToken) -> Option<Admission> {
         let source = source.to_canonical();
-        let activity = Arc::new(Activity::default());
+        let activity = Arc::new(Activity { in_flight: AtomicUsize::new(0), evicted: stop });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut by_source = self.by_source.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let slots = by_source.entry(source).or_default();
@@ -122,20 +124,20 @@ mod tests {
     fn the_oldest_idle_connection_of_the_source_makes_room() {
         let sources = Sources::new(2);
         let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        let first = sources.admit(a).unwrap();
-        let second = sources.admit(a).unwrap();
+        let first = sources.admit(a, CancellationToken::new()).unwrap();
+        let second = sources.admit(a, CancellationToken::new()).unwrap();
         let busy = first.activity.request();
-        let other = sources.admit(b).unwrap();
+        let other = sources.admit(b, CancellationToken::new()).unwrap();
         // `first` is busy, so the idle `second` is closed for the third.
-        let third = sources.admit(a).unwrap();
+        let third = sources.admit(a, CancellationToken::new()).unwrap();
         assert!(second.activity.evicted.is_cancelled());
         assert!(!first.activity.evicted.is_cancelled() && !other.activity.evicted.is_cancelled());
         assert_eq!((sources.held(a), sources.held(b)), (2, 1));
         // All busy: refused.
         let _busy_third = third.activity.request();
-        assert!(sources.admit(a).is_none());
+        assert!(sources.admit(a, CancellationToken::new()).is_none());
         drop(busy);
-        assert!(sources.admit(a).is_some());
+        assert!(sources.admit(a, CancellationToken::new()).is_some());
         assert!(first.activity.evicted.is_cancelled());
         drop((first, second, third, other));
         assert_eq!((sources.held(a), sources.held(b)), (0, 0));
@@ -147,8 +149,8 @@ mod tests {
         let sources = Sources::new(1);
         let v4: IpAddr = "192.0.2.7".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        let first = sources.admit(v4).unwrap();
-        let _second = sources.admit(mapped).unwrap();
+        let first = sources.admit(v4, CancellationToken::new()).unwrap();
+        let _second = sources.admit(mapped, CancellationToken::new()).unwrap();
         assert!(first.activity.evicted.is_cancelled());
     }
 }
