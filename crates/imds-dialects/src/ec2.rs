@@ -39,7 +39,7 @@
 //! with what `meta-data/` serves.
 
 use bytes::Bytes;
-use http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use http::{header, HeaderValue, Method, StatusCode};
 use imds_model::{EndpointMode, Instance};
 
 use crate::{Context, GuestRequest, GuestResponse, Subject};
@@ -143,7 +143,7 @@ pub fn respond<'s>(subject: impl Into<Subject<'s>>, request: &GuestRequest, cont
         response = response.with_header(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
     }
     match remaining {
-        Some(seconds) => response.with_header(HeaderName::from_static(wire::TTL_HEADER), HeaderValue::from(seconds)),
+        Some(seconds) => response.with_header(wire::TTL_NAME.clone(), HeaderValue::from(seconds)),
         None => response,
     }
 }

@@ -27,8 +27,21 @@ const TAG_LEN: usize = 24;
 const TOKEN_LEN: usize = 1 + 8 + NONCE_LEN + TAG_LEN;
 
 /// The deployment's secret for minting tokens. Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenKey([u8; 32]);
+#[derive(Clone)]
+pub struct TokenKey {
+    bytes: [u8; 32],
+    /// HMAC keyed with `bytes`, copied for each tag: keying costs two of a tag's four SHA-256
+    /// blocks, and every token-carrying guest request checks a tag.
+    keyed: Hmac<Sha256>,
+}
+
+impl PartialEq for TokenKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for TokenKey {}
 
 impl fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,16 +67,17 @@ pub enum TokenError {
 impl TokenKey {
     /// A key from its bytes (tests, and loading from the store).
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+        let keyed = Hmac::<Sha256>::new_from_slice(&bytes).expect("HMAC accepts keys of any length");
+        Self { bytes, keyed }
     }
 
     /// The key's bytes, to store it.
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.0
+        self.bytes
     }
 
     fn tag(&self, expiry: u64, nonce: &[u8], instance_id: &str) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(&[VERSION]);
         mac.update(&expiry.to_be_bytes());
         mac.update(nonce);
@@ -74,7 +88,7 @@ impl TokenKey {
     /// HMAC-SHA256(key, `label` ‖ 0 ‖ `data`): a value every node sharing the key derives alike
     /// (EC2's instance-identity credentials), unguessable without the key.
     pub fn derive(&self, label: &str, data: &[u8]) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(label.as_bytes());
         mac.update(&[0]);
         mac.update(data);
@@ -99,7 +113,10 @@ impl TokenKey {
 
     /// Checks `token` for `instance_id` at `now`; returns the seconds it has left (at least 1).
     pub fn verify(&self, token: &str, instance_id: &str, now: u64) -> Result<u64, TokenError> {
-        let bytes = URL_SAFE_NO_PAD.decode(token.trim()).map_err(|_| TokenError::Invalid)?;
+        // Decoded on the stack: a longer token does not fit, and is refused like any other.
+        let mut decoded = [0u8; TOKEN_LEN];
+        let length = URL_SAFE_NO_PAD.decode_slice(token.trim(), &mut decoded).map_err(|_| TokenError::Invalid)?;
+        let bytes = &decoded[..length];
         if bytes.len() != TOKEN_LEN || bytes[0] != VERSION {
             return Err(TokenError::Invalid);
         }

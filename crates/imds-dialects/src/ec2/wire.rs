@@ -30,6 +30,8 @@ pub static TOKEN_NAME: http::HeaderName = http::HeaderName::from_static(TOKEN_HE
 /// Request header of the token PUT (the lifetime asked for) and response header of the token
 /// PUT and of every token-carrying GET (the seconds left).
 pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+/// [`TTL_HEADER`] as a header name (every token-carrying GET's answer has it).
+pub static TTL_NAME: http::HeaderName = http::HeaderName::from_static(TTL_HEADER);
 /// The path that mints tokens (only under `latest`).
 pub const TOKEN_PATH: &str = "api/token";
 
