@@ -384,13 +384,12 @@ async fn admit(
         return Err(bare(http::StatusCode::INTERNAL_SERVER_ERROR));
     };
     let is_head = request.method() == Method::HEAD;
-    let remote_port = Some(remote_address.port());
     let (parts, body) = request.into_parts();
     // Only writes carry a body; a GET's is never read (and never waited for).
     let body = if parts.method == Method::GET || parts.method == Method::HEAD {
         bytes::Bytes::new()
     } else {
-        match Box::pin(http_body_util::Limited::new(body, MAX_BODY).collect()).await {
+        match http_body_util::Limited::new(body, MAX_BODY).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return Err(bare(http::StatusCode::PAYLOAD_TOO_LARGE)),
         }
@@ -421,8 +420,7 @@ async fn admit(
     let mut charged_at = note.started;
     if let identify::Caller::Unknown(address) = identified {
         // The guest may ask before its orchestrator's write lands: hold it briefly.
-        (snapshot, identified) =
-            Box::pin(async { identify(hold::until_known(plane, address, snapshot).await).await }).await;
+        (snapshot, identified) = identify(hold::until_known(plane, address, snapshot).await).await;
         charged_at = tokio::time::Instant::now();
     }
     let (entry, caller) = match identified {
@@ -446,7 +444,7 @@ async fn admit(
     };
     // A port is the guest's only on its own connection, never on a trusted proxy's.
     if !plane.identify.proxies.contains(&remote) {
-        request.source_port = remote_port;
+        request.source_port = Some(remote_address.port());
     }
     note.dialect = imds_dialects::dialect_of(Some(&subject(&snapshot, &entry)), &request, &plane.settings);
     note.classify(plane, &request);
@@ -494,7 +492,7 @@ async fn respond(
         Some(wait_for) => {
             note.long_poll = true;
             drop(snapshot);
-            Box::pin(wait::hold(plane, caller, &id, &guest_request, wait_for)).await
+            wait::hold(plane, caller, &id, &guest_request, wait_for).await
         }
         None => {
             let response = render(plane, &snapshot, &entry, &guest_request);
@@ -503,7 +501,7 @@ async fn respond(
         }
     };
     if let Some(guest_write) = response.write.take() {
-        response = Box::pin(write::apply(
+        response = write::apply(
             &plane.store,
             &plane.view,
             &plane.scope,
@@ -511,14 +509,14 @@ async fn respond(
             &id,
             *guest_write,
             response,
-        ))
+        )
         .await;
     } else if !response.start_events.is_empty() {
         let ids = std::mem::take(&mut response.start_events);
         let now = plane.credentials.0.clock().now();
-        response = match Box::pin(crate::events::start(&plane.store, plane.view.writers(), &id, &ids, now)).await {
+        response = match crate::events::start(&plane.store, plane.view.writers(), &id, &ids, now).await {
             Ok(Some(rev)) => {
-                Box::pin(plane.view.wait_visible(rev, plane.write_visibility_timeout)).await;
+                plane.view.wait_visible(rev, plane.write_visibility_timeout).await;
                 response
             }
             Ok(None) => response,

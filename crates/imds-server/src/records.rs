@@ -11,7 +11,7 @@
 use imds_creds::{BaseCredentials, Role};
 use imds_model::{ContainerTokens, GuestState, Instance, InstanceEvents, InstanceId, Mmds};
 use imds_sign::Keyring;
-use imds_store::{Expect, Key, Op, Put, Record};
+use imds_store::{Expect, Key, Op, Put, Record, Revision};
 
 /// The store collection that holds instance records, keyed by instance id.
 pub const INSTANCES: &str = "instances";
@@ -49,6 +49,12 @@ pub const SHARED: [&str; 2] = [ROLES, SECRETS];
 /// The key of instance `id`'s record.
 pub fn instance(id: &InstanceId) -> Key {
     Key::new(INSTANCES, id.as_str())
+}
+
+/// The guard that instance `id` is still at `rev` (not deleted or moved since): what is
+/// written for the instance commits only with it.
+pub fn instance_unchanged(id: &InstanceId, rev: Revision) -> Op {
+    Op::Check { key: instance(id), expect: Expect::Revision(rev) }
 }
 
 /// The key of instance `id`'s MMDS record.

@@ -242,8 +242,8 @@ async fn update(
             let expect = current.as_ref().map_or(Expect::Absent, |(_, rev)| Expect::Revision(*rev));
             let next = change(current.map(|(tokens, _)| tokens).unwrap_or_default())?;
             let put = Put { key: key.clone(), node, claims: Vec::new(), value: next.to_bytes(), expect };
-            let instance = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
-            Ok::<_, AdminError>(Step::Commit(Plan::new(()).guarded(instance).guarded(Op::Put(put))))
+            let unchanged = records::instance_unchanged(id, instance_rev);
+            Ok::<_, AdminError>(Step::Commit(Plan::new(()).guarded(unchanged).guarded(Op::Put(put))))
         })
         .await?;
     if let Some(committed) = updated.committed {

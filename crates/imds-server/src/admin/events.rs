@@ -340,7 +340,7 @@ async fn create(
                 expect,
             }));
             // The instance must still be there, on that node, when the events land.
-            plan_ops.push(Op::Check { key: records::instance(id), expect: Expect::Revision(instance_record.rev) });
+            plan_ops.push(records::instance_unchanged(id, instance_record.rev));
             created.push((id.clone(), instance_record.node.clone(), event.clone()));
         }
         if created.is_empty() {

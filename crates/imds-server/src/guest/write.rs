@@ -101,7 +101,7 @@ pub async fn apply(
                 }
                 Op::Put(Put { key: key_ref.clone(), node: node.clone(), claims: Vec::new(), value, expect })
             };
-            let unmoved = Op::Check { key: records::instance(id), expect: Expect::Revision(instance_rev) };
+            let unmoved = records::instance_unchanged(id, instance_rev);
             Ok(Step::Commit(Plan::new(node).guarded(unmoved).guarded(op)))
         })
         .await;
