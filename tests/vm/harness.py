@@ -63,11 +63,17 @@ class HarnessError(Exception):
 
 
 def ensure_tools() -> None:
-    """Installs the missing tools with apt-get; raises naming what is still missing."""
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if missing:
+    """Installs the missing tools with apt-get; raises naming what is still missing.
+
+    Looks twice: installing one package can remove another tool. A qemu-utils from
+    bookworm-backports, say, goes when Debian's own qemu-system-x86 comes in (they must be the
+    same QEMU version); the second pass installs Debian's qemu-utils beside it."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for _ in range(2):
+        missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+        if not missing:
+            break
         packages = sorted({TOOLS[t] for t in missing})
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         if subprocess.run(["apt-get", "install", "-y", *packages], env=env).returncode != 0:
             subprocess.run(["apt-get", "update"], env=env)
             subprocess.run(["apt-get", "install", "-y", *packages], env=env)
