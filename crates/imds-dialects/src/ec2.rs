@@ -173,7 +173,8 @@ fn lookup(subject: &Subject<'_>, path: &str, split: Option<(&str, &str)>, contex
     let Some(at) = tree::filter_key(version) else {
         return not_found();
     };
-    let segments: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    // `split` yields one empty segment for an empty string: the version directory has none.
+    let segments = rest.split('/').filter(|_| !rest.is_empty());
     let instance = subject.instance;
     // What the events show depends on the clock: a tree carrying them is built for this
     // request alone, and the kept tree (the record's) serves while they show nothing.
@@ -183,7 +184,7 @@ fn lookup(subject: &Subject<'_>, path: &str, split: Option<(&str, &str)>, contex
         Some(cache) => cache.ec2_tree(context.now, || Tree::build(instance)),
         None => std::sync::Arc::new(Tree::build(instance)),
     };
-    match tree.root.find(&segments, at).map(|entry| &entry.node) {
+    match tree.root.find(segments, at).map(|entry| &entry.node) {
         Some(Node::Leaf(body, content_type)) => GuestResponse::new(StatusCode::OK, content_type, body.clone()),
         Some(Node::Computed(computed)) => match credentials::compute(*computed, instance, &tree.document, context) {
             Some(body) => text(body),

@@ -101,16 +101,11 @@ pub struct GuestResponse {
 }
 
 impl GuestResponse {
-    /// A response with one `Content-Type` header.
+    /// A response with one `Content-Type` header (and room for the few a dialect adds).
     pub fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Self {
-        Self {
-            status,
-            headers: vec![(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-            body: body.into(),
-            hop_limit: None,
-            write: None,
-            start_events: Vec::new(),
-        }
+        let mut headers = Vec::with_capacity(4);
+        headers.push((http::header::CONTENT_TYPE, HeaderValue::from_static(content_type)));
+        Self { status, headers, body: body.into(), hop_limit: None, write: None, start_events: Vec::new() }
     }
 
     /// Adds a header.

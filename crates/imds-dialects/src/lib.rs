@@ -73,8 +73,18 @@ pub mod yaml;
 /// did not exist. An instance whose endpoint is switched off (`imds.endpoint: disabled`) gets
 /// every dialect's own refusal ([`refusal`]), whatever it asks.
 pub fn route(subject: &Subject<'_>, request: &GuestRequest, context: &Context<'_>) -> GuestResponse {
+    route_as(dialect_of(Some(subject), request, context.settings), subject, request, context)
+}
+
+/// [`route`], for a caller that has already asked [`dialect_of`] (the server names the
+/// dialect for its metrics before it renders): `dialect` must be what it answered.
+pub fn route_as(
+    dialect: Dialect,
+    subject: &Subject<'_>,
+    request: &GuestRequest,
+    context: &Context<'_>,
+) -> GuestResponse {
     let dialects = &subject.instance.dialects;
-    let dialect = dialect_of(Some(subject), request, context.settings);
     if dialect != Dialect::Mmds && !dialects.is_enabled(dialect) {
         return match request.bound {
             // A listener bound to a dialect speaks nothing else, even to say "not here".
@@ -179,6 +189,8 @@ fn gce_ping(request: &GuestRequest) -> bool {
 /// and renders it again on every change of the instance, until the `ETag` differs or the
 /// timeout passes.
 pub fn wait_request(request: &GuestRequest, settings: &Settings) -> Option<gce::Wait> {
+    // A long poll is asked for in the query: most requests have none.
+    request.query.as_ref()?;
     match dialect_of(None, request, settings) {
         Dialect::Gce => gce::wait_request(request),
         _ => None,

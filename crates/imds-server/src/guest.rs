@@ -17,9 +17,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
+use futures::future::Either;
 use http::header::CONTENT_LENGTH;
 use http::Method;
 use http_body_util::{BodyExt, Full};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use imds_dialects::token::TokenKey;
@@ -159,22 +162,22 @@ type Response = http::Response<Full<Bytes>>;
 impl crate::listener::Answer for Guests {
     type Body = Full<Bytes>;
 
-    fn answer(
-        &self,
-        request: Request,
-        arrival: &Arrival,
-    ) -> impl std::future::Future<Output = Response> + Send + use<> {
-        let (plane, serves, arrival) = (Arc::clone(&self.plane), self.serves, arrival.clone());
-        // Boxed: the answer's state (a few KiB) is written once, in place, and what hyper
-        // moves around is a pointer.
-        Box::pin(async move {
-            match serves {
-                Serves::Metadata(bound) => answer(&plane, request, arrival, bound).await,
-                Serves::WireServer => wireserver::answer(&plane, request, arrival).await,
+    fn answer(&self, request: Request, arrival: &Arrival) -> impl Future<Output = Response> + Send + use<> {
+        match self.serves {
+            Serves::Metadata(bound) => answer(&self.plane, request, arrival, bound),
+            Serves::WireServer => {
+                let (plane, arrival) = (Arc::clone(&self.plane), arrival.clone());
+                let answered: Pin<Box<dyn Future<Output = Response> + Send>> =
+                    Box::pin(async move { wireserver::answer(&plane, request, arrival).await });
+                Either::Right(answered)
             }
-        })
+        }
     }
 }
+
+/// A guest answer: ready when the request needed no waiting (the common case, with no future
+/// state at all), else a boxed future that does the waiting.
+type Answered = Either<std::future::Ready<Response>, Pin<Box<dyn Future<Output = Response> + Send>>>;
 
 /// The metadata and WireServer routers over one plane (see [`router_with_credentials`]).
 pub fn routers(
@@ -284,6 +287,8 @@ pub(super) struct Note {
     instance: Option<InstanceId>,
     /// The address the caller is known by, when a trusted proxy named it.
     caller: Option<IpAddr>,
+    /// The connection's source address.
+    source: Option<IpAddr>,
     /// The method and path of a sensitive read, when the audit log is on.
     audited: Option<(Method, String)>,
 }
@@ -300,8 +305,39 @@ impl Note {
             long_poll: false,
             instance: None,
             caller: None,
+            source: None,
             audited: None,
         }
+    }
+
+    /// Counts the request answered with `response` (and audits a sensitive read).
+    fn count(self, plane: &Plane, response: Response) -> Response {
+        let status = response.status();
+        plane.observe.metrics.guest(&crate::metrics::GuestRequest {
+            dialect: self.dialect,
+            status,
+            outcome: self.outcome,
+            read: self.read,
+            token: self.token,
+            elapsed: (!self.long_poll).then(|| self.started.elapsed()),
+        });
+        if let (Some(log), Some(read), Some((method, path)), Some(source)) =
+            (&plane.observe.audit, self.read, self.audited, self.source)
+        {
+            log.record(crate::audit::Event {
+                at_millis: log.now_millis(),
+                plane: "guest",
+                kind: Some(read.name()),
+                instance: self.instance.map(|id| id.as_str().to_owned()),
+                source: crate::audit::Source::Ip(source),
+                caller: self.caller.filter(|caller| *caller != source),
+                dialect: Some(self.dialect.name()),
+                method,
+                path,
+                status: status.as_u16(),
+            });
+        }
+        response
     }
 
     /// Classifies `request` as answered by `self.dialect`.
@@ -311,43 +347,133 @@ impl Note {
             self.audited = Some((request.method.clone(), request.path.clone()));
         }
     }
+
+    /// Notes `request` as `subject`'s, from `caller`: the dialect that answers it, what it reads
+    /// and whether it carries a session token.
+    fn admitted(&mut self, plane: &Plane, subject: &Subject<'_>, request: &GuestRequest, caller: IpAddr) {
+        self.dialect = imds_dialects::dialect_of(Some(subject), request, &plane.settings);
+        self.classify(plane, request);
+        self.token = imds_dialects::sensitive::carries_token(self.dialect, request);
+        if self.audited.is_some() {
+            self.instance = Some(subject.instance.id.clone());
+        }
+        self.caller = Some(caller);
+    }
 }
 
-/// Answers one guest request, then counts it (and audits a sensitive read).
-async fn answer(plane: &Plane, request: Request, arrival: Arrival, bound: Option<imds_dialects::Dialect>) -> Response {
-    let source = identify::caller_ip(&arrival.peer);
+/// Answers one guest request, then counts it (and audits a sensitive read). Everything that
+/// needs no waiting runs now; what must wait (a body to read, an unknown caller held, the
+/// neighbour table, the throttle's pause, a long poll, a write) goes on in [`later`].
+fn answer(plane: &Arc<Plane>, request: Request, arrival: &Arrival, bound: Option<imds_dialects::Dialect>) -> Answered {
     let mut note = Note::new(request.uri().path(), &plane.settings);
-    let response = respond(plane, request, arrival, bound, &mut note).await;
-    let status = response.status();
-    plane.observe.metrics.guest(&crate::metrics::GuestRequest {
-        dialect: note.dialect,
-        status,
-        outcome: note.outcome,
-        read: note.read,
-        token: note.token,
-        elapsed: (!note.long_poll).then(|| note.started.elapsed()),
-    });
-    if let (Some(log), Some(read), Some((method, path)), Some(source)) =
-        (&plane.observe.audit, note.read, note.audited, source)
-    {
-        log.record(crate::audit::Event {
-            at_millis: log.now_millis(),
-            plane: "guest",
-            kind: Some(read.name()),
-            instance: note.instance.map(|id| id.as_str().to_owned()),
-            source: crate::audit::Source::Ip(source),
-            caller: note.caller.filter(|caller| *caller != source),
-            dialect: Some(note.dialect.name()),
-            method,
-            path,
-            status: status.as_u16(),
-        });
+    note.source = identify::caller_ip(&arrival.peer);
+    // `Note::new` named the path's dialect; a bound listener's is its own.
+    if let Some(bound) = bound {
+        note.dialect = bound;
     }
-    response
+    let step = match Arrived::new(request, arrival, bound) {
+        Some(arrived) => match admit_now(plane, arrived, &mut note) {
+            Step::Admitted(admitted) => match respond(plane, admitted, &mut note) {
+                Ok(response) => Step::Done(response),
+                Err(rest) => Step::Finish(rest),
+            },
+            step => step,
+        },
+        None => Step::Done(Arrived::no_peer()),
+    };
+    match step {
+        Step::Done(response) => Either::Left(std::future::ready(note.count(plane, response))),
+        step => {
+            let plane = Arc::clone(plane);
+            Either::Right(Box::pin(async move {
+                let response = later(&plane, step, &mut note).await;
+                note.count(&plane, response)
+            }))
+        }
+    }
+}
+
+/// Where a request stands after the work that needs no waiting.
+enum Step {
+    /// Answered.
+    Done(Response),
+    /// Admission must wait ([`admit`]).
+    Admit(Box<Arrived>),
+    /// Throttled: the refusal goes out after a pause.
+    Pause(Response),
+    /// Admitted, not yet answered: the guest's instance is known.
+    Admitted(Admitted),
+    /// Rendered (or about to be, for a long poll): what remains is waited for ([`finish`]).
+    Finish(Box<Finish>),
+}
+
+/// Takes `step` to its answer, waiting where it must.
+async fn later(plane: &Plane, step: Step, note: &mut Note) -> Response {
+    let admitted = match step {
+        Step::Done(response) => return response,
+        Step::Pause(refusal) => {
+            tokio::time::sleep(Throttle::next_refusal_delay()).await;
+            return refusal;
+        }
+        Step::Admit(arrived) => match admit(plane, *arrived, Refusals::Dialect, note).await {
+            Ok(admitted) => admitted,
+            Err(response) => return response,
+        },
+        Step::Admitted(admitted) => admitted,
+        Step::Finish(rest) => return finish(plane, *rest, note).await,
+    };
+    match respond(plane, admitted, note) {
+        Ok(response) => response,
+        Err(rest) => finish(plane, *rest, note).await,
+    }
+}
+
+/// A guest request as the plane reads it: its head, and a body still to read.
+struct Arrived {
+    request: GuestRequest,
+    /// The body, for methods that carry one (a GET's is never read, and never waited for).
+    body: Option<hyper::body::Incoming>,
+    is_head: bool,
+    socket: Option<ConnSocket>,
+    /// The connection's source address (IPv4-mapped IPv6 as its IPv4) and port.
+    remote: IpAddr,
+    port: u16,
+}
+
+impl Arrived {
+    /// `None` without a TCP peer ([`Arrived::no_peer`]).
+    fn new(request: Request, arrival: &Arrival, bound: Option<imds_dialects::Dialect>) -> Option<Self> {
+        let (Some(remote), crate::listener::Peer::Tcp { remote: address, .. }) =
+            (identify::caller_ip(&arrival.peer), arrival.peer)
+        else {
+            return None;
+        };
+        let is_head = request.method() == Method::HEAD;
+        let (parts, body) = request.into_parts();
+        let body = (parts.method != Method::GET && !is_head).then_some(body);
+        let request = GuestRequest {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts.headers,
+            body: Bytes::new(),
+            bound,
+            source_port: None,
+        };
+        Some(Self { request, body, is_head, socket: arrival.socket.clone(), remote, port: address.port() })
+    }
+
+    /// The answer to a request without a TCP peer address.
+    fn no_peer() -> Response {
+        // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
+        tracing::error!("guest request without a TCP peer address");
+        bare(http::StatusCode::INTERNAL_SERVER_ERROR)
+    }
 }
 
 /// A request read whole, its caller identified (after the registration hold, when unknown)
-/// and charged to its instance's request budget.
+/// and charged to its instance's request budget. Its [`Note`] is completed by [`respond`]
+/// ([`Note::admitted`]), with the [`subject`] it renders from: the subject is built once.
 struct Admitted {
     request: GuestRequest,
     is_head: bool,
@@ -367,53 +493,45 @@ enum Refusals {
     Status,
 }
 
-/// Reads `request` and identifies its caller, or the answer it gets instead.
-async fn admit(
-    plane: &Plane,
-    request: Request,
-    arrival: Arrival,
-    bound: Option<imds_dialects::Dialect>,
-    refusals: Refusals,
-    note: &mut Note,
-) -> Result<Admitted, Response> {
-    let Arrival { peer, socket } = arrival;
-    let (Some(remote), crate::listener::Peer::Tcp { remote: remote_address, .. }) = (identify::caller_ip(&peer), peer)
-    else {
-        // Guests only ever arrive over TCP; a request without a peer address is a wiring bug.
-        tracing::error!("guest request without a TCP peer address");
-        return Err(bare(http::StatusCode::INTERNAL_SERVER_ERROR));
-    };
-    let is_head = request.method() == Method::HEAD;
-    let (parts, body) = request.into_parts();
-    // Only writes carry a body; a GET's is never read (and never waited for).
-    let body = if parts.method == Method::GET || parts.method == Method::HEAD {
-        bytes::Bytes::new()
-    } else {
+/// Admits `arrived` if that needs no waiting: a request without a body, from a caller the
+/// snapshot names by its address. Anything else is left to [`admit`].
+fn admit_now(plane: &Plane, arrived: Arrived, note: &mut Note) -> Step {
+    if arrived.body.is_some() {
+        return Step::Admit(Box::new(arrived));
+    }
+    let snapshot = plane.view.load();
+    match identify::by_address(&plane.identify, &snapshot, arrived.remote, &arrived.request.headers) {
+        Ok(identify::Caller::Instance { entry, address }) => {
+            let known = Known { snapshot, entry, caller: address };
+            match charge(plane, arrived, known, note.started, Refusals::Dialect, note) {
+                Charged::Admitted(admitted) => Step::Admitted(admitted),
+                Charged::Throttled(refusal) => Step::Pause(refusal),
+            }
+        }
+        Ok(identify::Caller::Refused(response)) => {
+            note.outcome = crate::metrics::Outcome::Unknown;
+            Step::Done(into_http(response, arrived.is_head))
+        }
+        // Held, or looked for in the neighbour table.
+        Ok(identify::Caller::Unknown(_)) | Err(_) => Step::Admit(Box::new(arrived)),
+    }
+}
+
+/// Reads the body of `arrived` and identifies its caller (after the registration hold, when
+/// unknown), or the answer it gets instead.
+async fn admit(plane: &Plane, arrived: Arrived, refusals: Refusals, note: &mut Note) -> Result<Admitted, Response> {
+    let mut arrived = arrived;
+    if let Some(body) = arrived.body.take() {
         match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-            Ok(collected) => collected.to_bytes(),
+            Ok(collected) => arrived.request.body = collected.to_bytes(),
             Err(_) => return Err(bare(http::StatusCode::PAYLOAD_TOO_LARGE)),
         }
-    };
-    let mut request = GuestRequest {
-        method: parts.method,
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers,
-        body,
-        bound,
-        source_port: None,
-    };
-    // `Note::new` named the path's dialect; a bound listener's is its own.
-    if let Some(bound) = bound {
-        note.dialect = bound;
     }
-    let identify = |snapshot: Arc<Snapshot>| {
-        let headers = &request.headers;
-        async move {
-            let caller =
-                identify::identify(&plane.identify, plane.neighbours.as_ref(), &snapshot, remote, headers).await;
-            (snapshot, caller)
-        }
+    let (request, remote) = (&arrived.request, arrived.remote);
+    let identify = |snapshot: Arc<Snapshot>| async move {
+        let caller =
+            identify::identify(&plane.identify, plane.neighbours.as_ref(), &snapshot, remote, &request.headers).await;
+        (snapshot, caller)
     };
     let (mut snapshot, mut identified) = identify(plane.view.load()).await;
     // The throttle charges the request when it arrived, or when a hold ends.
@@ -427,78 +545,128 @@ async fn admit(
         identify::Caller::Instance { entry, address } => (entry, address),
         identify::Caller::Refused(response) => {
             note.outcome = crate::metrics::Outcome::Unknown;
-            return Err(into_http(response, is_head));
+            return Err(into_http(response, arrived.is_head));
         }
         identify::Caller::Unknown(address) => {
             note.outcome = crate::metrics::Outcome::Unknown;
-            note.classify(plane, &request);
+            note.classify(plane, request);
             note.caller = Some(address);
             tracing::debug!(caller = %address, path = %request.path, "guest request from an unknown address");
             return Err(match refusals {
                 Refusals::Dialect => {
-                    into_http(imds_dialects::unknown_caller(address, &request, &plane.settings), is_head)
+                    into_http(imds_dialects::unknown_caller(address, request, &plane.settings), arrived.is_head)
                 }
                 Refusals::Status => bare(http::StatusCode::FORBIDDEN),
             });
         }
     };
+    match charge(plane, arrived, Known { snapshot, entry, caller }, charged_at, refusals, note) {
+        Charged::Admitted(admitted) => Ok(admitted),
+        Charged::Throttled(refusal) => {
+            tokio::time::sleep(Throttle::next_refusal_delay()).await;
+            Err(refusal)
+        }
+    }
+}
+
+/// A caller identified in a snapshot.
+struct Known {
+    snapshot: Arc<Snapshot>,
+    /// The caller's instance in `snapshot`.
+    entry: Arc<crate::view::Entry>,
+    /// The address the caller is known by.
+    caller: IpAddr,
+}
+
+/// What [`charge`] decided.
+enum Charged {
+    Admitted(Admitted),
+    /// The refusal to send after a pause.
+    Throttled(Response),
+}
+
+/// Charges the request of `arrived`, from the `known` caller, to its instance's request budget
+/// at `charged_at`.
+fn charge(
+    plane: &Plane,
+    arrived: Arrived,
+    known: Known,
+    charged_at: tokio::time::Instant,
+    refusals: Refusals,
+    note: &mut Note,
+) -> Charged {
+    let Known { snapshot, entry, caller } = known;
+    let Arrived { mut request, is_head, socket, remote, port, .. } = arrived;
     // A port is the guest's only on its own connection, never on a trusted proxy's.
     if !plane.identify.proxies.contains(&remote) {
-        request.source_port = Some(remote_address.port());
+        request.source_port = Some(port);
     }
-    note.dialect = imds_dialects::dialect_of(Some(&subject(&snapshot, &entry)), &request, &plane.settings);
-    note.classify(plane, &request);
-    note.token = imds_dialects::sensitive::carries_token(note.dialect, &request);
-    if note.audited.is_some() {
-        note.instance = Some(entry.instance.id.clone());
-    }
-    note.caller = Some(caller);
     if plane.observe.metrics.per_instance() {
         entry.throttle.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    if !entry.throttle.try_take(plane.throttle, nanos_between(plane.clock, charged_at)) {
-        note.outcome = crate::metrics::Outcome::Throttled;
-        tracing::debug!(%caller, id = %entry.instance.id, "throttled");
-        let refusal = match refusals {
-            Refusals::Dialect => {
-                let response = imds_dialects::throttled(&subject(&snapshot, &entry), &request, &plane.settings);
-                into_http(response, is_head)
-            }
-            Refusals::Status => bare(http::StatusCode::TOO_MANY_REQUESTS),
-        };
-        // Not holding the snapshot while waiting: the view moves on meanwhile.
-        drop((snapshot, entry));
-        tokio::time::sleep(Throttle::next_refusal_delay()).await;
-        return Err(refusal);
+    if entry.throttle.try_take(plane.throttle, nanos_between(plane.clock, charged_at)) {
+        return Charged::Admitted(Admitted { request, is_head, socket, snapshot, entry, caller });
     }
-    Ok(Admitted { request, is_head, socket, snapshot, entry, caller })
+    let subject = subject(&snapshot, &entry);
+    note.admitted(plane, &subject, &request, caller);
+    note.outcome = crate::metrics::Outcome::Throttled;
+    tracing::debug!(%caller, id = %entry.instance.id, "throttled");
+    // The snapshot is not held while pausing: the view moves on meanwhile.
+    Charged::Throttled(match refusals {
+        Refusals::Dialect => into_http(imds_dialects::throttled(&subject, &request, &plane.settings), is_head),
+        Refusals::Status => bare(http::StatusCode::TOO_MANY_REQUESTS),
+    })
 }
 
-/// Answers one guest request from the current snapshot.
-async fn respond(
-    plane: &Plane,
-    request: Request,
-    arrival: Arrival,
-    bound: Option<imds_dialects::Dialect>,
-    note: &mut Note,
-) -> Response {
-    let Admitted { request: guest_request, is_head, socket, snapshot, entry, caller } =
-        match admit(plane, request, arrival, bound, Refusals::Dialect, note).await {
-            Ok(admitted) => admitted,
-            Err(response) => return response,
-        };
-    let id = entry.instance.id.clone();
-    let mut response = match imds_dialects::wait_request(&guest_request, &plane.settings) {
+/// What remains of an admitted request once rendered: a long poll to hold, or a write (or
+/// events to start) before the answer goes out.
+struct Finish {
+    request: GuestRequest,
+    is_head: bool,
+    socket: Option<ConnSocket>,
+    caller: IpAddr,
+    id: InstanceId,
+    /// The long poll's terms, or the answer rendered.
+    work: Work,
+}
+
+enum Work {
+    Wait(imds_dialects::gce::Wait),
+    Send(GuestResponse),
+}
+
+/// Answers an admitted request from its snapshot, or leaves to [`finish`] what must wait.
+fn respond(plane: &Plane, admitted: Admitted, note: &mut Note) -> Result<Response, Box<Finish>> {
+    let Admitted { request, is_head, socket, snapshot, entry, caller } = admitted;
+    let subject = subject(&snapshot, &entry);
+    note.admitted(plane, &subject, &request, caller);
+    let work = match imds_dialects::wait_request(&request, &plane.settings) {
         Some(wait_for) => {
             note.long_poll = true;
-            drop(snapshot);
-            wait::hold(plane, caller, &id, &guest_request, wait_for).await
+            Work::Wait(wait_for)
         }
         None => {
-            let response = render(plane, &snapshot, &entry, &guest_request);
-            drop(snapshot);
-            response
+            let response = render(plane, &snapshot, &subject, note.dialect, &request);
+            if response.write.is_none() && response.start_events.is_empty() {
+                return Ok(send(response, socket.as_ref(), is_head, caller));
+            }
+            Work::Send(response)
         }
+    };
+    let id = entry.instance.id.clone();
+    Err(Box::new(Finish { request, is_head, socket, caller, id, work }))
+}
+
+/// Holds a long poll, or applies the write (or starts the events) a rendered answer carries,
+/// then sends it.
+async fn finish(plane: &Plane, rest: Finish, note: &mut Note) -> Response {
+    let Finish { request, is_head, socket, caller, id, work } = rest;
+    let mut response = match work {
+        Work::Wait(wait_for) => {
+            note.long_poll = true;
+            wait::hold(plane, caller, &id, &request, wait_for).await
+        }
+        Work::Send(response) => response,
     };
     if let Some(guest_write) = response.write.take() {
         response = write::apply(
@@ -530,7 +698,12 @@ async fn respond(
             }
         };
     }
-    // The response is written after this returns, so the socket's TTL applies to it.
+    send(response, socket.as_ref(), is_head, caller)
+}
+
+/// `response` as sent on `socket`: its hop limit set there first, since the bytes are written
+/// after this returns.
+fn send(response: GuestResponse, socket: Option<&ConnSocket>, is_head: bool, caller: IpAddr) -> Response {
     if let Some(socket) = socket {
         if let Err(error) = socket.set_hop_limit(response.hop_limit) {
             tracing::warn!(%caller, %error, "cannot set the response's hop limit");
@@ -549,13 +722,24 @@ fn render_for(
     request: &GuestRequest,
 ) -> GuestResponse {
     match snapshot.get(id) {
-        Some(entry) => render(plane, snapshot, entry, request),
+        Some(entry) => {
+            let subject = subject(snapshot, entry);
+            let dialect = imds_dialects::dialect_of(Some(&subject), request, &plane.settings);
+            render(plane, snapshot, &subject, dialect, request)
+        }
         None => imds_dialects::unknown_caller(caller, request, &plane.settings),
     }
 }
 
-/// Renders `request` from `snapshot` for `entry`, the caller's instance in it.
-fn render(plane: &Plane, snapshot: &Snapshot, entry: &crate::view::Entry, request: &GuestRequest) -> GuestResponse {
+/// Renders `request` as `dialect` ([`imds_dialects::dialect_of`] the `subject`'s) for
+/// `subject`, the caller's instance in `snapshot`.
+fn render(
+    plane: &Plane,
+    snapshot: &Snapshot,
+    subject: &Subject<'_>,
+    dialect: imds_dialects::Dialect,
+    request: &GuestRequest,
+) -> GuestResponse {
     let signer = snapshot.signer().map(|signer| &**signer as &dyn imds_dialects::credentials::Signer);
     let context = Context {
         tokens: &plane.tokens,
@@ -567,8 +751,7 @@ fn render(plane: &Plane, snapshot: &Snapshot, entry: &crate::view::Entry, reques
         // Only a PUT mints a session token; other requests need no randomness.
         nonce: if request.method == Method::PUT { random_nonce() } else { 0 },
     };
-    let subject = subject(snapshot, entry);
-    imds_dialects::route(&subject, request, &context)
+    imds_dialects::route_as(dialect, subject, request, &context)
 }
 
 /// A random number from the operating system (the clock's nanoseconds if that fails, which
@@ -597,16 +780,20 @@ fn subject<'a>(snapshot: &'a Snapshot, entry: &'a crate::view::Entry) -> Subject
 }
 
 fn into_http(response: GuestResponse, is_head: bool) -> Response {
-    let mut headers = http::HeaderMap::with_capacity(response.headers.len() + 1);
-    for (name, value) in response.headers {
-        headers.append(name, value);
-    }
-    // Always a Content-Length: clients read whole bodies.
-    headers.insert(CONTENT_LENGTH, http::HeaderValue::from(response.body.len()));
-    let body = if is_head { Full::default() } else { Full::new(response.body) };
+    let GuestResponse { status, headers, body, .. } = response;
+    // Always a Content-Length: clients read whole bodies. hyper writes it, after these headers,
+    // from the body's length; a HEAD answer has no body, so it names the GET's.
+    let (length, body) = if is_head { (Some(body.len()), Full::default()) } else { (None, Full::new(body)) };
     let mut http = Response::new(body);
-    *http.status_mut() = response.status;
-    *http.headers_mut() = headers;
+    *http.status_mut() = status;
+    let map = http.headers_mut();
+    map.reserve(headers.len() + usize::from(length.is_some()));
+    for (name, value) in headers {
+        map.append(name, value);
+    }
+    if let Some(length) = length {
+        map.insert(CONTENT_LENGTH, http::HeaderValue::from(length));
+    }
     http
 }
 

@@ -94,20 +94,20 @@ impl Entry {
     }
 
     /// The entry at `path` (segments below this one) if it is visible at `at`.
-    pub(crate) fn find(&self, path: &[&str], at: &str) -> Option<&Entry> {
-        let Some((first, rest)) = path.split_first() else {
-            return self.visible(at).then_some(self);
-        };
-        let Node::Dir(children) = &self.node else {
-            return None;
-        };
-        children.iter().find(|child| child.name == *first && child.visible(at))?.find(rest, at)
+    pub(crate) fn find<'p>(&self, path: impl IntoIterator<Item = &'p str>, at: &str) -> Option<&Entry> {
+        let mut entry = self;
+        for segment in path {
+            let Node::Dir(children) = &entry.node else {
+                return None;
+            };
+            entry = children.iter().find(|child| child.name == segment && child.visible(at))?;
+        }
+        entry.visible(at).then_some(entry)
     }
 
     /// The text of the leaf at `path` when it is visible at `at` and valid UTF-8.
     pub(crate) fn text_at(&self, path: &str, at: &str) -> Option<&str> {
-        let segments: Vec<&str> = path.split('/').collect();
-        match &self.find(&segments, at)?.node {
+        match &self.find(path.split('/'), at)?.node {
             Node::Leaf(body, _) => std::str::from_utf8(body).ok(),
             _ => None,
         }
@@ -115,18 +115,26 @@ impl Entry {
 
     /// A directory's listing at `at`: visible children, one per line, no trailing newline.
     /// Signature leaves are listed only when a signing key is loaded (`signer`).
+    /// Written into one string: a listing is served on every crawl of the tree.
     pub(crate) fn listing(children: &[Entry], at: &str, signer: bool) -> String {
-        let lines: Vec<String> = children
-            .iter()
-            .filter(|child| child.visible(at))
-            .filter(|child| signer || !matches!(child.node, Node::Computed(super::credentials::Computed::Signature(_))))
-            .map(|child| match (&child.label, &child.node) {
-                (Some(label), _) => label.clone(),
-                (None, Node::Dir(_)) => format!("{}/", child.name),
-                (None, _) => child.name.clone(),
-            })
-            .collect();
-        lines.join("\n")
+        let mut listing = String::with_capacity(children.iter().map(|child| child.name.len() + 2).sum());
+        let listed = children.iter().filter(|child| child.visible(at)).filter(|child| {
+            signer || !matches!(child.node, Node::Computed(super::credentials::Computed::Signature(_)))
+        });
+        for (index, child) in listed.enumerate() {
+            if index > 0 {
+                listing.push('\n');
+            }
+            match (&child.label, &child.node) {
+                (Some(label), _) => listing.push_str(label),
+                (None, Node::Dir(_)) => {
+                    listing.push_str(&child.name);
+                    listing.push('/');
+                }
+                (None, _) => listing.push_str(&child.name),
+            }
+        }
+        listing
     }
 
     /// Applies the override object (see the `ec2` module doc for the rule). Entries it creates

@@ -131,44 +131,64 @@ pub async fn identify(
     remote: IpAddr,
     headers: &HeaderMap,
 ) -> Caller {
+    match by_address(config, snapshot, remote, headers) {
+        Ok(caller) => caller,
+        Err(address) => by_neighbour(config, neighbours, snapshot, remote, address).await,
+    }
+}
+
+/// What the snapshot alone says of the caller at `remote` (steps 1 and 2): `Err` with the
+/// address to look for in the neighbour table when no instance holds it.
+pub fn by_address(config: &Config, snapshot: &Snapshot, remote: IpAddr, headers: &HeaderMap) -> Result<Caller, IpAddr> {
     let mut address = remote;
     if config.proxies.contains(&remote) {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         if let Some(id) = header(INSTANCE_ID) {
             let Some(signature) = header(INSTANCE_ID_SIGNATURE) else {
                 tracing::warn!(proxy = %remote, instance = id, "proxy request without X-Instance-ID-Signature");
-                return Caller::Refused(nova_error(
+                return Ok(Caller::Refused(nova_error(
                     StatusCode::BAD_REQUEST,
                     "X-Instance-ID-Signature header is missing from request.",
-                ));
+                )));
             };
             let Some(secret) = &config.proxy_secret else {
                 tracing::warn!(proxy = %remote, "X-Instance-ID from a proxy, but no net.proxy_secret_file is configured");
-                return Caller::Refused(nova_error(StatusCode::FORBIDDEN, "Invalid proxy request signature."));
+                return Ok(Caller::Refused(nova_error(StatusCode::FORBIDDEN, "Invalid proxy request signature.")));
             };
             if !secret.verify(id, signature) {
                 tracing::warn!(proxy = %remote, instance = id, "proxy request with a wrong X-Instance-ID-Signature");
-                return Caller::Refused(nova_error(StatusCode::FORBIDDEN, "Invalid proxy request signature."));
+                return Ok(Caller::Refused(nova_error(StatusCode::FORBIDDEN, "Invalid proxy request signature.")));
             }
             let entry = InstanceId::try_from(id).ok().and_then(|id| snapshot.get(&id).cloned());
-            return match entry {
+            return Ok(match entry {
                 Some(entry) => Caller::Instance { entry, address: remote },
                 None => Caller::Refused(nova_error(StatusCode::NOT_FOUND, "Instance not found.")),
-            };
+            });
         }
         if let Some(forwarded) = header(FORWARDED_FOR) {
             match forwarded.rsplit(',').next().map(str::trim).and_then(|last| last.parse::<IpAddr>().ok()) {
                 Some(ip) => address = ip.to_canonical(),
                 None => {
                     tracing::warn!(proxy = %remote, forwarded, "unreadable X-Forwarded-For from a proxy");
-                    return Caller::Unknown(remote);
+                    return Ok(Caller::Unknown(remote));
                 }
             }
         }
     }
-    if let Some(entry) = snapshot.by_ip(address) {
-        return Caller::Instance { entry: Arc::clone(entry), address };
+    match snapshot.by_ip(address) {
+        Some(entry) => Ok(Caller::Instance { entry: Arc::clone(entry), address }),
+        None => Err(address),
     }
+}
+
+/// Step 3: the caller at `remote`, known as `address`, by the MAC the neighbour table holds.
+async fn by_neighbour(
+    config: &Config,
+    neighbours: Option<&imds_net::neigh::Neighbours>,
+    snapshot: &Snapshot,
+    remote: IpAddr,
+    address: IpAddr,
+) -> Caller {
     if let (true, Some(neighbours)) = (config.neighbours && address == remote, neighbours) {
         match neighbours.lookup(address).await {
             Ok(Some(neighbour)) => {

@@ -7,13 +7,16 @@ use http::Method;
 
 use imds_dialects::azure::wireserver;
 
-use super::{admit, into_http, Admitted, Arrival, Note, Plane, Refusals, Request, Response};
+use super::{admit, into_http, Admitted, Arrival, Arrived, Note, Plane, Refusals, Request, Response};
 
 /// Answers one WireServer request for the caller the guest plane identifies.
 pub(super) async fn answer(plane: &Plane, request: Request, arrival: Arrival) -> Response {
     // The WireServer's requests show in the connection metrics only: the note is not counted.
     let mut note = Note::new(request.uri().path(), &plane.settings);
-    let admitted = admit(plane, request, arrival, None, Refusals::Status, &mut note).await;
+    let Some(arrived) = Arrived::new(request, &arrival, None) else {
+        return Arrived::no_peer();
+    };
+    let admitted = admit(plane, arrived, Refusals::Status, &mut note).await;
     let Admitted { request, is_head, entry, .. } = match admitted {
         Ok(admitted) => admitted,
         Err(response) => return response,
