@@ -19,6 +19,14 @@
 //! last revision it applied. A cancellation naming a compaction revision becomes
 //! [`StoreError::Compacted`]; any other failure [`StoreError::Unavailable`]. Dropping the feed
 //! ends the task and the watches.
+//!
+//! On an etcd that may confirm a watch's progress before sending its events (etcd-io/etcd#15220,
+//! before 3.4.24 and 3.5.8; the member's version is asked when the feed opens), a revision that
+//! only a progress notification confirmed may still have events on the way. A late event on the
+//! same watch is caught ([`WatchTask::receive`]); but if the feed ends first (the member went
+//! away, or the queue filled), resuming after its last revision could skip them. Such a feed
+//! ends with [`StoreError::Compacted`] instead, from the first revision in doubt, so the reader
+//! reloads from a snapshot.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -58,8 +66,9 @@ pub(crate) async fn open(
                 )))
             }
         };
-        watches.push(Watch { stream, through: after, heard: false, asked: None });
+        watches.push(Watch { stream, through: after, evented: after, heard: false, asked: None });
     }
+    let early_progress = confirms_early(&client, options).await;
     let (tx, rx) = mpsc::channel(options.queue.max(1));
     let task = WatchTask {
         watches,
@@ -69,6 +78,7 @@ pub(crate) async fn open(
         pending: BTreeMap::new(),
         tx,
         progress_interval: options.progress_interval,
+        early_progress,
     };
     tokio::spawn(task.run());
     let state = (rx, VecDeque::new());
@@ -98,6 +108,28 @@ async fn create(client: &Client, prefix: String, after: Revision) -> Result<Watc
     }
 }
 
+/// Whether the member may confirm a watch's progress before its events (etcd-io/etcd#15220:
+/// fixed in 3.4.24 and 3.5.8). A member whose version cannot be read is taken to.
+async fn confirms_early(client: &Client, options: &EtcdOptions) -> bool {
+    match tokio::time::timeout(options.call_timeout, client.clone().status()).await {
+        Ok(Ok(status)) => early_progress_release(status.version()),
+        _ => true,
+    }
+}
+
+/// Whether etcd `version` ("3.4.23") has etcd-io/etcd#15220.
+fn early_progress_release(version: &str) -> bool {
+    let mut numbers = version.split(['.', '-', '+']).map(|part| part.parse::<u64>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor), Some(patch)) => match (major, minor) {
+            (3, 4) => patch < 24,
+            (3, 5) => patch < 8,
+            _ => major < 3 || (major == 3 && minor < 4),
+        },
+        _ => true,
+    }
+}
+
 /// The error a cancelled watch means.
 fn cancelled(response: &WatchResponse, last: Revision) -> StoreError {
     if response.compact_revision() > 0 {
@@ -112,6 +144,9 @@ struct Watch {
     stream: WatchStream,
     /// Every event of this prefix up to this revision was received.
     through: Revision,
+    /// The newest revision an event of this watch carried (or the feed's start): what it is
+    /// complete through without trusting a progress notification.
+    evented: Revision,
     /// Whether a message arrived since the last quiet tick.
     heard: bool,
     /// When a catch-up progress request was last sent and not yet answered.
@@ -129,6 +164,8 @@ struct WatchTask {
     pending: BTreeMap<Revision, Vec<Change>>,
     tx: mpsc::Sender<Item>,
     progress_interval: Duration,
+    /// Whether the member may confirm progress before events ([`confirms_early`]).
+    early_progress: bool,
 }
 
 /// Why the task stopped.
@@ -162,7 +199,20 @@ async fn next_message(watches: &mut [Watch]) -> (usize, Result<Option<WatchRespo
 
 impl WatchTask {
     async fn run(mut self) {
-        let stop = self.follow().await;
+        let stop = match self.follow().await {
+            Stop::Failed(StoreError::Unavailable(_)) | Stop::Overflow if self.in_doubt().is_some() => {
+                let oldest = self.in_doubt().unwrap_or(self.last);
+                tracing::warn!(
+                    from = %oldest,
+                    through = %self.last,
+                    "the change feed ended while etcd had only confirmed progress, not sent events, for \
+                     these revisions (etcd-io/etcd#15220: upgrade etcd to 3.4.24 or 3.5.8 or later); \
+                     reloading from a snapshot"
+                );
+                Stop::Failed(StoreError::Compacted { after: self.last, oldest })
+            }
+            stop => stop,
+        };
         match stop {
             Stop::Dropped => {}
             Stop::Overflow => tracing::warn!(rev = %self.last, "change feed queue full; the reader resumes"),
@@ -172,6 +222,17 @@ impl WatchTask {
             }
         }
         // Dropping the streams cancels the watches on the server.
+    }
+
+    /// The first delivered revision that a watch's events may still have had changes for: on
+    /// an etcd that confirms progress early, a revision past a watch's last event was vouched
+    /// for only by a progress notification.
+    fn in_doubt(&self) -> Option<Revision> {
+        if !self.early_progress {
+            return None;
+        }
+        let evented = self.watches.iter().map(|watch| watch.evented).min()?;
+        (evented < self.last).then(|| Revision(evented.0 + 1))
     }
 
     async fn follow(&mut self) -> Stop {
@@ -250,9 +311,11 @@ impl WatchTask {
             return Ok(());
         }
         let mut through = watch.through;
+        let mut evented = watch.evented;
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
             let rev = layout::revision(kv.mod_revision());
+            evented = evented.max(rev);
             if rev <= self.last {
                 tracing::warn!(
                     %rev,
@@ -278,6 +341,7 @@ impl WatchTask {
         }
         // etcd never splits a revision across responses: the watch has all of `through`.
         watch.through = through;
+        watch.evented = evented;
         Ok(())
     }
 
@@ -372,4 +436,19 @@ fn finish(rev: Revision, changes: Vec<Change>) -> Option<FeedEvent> {
         })
         .collect();
     (!changes.is_empty()).then_some(FeedEvent::Changes { rev, changes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::early_progress_release;
+
+    #[test]
+    fn releases_before_the_progress_fix_are_known() {
+        for version in ["3.4.23", "3.4.0", "3.5.7", "3.3.27", "2.3.8", "unknown", ""] {
+            assert!(early_progress_release(version), "{version}");
+        }
+        for version in ["3.4.24", "3.4.37", "3.5.8", "3.5.21", "3.6.0", "4.0.0-alpha"] {
+            assert!(!early_progress_release(version), "{version}");
+        }
+    }
 }
