@@ -420,11 +420,11 @@ async fn later(plane: &Plane, step: Step, note: &mut Note) -> Response {
             Err(response) => return response,
         },
         Step::Admitted(admitted) => admitted,
-        Step::Finish(rest) => return finish(plane, *rest, note).await,
+        Step::Finish(rest) => return finish(plane, *rest).await,
     };
     match respond(plane, admitted, note) {
         Ok(response) => response,
-        Err(rest) => finish(plane, *rest, note).await,
+        Err(rest) => finish(plane, *rest).await,
     }
 }
 
@@ -659,13 +659,11 @@ fn respond(plane: &Plane, admitted: Admitted, note: &mut Note) -> Result<Respons
 
 /// Holds a long poll, or applies the write (or starts the events) a rendered answer carries,
 /// then sends it.
-async fn finish(plane: &Plane, rest: Finish, note: &mut Note) -> Response {
+async fn finish(plane: &Plane, rest: Finish) -> Response {
     let Finish { request, is_head, socket, caller, id, work } = rest;
     let mut response = match work {
-        Work::Wait(wait_for) => {
-            note.long_poll = true;
-            wait::hold(plane, caller, &id, &request, wait_for).await
-        }
+        // `respond` noted it as a long poll.
+        Work::Wait(wait_for) => wait::hold(plane, caller, &id, &request, wait_for).await,
         Work::Send(response) => response,
     };
     if let Some(guest_write) = response.write.take() {

@@ -199,9 +199,8 @@ async fn next_message(watches: &mut [Watch]) -> (usize, Result<Option<WatchRespo
 
 impl WatchTask {
     async fn run(mut self) {
-        let stop = match self.follow().await {
-            Stop::Failed(StoreError::Unavailable(_)) | Stop::Overflow if self.in_doubt().is_some() => {
-                let oldest = self.in_doubt().unwrap_or(self.last);
+        let stop = match (self.follow().await, self.in_doubt()) {
+            (Stop::Failed(StoreError::Unavailable(_)) | Stop::Overflow, Some(oldest)) => {
                 tracing::warn!(
                     from = %oldest,
                     through = %self.last,
@@ -211,7 +210,7 @@ impl WatchTask {
                 );
                 Stop::Failed(StoreError::Compacted { after: self.last, oldest })
             }
-            stop => stop,
+            (stop, _) => stop,
         };
         match stop {
             Stop::Dropped => {}
